@@ -1,0 +1,170 @@
+//! `#[derive(Aggregate)]`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, LitInt, Path, Type};
+
+use crate::attr::{self, Ctxt, Once};
+use crate::case::snake_case;
+
+struct AggregateAttrs {
+    id: Option<Type>,
+    events: Vec<Path>,
+    name: Option<String>,
+    snapshot: Option<(u64, u32)>,
+}
+
+fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
+    let mut id = Once::new("id");
+    let mut events = Once::new("events");
+    let mut name = Once::new("name");
+    let mut snapshot = Once::new("snapshot");
+    let expected = ["id", "events", "name", "snapshot"];
+    attr::each_nested(cx, &input.attrs, attr::AGGREGATE, |meta| {
+        if meta.path.is_ident("id") {
+            let ty: Type = meta.value()?.parse()?;
+            id.set(cx, &meta.path, ty);
+        } else if meta.path.is_ident("events") {
+            let list = attr::path_list(meta)?;
+            let mut seen: Vec<&Path> = Vec::new();
+            for path in &list {
+                if seen.contains(&path) {
+                    cx.error(path, "event listed twice in `events(...)`");
+                }
+                seen.push(path);
+            }
+            events.set(cx, &meta.path, list.clone());
+        } else if meta.path.is_ident("name") {
+            let lit = attr::lit_str(meta)?;
+            name.set(cx, &meta.path, attr::check_name(cx, &lit));
+        } else if meta.path.is_ident("snapshot") {
+            let mut every = None;
+            let mut version = 1;
+            meta.parse_nested_meta(|inner| {
+                if inner.path.is_ident("every") {
+                    let lit: LitInt = inner.value()?.parse()?;
+                    let n = lit.base10_parse::<u64>()?;
+                    if n == 0 {
+                        cx.error(&lit, "`every` must be at least 1");
+                    }
+                    every = Some(n);
+                } else if inner.path.is_ident("version") {
+                    version = attr::lit_u32(&inner)?.1;
+                } else {
+                    return Err(attr::unknown(&inner, "snapshot", &["every", "version"]));
+                }
+                Ok(())
+            })?;
+            match every {
+                Some(every) => snapshot.set(cx, &meta.path, (every, version)),
+                None => cx.error(&meta.path, "`snapshot(...)` needs `every = N`"),
+            }
+        } else {
+            return Err(attr::unknown(meta, attr::AGGREGATE, &expected));
+        }
+        Ok(())
+    });
+    let has_attr = input.attrs.iter().any(|a| a.path().is_ident(attr::AGGREGATE));
+    let id = id.get();
+    let events = events.get();
+    if !has_attr {
+        cx.error(
+            &input.ident,
+            "missing `#[aggregate(id = ..., events(...))]`: name the id type and the events this aggregate applies",
+        );
+    } else {
+        if id.is_none() {
+            cx.error(&input.ident, "missing `id = ...` in `#[aggregate(...)]`: name the aggregate's id type");
+        }
+        if events.as_ref().is_none_or(Vec::is_empty) {
+            cx.error(&input.ident, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate applies");
+        }
+    }
+    AggregateAttrs {
+        id,
+        events: events.unwrap_or_default(),
+        name: name.get(),
+        snapshot: snapshot.get(),
+    }
+}
+
+pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::default();
+    let ident = &input.ident;
+    if !matches!(input.data, Data::Struct(_)) {
+        cx.error(ident, "Aggregate can be derived for a struct (the aggregate's state) only");
+    }
+    if !input.generics.params.is_empty() {
+        cx.error(&input.generics, "an aggregate cannot be generic: its stream name must name one type");
+    }
+    let attrs = parse(&cx, input);
+    let name = attrs.name.unwrap_or_else(|| snake_case(&ident.to_string()));
+    let id = attrs.id;
+    let stub_id = id.clone().map_or_else(|| quote!(::eventsourcery::StreamId), |id| quote!(#id));
+    let stub = quote! {
+        impl ::eventsourcery::Aggregate for #ident {
+            type Id = #stub_id;
+            const NAME: &'static str = #name;
+            fn handles(_: &str) -> bool { false }
+            fn apply_stored(&mut self, _: &str, _: ::eventsourcery::__private::serde_json::Value, _: &mut ::eventsourcery::__private::DecodeContext<'_>)
+                -> ::core::result::Result<(), ::eventsourcery::__private::EventError>
+            { ::core::unimplemented!() }
+        }
+    };
+    if let Err(error) = cx.check() {
+        return attr::compile_errors(error, stub);
+    }
+    let events = &attrs.events;
+    let dispatch = events.iter().map(|event| {
+        let apply = quote_spanned! {event.span()=>
+            <Self as ::eventsourcery::Apply<#event>>::apply(self, &event)
+        };
+        quote! {
+            if <#event as ::eventsourcery::DomainEvent>::handles(name) {
+                let event = <#event as ::eventsourcery::DomainEvent>::decode(name, payload, cx)?;
+                #apply;
+                return ::core::result::Result::Ok(());
+            }
+        }
+    });
+    let snapshot = attrs.snapshot.map(|(every, version)| {
+        quote! {
+            const SNAPSHOT_EVERY: ::core::option::Option<u64> = ::core::option::Option::Some(#every);
+            const SNAPSHOT_VERSION: u32 = #version;
+            fn to_snapshot(&self) -> ::core::option::Option<::eventsourcery::__private::serde_json::Value> {
+                ::eventsourcery::__private::serde_json::to_value(self).ok()
+            }
+            fn from_snapshot(state: ::eventsourcery::__private::serde_json::Value) -> ::core::option::Option<Self> {
+                ::eventsourcery::__private::serde_json::from_value(state).ok()
+            }
+        }
+    });
+    quote! {
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = {
+            #[automatically_derived]
+            impl ::eventsourcery::Aggregate for #ident {
+                type Id = #id;
+                const NAME: &'static str = #name;
+                #snapshot
+                fn handles(name: &str) -> bool {
+                    false #(|| <#events as ::eventsourcery::DomainEvent>::handles(name))*
+                }
+                fn apply_stored(
+                    &mut self,
+                    name: &str,
+                    payload: ::eventsourcery::__private::serde_json::Value,
+                    cx: &mut ::eventsourcery::__private::DecodeContext<'_>,
+                ) -> ::core::result::Result<(), ::eventsourcery::__private::EventError> {
+                    #(#dispatch)*
+                    let _ = (payload, cx);
+                    ::core::result::Result::Err(::eventsourcery::__private::EventError::NotHandled {
+                        type_name: ::core::any::type_name::<Self>(),
+                        name: ::std::borrow::ToOwned::to_owned(name),
+                    })
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,223 @@
+//! Attribute parsing shared by the derives: an error collector and the parsed forms of
+//! `#[event(...)]`, `#[aggregate(...)]`, `#[command(...)]` and `#[personal(...)]`.
+
+use std::cell::RefCell;
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::{Attribute, Ident, LitInt, LitStr, Path};
+
+pub(crate) const EVENT: &str = "event";
+pub(crate) const AGGREGATE: &str = "aggregate";
+pub(crate) const COMMAND: &str = "command";
+pub(crate) const PERSONAL: &str = "personal";
+
+/// Collects every error of one expansion, so the user sees them all at once.
+#[derive(Default)]
+pub(crate) struct Ctxt {
+    errors: RefCell<Vec<syn::Error>>,
+}
+
+impl Ctxt {
+    pub(crate) fn error(&self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.errors
+            .borrow_mut()
+            .push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub(crate) fn error_at(&self, span: Span, message: impl std::fmt::Display) {
+        self.errors.borrow_mut().push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn syn_error(&self, error: syn::Error) {
+        self.errors.borrow_mut().push(error);
+    }
+
+    /// The collected errors as one, if any.
+    pub(crate) fn check(self) -> Result<(), syn::Error> {
+        let mut errors = self.errors.into_inner().into_iter();
+        let Some(mut first) = errors.next() else {
+            return Ok(());
+        };
+        for error in errors {
+            first.combine(error);
+        }
+        Err(first)
+    }
+}
+
+/// A value set at most once, remembering where.
+pub(crate) struct Once<T> {
+    name: &'static str,
+    value: Option<T>,
+}
+
+impl<T> Once<T> {
+    pub(crate) fn new(name: &'static str) -> Self {
+        Self { name, value: None }
+    }
+
+    pub(crate) fn set(&mut self, cx: &Ctxt, tokens: impl ToTokens, value: T) {
+        if self.value.is_some() {
+            cx.error(tokens, format!("duplicate `{}` attribute", self.name));
+        } else {
+            self.value = Some(value);
+        }
+    }
+
+    pub(crate) fn get(self) -> Option<T> {
+        self.value
+    }
+}
+
+/// Runs `parse` on every `#[name(...)]` attribute, collecting errors.
+pub(crate) fn each_nested(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    name: &str,
+    mut parse: impl FnMut(&ParseNestedMeta) -> syn::Result<()>,
+) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident(name)) {
+        if let syn::Meta::Path(_) = &attr.meta {
+            continue;
+        }
+        if let Err(error) = attr.parse_nested_meta(|meta| parse(&meta)) {
+            cx.syn_error(error);
+        }
+    }
+}
+
+/// "unknown `event` attribute `nmae`; expected one of `name`, `version`".
+pub(crate) fn unknown(meta: &ParseNestedMeta, attr: &str, expected: &[&str]) -> syn::Error {
+    let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    let list = expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    meta.error(format!(
+        "unknown `{attr}` attribute `{key}`; expected one of {list}"
+    ))
+}
+
+pub(crate) fn lit_str(meta: &ParseNestedMeta) -> syn::Result<LitStr> {
+    let value = meta.value()?;
+    value.parse::<LitStr>()
+}
+
+pub(crate) fn lit_u32(meta: &ParseNestedMeta) -> syn::Result<(LitInt, u32)> {
+    let lit: LitInt = meta.value()?.parse()?;
+    let n = lit.base10_parse::<u32>()?;
+    Ok((lit, n))
+}
+
+/// A stored name: non-empty, ASCII letters, digits, `_`, `.`, `-` and `:`.
+pub(crate) fn check_name(cx: &Ctxt, lit: &LitStr) -> String {
+    let name = lit.value();
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'));
+    if !ok {
+        cx.error(
+            lit,
+            "a stored name must be non-empty and use only ASCII letters, digits, `_`, `.`, `-` and `:`",
+        );
+    }
+    name
+}
+
+/// `#[event(name = "...", version = N, subject = field)]` on an event struct.
+pub(crate) struct EventAttrs {
+    pub(crate) name: Option<String>,
+    pub(crate) version: Option<u32>,
+    pub(crate) subject: Option<Ident>,
+}
+
+pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
+    let mut name = Once::new("name");
+    let mut version = Once::new("version");
+    let mut subject = Once::new("subject");
+    each_nested(cx, attrs, EVENT, |meta| {
+        if meta.path.is_ident("name") {
+            let lit = lit_str(meta)?;
+            name.set(cx, &meta.path, check_name(cx, &lit));
+        } else if meta.path.is_ident("version") {
+            let (lit, n) = lit_u32(meta)?;
+            if n == 0 {
+                cx.error(&lit, "schema versions start at 1");
+            }
+            version.set(cx, &meta.path, n);
+        } else if meta.path.is_ident("subject") {
+            let ident: Ident = meta.value()?.parse()?;
+            subject.set(cx, &meta.path, ident);
+        } else {
+            return Err(unknown(meta, EVENT, &["name", "version", "subject"]));
+        }
+        Ok(())
+    });
+    EventAttrs {
+        name: name.get(),
+        version: version.get(),
+        subject: subject.get(),
+    }
+}
+
+/// `#[personal]` or `#[personal(subject = field)]` on a field.
+pub(crate) struct PersonalAttr {
+    pub(crate) span: Span,
+    pub(crate) subject: Option<Ident>,
+}
+
+pub(crate) fn personal_attr(cx: &Ctxt, attrs: &[Attribute]) -> Option<PersonalAttr> {
+    let mut found = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident(PERSONAL)) {
+        if found.is_some() {
+            cx.error(attr, "duplicate `personal` attribute");
+            continue;
+        }
+        let mut subject = Once::new("subject");
+        if !matches!(attr.meta, syn::Meta::Path(_))
+            && let Err(error) = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("subject") {
+                    let ident: Ident = meta.value()?.parse()?;
+                    subject.set(cx, &meta.path, ident);
+                    Ok(())
+                } else {
+                    Err(unknown(&meta, PERSONAL, &["subject"]))
+                }
+            })
+        {
+            cx.syn_error(error);
+        }
+        found = Some(PersonalAttr {
+            span: syn::spanned::Spanned::span(attr),
+            subject: subject.get(),
+        });
+    }
+    found
+}
+
+/// Rejects an attribute where it has no meaning.
+pub(crate) fn reject(cx: &Ctxt, attrs: &[Attribute], name: &str, message: &str) {
+    for attr in attrs.iter().filter(|a| a.path().is_ident(name)) {
+        cx.error(attr, message);
+    }
+}
+
+/// Parses `events(A, B, ...)`.
+pub(crate) fn path_list(meta: &ParseNestedMeta) -> syn::Result<Vec<Path>> {
+    let mut paths = Vec::new();
+    meta.parse_nested_meta(|inner| {
+        paths.push(inner.path.clone());
+        Ok(())
+    })?;
+    Ok(paths)
+}
+
+/// The tokens of an empty impl body placeholder, for stub impls after errors.
+pub(crate) fn compile_errors(error: syn::Error, stub: TokenStream) -> TokenStream {
+    let errors = error.to_compile_error();
+    quote::quote! { #errors #stub }
+}

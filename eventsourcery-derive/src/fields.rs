@@ -1,0 +1,121 @@
+//! Encoding and decoding of named fields, shared by `DomainEvent` and `Command`: ordinary
+//! fields go into the JSON payload, `#[personal]` fields through the personal data context.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Fields, Ident};
+
+use crate::attr::{self, Ctxt};
+
+/// The generated bodies of `encode` and `decode` for a struct's fields.
+pub(crate) struct Codec {
+    pub(crate) encode: TokenStream,
+    pub(crate) decode: TokenStream,
+}
+
+/// `name` is an expression of type `&str` naming the event or command in errors.
+pub(crate) fn codec(
+    cx: &Ctxt,
+    fields: &Fields,
+    default_subject: Option<&Ident>,
+    name: &TokenStream,
+    attr_name: &str,
+) -> Codec {
+    let named = match fields {
+        Fields::Named(named) => named.named.iter().collect::<Vec<_>>(),
+        Fields::Unit => Vec::new(),
+        Fields::Unnamed(_) => {
+            cx.error(
+                fields,
+                "expected named fields: the payload stores each field under its name",
+            );
+            Vec::new()
+        }
+    };
+    let field_names: Vec<&Ident> = named.iter().filter_map(|f| f.ident.as_ref()).collect();
+    if let Some(subject) = default_subject
+        && !field_names.contains(&subject)
+    {
+        cx.error(subject, format!("no field `{subject}` to be the data subject"));
+    }
+
+    let mut encode = Vec::new();
+    let mut plain = Vec::new();
+    let mut personal = Vec::new();
+    let mut init = Vec::new();
+    for field in &named {
+        let Some(ident) = &field.ident else { continue };
+        attr::reject(
+            cx,
+            &field.attrs,
+            attr_name,
+            &format!("`{attr_name}` attributes go on the type, not on its fields"),
+        );
+        let key = ident.unraw().to_string();
+        let local = format_ident!("__field_{}", ident.unraw());
+        let ty = &field.ty;
+        init.push(quote!(#ident: #local));
+        match attr::personal_attr(cx, &field.attrs) {
+            None => {
+                encode.push(quote_spanned! {ty.span()=>
+                    __map.insert(
+                        ::core::convert::From::from(#key),
+                        ::eventsourcery::__private::encode_field::<#ty>(#name, #key, &self.#ident)?,
+                    );
+                });
+                plain.push(quote_spanned! {ty.span()=>
+                    let #local = ::eventsourcery::__private::decode_field::<#ty>(#name, &mut __map, #key)?;
+                });
+            }
+            Some(personal_attr) => {
+                let subject = match personal_attr.subject.as_ref().or(default_subject) {
+                    Some(subject) => subject,
+                    None => {
+                        cx.error_at(
+                            personal_attr.span,
+                            format!(
+                                "personal field `{key}` needs a data subject: write `#[personal(subject = field)]` naming a `PersonalKey` field, or `#[{attr_name}(subject = field)]` once on the type"
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                if !field_names.contains(&subject) {
+                    cx.error(subject, format!("no field `{subject}` to be the data subject"));
+                    continue;
+                }
+                let subject_local = format_ident!("__field_{}", subject.unraw());
+                encode.push(quote_spanned! {ty.span()=>
+                    __map.insert(
+                        ::core::convert::From::from(#key),
+                        ::eventsourcery::__private::encode_personal::<#ty>(
+                            cx, #name, #key, ::eventsourcery::__private::subject(&self.#subject), &self.#ident,
+                        )?,
+                    );
+                });
+                personal.push(quote_spanned! {ty.span()=>
+                    let #local = ::eventsourcery::__private::decode_personal::<#ty>(
+                        cx, #name, #key, ::eventsourcery::__private::subject(&#subject_local), &mut __map,
+                    )?;
+                });
+            }
+        }
+    }
+
+    Codec {
+        encode: quote! {
+            let mut __map = ::eventsourcery::__private::serde_json::Map::new();
+            #(#encode)*
+            ::core::result::Result::Ok(::eventsourcery::__private::serde_json::Value::Object(__map))
+        },
+        decode: quote! {
+            #[allow(unused_mut)]
+            let mut __map = ::eventsourcery::__private::object(#name, payload)?;
+            #(#plain)*
+            #(#personal)*
+            ::core::result::Result::Ok(Self { #(#init),* })
+        },
+    }
+}

@@ -1,0 +1,66 @@
+//! Derive and attribute macros for [eventsourcery](https://docs.rs/eventsourcery).
+//!
+//! Depend on `eventsourcery`, which re-exports these; this crate is an implementation detail
+//! and its generated code reaches the runtime only through `::eventsourcery::__private`.
+
+mod aggregate;
+mod attr;
+mod case;
+mod command;
+mod event;
+mod fields;
+mod handler;
+mod personal;
+mod value;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, ItemFn, parse_macro_input};
+
+/// Derives `eventsourcery::SerializableValue`.
+#[proc_macro_derive(SerializableValue, attributes(value))]
+pub fn derive_serializable_value(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    value::expand(&input).into()
+}
+
+/// Derives `eventsourcery::DomainEvent`.
+#[proc_macro_derive(DomainEvent, attributes(event, personal))]
+pub fn derive_domain_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    event::expand(&input).into()
+}
+
+/// Derives `eventsourcery::Aggregate`.
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    aggregate::expand(&input).into()
+}
+
+/// Derives `eventsourcery::Command`.
+#[proc_macro_derive(Command, attributes(command, personal))]
+pub fn derive_command(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    command::expand(&input).into()
+}
+
+/// Derives `eventsourcery::personal::PersonalData`.
+#[proc_macro_derive(PersonalData, attributes(personal_data))]
+pub fn derive_personal_data(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    personal::expand(&input).into()
+}
+
+/// Registers a command handler.
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item_tokens = proc_macro2::TokenStream::from(item.clone());
+    match syn::parse::<ItemFn>(item) {
+        Ok(function) => handler::expand(args.into(), &function).into(),
+        // Not a function: give the user's tokens back with the error, so editors keep working.
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote::quote!(#item_tokens #error).into()
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The command bus: finds a command's handler, resolves its parameters, commits its events and
+//! log entry atomically, and retries it against fresh state after a concurrency conflict.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::aggregate::Aggregate;
+use crate::command::{
+    Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration,
+};
+use crate::event::{EventRegistry, Metadata, RegistryError};
+use crate::personal::EncodeContext;
+use crate::repository::Repository;
+use crate::service::{HandlerContext, ResolveError, Services};
+use crate::store::{
+    CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend,
+};
+
+/// How many times a command is attempted before a conflict is reported, by default.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// What the bus shares with repositories and handler parameters.
+pub(crate) struct Engine {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) services: Services,
+    handlers: HashMap<TypeId, &'static HandlerRegistration>,
+    max_attempts: u32,
+}
+
+impl Engine {
+    pub(crate) fn bare(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            services: Services::default(),
+            handlers: HashMap::new(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// What one attempt of a command has staged so far.
+pub(crate) struct UnitOfWork {
+    pub(crate) command_id: Uuid,
+    pub(crate) correlation_id: Uuid,
+    pub(crate) causation_id: Uuid,
+    staged: Mutex<Staged>,
+}
+
+#[derive(Default)]
+struct Staged {
+    streams: Vec<StreamAppend>,
+    encode: EncodeContext,
+}
+
+impl UnitOfWork {
+    fn lock(&self) -> MutexGuard<'_, Staged> {
+        self.staged.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stages events of one stream; a second save of the same stream continues the first.
+    pub(crate) fn stage(&self, append: StreamAppend, cx: EncodeContext) -> Result<(), StoreError> {
+        let mut staged = self.lock();
+        staged.encode.merge(cx);
+        if let Some(existing) = staged
+            .streams
+            .iter_mut()
+            .find(|s| s.stream_id == append.stream_id)
+        {
+            let next = existing.expected_version + existing.events.len() as u64;
+            if next != append.expected_version {
+                return Err(StoreError::Conflict {
+                    stream: append.stream_id,
+                    expected: append.expected_version,
+                    actual: next,
+                });
+            }
+            existing.events.extend(append.events);
+        } else {
+            staged.streams.push(append);
+        }
+        Ok(())
+    }
+
+    fn take(&self) -> Staged {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+/// Options for one command execution.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct ExecuteOptions {
+    /// Continue this correlation (by default the command starts its own).
+    pub correlation_id: Option<Uuid>,
+    /// What caused the command (by default the command itself).
+    pub causation_id: Option<Uuid>,
+}
+
+impl ExecuteOptions {
+    /// Options for a command caused by an event or command `causation_id` within
+    /// `correlation_id`.
+    pub fn caused_by(correlation_id: Uuid, causation_id: Uuid) -> Self {
+        Self {
+            correlation_id: Some(correlation_id),
+            causation_id: Some(causation_id),
+        }
+    }
+}
+
+/// Builds a [`CommandBus`].
+pub struct CommandBusBuilder {
+    store: Arc<dyn EventStore>,
+    services: Services,
+    max_attempts: u32,
+}
+
+impl fmt::Debug for CommandBusBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandBusBuilder")
+            .field("services", &self.services)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CommandBusBuilder {
+    /// Registers a service that handlers take as `Dep<T>`.
+    pub fn service<T: Send + Sync + 'static>(mut self, service: T) -> Self {
+        self.services.insert(service);
+        self
+    }
+
+    /// How many times a command is attempted before a conflict is reported (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Builds the bus, collecting every `#[eventsourcery::handler]` of the program.
+    ///
+    /// Fails if two event types claim one name or two handlers handle one command.
+    pub fn build(self) -> Result<CommandBus, RegistryError> {
+        EventRegistry::global().check()?;
+        let mut handlers: HashMap<TypeId, &'static HandlerRegistration> = HashMap::new();
+        for registration in inventory::iter::<HandlerRegistration> {
+            if let Some(first) = handlers.insert((registration.command)(), registration) {
+                return Err(RegistryError::DuplicateHandler {
+                    command: registration.command_name,
+                    first: first.handler,
+                    second: registration.handler,
+                });
+            }
+        }
+        Ok(CommandBus {
+            engine: Arc::new(Engine {
+                store: self.store,
+                services: self.services,
+                handlers,
+                max_attempts: self.max_attempts,
+            }),
+        })
+    }
+}
+
+/// Executes commands: one handler per command type, atomic commits, bounded retries.
+///
+/// Cheap to clone; clones share the store and services.
+#[derive(Clone)]
+pub struct CommandBus {
+    engine: Arc<Engine>,
+}
+
+impl fmt::Debug for CommandBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandBus")
+            .field("handlers", &self.engine.handlers.len())
+            .field("services", &self.engine.services)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CommandBus {
+    /// Starts building a bus over `store`.
+    pub fn builder(store: impl EventStore) -> CommandBusBuilder {
+        Self::builder_shared(Arc::new(store))
+    }
+
+    /// Starts building a bus over a store shared with other parts of the program.
+    pub fn builder_shared(store: Arc<dyn EventStore>) -> CommandBusBuilder {
+        CommandBusBuilder {
+            store,
+            services: Services::default(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.engine.store
+    }
+
+    /// A repository outside any command, for reading aggregates.
+    pub fn repository<A: Aggregate>(&self) -> Repository<A> {
+        Repository::standalone(Arc::clone(&self.engine))
+    }
+
+    /// Checks that every registered handler's parameters can be resolved: call it at start-up
+    /// to fail fast instead of at the first command. Returns every problem found.
+    pub fn check(&self) -> Result<(), Vec<CommandError>> {
+        let mut problems = Vec::new();
+        for registration in self.engine.handlers.values() {
+            for parameter in (registration.parameters)() {
+                if let Some((id, service)) = parameter.service
+                    && !self.engine.services.contains(id)
+                {
+                    problems.push(CommandError::Unresolved {
+                        command: registration.command_name,
+                        handler: registration.handler,
+                        source: ResolveError::MissingService {
+                            parameter: parameter.type_name,
+                            service,
+                        },
+                    });
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Executes `command` with a fresh correlation.
+    pub async fn execute<C: Command>(&self, command: C) -> Result<CommandReceipt, CommandError> {
+        self.execute_with(command, ExecuteOptions::default()).await
+    }
+
+    /// Executes `command` with the given correlation and causation.
+    pub async fn execute_with<C: Command>(
+        &self,
+        command: C,
+        options: ExecuteOptions,
+    ) -> Result<CommandReceipt, CommandError> {
+        let command_id = Uuid::now_v7();
+        let correlation_id = options.correlation_id.unwrap_or(command_id);
+        let causation_id = options.causation_id.unwrap_or(command_id);
+        let span = tracing::info_span!(
+            "command",
+            command = C::NAME,
+            %command_id,
+            %correlation_id,
+        );
+        self.run(command, command_id, correlation_id, causation_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn run<C: Command>(
+        &self,
+        command: C,
+        command_id: Uuid,
+        correlation_id: Uuid,
+        causation_id: Uuid,
+    ) -> Result<CommandReceipt, CommandError> {
+        let engine = &self.engine;
+        let registration = *engine
+            .handlers
+            .get(&TypeId::of::<C>())
+            .ok_or(CommandError::NoHandler { command: C::NAME })?;
+        let store_error = |source| CommandError::Store {
+            command: C::NAME,
+            source,
+        };
+        let mut log_cx = EncodeContext::new();
+        let payload = command.encode(&mut log_cx).map_err(|e| store_error(e.into()))?;
+        let record = |outcome| CommandRecord {
+            command_id,
+            name: C::NAME.to_owned(),
+            payload: payload.clone(),
+            metadata: Metadata {
+                causation_id: Some(causation_id),
+                correlation_id: Some(correlation_id),
+                command_id: Some(command_id),
+            },
+            outcome,
+            recorded_at: SystemTime::now(),
+        };
+
+        for attempt in 1..=engine.max_attempts {
+            let uow = Arc::new(UnitOfWork {
+                command_id,
+                correlation_id,
+                causation_id,
+                staged: Mutex::new(Staged::default()),
+            });
+            let cx = HandlerContext {
+                engine: Arc::clone(engine),
+                uow: Arc::clone(&uow),
+            };
+            let result = (registration.call)(cx, Box::new(command.clone())).await;
+            let staged = uow.take();
+            match result {
+                Err(HandlerFailure::Resolve(source)) => {
+                    return Err(CommandError::Unresolved {
+                        command: C::NAME,
+                        handler: registration.handler,
+                        source,
+                    });
+                }
+                Err(HandlerFailure::Failed(source)) => {
+                    if is_conflict(&*source) && attempt < engine.max_attempts {
+                        backoff(attempt).await;
+                        continue;
+                    }
+                    let outcome = CommandOutcome::Failed {
+                        error: source.to_string(),
+                    };
+                    self.log_only(record(outcome)).await;
+                    return Err(CommandError::Rejected {
+                        command: C::NAME,
+                        source,
+                    });
+                }
+                Ok(()) => {
+                    let count = staged.streams.iter().map(|s| s.events.len() as u64).sum();
+                    let commit = Commit {
+                        streams: staged.streams,
+                        command: Some(record(CommandOutcome::Succeeded { events: count })),
+                    };
+                    match engine.store.append(commit).await {
+                        Ok(events) => {
+                            tracing::debug!(attempt, events = events.len(), "command committed");
+                            return Ok(CommandReceipt {
+                                command_id,
+                                correlation_id,
+                                events,
+                                attempts: attempt,
+                            });
+                        }
+                        Err(error) if error.is_conflict() => {
+                            tracing::debug!(attempt, %error, "retrying after conflict");
+                            if attempt < engine.max_attempts {
+                                backoff(attempt).await;
+                            }
+                        }
+                        Err(error) => return Err(store_error(error)),
+                    }
+                }
+            }
+        }
+        let attempts = engine.max_attempts;
+        self.log_only(record(CommandOutcome::Conflicted { attempts }))
+            .await;
+        Err(CommandError::Conflict {
+            command: C::NAME,
+            attempts,
+        })
+    }
+
+    /// Logs a command that appended nothing. A failure to log is traced, not returned: the
+    /// caller gets the command's own error.
+    async fn log_only(&self, record: CommandRecord) {
+        let commit = Commit {
+            streams: Vec::new(),
+            command: Some(record),
+        };
+        if let Err(error) = self.engine.store.append(commit).await {
+            tracing::warn!(%error, "could not log a failed command");
+        }
+    }
+}
+
+/// Whether a handler's error is (or wraps) a concurrency conflict.
+fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let conflict = error
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_conflict)
+            || matches!(
+                error.downcast_ref::<crate::command::Error>(),
+                Some(crate::command::Error::Store(e)) if e.is_conflict()
+            );
+        if conflict {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// Waits a little before a retry: exponential with full jitter, capped at 50 ms.
+async fn backoff(attempt: u32) {
+    let cap_us = (500u64 << attempt.min(7)).min(50_000);
+    let jitter = u64::from(Uuid::new_v4().as_u128() as u16) * cap_us / u64::from(u16::MAX);
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}

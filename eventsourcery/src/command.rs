@@ -1,0 +1,202 @@
+//! Commands, their handlers, and the errors of executing them.
+
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event::{EventError, RegistryError};
+use crate::personal::EncodeContext;
+use crate::service::{HandlerContext, Parameter, ResolveError};
+use crate::store::{RecordedEvent, StoreError};
+
+/// A boxed error from a command handler.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A request to change the system, derived with `#[derive(Command)]` and handled by one
+/// `#[eventsourcery::handler]` function.
+///
+/// Commands are cloned when the bus retries one after a concurrency conflict.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command",
+    label = "not a command",
+    note = "add `#[derive(Command, Clone)]` to `{Self}`; a handler's first parameter is its command"
+)]
+pub trait Command: Clone + Send + Sync + 'static {
+    /// The command's name in the command log (`#[command(name = "...")]`, by default the type
+    /// name in snake case).
+    const NAME: &'static str;
+
+    /// Encodes the command for the log, routing personal fields into `cx`.
+    fn encode(&self, cx: &mut EncodeContext) -> Result<Value, EventError>;
+}
+
+/// A command handler, submitted by `#[eventsourcery::handler]`.
+#[derive(Debug)]
+pub struct HandlerRegistration {
+    /// The command's type.
+    pub command: fn() -> TypeId,
+    /// The command's name.
+    pub command_name: &'static str,
+    /// The handler function's path, for messages.
+    pub handler: &'static str,
+    /// Calls the handler.
+    pub call: HandlerFn,
+    /// What its parameters need from the service container.
+    pub parameters: fn() -> Vec<Parameter>,
+}
+
+inventory::collect!(HandlerRegistration);
+
+/// The type-erased entry point of a handler.
+pub type HandlerFn =
+    fn(HandlerContext, Box<dyn Any + Send>) -> BoxFuture<'static, Result<(), HandlerFailure>>;
+
+/// Why a handler call did not succeed.
+#[derive(Debug)]
+#[doc(hidden)]
+pub enum HandlerFailure {
+    /// A parameter could not be resolved.
+    Resolve(ResolveError),
+    /// The handler returned an error.
+    Failed(BoxError),
+}
+
+/// What a command's execution produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CommandReceipt {
+    /// The command's id, the causation id of its events.
+    pub command_id: Uuid,
+    /// The correlation id shared with what caused the command.
+    pub correlation_id: Uuid,
+    /// The events appended, in order.
+    pub events: Vec<RecordedEvent>,
+    /// How many attempts it took (more than 1 after concurrency conflicts).
+    pub attempts: u32,
+}
+
+/// A command could not be executed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No handler is registered for the command.
+    #[error("no handler is registered for command `{command}`; add `#[eventsourcery::handler]` to an `async fn` taking it as its first parameter")]
+    NoHandler {
+        /// The command name.
+        command: &'static str,
+    },
+    /// A handler parameter could not be resolved from the service container.
+    #[error("handler `{handler}` for command `{command}`: {source}")]
+    Unresolved {
+        /// The command name.
+        command: &'static str,
+        /// The handler.
+        handler: &'static str,
+        /// What is missing.
+        #[source]
+        source: ResolveError,
+    },
+    /// The handler rejected the command; nothing was appended.
+    #[error("command `{command}` was rejected: {source}")]
+    Rejected {
+        /// The command name.
+        command: &'static str,
+        /// The handler's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Every attempt lost an optimistic-concurrency race.
+    #[error("command `{command}` conflicted with concurrent writers {attempts} times in a row")]
+    Conflict {
+        /// The command name.
+        command: &'static str,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The store failed while committing.
+    #[error("command `{command}`: {source}")]
+    Store {
+        /// The command name.
+        command: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The program's registrations are inconsistent.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl CommandError {
+    /// The handler's error, if the command was rejected with an error of type `E`.
+    pub fn rejection<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::Rejected { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    /// Whether the command gave up after concurrency conflicts.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// A general error for command handlers: the store's errors plus the domain's own.
+///
+/// Handlers may return any error type; this one is there for convenience, with `?` working on
+/// repository calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A store operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The domain rejected the command, with a message.
+    #[error("{0}")]
+    Rejected(String),
+    /// The domain rejected the command with its own error.
+    #[error(transparent)]
+    Domain(BoxError),
+}
+
+impl Error {
+    /// A rejection with a message for the caller.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self::Rejected(message.into())
+    }
+
+    /// Wraps a domain error.
+    pub fn domain(error: impl Into<BoxError>) -> Self {
+        Self::Domain(error.into())
+    }
+}
+
+/// What a handler may return: `()` or `Result<(), E>` for any error type `E`.
+#[diagnostic::on_unimplemented(
+    message = "a command handler must return `Result<(), E>` (or `()`), not `{Self}`",
+    label = "unsupported return type",
+    note = "return `Result<(), eventsourcery::Error>` or `Result<(), YourError>` where `YourError: std::error::Error + Send + Sync`"
+)]
+pub trait HandlerOutput {
+    /// Converts into the bus's result.
+    fn into_result(self) -> Result<(), BoxError>;
+}
+
+impl HandlerOutput for () {
+    fn into_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> HandlerOutput for Result<(), E> {
+    fn into_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}

@@ -1,0 +1,390 @@
+//! Domain events: names, schema versions, payload encoding, the event registry and upcasters.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::personal::{DecodeContext, EncodeContext};
+
+/// A domain event, derived with `#[derive(DomainEvent)]` on a struct (one event type) or on an
+/// enum whose variants each wrap one event struct.
+///
+/// Each event struct has a stable name and a schema version, set with
+/// `#[event(name = "...", version = N)]` (by default the type name in snake case, and 1).
+/// The payload is JSON; personal fields never reach it (they go through the [`EncodeContext`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a domain event",
+    label = "not a domain event",
+    note = "add `#[derive(DomainEvent)]` to `{Self}`"
+)]
+pub trait DomainEvent: Sized + Send + Sync + 'static {
+    /// The stored name of this event.
+    fn event_name(&self) -> &'static str;
+
+    /// The schema version this code writes for this event.
+    fn event_version(&self) -> u32;
+
+    /// Whether a stored event named `name` decodes into this type.
+    fn handles(name: &str) -> bool;
+
+    /// The names this type decodes, for subscriptions.
+    fn event_names() -> Vec<&'static str>;
+
+    /// Encodes the payload, routing personal fields into `cx`.
+    fn encode(&self, cx: &mut EncodeContext) -> Result<Value, EventError>;
+
+    /// Decodes a payload already upcast to the current schema version.
+    fn decode(name: &str, payload: Value, cx: &mut DecodeContext<'_>) -> Result<Self, EventError>;
+}
+
+/// An event that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// No event type in this program is registered under the stored name.
+    #[error("unknown event `{name}`: no type in this program derives DomainEvent with that name")]
+    UnknownEvent {
+        /// The stored event name.
+        name: String,
+    },
+    /// The event is known, but the type asked to decode it does not handle it.
+    #[error("`{type_name}` does not handle event `{name}`")]
+    NotHandled {
+        /// The type that was asked to decode.
+        type_name: &'static str,
+        /// The stored event name.
+        name: String,
+    },
+    /// The payload does not match the event's shape.
+    #[error("malformed payload for event `{name}`, field `{field}`: {source}")]
+    Malformed {
+        /// The event name.
+        name: String,
+        /// The field at fault, or `*` for the payload as a whole.
+        field: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stored schema version is newer than this program knows.
+    #[error("event `{name}` is stored at schema version {stored}, newer than version {supported} in this program")]
+    NewerVersion {
+        /// The event name.
+        name: String,
+        /// The stored version.
+        stored: u32,
+        /// The version this code writes.
+        supported: u32,
+    },
+    /// An old schema version has no upcaster to the next one.
+    #[error("event `{name}` is stored at schema version {stored}, and no upcaster from version {stored} is registered")]
+    MissingUpcaster {
+        /// The event name.
+        name: String,
+        /// The stored version.
+        stored: u32,
+    },
+    /// An upcaster rejected an old payload.
+    #[error("upcasting event `{name}` from version {from}: {reason}")]
+    Upcast {
+        /// The event name.
+        name: String,
+        /// The version the upcaster reads.
+        from: u32,
+        /// What the upcaster said.
+        reason: String,
+    },
+    /// A personal field could not be stored or read.
+    #[error("personal field `{field}` of event `{name}`: {source}")]
+    Personal {
+        /// The event or command name.
+        name: String,
+        /// The field.
+        field: String,
+        /// What went wrong.
+        #[source]
+        source: crate::personal::PersonalError,
+    },
+}
+
+/// Metadata stored beside every event.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// The command (or event) that caused this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// The id shared by everything that flows from one original request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The command that recorded this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<Uuid>,
+}
+
+impl Metadata {
+    /// Metadata for events recorded by command `command_id` within `correlation_id`.
+    pub fn for_command(command_id: Uuid, correlation_id: Uuid, causation_id: Uuid) -> Self {
+        Self {
+            causation_id: Some(causation_id),
+            correlation_id: Some(correlation_id),
+            command_id: Some(command_id),
+        }
+    }
+}
+
+/// An event type known to this program, submitted by `#[derive(DomainEvent)]`.
+#[derive(Debug)]
+pub struct EventRegistration {
+    /// The stored name.
+    pub name: &'static str,
+    /// The schema version the code writes.
+    pub version: u32,
+    /// The Rust type, for messages.
+    pub type_name: &'static str,
+}
+
+inventory::collect!(EventRegistration);
+
+/// Turns a payload stored at schema version `from` into version `from + 1`.
+///
+/// Register one with [`upcaster!`](crate::upcaster).
+#[derive(Debug)]
+pub struct Upcaster {
+    /// The event name.
+    pub event: &'static str,
+    /// The version this upcaster reads; it writes `from + 1`.
+    pub from: u32,
+    /// The conversion.
+    pub upcast: fn(Value) -> Result<Value, String>,
+}
+
+inventory::collect!(Upcaster);
+
+/// Registers an [`Upcaster`]: `upcaster!("voucher_issued", 1 => |payload| Ok(payload))`.
+///
+/// ```
+/// eventsourcery::upcaster!("doc_example_renamed", 1 => |mut payload| {
+///     if let Some(object) = payload.as_object_mut() {
+///         let old = object.remove("name").unwrap_or_default();
+///         object.insert("title".into(), old);
+///     }
+///     Ok(payload)
+/// });
+/// ```
+#[macro_export]
+macro_rules! upcaster {
+    ($event:literal, $from:literal => $f:expr) => {
+        $crate::__private::inventory::submit! {
+            $crate::Upcaster { event: $event, from: $from, upcast: $f }
+        }
+    };
+}
+
+/// Two event types registered under the same name, or other registry trouble.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two types claim one event name.
+    #[error("event name `{name}` is claimed by both `{first}` and `{second}`; give one of them `#[event(name = \"...\")]`")]
+    DuplicateEventName {
+        /// The name.
+        name: &'static str,
+        /// One type.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+    /// Two upcasters for one event and version.
+    #[error("two upcasters are registered for event `{name}` from version {from}")]
+    DuplicateUpcaster {
+        /// The event name.
+        name: &'static str,
+        /// The version.
+        from: u32,
+    },
+    /// Two handlers for one command.
+    #[error("command `{command}` has two handlers: `{first}` and `{second}`")]
+    DuplicateHandler {
+        /// The command name.
+        command: &'static str,
+        /// One handler.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+}
+
+/// All event types and upcasters in this program.
+#[derive(Debug)]
+pub struct EventRegistry {
+    events: HashMap<&'static str, &'static EventRegistration>,
+    upcasters: HashMap<(&'static str, u32), &'static Upcaster>,
+    problems: Vec<RegistryError>,
+}
+
+impl EventRegistry {
+    /// The registry of this program, built on first use.
+    pub fn global() -> &'static EventRegistry {
+        static REGISTRY: OnceLock<EventRegistry> = OnceLock::new();
+        REGISTRY.get_or_init(Self::collect)
+    }
+
+    fn collect() -> Self {
+        let mut events: HashMap<&'static str, &'static EventRegistration> = HashMap::new();
+        let mut upcasters = HashMap::new();
+        let mut problems = Vec::new();
+        for registration in inventory::iter::<EventRegistration> {
+            if let Some(first) = events.insert(registration.name, registration) {
+                let (first, second) = ordered(first.type_name, registration.type_name);
+                problems.push(RegistryError::DuplicateEventName {
+                    name: registration.name,
+                    first,
+                    second,
+                });
+            }
+        }
+        for upcaster in inventory::iter::<Upcaster> {
+            if upcasters
+                .insert((upcaster.event, upcaster.from), upcaster)
+                .is_some()
+            {
+                problems.push(RegistryError::DuplicateUpcaster {
+                    name: upcaster.event,
+                    from: upcaster.from,
+                });
+            }
+        }
+        Self {
+            events,
+            upcasters,
+            problems,
+        }
+    }
+
+    /// Checks that no two types claim one name. Called when a command bus is built.
+    pub fn check(&self) -> Result<(), RegistryError> {
+        self.problems.first().cloned().map_or(Ok(()), Err)
+    }
+
+    /// The registration for a stored event name.
+    pub fn get(&self, name: &str) -> Option<&'static EventRegistration> {
+        self.events.get(name).copied()
+    }
+
+    /// Brings a payload stored at `version` up to the version this program writes.
+    pub fn upcast(&self, name: &str, version: u32, mut payload: Value) -> Result<Value, EventError> {
+        let registration = self.get(name).ok_or_else(|| EventError::UnknownEvent {
+            name: name.to_owned(),
+        })?;
+        if version > registration.version {
+            return Err(EventError::NewerVersion {
+                name: name.to_owned(),
+                stored: version,
+                supported: registration.version,
+            });
+        }
+        for from in version..registration.version {
+            let upcaster = self.upcasters.get(&(registration.name, from)).ok_or_else(|| {
+                EventError::MissingUpcaster {
+                    name: name.to_owned(),
+                    stored: version,
+                }
+            })?;
+            payload = (upcaster.upcast)(payload).map_err(|reason| EventError::Upcast {
+                name: name.to_owned(),
+                from,
+                reason,
+            })?;
+        }
+        Ok(payload)
+    }
+}
+
+fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+/// Upcasts and decodes a stored event into `E`.
+pub fn decode_stored<E: DomainEvent>(
+    name: &str,
+    version: u32,
+    payload: Value,
+    cx: &mut DecodeContext<'_>,
+) -> Result<E, EventError> {
+    if !E::handles(name) {
+        return Err(EventError::NotHandled {
+            type_name: std::any::type_name::<E>(),
+            name: name.to_owned(),
+        });
+    }
+    let payload = EventRegistry::global().upcast(name, version, payload)?;
+    E::decode(name, payload, cx)
+}
+
+/// Helpers for generated code.
+#[doc(hidden)]
+pub mod codec {
+    use super::*;
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    pub fn object(name: &str, payload: Value) -> Result<Map<String, Value>, EventError> {
+        match payload {
+            Value::Object(map) => Ok(map),
+            other => Err(EventError::Malformed {
+                name: name.to_owned(),
+                field: "*".to_owned(),
+                source: <serde_json::Error as serde::de::Error>::invalid_type(
+                    unexpected(&other),
+                    &"a JSON object",
+                ),
+            }),
+        }
+    }
+
+    pub fn encode_field<T: EventField>(name: &str, field: &str, value: &T) -> Result<Value, EventError> {
+        serde_json::to_value(value).map_err(|source| EventError::Malformed {
+            name: name.to_owned(),
+            field: field.to_owned(),
+            source,
+        })
+    }
+
+    pub fn decode_field<T: EventField>(
+        name: &str,
+        map: &mut Map<String, Value>,
+        field: &str,
+    ) -> Result<T, EventError> {
+        let value = map.remove(field).unwrap_or(Value::Null);
+        serde_json::from_value(value).map_err(|source| EventError::Malformed {
+            name: name.to_owned(),
+            field: field.to_owned(),
+            source,
+        })
+    }
+
+    fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
+        use serde::de::Unexpected;
+        match value {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Number(_) => Unexpected::Other("a number"),
+            Value::String(s) => Unexpected::Str(s),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
+        }
+    }
+
+    /// A type that can be an ordinary (not personal) field of an event or command.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be stored in an event or command payload",
+        label = "this field has no serializable form",
+        note = "derive `SerializableValue` (or serde's `Serialize` and `Deserialize`) for `{Self}`; if it is personal data, mark the field `#[personal(subject = ...)]` and give it the type `Personal<{Self}>`"
+    )]
+    pub trait EventField: Serialize + DeserializeOwned {}
+
+    impl<T: Serialize + DeserializeOwned> EventField for T {}
+}

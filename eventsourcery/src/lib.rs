@@ -1,0 +1,47 @@
+#![doc = include_str!("docs/crate.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod aggregate;
+mod bus;
+pub mod command;
+pub mod event;
+pub mod personal;
+mod repository;
+pub mod service;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod value;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use aggregate::{Aggregate, AggregateRoot, Apply};
+pub use bus::{CommandBus, CommandBusBuilder, DEFAULT_MAX_ATTEMPTS, ExecuteOptions};
+pub use command::{BoxError, Command, CommandError, CommandReceipt, Error};
+pub use event::{DomainEvent, EventError, EventRegistry, Metadata, Upcaster};
+pub use repository::Repository;
+pub use service::{CommandMeta, Dep, FromServices, Services, Store};
+pub use store::{EventStore, MemoryStore, RecordedEvent, StoreError};
+pub use value::{Id, SerializableValue, StreamId, ValueError};
+
+/// Derives [`SerializableValue`]: a string form, serde through it, and value equality.
+///
+/// On a newtype (`struct VoucherId(Uuid)`) the string form is the inner value's; on a struct
+/// with named fields it is compact JSON; on an enum of unit variants it is the variant name.
+/// It also derives `PartialEq`, `Eq` and `Hash`: do not derive those yourself.
+pub use eventsourcery_derive::SerializableValue;
+
+/// Derives [`DomainEvent`]. See the [crate docs](crate) for the attributes.
+pub use eventsourcery_derive::DomainEvent;
+
+/// Derives [`Aggregate`] from `#[aggregate(id = T, events(E1, E2, ...))]`.
+pub use eventsourcery_derive::Aggregate;
+
+/// Derives [`Command`], with `#[command(name = "...")]` to set its log name.
+pub use eventsourcery_derive::Command;
+
+/// Registers an `async fn` as the handler of the command it takes first; every other
+/// parameter is resolved by the command bus (see [`FromServices`]).
+pub use eventsourcery_derive::handler;

@@ -1,0 +1,91 @@
+//! Support for generated code. Not public API: anything here may change in any release.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+pub use inventory;
+pub use serde;
+pub use serde_json;
+
+pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
+pub use crate::event::codec::{EventField, decode_field, encode_field, object};
+pub use crate::event::{EventError, EventRegistration};
+pub use crate::personal::{DecodeContext, EncodeContext};
+pub use crate::service::{FromServices, HandlerContext, Parameter};
+pub use crate::value::{Newtype, ValueError};
+pub use core::any::TypeId;
+
+/// A future returned by a generated handler entry point.
+pub type HandlerFuture = crate::command::BoxFuture<'static, Result<(), HandlerFailure>>;
+
+/// The command a handler entry point was given.
+pub fn downcast_command<C: crate::Command>(command: Box<dyn Any + Send>) -> Result<C, HandlerFailure> {
+    command.downcast::<C>().map(|c| *c).map_err(|_| {
+        HandlerFailure::Resolve(crate::service::ResolveError::WrongCommand {
+            expected: std::any::type_name::<C>(),
+        })
+    })
+}
+
+/// Resolves one handler parameter.
+pub fn resolve<T: FromServices>(cx: &HandlerContext) -> Result<T, HandlerFailure> {
+    T::from_services(cx).map_err(HandlerFailure::Resolve)
+}
+
+/// The parameter description of `T`.
+pub fn parameter<T: FromServices>() -> Parameter {
+    T::parameter()
+}
+
+/// Converts a handler's return value.
+pub fn handler_output<O: HandlerOutput>(output: O) -> Result<(), HandlerFailure> {
+    output.into_result().map_err(HandlerFailure::Failed)
+}
+
+/// Asserts at compile time that `T` is a command.
+pub const fn assert_command<T: crate::Command>() {}
+
+/// Asserts at compile time that `T` is a serializable value (for ids).
+pub const fn assert_value<T: crate::SerializableValue>() {}
+
+/// Asserts that an aggregate applies an event.
+pub const fn assert_apply<A: crate::Apply<E>, E: crate::DomainEvent>() {}
+
+/// Parses the string form of a value inside `Deserialize`.
+pub fn deserialize_from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    struct Visitor<T>(PhantomData<fn() -> T>);
+
+    impl<T> serde::de::Visitor<'_> for Visitor<T>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            v.parse().map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_str(Visitor(PhantomData))
+}
+
+/// Parses an inner value from a string, naming the outer type in the error.
+pub fn parse_inner<T>(type_name: &'static str, s: &str) -> Result<T, ValueError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    s.parse().map_err(|e| ValueError::new(type_name, e))
+}

@@ -1,0 +1,269 @@
+//! The event store: one trait, with in-memory, SQLite and PostgreSQL implementations that
+//! behave identically.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event::{EventError, Metadata};
+use crate::value::StreamId;
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Unique id of the event: the idempotency key of its consumers.
+    pub event_id: Uuid,
+    /// The stored event name.
+    pub event_name: String,
+    /// The schema version of the payload.
+    pub schema_version: u32,
+    /// The payload; never holds personal data.
+    pub payload: Value,
+    /// Causation and correlation.
+    pub metadata: Metadata,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Position in the global log, starting at 1 and strictly increasing.
+    pub position: u64,
+    /// Unique id of the event.
+    pub event_id: Uuid,
+    /// The stream it belongs to.
+    pub stream_id: StreamId,
+    /// Its version in that stream, starting at 1 with no gaps.
+    pub stream_version: u64,
+    /// The stored event name.
+    pub event_name: String,
+    /// The schema version it was written at.
+    pub schema_version: u32,
+    /// The payload; never holds personal data.
+    pub payload: Value,
+    /// Causation and correlation.
+    pub metadata: Metadata,
+    /// When it was appended.
+    pub recorded_at: SystemTime,
+}
+
+/// The events appended to one stream, and the version the writer last saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The stream's version when the writer loaded it (0 for a new stream); a store with a
+    /// different current version rejects the append with [`StoreError::Conflict`].
+    pub expected_version: u64,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+}
+
+/// What one command writes, all or nothing: its events and its log entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Commit {
+    /// Events to append, per stream.
+    pub streams: Vec<StreamAppend>,
+    /// The command log entry, if this commit is a command's.
+    pub command: Option<CommandRecord>,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+#[non_exhaustive]
+pub enum CommandOutcome {
+    /// The handler succeeded and its events were appended.
+    Succeeded {
+        /// How many events it appended.
+        events: u64,
+    },
+    /// The handler returned an error; nothing was appended.
+    Failed {
+        /// The error's message.
+        error: String,
+    },
+    /// Every attempt lost an optimistic-concurrency race.
+    Conflicted {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+}
+
+impl CommandOutcome {
+    /// The short name stored in the log.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Succeeded { .. } => "succeeded",
+            Self::Failed { .. } => "failed",
+            Self::Conflicted { .. } => "conflicted",
+        }
+    }
+}
+
+/// An entry of the command log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecord {
+    /// The command's unique id; events it raised carry it as causation id.
+    pub command_id: Uuid,
+    /// The command's name.
+    pub name: String,
+    /// The payload; never holds personal data.
+    pub payload: Value,
+    /// Causation and correlation of the command itself.
+    pub metadata: Metadata,
+    /// How it ended.
+    pub outcome: CommandOutcome,
+    /// When it was logged.
+    pub recorded_at: SystemTime,
+}
+
+/// A saved aggregate state, so loading need not replay its whole history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The stream version the state includes.
+    pub stream_version: u64,
+    /// The aggregate's snapshot schema version; a different one is ignored.
+    pub snapshot_version: u32,
+    /// The state.
+    pub state: Value,
+}
+
+/// An event store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream moved on since the writer loaded it.
+    #[error("concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version found (may be a lower bound when the database reports only the clash).
+        actual: u64,
+    },
+    /// A stored event could not be decoded.
+    #[error("stream `{stream}` version {version} (global position {position}): {source}")]
+    Decode {
+        /// The stream.
+        stream: StreamId,
+        /// The event's version in the stream.
+        version: u64,
+        /// The event's global position.
+        position: u64,
+        /// What went wrong.
+        #[source]
+        source: EventError,
+    },
+    /// An event or command could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EventError),
+    /// A stored row is not what this program wrote (bad column value, bad metadata).
+    #[error("corrupt row in `{table}` at {location}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// Which row (stream and version, or position).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database schema is newer than this program.
+    #[error("the {database} schema is at version {found}, newer than version {supported} that this program knows; upgrade eventsourcery")]
+    SchemaTooNew {
+        /// Which database.
+        database: &'static str,
+        /// The version found.
+        found: i64,
+        /// The newest version this program has.
+        supported: i64,
+    },
+    /// The database failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[error("database error during {operation}: {source}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[error("migrating the {database} schema: {source}")]
+    Migrate {
+        /// Which database.
+        database: &'static str,
+        /// The migrator's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// An append was not well formed (an empty stream id, an event listed twice).
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+}
+
+impl StoreError {
+    /// Whether this is an optimistic-concurrency conflict, which a command bus retries.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// The event store.
+///
+/// Every implementation appends atomically, checks the expected version per stream, assigns
+/// global positions in commit order (a reader of the global log never skips an event that
+/// commits late) and never changes what it stored.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends the commit's events and its command log entry in one transaction.
+    ///
+    /// Returns the recorded events, in order. Fails with [`StoreError::Conflict`], changing
+    /// nothing, when any stream's version differs from its expected version.
+    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The events of `stream` with a version greater than `after_version`, in order.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// At most `limit` events of the global log with a position greater than `after_position`,
+    /// in position order.
+    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// At most `limit` command log entries, oldest first, skipping the first `offset`.
+    async fn read_commands(&self, offset: u64, limit: usize) -> Result<Vec<CommandRecord>, StoreError>;
+
+    /// The latest snapshot of `stream`, if any.
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Saves a snapshot, replacing an older one of the same stream.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+}
+
+/// Checks what every store checks before writing: no empty append, versions in range.
+pub(crate) fn validate_commit(commit: &Commit) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    for append in &commit.streams {
+        if append.stream_id.as_str().is_empty() {
+            return Err(StoreError::InvalidAppend("empty stream id".into()));
+        }
+        if !seen.insert(&append.stream_id) {
+            return Err(StoreError::InvalidAppend(format!(
+                "stream `{}` appears twice in one commit",
+                append.stream_id
+            )));
+        }
+    }
+    Ok(())
+}
