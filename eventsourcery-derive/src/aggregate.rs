@@ -65,7 +65,10 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
         }
         Ok(())
     });
-    let has_attr = input.attrs.iter().any(|a| a.path().is_ident(attr::AGGREGATE));
+    let has_attr = input
+        .attrs
+        .iter()
+        .any(|a| a.path().is_ident(attr::AGGREGATE));
     let id = id.get();
     let events = events.get();
     if !has_attr {
@@ -75,7 +78,10 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
         );
     } else {
         if id.is_none() {
-            cx.error(&input.ident, "missing `id = ...` in `#[aggregate(...)]`: name the aggregate's id type");
+            cx.error(
+                &input.ident,
+                "missing `id = ...` in `#[aggregate(...)]`: name the aggregate's id type",
+            );
         }
         if events.as_ref().is_none_or(Vec::is_empty) {
             cx.error(&input.ident, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate applies");
@@ -93,15 +99,23 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::default();
     let ident = &input.ident;
     if !matches!(input.data, Data::Struct(_)) {
-        cx.error(ident, "Aggregate can be derived for a struct (the aggregate's state) only");
+        cx.error(
+            ident,
+            "Aggregate can be derived for a struct (the aggregate's state) only",
+        );
     }
     if !input.generics.params.is_empty() {
-        cx.error(&input.generics, "an aggregate cannot be generic: its stream name must name one type");
+        cx.error(
+            &input.generics,
+            "an aggregate cannot be generic: its stream name must name one type",
+        );
     }
     let attrs = parse(&cx, input);
     let name = attrs.name.unwrap_or_else(|| snake_case(&ident.to_string()));
     let id = attrs.id;
-    let stub_id = id.clone().map_or_else(|| quote!(::eventsourcery::StreamId), |id| quote!(#id));
+    let stub_id = id
+        .clone()
+        .map_or_else(|| quote!(::eventsourcery::StreamId), |id| quote!(#id));
     let stub = quote! {
         impl ::eventsourcery::Aggregate for #ident {
             type Id = #stub_id;

@@ -27,7 +27,9 @@ impl Ctxt {
     }
 
     pub(crate) fn error_at(&self, span: Span, message: impl std::fmt::Display) {
-        self.errors.borrow_mut().push(syn::Error::new(span, message));
+        self.errors
+            .borrow_mut()
+            .push(syn::Error::new(span, message));
     }
 
     pub(crate) fn syn_error(&self, error: syn::Error) {

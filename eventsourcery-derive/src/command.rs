@@ -12,7 +12,10 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::default();
     let ident = &input.ident;
     if !input.generics.params.is_empty() {
-        cx.error(&input.generics, "a command cannot be generic: its logged name must name one type");
+        cx.error(
+            &input.generics,
+            "a command cannot be generic: its logged name must name one type",
+        );
     }
     let mut name = Once::new("name");
     let mut subject = Once::<Ident>::new("subject");
@@ -33,7 +36,14 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let name_expr = quote!(#name);
     let encode = match &input.data {
         Data::Struct(data) => {
-            fields::codec(&cx, &data.fields, subject.as_ref(), &name_expr, attr::COMMAND).encode
+            fields::codec(
+                &cx,
+                &data.fields,
+                subject.as_ref(),
+                &name_expr,
+                attr::COMMAND,
+            )
+            .encode
         }
         _ => {
             cx.error(ident, "Command can be derived for a struct only");

@@ -72,9 +72,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 fn expand_struct(cx: &Ctxt, input: &DeriveInput, fields: &Fields) -> TokenStream {
     let ident = &input.ident;
     let attrs = attr::event_attrs(cx, &input.attrs);
-    let name = attrs
-        .name
-        .unwrap_or_else(|| snake_case(&ident.to_string()));
+    let name = attrs.name.unwrap_or_else(|| snake_case(&ident.to_string()));
     let version = attrs.version.unwrap_or(1);
     let name_expr = quote!(#name);
     let codec = fields::codec(cx, fields, attrs.subject.as_ref(), &name_expr, attr::EVENT);

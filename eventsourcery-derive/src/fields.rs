@@ -38,7 +38,10 @@ pub(crate) fn codec(
     if let Some(subject) = default_subject
         && !field_names.contains(&subject)
     {
-        cx.error(subject, format!("no field `{subject}` to be the data subject"));
+        cx.error(
+            subject,
+            format!("no field `{subject}` to be the data subject"),
+        );
     }
 
     let mut encode = Vec::new();
@@ -83,7 +86,10 @@ pub(crate) fn codec(
                     }
                 };
                 if !field_names.contains(&subject) {
-                    cx.error(subject, format!("no field `{subject}` to be the data subject"));
+                    cx.error(
+                        subject,
+                        format!("no field `{subject}` to be the data subject"),
+                    );
                     continue;
                 }
                 let subject_local = format_ident!("__field_{}", subject.unraw());

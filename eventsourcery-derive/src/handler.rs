@@ -17,13 +17,19 @@ pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
         cx.error(sig.fn_token, "a command handler must be an `async fn`");
     }
     if !sig.generics.params.is_empty() {
-        cx.error(&sig.generics, "a command handler cannot be generic: the bus calls it for one command type");
+        cx.error(
+            &sig.generics,
+            "a command handler cannot be generic: the bus calls it for one command type",
+        );
     }
     let mut types = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
-                cx.error(receiver, "a command handler is a free function, not a method");
+                cx.error(
+                    receiver,
+                    "a command handler is a free function, not a method",
+                );
             }
             FnArg::Typed(typed) => types.push(&*typed.ty),
         }
@@ -43,15 +49,17 @@ pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
     let ident = &sig.ident;
     let command = types[0];
     let parameters = &types[1..];
-    let locals: Vec<_> = (0..parameters.len()).map(|i| format_ident!("__p{}", i)).collect();
+    let locals: Vec<_> = (0..parameters.len())
+        .map(|i| format_ident!("__p{}", i))
+        .collect();
     let resolve = parameters.iter().zip(&locals).map(|(ty, local)| {
         quote_spanned! {ty.span()=>
             let #local = ::eventsourcery::__private::resolve::<#ty>(&cx)?;
         }
     });
-    let describe = parameters.iter().map(|ty| {
-        quote_spanned!(ty.span()=> ::eventsourcery::__private::parameter::<#ty>())
-    });
+    let describe = parameters
+        .iter()
+        .map(|ty| quote_spanned!(ty.span()=> ::eventsourcery::__private::parameter::<#ty>()));
     let assert_command = quote_spanned! {command.span()=>
         ::eventsourcery::__private::assert_command::<#command>();
     };

@@ -46,7 +46,10 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             unit_enum(input, &variants)
         }
         Data::Union(data) => {
-            cx.error(data.union_token, "SerializableValue cannot be derived for a union");
+            cx.error(
+                data.union_token,
+                "SerializableValue cannot be derived for a union",
+            );
             TokenStream::new()
         }
     };
@@ -127,7 +130,11 @@ fn newtype(input: &DeriveInput, inner: &syn::Type) -> TokenStream {
 fn named(input: &DeriveInput, fields: &syn::FieldsNamed) -> TokenStream {
     let ident = &input.ident;
     let type_name = ident.to_string();
-    let names: Vec<_> = fields.named.iter().filter_map(|f| f.ident.as_ref()).collect();
+    let names: Vec<_> = fields
+        .named
+        .iter()
+        .filter_map(|f| f.ident.as_ref())
+        .collect();
     let types: Vec<_> = fields.named.iter().map(|f| &f.ty).collect();
     quote! {
         #[derive(::eventsourcery::__private::serde::Serialize)]

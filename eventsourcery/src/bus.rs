@@ -11,16 +11,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
-use crate::command::{
-    Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration,
-};
+use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
 use crate::event::{EventRegistry, Metadata, RegistryError};
 use crate::personal::EncodeContext;
 use crate::repository::Repository;
 use crate::service::{HandlerContext, ResolveError, Services};
-use crate::store::{
-    CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend,
-};
+use crate::store::{CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend};
 
 /// How many times a command is attempted before a conflict is reported, by default.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -60,7 +56,9 @@ struct Staged {
 
 impl UnitOfWork {
     fn lock(&self) -> MutexGuard<'_, Staged> {
-        self.staged.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.staged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stages events of one stream; a second save of the same stream continues the first.
@@ -134,6 +132,17 @@ impl CommandBusBuilder {
     pub fn service<T: Send + Sync + 'static>(mut self, service: T) -> Self {
         self.services.insert(service);
         self
+    }
+
+    /// Registers a service the caller keeps a handle to.
+    pub fn service_shared<T: Send + Sync + 'static>(mut self, service: Arc<T>) -> Self {
+        self.services.insert_shared(service);
+        self
+    }
+
+    /// The services registered so far.
+    pub fn services_mut(&mut self) -> &mut Services {
+        &mut self.services
     }
 
     /// How many times a command is attempted before a conflict is reported (at least 1).
@@ -230,7 +239,11 @@ impl CommandBus {
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// Executes `command` with a fresh correlation.
@@ -275,7 +288,9 @@ impl CommandBus {
             source,
         };
         let mut log_cx = EncodeContext::new();
-        let payload = command.encode(&mut log_cx).map_err(|e| store_error(e.into()))?;
+        let payload = command
+            .encode(&mut log_cx)
+            .map_err(|e| store_error(e.into()))?;
         let record = |outcome| CommandRecord {
             command_id,
             name: C::NAME.to_owned(),

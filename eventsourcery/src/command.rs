@@ -86,7 +86,9 @@ pub struct CommandReceipt {
 #[non_exhaustive]
 pub enum CommandError {
     /// No handler is registered for the command.
-    #[error("no handler is registered for command `{command}`; add `#[eventsourcery::handler]` to an `async fn` taking it as its first parameter")]
+    #[error(
+        "no handler is registered for command `{command}`; add `#[eventsourcery::handler]` to an `async fn` taking it as its first parameter"
+    )]
     NoHandler {
         /// The command name.
         command: &'static str,

@@ -69,7 +69,9 @@ pub enum EventError {
         source: serde_json::Error,
     },
     /// The stored schema version is newer than this program knows.
-    #[error("event `{name}` is stored at schema version {stored}, newer than version {supported} in this program")]
+    #[error(
+        "event `{name}` is stored at schema version {stored}, newer than version {supported} in this program"
+    )]
     NewerVersion {
         /// The event name.
         name: String,
@@ -79,7 +81,9 @@ pub enum EventError {
         supported: u32,
     },
     /// An old schema version has no upcaster to the next one.
-    #[error("event `{name}` is stored at schema version {stored}, and no upcaster from version {stored} is registered")]
+    #[error(
+        "event `{name}` is stored at schema version {stored}, and no upcaster from version {stored} is registered"
+    )]
     MissingUpcaster {
         /// The event name.
         name: String,
@@ -188,7 +192,9 @@ macro_rules! upcaster {
 #[non_exhaustive]
 pub enum RegistryError {
     /// Two types claim one event name.
-    #[error("event name `{name}` is claimed by both `{first}` and `{second}`; give one of them `#[event(name = \"...\")]`")]
+    #[error(
+        "event name `{name}` is claimed by both `{first}` and `{second}`; give one of them `#[event(name = \"...\")]`"
+    )]
     DuplicateEventName {
         /// The name.
         name: &'static str,
@@ -275,7 +281,12 @@ impl EventRegistry {
     }
 
     /// Brings a payload stored at `version` up to the version this program writes.
-    pub fn upcast(&self, name: &str, version: u32, mut payload: Value) -> Result<Value, EventError> {
+    pub fn upcast(
+        &self,
+        name: &str,
+        version: u32,
+        mut payload: Value,
+    ) -> Result<Value, EventError> {
         let registration = self.get(name).ok_or_else(|| EventError::UnknownEvent {
             name: name.to_owned(),
         })?;
@@ -287,12 +298,13 @@ impl EventRegistry {
             });
         }
         for from in version..registration.version {
-            let upcaster = self.upcasters.get(&(registration.name, from)).ok_or_else(|| {
-                EventError::MissingUpcaster {
+            let upcaster = self
+                .upcasters
+                .get(&(registration.name, from))
+                .ok_or_else(|| EventError::MissingUpcaster {
                     name: name.to_owned(),
                     stored: version,
-                }
-            })?;
+                })?;
             payload = (upcaster.upcast)(payload).map_err(|reason| EventError::Upcast {
                 name: name.to_owned(),
                 from,
@@ -345,7 +357,11 @@ pub mod codec {
         }
     }
 
-    pub fn encode_field<T: EventField>(name: &str, field: &str, value: &T) -> Result<Value, EventError> {
+    pub fn encode_field<T: EventField>(
+        name: &str,
+        field: &str,
+        value: &T,
+    ) -> Result<Value, EventError> {
         serde_json::to_value(value).map_err(|source| EventError::Malformed {
             name: name.to_owned(),
             field: field.to_owned(),

@@ -21,7 +21,9 @@ pub use core::any::TypeId;
 pub type HandlerFuture = crate::command::BoxFuture<'static, Result<(), HandlerFailure>>;
 
 /// The command a handler entry point was given.
-pub fn downcast_command<C: crate::Command>(command: Box<dyn Any + Send>) -> Result<C, HandlerFailure> {
+pub fn downcast_command<C: crate::Command>(
+    command: Box<dyn Any + Send>,
+) -> Result<C, HandlerFailure> {
     command.downcast::<C>().map(|c| *c).map_err(|_| {
         HandlerFailure::Resolve(crate::service::ResolveError::WrongCommand {
             expected: std::any::type_name::<C>(),

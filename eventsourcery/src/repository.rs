@@ -91,7 +91,12 @@ impl<A: Aggregate> Repository<A> {
                 let decoded = registry
                     .upcast(&event.event_name, event.schema_version, event.payload)
                     .and_then(|payload| {
-                        root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
+                        root.apply_recorded(
+                            event.stream_version,
+                            &event.event_name,
+                            payload,
+                            &mut cx,
+                        )
                     });
                 decoded.map_err(|source| StoreError::Decode {
                     stream: event.stream_id,

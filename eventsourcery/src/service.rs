@@ -4,7 +4,6 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -24,16 +23,24 @@ pub struct Services {
 impl Services {
     /// Registers `service`, replacing one of the same type.
     pub fn insert<T: Send + Sync + 'static>(&mut self, service: T) {
-        self.by_type.insert(
-            TypeId::of::<T>(),
-            (Arc::new(service), std::any::type_name::<T>()),
-        );
+        self.insert_shared(Arc::new(service));
+    }
+
+    /// Registers a shared service, replacing one of the same type.
+    pub fn insert_shared<T: Send + Sync + 'static>(&mut self, service: Arc<T>) {
+        self.by_type
+            .insert(TypeId::of::<T>(), (service, std::any::type_name::<T>()));
     }
 
     /// The service of type `T`, if registered.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         let (service, _) = self.by_type.get(&TypeId::of::<T>())?;
         Arc::clone(service).downcast::<T>().ok()
+    }
+
+    /// Adds every service of `other`, replacing those of the same type.
+    pub fn extend(&mut self, other: Services) {
+        self.by_type.extend(other.by_type);
     }
 
     pub(crate) fn contains(&self, id: TypeId) -> bool {
@@ -63,7 +70,9 @@ pub struct Parameter {
 #[non_exhaustive]
 pub enum ResolveError {
     /// The service is not registered.
-    #[error("parameter of type `{parameter}` needs service `{service}`, which is not registered; call `.service(...)` on the bus builder")]
+    #[error(
+        "parameter of type `{parameter}` needs service `{service}`, which is not registered; call `.service(...)` on the bus builder"
+    )]
     MissingService {
         /// The parameter type.
         parameter: &'static str,
@@ -143,7 +152,19 @@ pub trait FromServices: Sized + Send + 'static {
 /// struct Mailer { from: String }
 /// // In a handler: `async fn notify(cmd: Notify, mailer: Dep<Mailer>) -> Result<(), Error>`
 /// ```
-pub struct Dep<T: ?Sized>(pub Arc<T>);
+pub struct Dep<T: ?Sized>(Arc<T>);
+
+impl<T: ?Sized> Dep<T> {
+    /// Wraps a shared service.
+    pub fn new(service: Arc<T>) -> Self {
+        Self(service)
+    }
+
+    /// The shared service.
+    pub fn into_inner(self) -> Arc<T> {
+        self.0
+    }
+}
 
 impl<T: ?Sized> Deref for Dep<T> {
     type Target = T;
@@ -235,7 +256,3 @@ impl FromServices for CommandMeta {
         })
     }
 }
-
-/// Marker so generated code can name a type's parameter info without a value.
-#[doc(hidden)]
-pub struct ParameterOf<T>(PhantomData<fn() -> T>);

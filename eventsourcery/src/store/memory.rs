@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use super::{
-    Commit, CommandRecord, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
+    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
 use crate::value::StreamId;
 
@@ -37,7 +37,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-written: every mutation below
         // happens after all checks, so the data behind a poisoned lock is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -112,7 +114,11 @@ impl EventStore for MemoryStore {
         }))
     }
 
-    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .events
@@ -123,7 +129,11 @@ impl EventStore for MemoryStore {
             .collect())
     }
 
-    async fn read_commands(&self, offset: u64, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
+    async fn read_commands(
+        &self,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
         let inner = self.lock();
         Ok(inner
             .commands

@@ -140,7 +140,9 @@ pub struct Snapshot {
 #[non_exhaustive]
 pub enum StoreError {
     /// The stream moved on since the writer loaded it.
-    #[error("concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}")]
+    #[error(
+        "concurrency conflict on stream `{stream}`: expected version {expected}, found {actual}"
+    )]
     Conflict {
         /// The stream.
         stream: StreamId,
@@ -176,7 +178,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The database schema is newer than this program.
-    #[error("the {database} schema is at version {found}, newer than version {supported} that this program knows; upgrade eventsourcery")]
+    #[error(
+        "the {database} schema is at version {found}, newer than version {supported} that this program knows; upgrade eventsourcery"
+    )]
     SchemaTooNew {
         /// Which database.
         database: &'static str,
@@ -239,10 +243,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// At most `limit` events of the global log with a position greater than `after_position`,
     /// in position order.
-    async fn read_all(&self, after_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// At most `limit` command log entries, oldest first, skipping the first `offset`.
-    async fn read_commands(&self, offset: u64, limit: usize) -> Result<Vec<CommandRecord>, StoreError>;
+    async fn read_commands(
+        &self,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError>;
 
     /// The latest snapshot of `stream`, if any.
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
