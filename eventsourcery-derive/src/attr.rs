@@ -170,6 +170,7 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
 pub(crate) struct PersonalAttr {
     pub(crate) span: Span,
     pub(crate) subject: Option<Ident>,
+    pub(crate) lookup: bool,
 }
 
 pub(crate) fn personal_attr(cx: &Ctxt, attrs: &[Attribute]) -> Option<PersonalAttr> {
@@ -180,14 +181,18 @@ pub(crate) fn personal_attr(cx: &Ctxt, attrs: &[Attribute]) -> Option<PersonalAt
             continue;
         }
         let mut subject = Once::new("subject");
+        let mut lookup = Once::new("lookup");
         if !matches!(attr.meta, syn::Meta::Path(_))
             && let Err(error) = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("subject") {
                     let ident: Ident = meta.value()?.parse()?;
                     subject.set(cx, &meta.path, ident);
                     Ok(())
+                } else if meta.path.is_ident("lookup") {
+                    lookup.set(cx, &meta.path, true);
+                    Ok(())
                 } else {
-                    Err(unknown(&meta, PERSONAL, &["subject"]))
+                    Err(unknown(&meta, PERSONAL, &["subject", "lookup"]))
                 }
             })
         {
@@ -196,6 +201,7 @@ pub(crate) fn personal_attr(cx: &Ctxt, attrs: &[Attribute]) -> Option<PersonalAt
         found = Some(PersonalAttr {
             span: syn::spanned::Spanned::span(attr),
             subject: subject.get(),
+            lookup: lookup.get().unwrap_or(false),
         });
     }
     found

@@ -93,11 +93,17 @@ pub(crate) fn codec(
                     continue;
                 }
                 let subject_local = format_ident!("__field_{}", subject.unraw());
+                let lookup = personal_attr.lookup;
+                if attr_name == attr::EVENT {
+                    encode.push(quote_spanned! {ty.span()=>
+                        const _: () = ::eventsourcery::__private::assert_event_personal::<#ty>();
+                    });
+                }
                 encode.push(quote_spanned! {ty.span()=>
                     __map.insert(
                         ::core::convert::From::from(#key),
                         ::eventsourcery::__private::encode_personal::<#ty>(
-                            cx, #name, #key, ::eventsourcery::__private::subject(&self.#subject), &self.#ident,
+                            cx, #name, #key, ::eventsourcery::__private::subject(&self.#subject), &self.#ident, #lookup,
                         )?,
                     );
                 });

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::aggregate::Aggregate;
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
 use crate::event::{EventRegistry, Metadata, RegistryError};
-use crate::personal::EncodeContext;
+use crate::personal::codec::Resolved;
+use crate::personal::{EncodeContext, PersonalError, PersonalVault, collect_references};
 use crate::repository::Repository;
 use crate::service::{HandlerContext, ResolveError, Services};
 use crate::store::{CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend};
@@ -25,17 +26,44 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 pub(crate) struct Engine {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) services: Services,
+    pub(crate) vault: Option<Arc<PersonalVault>>,
     handlers: HashMap<TypeId, &'static HandlerRegistration>,
     max_attempts: u32,
 }
 
 impl Engine {
-    pub(crate) fn bare(store: Arc<dyn EventStore>) -> Self {
+    pub(crate) fn bare(store: Arc<dyn EventStore>, vault: Option<Arc<PersonalVault>>) -> Self {
         Self {
             store,
             services: Services::default(),
+            vault,
             handlers: HashMap::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Stores personal values before anything refers to them.
+    pub(crate) async fn store_personal(&self, cx: EncodeContext) -> Result<(), PersonalError> {
+        if !cx.has_personal_data() {
+            return Ok(());
+        }
+        let vault = self.vault.as_ref().ok_or(PersonalError::NoVault)?;
+        vault.store(cx.writes).await
+    }
+
+    /// Resolves the personal values that these payloads refer to.
+    pub(crate) async fn resolve_personal<'a>(
+        &self,
+        payloads: impl Iterator<Item = &'a serde_json::Value>,
+    ) -> Result<Resolved, PersonalError> {
+        let mut references = Vec::new();
+        for payload in payloads {
+            collect_references(payload, &mut references);
+        }
+        match (&self.vault, references.is_empty()) {
+            (_, true) => Ok(Resolved::default()),
+            (Some(vault), false) => vault.resolve(&references).await,
+            (None, false) => Err(PersonalError::NoVault),
         }
     }
 }
@@ -114,6 +142,7 @@ impl ExecuteOptions {
 /// Builds a [`CommandBus`].
 pub struct CommandBusBuilder {
     store: Arc<dyn EventStore>,
+    vault: Option<Arc<PersonalVault>>,
     services: Services,
     max_attempts: u32,
 }
@@ -131,6 +160,19 @@ impl CommandBusBuilder {
     /// Registers a service that handlers take as `Dep<T>`.
     pub fn service<T: Send + Sync + 'static>(mut self, service: T) -> Self {
         self.services.insert(service);
+        self
+    }
+
+    /// Routes personal fields of events and commands through `vault`. Without one, saving or
+    /// loading an event with personal fields fails with [`PersonalError::NoVault`].
+    pub fn personal_data(self, vault: PersonalVault) -> Self {
+        self.personal_data_shared(Arc::new(vault))
+    }
+
+    /// Like [`personal_data`](Self::personal_data), with a vault shared with other parts of the
+    /// program (erasure requests, exports).
+    pub fn personal_data_shared(mut self, vault: Arc<PersonalVault>) -> Self {
+        self.vault = Some(vault);
         self
     }
 
@@ -170,6 +212,7 @@ impl CommandBusBuilder {
             engine: Arc::new(Engine {
                 store: self.store,
                 services: self.services,
+                vault: self.vault,
                 handlers,
                 max_attempts: self.max_attempts,
             }),
@@ -204,6 +247,7 @@ impl CommandBus {
     pub fn builder_shared(store: Arc<dyn EventStore>) -> CommandBusBuilder {
         CommandBusBuilder {
             store,
+            vault: None,
             services: Services::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -212,6 +256,11 @@ impl CommandBus {
     /// The event store.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.engine.store
+    }
+
+    /// The personal data vault, if configured.
+    pub fn personal_data(&self) -> Option<&Arc<PersonalVault>> {
+        self.engine.vault.as_ref()
     }
 
     /// A repository outside any command, for reading aggregates.
@@ -291,6 +340,11 @@ impl CommandBus {
         let payload = command
             .encode(&mut log_cx)
             .map_err(|e| store_error(e.into()))?;
+        // The command's personal values are stored once, before any log entry refers to them.
+        engine
+            .store_personal(log_cx)
+            .await
+            .map_err(|e| store_error(personal_error(C::NAME, e)))?;
         let record = |outcome| CommandRecord {
             command_id,
             name: C::NAME.to_owned(),
@@ -340,6 +394,10 @@ impl CommandBus {
                     });
                 }
                 Ok(()) => {
+                    engine
+                        .store_personal(staged.encode)
+                        .await
+                        .map_err(|e| store_error(personal_error(C::NAME, e)))?;
                     let count = staged.streams.iter().map(|s| s.events.len() as u64).sum();
                     let commit = Commit {
                         streams: staged.streams,
@@ -386,6 +444,14 @@ impl CommandBus {
             tracing::warn!(%error, "could not log a failed command");
         }
     }
+}
+
+fn personal_error(name: &str, source: PersonalError) -> StoreError {
+    StoreError::from(crate::event::EventError::Personal {
+        name: name.to_owned(),
+        field: "*".to_owned(),
+        source,
+    })
 }
 
 /// Whether a handler's error is (or wraps) a concurrency conflict.

@@ -21,6 +21,7 @@ pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use bus::{CommandBus, CommandBusBuilder, DEFAULT_MAX_ATTEMPTS, ExecuteOptions};
 pub use command::{BoxError, Command, CommandError, CommandReceipt, Error};
 pub use event::{DomainEvent, EventError, EventRegistry, Metadata, Upcaster};
+pub use personal::{MasterKey, Personal, PersonalKey, PersonalVault};
 pub use repository::Repository;
 pub use service::{CommandMeta, Dep, FromServices, Services, Store};
 pub use store::{EventStore, MemoryStore, RecordedEvent, StoreError};
@@ -41,6 +42,10 @@ pub use eventsourcery_derive::Aggregate;
 
 /// Derives [`Command`], with `#[command(name = "...")]` to set its log name.
 pub use eventsourcery_derive::Command;
+
+/// Derives [`personal::PersonalData`] for a value type holding personal data, and a `Debug`
+/// that shows none of it (do not derive `Debug` yourself).
+pub use eventsourcery_derive::PersonalData;
 
 /// Registers an `async fn` as the handler of the command it takes first; every other
 /// parameter is resolved by the command bus (see [`FromServices`]).

@@ -8,11 +8,13 @@ use std::str::FromStr;
 pub use inventory;
 pub use serde;
 pub use serde_json;
+pub use zeroize::Zeroizing;
 
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
 pub use crate::event::codec::{EventField, decode_field, encode_field, object};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::{DecodeContext, EncodeContext};
+use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{FromServices, HandlerContext, Parameter};
 pub use crate::value::{Newtype, ValueError};
 pub use core::any::TypeId;
@@ -90,4 +92,37 @@ where
     T::Err: fmt::Display,
 {
     s.parse().map_err(|e| ValueError::new(type_name, e))
+}
+
+/// The data subject named by a `#[personal(subject = ...)]` field.
+pub fn subject<S: Subject>(subject: &S) -> PersonalKey {
+    subject.personal_key()
+}
+
+/// Asserts that a personal field of an event can hold an erased value.
+pub const fn assert_event_personal<F: EventPersonalField>() {}
+
+/// Moves a personal field out of the payload.
+pub fn encode_personal<F: PersonalField>(
+    cx: &mut EncodeContext,
+    name: &str,
+    field: &str,
+    subject: PersonalKey,
+    value: &F,
+    lookup: bool,
+) -> Result<serde_json::Value, EventError> {
+    Ok(cx.personal(name, field, subject, value, lookup))
+}
+
+/// Reads a personal field back from the resolved values.
+pub fn decode_personal<F: PersonalField>(
+    cx: &mut DecodeContext<'_>,
+    name: &str,
+    field: &str,
+    subject: PersonalKey,
+    map: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<F, EventError> {
+    let value = map.remove(field).unwrap_or(serde_json::Value::Null);
+    cx.personal(subject, &value)
+        .map_err(crate::personal::codec::field_error(name, field))
 }

@@ -9,9 +9,21 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::{Engine, UnitOfWork};
-use crate::event::{EventRegistry, Metadata};
+use crate::event::{EventError, EventRegistry, Metadata};
+use crate::personal::PersonalVault;
 use crate::personal::{DecodeContext, EncodeContext};
-use crate::store::{Commit, EventStore, NewEvent, Snapshot, StoreError, StreamAppend};
+use crate::store::{
+    Commit, EventStore, NewEvent, RecordedEvent, Snapshot, StoreError, StreamAppend,
+};
+
+fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
+    StoreError::Decode {
+        stream: event.stream_id.clone(),
+        version: event.stream_version,
+        position: event.position,
+        source: Box::new(source),
+    }
+}
 
 /// Loads aggregates from their events and saves the events they raise.
 ///
@@ -46,7 +58,12 @@ impl<A> fmt::Debug for Repository<A> {
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store` whose saves append immediately.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self::standalone(Arc::new(Engine::bare(store)))
+        Self::standalone(Arc::new(Engine::bare(store, None)))
+    }
+
+    /// A repository over `store` whose events' personal fields go through `vault`.
+    pub fn with_personal_data(store: Arc<dyn EventStore>, vault: Arc<PersonalVault>) -> Self {
+        Self::standalone(Arc::new(Engine::bare(store, Some(vault))))
     }
 
     pub(crate) fn standalone(engine: Arc<Engine>) -> Self {
@@ -85,25 +102,39 @@ impl<A: Aggregate> Repository<A> {
             let from = root.version();
             let events = store.read_stream(&stream, from).await?;
             let registry = EventRegistry::global();
-            let mut cx = DecodeContext::new();
             let replayed = events.len() as u64;
+            let mut upcast = Vec::with_capacity(events.len());
             for event in events {
-                let decoded = registry
-                    .upcast(&event.event_name, event.schema_version, event.payload)
-                    .and_then(|payload| {
-                        root.apply_recorded(
-                            event.stream_version,
-                            &event.event_name,
-                            payload,
-                            &mut cx,
-                        )
-                    });
-                decoded.map_err(|source| StoreError::Decode {
-                    stream: event.stream_id,
-                    version: event.stream_version,
-                    position: event.position,
-                    source,
+                let payload = registry
+                    .upcast(
+                        &event.event_name,
+                        event.schema_version,
+                        event.payload.clone(),
+                    )
+                    .map_err(|source| decode_error(&event, source))?;
+                upcast.push((event, payload));
+            }
+            let resolved = self
+                .engine
+                .resolve_personal(upcast.iter().map(|(_, payload)| payload))
+                .await
+                .map_err(|source| {
+                    let (event, _) = &upcast[0];
+                    let name = event.event_name.clone();
+                    let field = "*".to_owned();
+                    decode_error(
+                        event,
+                        EventError::Personal {
+                            name,
+                            field,
+                            source,
+                        },
+                    )
                 })?;
+            let mut cx = DecodeContext::with(&resolved);
+            for (event, payload) in upcast {
+                root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
+                    .map_err(|source| decode_error(&event, source))?;
             }
             if let Some(every) = A::SNAPSHOT_EVERY
                 && replayed >= every
@@ -157,6 +188,13 @@ impl<A: Aggregate> Repository<A> {
         match &self.uow {
             Some(uow) => uow.stage(append, cx),
             None => {
+                self.engine.store_personal(cx).await.map_err(|source| {
+                    StoreError::from(EventError::Personal {
+                        name: A::NAME.to_owned(),
+                        field: "*".to_owned(),
+                        source,
+                    })
+                })?;
                 self.engine
                     .store
                     .append(Commit {

@@ -162,11 +162,11 @@ pub enum StoreError {
         position: u64,
         /// What went wrong.
         #[source]
-        source: EventError,
+        source: Box<EventError>,
     },
     /// An event or command could not be encoded.
     #[error(transparent)]
-    Encode(#[from] EventError),
+    Encode(#[from] Box<EventError>),
     /// A stored row is not what this program wrote (bad column value, bad metadata).
     #[error("corrupt row in `{table}` at {location}: {reason}")]
     Corrupt {
@@ -212,6 +212,12 @@ pub enum StoreError {
     /// An append was not well formed (an empty stream id, an event listed twice).
     #[error("invalid append: {0}")]
     InvalidAppend(String),
+}
+
+impl From<EventError> for StoreError {
+    fn from(error: EventError) -> Self {
+        Self::Encode(Box::new(error))
+    }
 }
 
 impl StoreError {

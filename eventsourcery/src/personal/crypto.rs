@@ -1,0 +1,404 @@
+//! AES-256-GCM for personal data and wrapped data keys, HMAC-SHA-256 for the blind index.
+//!
+//! Every encryption takes a fresh random 96-bit nonce. Associated data binds a data ciphertext
+//! to its subject, its reference, its field and its key version, and a wrapped key to its
+//! subject and version, so a ciphertext copied to another row fails to decrypt.
+
+use std::fmt;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{PersonalError, PersonalKey};
+
+const NONCE_LEN: usize = 12;
+const KEY_LEN: usize = 32;
+const FORMAT_V1: u8 = 1;
+/// Format byte, key version, nonce.
+const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
+
+/// The key that wraps every data key. It comes from configuration, never from source code.
+///
+/// Set `EVENTSOURCERY_MASTER_KEY` to 64 hex digits (32 random bytes, e.g. from
+/// `openssl rand -hex 32`), or keep it in a file and use [`MasterKey::from_file`].
+pub struct MasterKey {
+    key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey(id {})", self.id())
+    }
+}
+
+/// The environment variable read by [`MasterKey::from_env`].
+pub const MASTER_KEY_ENV: &str = "EVENTSOURCERY_MASTER_KEY";
+
+impl MasterKey {
+    /// A new random master key.
+    pub fn generate() -> Result<Self, PersonalError> {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(&mut key[..]).map_err(|_| PersonalError::Random)?;
+        Ok(Self { key })
+    }
+
+    /// The key from 64 hex digits (surrounding whitespace ignored).
+    pub fn from_hex(hex: &str) -> Result<Self, PersonalError> {
+        let hex = hex.trim();
+        if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PersonalError::MasterKey(format!(
+                "expected {} hex digits, got {} characters",
+                KEY_LEN * 2,
+                hex.len()
+            )));
+        }
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        for (i, byte) in key.iter_mut().enumerate() {
+            let pair = hex.get(i * 2..i * 2 + 2).unwrap_or("00");
+            *byte = u8::from_str_radix(pair, 16)
+                .map_err(|_| PersonalError::MasterKey("not hex".into()))?;
+        }
+        Ok(Self { key })
+    }
+
+    /// The key from the environment variable [`MASTER_KEY_ENV`].
+    pub fn from_env() -> Result<Self, PersonalError> {
+        let value = Zeroizing::new(std::env::var(MASTER_KEY_ENV).map_err(|_| {
+            PersonalError::MasterKey(format!("environment variable {MASTER_KEY_ENV} is not set"))
+        })?);
+        Self::from_hex(&value)
+    }
+
+    /// The key from a file holding 64 hex digits.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
+        let path = path.as_ref();
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                PersonalError::MasterKey(format!("reading {}: {e}", path.display()))
+            })?);
+        Self::from_hex(&text)
+    }
+
+    /// The key from `path`, generating and saving one (readable by the owner only) if the
+    /// file does not exist. Logs a warning when it generates: production must supply its own
+    /// key, kept apart from the databases.
+    pub fn load_or_generate(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Self::from_file(path);
+        }
+        let key = Self::generate()?;
+        let hex = Zeroizing::new(
+            key.key
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+        );
+        write_private(path, hex.as_bytes())
+            .map_err(|e| PersonalError::MasterKey(format!("writing {}: {e}", path.display())))?;
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new master key for personal data; production must supply its own \
+             (EVENTSOURCERY_MASTER_KEY or a key file), kept apart from the databases"
+        );
+        Ok(key)
+    }
+
+    /// A non-secret identifier of this key, stored beside the data keys it wraps so that a
+    /// wrong master key is recognised as such.
+    pub fn id(&self) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"eventsourcery/master-key-id/v1");
+        mac.finalize().into_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.key[..]))
+    }
+
+    /// Wraps a data key for `subject`.
+    pub(crate) fn wrap(
+        &self,
+        subject: PersonalKey,
+        version: u32,
+        key: &DataKey,
+    ) -> Result<Vec<u8>, PersonalError> {
+        let aad = wrap_aad(subject, version);
+        let nonce = random_nonce()?;
+        let sealed = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &key.key[..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| PersonalError::Random)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Unwraps a data key of `subject`.
+    pub(crate) fn unwrap_key(
+        &self,
+        subject: PersonalKey,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<DataKey, PersonalError> {
+        let wrong = || PersonalError::WrongMasterKey { subject };
+        if wrapped.len() < NONCE_LEN {
+            return Err(wrong());
+        }
+        let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
+        let aad = wrap_aad(subject, version);
+        let plain = Zeroizing::new(
+            self.cipher()
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| wrong())?,
+        );
+        let key: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| wrong())?;
+        Ok(DataKey {
+            key: Zeroizing::new(key),
+            version,
+        })
+    }
+}
+
+fn wrap_aad(subject: PersonalKey, version: u32) -> Vec<u8> {
+    let mut aad = b"eventsourcery/data-key/v1".to_vec();
+    aad.extend_from_slice(subject.as_uuid().as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+fn random_nonce() -> Result<[u8; NONCE_LEN], PersonalError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|_| PersonalError::Random)?;
+    Ok(nonce)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, bytes)
+}
+
+/// One subject's data key, in memory only while it is used; zeroed on drop.
+pub(crate) struct DataKey {
+    key: Zeroizing<[u8; KEY_LEN]>,
+    pub(crate) version: u32,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DataKey(version {}, <redacted>)", self.version)
+    }
+}
+
+impl DataKey {
+    pub(crate) fn generate(version: u32) -> Result<Self, PersonalError> {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(&mut key[..]).map_err(|_| PersonalError::Random)?;
+        Ok(Self { key, version })
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.key[..]))
+    }
+
+    /// Encrypts `plaintext` for `subject`'s field `field` at `reference`.
+    pub(crate) fn encrypt(
+        &self,
+        subject: PersonalKey,
+        reference: Uuid,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, PersonalError> {
+        let nonce = random_nonce()?;
+        let aad = data_aad(subject, reference, field, self.version);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| PersonalError::Random)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Decrypts a ciphertext made by [`DataKey::encrypt`] with the same subject, reference and
+    /// field; anything else is [`PersonalError::Tampered`].
+    pub(crate) fn decrypt(
+        &self,
+        subject: PersonalKey,
+        reference: Uuid,
+        field: &str,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>, PersonalError> {
+        let tampered = || PersonalError::Tampered { reference, subject };
+        let version = ciphertext_version(ciphertext).ok_or_else(tampered)?;
+        if version != self.version {
+            return Err(PersonalError::UnknownKeyVersion {
+                reference,
+                subject,
+                found: version,
+                current: self.version,
+            });
+        }
+        let nonce = &ciphertext[5..HEADER_LEN];
+        let sealed = &ciphertext[HEADER_LEN..];
+        let aad = data_aad(subject, reference, field, version);
+        let plain = Zeroizing::new(
+            self.cipher()
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| tampered())?,
+        );
+        // Authentic ciphertexts hold UTF-8: we encrypted a `String`.
+        std::str::from_utf8(&plain)
+            .map(|s| Zeroizing::new(s.to_owned()))
+            .map_err(|_| tampered())
+    }
+}
+
+/// The key version in a ciphertext's header, if the header is well formed.
+pub(crate) fn ciphertext_version(ciphertext: &[u8]) -> Option<u32> {
+    if ciphertext.len() < HEADER_LEN + 16 || ciphertext[0] != FORMAT_V1 {
+        return None;
+    }
+    let bytes: [u8; 4] = ciphertext[1..5].try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
+
+fn data_aad(subject: PersonalKey, reference: Uuid, field: &str, version: u32) -> Vec<u8> {
+    let mut aad = b"eventsourcery/personal-data/v1".to_vec();
+    aad.extend_from_slice(subject.as_uuid().as_bytes());
+    aad.extend_from_slice(reference.as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(field.as_bytes());
+    aad
+}
+
+/// The keyed blind index: finds a subject by a personal value without storing the value.
+pub(crate) fn blind_index(index_key: &DataKey, kind: &str, lookup_form: &str) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&index_key.key[..])
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"eventsourcery/blind-index/v1");
+    mac.update(kind.as_bytes());
+    mac.update(&[0]);
+    mac.update(lookup_form.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_binding() {
+        let key = DataKey::generate(1).unwrap_or_else(|e| panic!("{e}"));
+        let (subject, other) = (PersonalKey::issue(), PersonalKey::issue());
+        let reference = Uuid::now_v7();
+        let sealed = key
+            .encrypt(subject, reference, "e.email", b"ann@example.com")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let plain = key.decrypt(subject, reference, "e.email", &sealed);
+        assert_eq!(
+            plain.ok().as_deref().map(String::as_str),
+            Some("ann@example.com")
+        );
+        assert!(key.decrypt(other, reference, "e.email", &sealed).is_err());
+        assert!(
+            key.decrypt(subject, Uuid::now_v7(), "e.email", &sealed)
+                .is_err()
+        );
+        assert!(key.decrypt(subject, reference, "e.name", &sealed).is_err());
+    }
+
+    #[test]
+    fn a_hundred_thousand_encryptions_repeat_no_nonce() {
+        let key = DataKey::generate(1).unwrap_or_else(|e| panic!("{e}"));
+        let subject = PersonalKey::issue();
+        let reference = Uuid::now_v7();
+        let mut nonces = std::collections::HashSet::with_capacity(100_000);
+        for _ in 0..100_000 {
+            let sealed = key
+                .encrypt(subject, reference, "f", b"x")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let nonce: [u8; NONCE_LEN] = sealed[5..HEADER_LEN].try_into().unwrap_or_default();
+            assert!(nonces.insert(nonce), "nonce repeated");
+        }
+    }
+
+    #[test]
+    fn wrapped_keys_are_bound_to_subject_and_version() {
+        let master = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let key = DataKey::generate(3).unwrap_or_else(|e| panic!("{e}"));
+        let (subject, other) = (PersonalKey::issue(), PersonalKey::issue());
+        let wrapped = master
+            .wrap(subject, 3, &key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(master.unwrap_key(subject, 3, &wrapped).is_ok());
+        assert!(master.unwrap_key(other, 3, &wrapped).is_err());
+        assert!(master.unwrap_key(subject, 4, &wrapped).is_err());
+        let other_master = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(other_master.unwrap_key(subject, 3, &wrapped).is_err());
+        assert_ne!(master.id(), other_master.id());
+    }
+
+    #[test]
+    fn master_key_parsing_never_echoes_the_key() {
+        let error = MasterKey::from_hex("secretsecret")
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| !e.contains("secret")));
+    }
+}

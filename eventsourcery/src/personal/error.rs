@@ -1,0 +1,133 @@
+//! The errors of the personal data subsystem.
+
+use uuid::Uuid;
+
+use super::PersonalKey;
+
+/// Personal data could not be stored, read, erased or exported.
+///
+/// None of these carries a personal value or key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersonalError {
+    /// Personal fields were written or read without a personal data vault configured.
+    #[error(
+        "this event or command has personal fields, but no personal data vault is configured; call `.personal_data(vault)` on the bus builder"
+    )]
+    NoVault,
+    /// The subject was erased and not re-enrolled: no new personal data is accepted.
+    #[error(
+        "data subject {subject} was erased; new personal data is refused unless the subject is re-enrolled"
+    )]
+    SubjectErased {
+        /// The subject.
+        subject: PersonalKey,
+    },
+    /// A ciphertext failed authentication: tampered with, truncated, or moved to another row.
+    #[error(
+        "personal data {reference} of subject {subject} failed authentication (tampered, truncated or moved)"
+    )]
+    Tampered {
+        /// The personal data reference.
+        reference: Uuid,
+        /// The subject.
+        subject: PersonalKey,
+    },
+    /// A ciphertext names a key version the subject does not have.
+    #[error(
+        "personal data {reference} of subject {subject} is encrypted under key version {found}, but the subject's key is version {current}"
+    )]
+    UnknownKeyVersion {
+        /// The personal data reference.
+        reference: Uuid,
+        /// The subject.
+        subject: PersonalKey,
+        /// The version in the ciphertext.
+        found: u32,
+        /// The subject's current version.
+        current: u32,
+    },
+    /// An event refers to personal data that is not stored, and its subject was never erased.
+    #[error(
+        "personal data {reference} of subject {subject} is missing from the personal data store"
+    )]
+    Missing {
+        /// The personal data reference.
+        reference: Uuid,
+        /// The subject.
+        subject: PersonalKey,
+    },
+    /// Personal data exists, but its subject has no data key and was never erased.
+    #[error("data subject {subject} has personal data but no data key")]
+    MissingKey {
+        /// The subject.
+        subject: PersonalKey,
+    },
+    /// A stored personal data row names another subject than the event referring to it.
+    #[error("personal data {reference} belongs to another subject than the event says ({subject})")]
+    SubjectMismatch {
+        /// The personal data reference.
+        reference: Uuid,
+        /// The subject the event names.
+        subject: PersonalKey,
+    },
+    /// A data key could not be unwrapped with the configured master key.
+    #[error(
+        "the data key of subject {subject} cannot be unwrapped: wrong master key, or the key row was altered"
+    )]
+    WrongMasterKey {
+        /// The subject.
+        subject: PersonalKey,
+    },
+    /// The master key configuration is missing or malformed (the key itself is never shown).
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// A decrypted value does not parse as its type.
+    #[error("decrypted personal data does not parse as `{type_name}`")]
+    InvalidPlaintext {
+        /// The personal data type.
+        type_name: &'static str,
+    },
+    /// A stored reference to personal data is malformed.
+    #[error("malformed personal data reference in a stored payload")]
+    MalformedReference,
+    /// An erased value was read into a field that cannot hold one (a command's bare `T`).
+    #[error(
+        "an erased value cannot be read into a plain `{type_name}` field; use `Personal<{type_name}>`"
+    )]
+    ErasedIntoPlainField {
+        /// The personal data type.
+        type_name: &'static str,
+    },
+    /// The system's random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// A stored row is malformed.
+    #[error("corrupt row in `{table}`: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong (never a value).
+        reason: String,
+    },
+    /// The key or personal data database failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[error("database error during {operation}: {source}")]
+    Database {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrating the key or personal data database failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[error("migrating the {database} schema: {source}")]
+    Migrate {
+        /// Which database.
+        database: &'static str,
+        /// The migrator's error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}

@@ -1,0 +1,234 @@
+//! Personal data: kept out of the event log, encrypted per data subject, erasable.
+//!
+//! A personal value type derives [`PersonalData`](macro@crate::PersonalData). In an event it is
+//! held as [`Personal<T>`] in a field marked `#[personal(subject = field)]`, where `field` is a
+//! [`PersonalKey`] of the same event. On save the value is encrypted with the subject's own
+//! data key into the personal data store, and the event payload keeps only a reference; on load
+//! it is decrypted back, or reads as [`Personal::Erased`] once the subject has been forgotten
+//! with [`PersonalVault::erase`].
+
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::value::ValueError;
+
+pub(crate) mod codec;
+mod crypto;
+mod error;
+mod store;
+mod vault;
+
+pub use codec::{DecodeContext, EncodeContext};
+pub use crypto::{MASTER_KEY_ENV, MasterKey};
+pub use error::PersonalError;
+pub use store::{
+    Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
+    PersonalStore, WrappedKey,
+};
+pub use vault::{Export, ExportedField, PersonalVault};
+
+pub(crate) use codec::collect_references;
+
+/// The personal identification token: one per data subject, issued by the framework, never
+/// erased. It is a random identifier that says nothing about the person.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersonalKey(Uuid);
+
+impl PersonalKey {
+    /// Issues a new personal key for a new data subject.
+    pub fn issue() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// The key as a UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
+    /// A key from a stored UUID.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+impl fmt::Display for PersonalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for PersonalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PersonalKey({})", self.0)
+    }
+}
+
+impl std::str::FromStr for PersonalKey {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse()
+            .map(Self)
+            .map_err(|e| ValueError::new("PersonalKey", e))
+    }
+}
+
+impl serde::Serialize for PersonalKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PersonalKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::__private::deserialize_from_str(deserializer)
+    }
+}
+
+impl crate::value::SerializableValue for PersonalKey {}
+
+/// A value type that holds personal data, derived with `#[derive(PersonalData)]`.
+///
+/// It has no serde implementation, so it cannot reach an event payload except through a
+/// `#[personal]` field; its derived `Debug` shows no content.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not personal data",
+    label = "`#[personal]` fields hold personal data types",
+    note = "add `#[derive(PersonalData)]` to `{Self}`, or remove `#[personal]` if the field is not personal"
+)]
+pub trait PersonalData: Sized + Send + Sync + 'static {
+    /// The kind of data, for the blind index and exports (`#[personal_data(name = "...")]`, by
+    /// default the type name in snake case).
+    const KIND: &'static str;
+
+    /// The plaintext that gets encrypted.
+    fn to_plaintext(&self) -> zeroize::Zeroizing<String>;
+
+    /// The value back from its plaintext.
+    fn from_plaintext(plaintext: &str) -> Result<Self, ValueError>;
+
+    /// The form used for blind-index lookups (by default the plaintext, trimmed and lowercased,
+    /// so `Ann@Example.com` finds `ann@example.com`).
+    fn lookup_form(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(self.to_plaintext().trim().to_lowercase())
+    }
+}
+
+/// A personal value as an event holds it: present, or erased with its data subject.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Personal<T> {
+    /// The value.
+    Present(T),
+    /// The subject was forgotten; the value is gone for good.
+    Erased,
+}
+
+impl<T> Personal<T> {
+    /// The value, if present.
+    pub fn present(&self) -> Option<&T> {
+        match self {
+            Self::Present(value) => Some(value),
+            Self::Erased => None,
+        }
+    }
+
+    /// Whether the value was erased.
+    pub fn is_erased(&self) -> bool {
+        matches!(self, Self::Erased)
+    }
+
+    /// The value, if present.
+    pub fn into_present(self) -> Option<T> {
+        match self {
+            Self::Present(value) => Some(value),
+            Self::Erased => None,
+        }
+    }
+}
+
+impl<T> From<T> for Personal<T> {
+    fn from(value: T) -> Self {
+        Self::Present(value)
+    }
+}
+
+impl<T> fmt::Debug for Personal<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Present(_) => f.write_str("Personal::Present(<redacted>)"),
+            Self::Erased => f.write_str("Personal::Erased"),
+        }
+    }
+}
+
+/// A type a `#[personal]` field can have: `Personal<T>`, or in a command also a bare `T`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `#[personal]` field",
+    label = "expected `Personal<T>` where `T: PersonalData`",
+    note = "give the field the type `Personal<YourType>` and add `#[derive(PersonalData)]` to `YourType`"
+)]
+pub trait PersonalField: Sized {
+    /// The personal data type.
+    type Data: PersonalData;
+
+    /// The value to encrypt, or `None` if it was erased (nothing is written).
+    fn data(&self) -> Option<&Self::Data>;
+
+    /// The field from a decrypted value, or from an erased one.
+    fn from_data(data: Option<Self::Data>) -> Result<Self, PersonalError>;
+}
+
+impl<T: PersonalData> PersonalField for Personal<T> {
+    type Data = T;
+
+    fn data(&self) -> Option<&T> {
+        self.present()
+    }
+
+    fn from_data(data: Option<T>) -> Result<Self, PersonalError> {
+        Ok(data.map_or(Self::Erased, Self::Present))
+    }
+}
+
+impl<T: PersonalData> PersonalField for T {
+    type Data = T;
+
+    fn data(&self) -> Option<&T> {
+        Some(self)
+    }
+
+    fn from_data(data: Option<T>) -> Result<Self, PersonalError> {
+        data.ok_or(PersonalError::ErasedIntoPlainField {
+            type_name: std::any::type_name::<T>(),
+        })
+    }
+}
+
+/// A `#[personal]` field of an event: always `Personal<T>`, so that domain code can tell an
+/// erased value from a present one.
+#[diagnostic::on_unimplemented(
+    message = "a personal field of an event must have type `Personal<_>`, not `{Self}`",
+    label = "an erased subject's value could not be represented",
+    note = "write `Personal<{Self}>`: after erasure the field reads as `Personal::Erased`"
+)]
+pub trait EventPersonalField: PersonalField {}
+
+impl<T: PersonalData> EventPersonalField for Personal<T> {}
+
+/// The field naming an event's data subject.
+#[diagnostic::on_unimplemented(
+    message = "the data subject of a personal field must be a `PersonalKey`, not `{Self}`",
+    label = "not a `PersonalKey`",
+    note = "name a field of type `eventsourcery::personal::PersonalKey` in `subject = ...`"
+)]
+pub trait Subject {
+    /// The subject's key.
+    fn personal_key(&self) -> PersonalKey;
+}
+
+impl Subject for PersonalKey {
+    fn personal_key(&self) -> PersonalKey {
+        *self
+    }
+}

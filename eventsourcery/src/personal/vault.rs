@@ -1,0 +1,416 @@
+//! The personal data vault: encrypts on write, decrypts on read, erases, exports, finds.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::codec::{PersonalWrite, Resolved};
+use super::crypto::{DataKey, MasterKey, blind_index, ciphertext_version};
+use super::store::{
+    Erasure, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord, PersonalStore,
+    WrappedKey,
+};
+use super::{PersonalData, PersonalError, PersonalKey};
+
+/// The reserved subject whose data key keys the blind index.
+const INDEX_SUBJECT: PersonalKey = PersonalKey(Uuid::nil());
+
+/// Encrypts personal data per subject, keeps it in the personal data store with the data keys
+/// in the key store, and erases a subject by destroying its key and its data.
+pub struct PersonalVault {
+    keys: Arc<dyn KeyStore>,
+    data: Arc<dyn PersonalStore>,
+    master: MasterKey,
+}
+
+impl fmt::Debug for PersonalVault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PersonalVault")
+            .field("master", &self.master)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything stored about one subject (the right of access).
+///
+/// Its `Debug` output shows field names only; [`Export::to_json`] gives the values.
+pub struct Export {
+    /// The subject.
+    pub subject: PersonalKey,
+    /// Whether the subject was erased (and so has no data).
+    pub erased: bool,
+    /// The subject's personal values, oldest first.
+    pub fields: Vec<ExportedField>,
+}
+
+/// One exported personal value.
+pub struct ExportedField {
+    /// The personal data reference held by the event or command.
+    pub reference: Uuid,
+    /// `"{event or command}.{field}"`.
+    pub field: String,
+    /// The value, as its plaintext form.
+    pub value: Zeroizing<String>,
+}
+
+impl fmt::Debug for Export {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Export")
+            .field("subject", &self.subject)
+            .field("erased", &self.erased)
+            .field(
+                "fields",
+                &self.fields.iter().map(|x| &x.field).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Export {
+    /// The export as JSON, values included: hand it to the person who asked for it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "subject": self.subject.to_string(),
+            "erased": self.erased,
+            "data": self.fields.iter().map(|f| json!({
+                "reference": f.reference.to_string(),
+                "field": f.field,
+                "value": f.value.as_str(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl PersonalVault {
+    /// A vault over a key store and a personal data store, with the master key that wraps the
+    /// data keys.
+    pub fn new(keys: impl KeyStore, data: impl PersonalStore, master: MasterKey) -> Self {
+        Self::from_shared(Arc::new(keys), Arc::new(data), master)
+    }
+
+    /// A vault over shared stores.
+    pub fn from_shared(
+        keys: Arc<dyn KeyStore>,
+        data: Arc<dyn PersonalStore>,
+        master: MasterKey,
+    ) -> Self {
+        Self { keys, data, master }
+    }
+
+    /// A vault in memory with a random master key, for tests.
+    pub fn in_memory() -> Result<Self, PersonalError> {
+        Ok(Self::new(
+            MemoryKeyStore::new(),
+            MemoryPersonalStore::new(),
+            MasterKey::generate()?,
+        ))
+    }
+
+    /// The key store.
+    pub fn key_store(&self) -> &Arc<dyn KeyStore> {
+        &self.keys
+    }
+
+    /// The personal data store.
+    pub fn personal_store(&self) -> &Arc<dyn PersonalStore> {
+        &self.data
+    }
+
+    fn unwrap(&self, key: &WrappedKey) -> Result<DataKey, PersonalError> {
+        if key.master_key_id != self.master.id() {
+            return Err(PersonalError::WrongMasterKey {
+                subject: key.subject,
+            });
+        }
+        self.master
+            .unwrap_key(key.subject, key.version, &key.wrapped)
+    }
+
+    /// The data keys of `subjects`, creating those that are missing. Refuses erased subjects
+    /// that were not re-enrolled.
+    async fn keys_for_writing(
+        &self,
+        subjects: &[PersonalKey],
+    ) -> Result<HashMap<PersonalKey, DataKey>, PersonalError> {
+        let erasures: HashMap<PersonalKey, Erasure> = self
+            .keys
+            .erasures(subjects)
+            .await?
+            .into_iter()
+            .map(|e| (e.subject, e))
+            .collect();
+        if let Some(erasure) = erasures.values().find(|e| !e.re_enrolled) {
+            return Err(PersonalError::SubjectErased {
+                subject: erasure.subject,
+            });
+        }
+        let mut keys = HashMap::new();
+        for key in self.keys.keys(subjects).await? {
+            keys.insert(key.subject, self.unwrap(&key)?);
+        }
+        for &subject in subjects {
+            if keys.contains_key(&subject) {
+                continue;
+            }
+            let version = erasures.get(&subject).map_or(1, |e| e.last_key_version + 1);
+            let fresh = DataKey::generate(version)?;
+            let wrapped = WrappedKey {
+                subject,
+                version,
+                wrapped: self.master.wrap(subject, version, &fresh)?,
+                master_key_id: self.master.id(),
+            };
+            // Another writer may have created the subject's key first: use the stored one.
+            let stored = self.keys.insert_key(wrapped).await?;
+            keys.insert(subject, self.unwrap(&stored)?);
+        }
+        Ok(keys)
+    }
+
+    /// Encrypts and stores personal values, before the payloads that refer to them.
+    pub(crate) async fn store(&self, writes: Vec<PersonalWrite>) -> Result<(), PersonalError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut subjects: Vec<PersonalKey> = writes.iter().map(|w| w.subject).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        if subjects.contains(&INDEX_SUBJECT) {
+            return Err(PersonalError::SubjectErased {
+                subject: INDEX_SUBJECT,
+            });
+        }
+        let needs_index = writes.iter().any(|w| w.lookup.is_some());
+        if needs_index {
+            subjects.push(INDEX_SUBJECT);
+        }
+        let keys = self.keys_for_writing(&subjects).await?;
+        let mut records = Vec::with_capacity(writes.len());
+        let mut index = Vec::new();
+        for write in &writes {
+            let key = keys.get(&write.subject).ok_or(PersonalError::MissingKey {
+                subject: write.subject,
+            })?;
+            records.push(PersonalRecord {
+                reference: write.reference,
+                subject: write.subject,
+                field: write.field.clone(),
+                ciphertext: key.encrypt(
+                    write.subject,
+                    write.reference,
+                    &write.field,
+                    write.plaintext.as_bytes(),
+                )?,
+            });
+            if let Some((kind, form)) = &write.lookup {
+                let index_key = keys.get(&INDEX_SUBJECT).ok_or(PersonalError::MissingKey {
+                    subject: INDEX_SUBJECT,
+                })?;
+                index.push((blind_index(index_key, kind, form), write.subject));
+            }
+        }
+        self.data.put(records, index).await
+    }
+
+    /// Fetches and decrypts the values behind these references.
+    pub(crate) async fn resolve(
+        &self,
+        references: &[(Uuid, PersonalKey)],
+    ) -> Result<Resolved, PersonalError> {
+        let mut resolved = Resolved::default();
+        if references.is_empty() {
+            return Ok(resolved);
+        }
+        let ids: Vec<Uuid> = references.iter().map(|(id, _)| *id).collect();
+        let mut subjects: Vec<PersonalKey> = references.iter().map(|(_, s)| *s).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let records: HashMap<Uuid, PersonalRecord> = self
+            .data
+            .get(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.reference, r))
+            .collect();
+        let wrapped: HashMap<PersonalKey, WrappedKey> = self
+            .keys
+            .keys(&subjects)
+            .await?
+            .into_iter()
+            .map(|k| (k.subject, k))
+            .collect();
+        let erasures: HashMap<PersonalKey, Erasure> = self
+            .keys
+            .erasures(&subjects)
+            .await?
+            .into_iter()
+            .map(|e| (e.subject, e))
+            .collect();
+        let mut unwrapped: HashMap<PersonalKey, DataKey> = HashMap::new();
+        for &(id, subject) in references {
+            let erasure = erasures.get(&subject);
+            let Some(record) = records.get(&id) else {
+                if erasure.is_some() {
+                    resolved.erased.insert(id);
+                    continue;
+                }
+                return Err(PersonalError::Missing {
+                    reference: id,
+                    subject,
+                });
+            };
+            if record.subject != subject {
+                return Err(PersonalError::SubjectMismatch {
+                    reference: id,
+                    subject,
+                });
+            }
+            let Some(wrapped) = wrapped.get(&subject) else {
+                if erasure.is_some() {
+                    resolved.erased.insert(id);
+                    continue;
+                }
+                return Err(PersonalError::MissingKey { subject });
+            };
+            let key = match unwrapped.entry(subject) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(self.unwrap(wrapped)?),
+            };
+            let version =
+                ciphertext_version(&record.ciphertext).ok_or(PersonalError::Tampered {
+                    reference: id,
+                    subject,
+                })?;
+            if version != key.version && erasure.is_some_and(|e| version <= e.last_key_version) {
+                // Written under a key destroyed by an erasure, before a re-enrolment.
+                resolved.erased.insert(id);
+                continue;
+            }
+            let plaintext = key.decrypt(subject, id, &record.field, &record.ciphertext)?;
+            resolved.values.insert(id, (subject, plaintext));
+        }
+        Ok(resolved)
+    }
+
+    /// Forgets a subject: records a PII-free erasure entry (which refuses new data), destroys
+    /// the subject's data key, then deletes its personal data and blind-index entries.
+    ///
+    /// Idempotent: erasing again, or after a crash part-way, finishes the job. Events that
+    /// referred to the subject still load, with its fields as [`Personal::Erased`](super::Personal::Erased).
+    pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
+        let span = tracing::info_span!("erase", %subject);
+        let _enter = span.enter();
+        if subject == INDEX_SUBJECT {
+            return Err(PersonalError::SubjectErased { subject });
+        }
+        let current = self.keys.keys(&[subject]).await?.first().map(|k| k.version);
+        let previous = self
+            .keys
+            .erasures(&[subject])
+            .await?
+            .first()
+            .map(|e| e.last_key_version);
+        let last_key_version = current.or(previous).unwrap_or(0).max(previous.unwrap_or(0));
+        self.keys
+            .record_erasure(Erasure {
+                subject,
+                erased_at: SystemTime::now(),
+                reason: reason.to_owned(),
+                last_key_version,
+                re_enrolled: false,
+            })
+            .await?;
+        self.keys.delete_key(subject).await?;
+        let deleted = self.data.delete_subject(subject).await?;
+        tracing::info!(deleted, "subject erased");
+        Ok(())
+    }
+
+    /// Lets an erased subject give personal data again. Old data stays gone: it was deleted and
+    /// its key destroyed; new data is encrypted under a new key version.
+    pub async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
+        self.keys.re_enroll(subject).await
+    }
+
+    /// Whether the subject is erased and not re-enrolled.
+    pub async fn is_erased(&self, subject: PersonalKey) -> Result<bool, PersonalError> {
+        Ok(self
+            .keys
+            .erasures(&[subject])
+            .await?
+            .iter()
+            .any(|e| !e.re_enrolled))
+    }
+
+    /// All personal data of a subject, decrypted (the right of access).
+    pub async fn export(&self, subject: PersonalKey) -> Result<Export, PersonalError> {
+        let records = self.data.by_subject(subject).await?;
+        let references: Vec<(Uuid, PersonalKey)> =
+            records.iter().map(|r| (r.reference, subject)).collect();
+        let mut resolved = self.resolve(&references).await?;
+        let fields = records
+            .into_iter()
+            .filter_map(|record| {
+                let (_, value) = resolved.values.remove(&record.reference)?;
+                Some(ExportedField {
+                    reference: record.reference,
+                    field: record.field,
+                    value,
+                })
+            })
+            .collect();
+        Ok(Export {
+            subject,
+            erased: self.is_erased(subject).await?,
+            fields,
+        })
+    }
+
+    /// The subjects holding `value` in a field marked `#[personal(lookup)]`, found through the
+    /// keyed blind index (the value itself is never stored in plaintext).
+    pub async fn lookup<T: PersonalData>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<PersonalKey>, PersonalError> {
+        let Some(key) = self.keys.keys(&[INDEX_SUBJECT]).await?.into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let index_key = self.unwrap(&key)?;
+        let hash = blind_index(&index_key, T::KIND, &value.lookup_form());
+        let mut found = self.data.find(&hash).await?;
+        let erased: HashSet<PersonalKey> = self
+            .keys
+            .erasures(&found)
+            .await?
+            .into_iter()
+            .filter(|e| !e.re_enrolled)
+            .map(|e| e.subject)
+            .collect();
+        found.retain(|s| !erased.contains(s));
+        Ok(found)
+    }
+
+    /// Re-wraps every data key under `new`, without touching personal data or events.
+    /// Afterwards, open the vault with `new`. Returns how many keys were re-wrapped.
+    pub async fn rotate_master_key(&self, new: &MasterKey) -> Result<usize, PersonalError> {
+        let keys = self.keys.all_keys().await?;
+        let mut rewrapped = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let data_key = self.unwrap(key)?;
+            rewrapped.push(WrappedKey {
+                subject: key.subject,
+                version: key.version,
+                wrapped: new.wrap(key.subject, key.version, &data_key)?,
+                master_key_id: new.id(),
+            });
+        }
+        let count = rewrapped.len();
+        self.keys.rewrap_keys(rewrapped).await?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,740 @@
+//! The personal data suite, run against every backend (memory, SQLite, PostgreSQL).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use eventsourcery::personal::{KeyStore, PersonalError, PersonalRecord, PersonalStore};
+use eventsourcery::{
+    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventError, EventStore, Id,
+    MasterKey, Personal, PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
+    StoreError,
+};
+use uuid::Uuid;
+
+#[derive(SerializableValue, Clone, Debug)]
+pub struct VoucherId(Uuid);
+
+#[derive(PersonalData, Clone, PartialEq)]
+pub struct Email(String);
+
+#[derive(PersonalData, Clone, PartialEq)]
+#[personal_data(name = "full_name")]
+pub struct FullName(String);
+
+#[derive(PersonalData, Clone, PartialEq)]
+pub struct Address {
+    street: String,
+    city: String,
+}
+
+#[derive(DomainEvent, Debug)]
+#[event(name = "candidate_registered", subject = candidate)]
+pub struct CandidateRegistered {
+    voucher: VoucherId,
+    candidate: PersonalKey,
+    #[personal(lookup)]
+    email: Personal<Email>,
+    #[personal]
+    name: Personal<FullName>,
+    #[personal]
+    address: Personal<Address>,
+}
+
+#[derive(DomainEvent, Debug)]
+pub struct Referred {
+    voucher: VoucherId,
+    referrer: PersonalKey,
+    referee: PersonalKey,
+    #[personal(subject = referrer)]
+    referrer_name: Personal<FullName>,
+    #[personal(subject = referee)]
+    referee_name: Personal<FullName>,
+}
+
+#[derive(Aggregate, Default, Debug)]
+#[aggregate(id = VoucherId, events(CandidateRegistered, Referred))]
+pub struct Voucher {
+    emails: Vec<Personal<Email>>,
+    names: Vec<Personal<FullName>>,
+}
+
+impl Apply<CandidateRegistered> for Voucher {
+    fn apply(&mut self, e: &CandidateRegistered) {
+        self.emails.push(e.email.clone());
+        self.names.push(e.name.clone());
+    }
+}
+
+impl Apply<Referred> for Voucher {
+    fn apply(&mut self, e: &Referred) {
+        self.names.push(e.referrer_name.clone());
+        self.names.push(e.referee_name.clone());
+    }
+}
+
+#[derive(Command, Clone)]
+#[command(subject = candidate)]
+pub struct Register {
+    voucher: VoucherId,
+    candidate: PersonalKey,
+    #[personal]
+    email: Email,
+    #[personal]
+    name: FullName,
+}
+
+#[derive(Command, Clone)]
+pub struct Refer {
+    voucher: VoucherId,
+    referrer: PersonalKey,
+    referee: PersonalKey,
+    #[personal(subject = referrer)]
+    referrer_name: FullName,
+    #[personal(subject = referee)]
+    referee_name: FullName,
+}
+
+#[eventsourcery::handler]
+async fn register(
+    cmd: Register,
+    vouchers: Repository<Voucher>,
+) -> Result<(), eventsourcery::Error> {
+    let mut voucher = vouchers.load(&cmd.voucher).await?;
+    voucher.raise(CandidateRegistered {
+        voucher: cmd.voucher,
+        candidate: cmd.candidate,
+        email: cmd.email.into(),
+        name: cmd.name.into(),
+        address: Address {
+            street: "1 Quay Street".into(),
+            city: "Dublin".into(),
+        }
+        .into(),
+    });
+    vouchers.save(&mut voucher).await?;
+    Ok(())
+}
+
+#[eventsourcery::handler]
+async fn refer(cmd: Refer, vouchers: Repository<Voucher>) -> Result<(), eventsourcery::Error> {
+    let mut voucher = vouchers.load(&cmd.voucher).await?;
+    voucher.raise(Referred {
+        voucher: cmd.voucher,
+        referrer: cmd.referrer,
+        referee: cmd.referee,
+        referrer_name: cmd.referrer_name.into(),
+        referee_name: cmd.referee_name.into(),
+    });
+    vouchers.save(&mut voucher).await?;
+    Ok(())
+}
+
+/// The three stores of one backend.
+pub struct Backend {
+    pub store: Arc<dyn EventStore>,
+    pub vault: Arc<PersonalVault>,
+}
+
+impl Backend {
+    pub fn bus(&self) -> CommandBus {
+        CommandBus::builder_shared(self.store.clone())
+            .personal_data_shared(self.vault.clone())
+            .build()
+            .unwrap()
+    }
+
+    fn keys(&self) -> &Arc<dyn KeyStore> {
+        self.vault.key_store()
+    }
+
+    fn data(&self) -> &Arc<dyn PersonalStore> {
+        self.vault.personal_store()
+    }
+
+    /// The same stores under another master key.
+    pub fn with_master(&self, master: MasterKey) -> Backend {
+        let vault = PersonalVault::from_shared(self.keys().clone(), self.data().clone(), master);
+        Backend {
+            store: self.store.clone(),
+            vault: Arc::new(vault),
+        }
+    }
+}
+
+pub const EMAIL: &str = "Ann.Smith+vouchers@example.com";
+pub const NAME: &str = "Ann Quïnn-Smith";
+
+pub fn register_cmd(
+    voucher: &VoucherId,
+    candidate: PersonalKey,
+    email: &str,
+    name: &str,
+) -> Register {
+    Register {
+        voucher: voucher.clone(),
+        candidate,
+        email: Email(email.into()),
+        name: FullName(name.into()),
+    }
+}
+
+/// Every encoding of `value` that must not appear in stored bytes.
+pub fn forbidden_forms(value: &str) -> Vec<Vec<u8>> {
+    use std::fmt::Write;
+    let mut forms = vec![value.as_bytes().to_vec(), value.to_lowercase().into_bytes()];
+    let json = serde_json::to_string(value).unwrap();
+    forms.push(json.trim_matches('"').as_bytes().to_vec());
+    let ascii_json: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("\\u{:04x}", c as u32)
+            }
+        })
+        .collect();
+    forms.push(ascii_json.into_bytes());
+    for input in [value.as_bytes().to_vec(), value.to_lowercase().into_bytes()] {
+        let mut hex = String::new();
+        for b in &input {
+            write!(hex, "{b:02x}").unwrap();
+        }
+        forms.push(hex.clone().into_bytes());
+        forms.push(hex.to_uppercase().into_bytes());
+        forms.push(base64(&input, false).into_bytes());
+        forms.push(base64(&input, true).into_bytes());
+    }
+    forms
+}
+
+fn base64(input: &[u8], url: bool) -> String {
+    let alphabet: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    // Unpadded, and without its last character, so it is found inside padded forms too.
+    out.pop();
+    out
+}
+
+/// Asserts that none of the personal values appears in `haystack`, in any encoding.
+pub fn assert_no_plaintext(what: &str, haystack: &[u8]) {
+    for value in [EMAIL, NAME, "1 Quay Street", "Dublin"] {
+        for form in forbidden_forms(value) {
+            assert!(
+                !haystack.windows(form.len()).any(|w| w == form.as_slice()),
+                "{what} holds `{value}` as {:?}",
+                String::from_utf8_lossy(&form)
+            );
+        }
+    }
+}
+
+/// Registers a candidate and returns what the event and command tables hold, as text.
+pub async fn stored_tables_after_registering(backend: &Backend) -> Vec<u8> {
+    let bus = backend.bus();
+    let voucher = VoucherId::generate();
+    bus.execute(register_cmd(&voucher, PersonalKey::issue(), EMAIL, NAME))
+        .await
+        .unwrap();
+    bus.execute(Refer {
+        voucher: voucher.clone(),
+        referrer: PersonalKey::issue(),
+        referee: PersonalKey::issue(),
+        referrer_name: FullName(NAME.into()),
+        referee_name: FullName(EMAIL.into()),
+    })
+    .await
+    .unwrap();
+    // Sanity: the values really were stored, and come back.
+    let loaded = bus.repository::<Voucher>().load(&voucher).await.unwrap();
+    assert_eq!(
+        loaded.emails[0].present().map(|e| e.0.as_str()),
+        Some(EMAIL)
+    );
+    let mut dump = Vec::new();
+    for event in backend.store.read_all(0, 1000).await.unwrap() {
+        dump.extend(event.payload.to_string().bytes());
+        dump.extend(serde_json::to_vec(&event.metadata).unwrap());
+        dump.extend(event.stream_id.as_str().bytes());
+    }
+    for command in backend.store.read_commands(0, 1000).await.unwrap() {
+        dump.extend(command.payload.to_string().bytes());
+        dump.extend(serde_json::to_vec(&command.outcome).unwrap());
+    }
+    dump
+}
+
+pub async fn no_plaintext_in_event_or_command_tables(backend: Backend) {
+    let dump = stored_tables_after_registering(&backend).await;
+    assert!(
+        dump.windows(9).any(|w| w == b"$personal"),
+        "payloads hold references"
+    );
+    assert_no_plaintext("the event and command tables", &dump);
+}
+
+pub async fn erasing_one_subject_keeps_events_loadable(backend: Backend) {
+    let bus = backend.bus();
+    let voucher = VoucherId::generate();
+    let (ann, bob) = (PersonalKey::issue(), PersonalKey::issue());
+    bus.execute(register_cmd(&voucher, ann, EMAIL, "Ann"))
+        .await
+        .unwrap();
+    bus.execute(Refer {
+        voucher: voucher.clone(),
+        referrer: ann,
+        referee: bob,
+        referrer_name: FullName("Ann".into()),
+        referee_name: FullName("Bob".into()),
+    })
+    .await
+    .unwrap();
+
+    backend.vault.erase(ann, "request 42").await.unwrap();
+    backend.vault.erase(ann, "request 42, again").await.unwrap();
+    assert!(backend.vault.is_erased(ann).await.unwrap());
+    assert!(!backend.vault.is_erased(bob).await.unwrap());
+
+    let loaded = bus.repository::<Voucher>().load(&voucher).await.unwrap();
+    assert_eq!(loaded.version(), 2);
+    assert!(loaded.emails[0].is_erased());
+    assert!(
+        loaded.names[0].is_erased(),
+        "Ann's name in her registration"
+    );
+    assert!(loaded.names[1].is_erased(), "Ann's name as referrer");
+    assert_eq!(loaded.names[2].present().map(|n| n.0.as_str()), Some("Bob"));
+
+    // New personal data for Ann is refused, and nothing is appended.
+    let before = backend.store.read_all(0, 100).await.unwrap().len();
+    let error = bus
+        .execute(register_cmd(&voucher, ann, EMAIL, "Ann"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            CommandError::Store { source: StoreError::Encode(e), .. }
+                if matches!(&**e, EventError::Personal { source: PersonalError::SubjectErased { .. }, .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(backend.store.read_all(0, 100).await.unwrap().len(), before);
+
+    // Re-enrolled, Ann may register again; the old data stays erased.
+    backend.vault.re_enroll(ann).await.unwrap();
+    bus.execute(register_cmd(&voucher, ann, "ann@new.example", "Ann"))
+        .await
+        .unwrap();
+    let loaded = bus.repository::<Voucher>().load(&voucher).await.unwrap();
+    assert!(loaded.emails[0].is_erased());
+    assert_eq!(
+        loaded.emails[1].present().map(|e| e.0.as_str()),
+        Some("ann@new.example")
+    );
+    let export = backend.vault.export(ann).await.unwrap();
+    assert_eq!(
+        export
+            .fields
+            .iter()
+            .filter(|f| f.field == "candidate_registered.email")
+            .count(),
+        1
+    );
+}
+
+pub async fn export_and_lookup(backend: Backend) {
+    let bus = backend.bus();
+    let voucher = VoucherId::generate();
+    let (ann, bob) = (PersonalKey::issue(), PersonalKey::issue());
+    bus.execute(register_cmd(&voucher, ann, EMAIL, NAME))
+        .await
+        .unwrap();
+    bus.execute(register_cmd(&voucher, bob, "bob@example.com", "Bob"))
+        .await
+        .unwrap();
+
+    let export = backend.vault.export(ann).await.unwrap();
+    assert!(!export.erased);
+    let json = export.to_json();
+    let values: Vec<&str> = json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        values.contains(&EMAIL) && values.contains(&NAME),
+        "{values:?}"
+    );
+    assert!(
+        values.iter().any(|v| v.contains("Quay Street")),
+        "{values:?}"
+    );
+    // Export covers the command log's personal fields as well as the events'.
+    let fields: Vec<&str> = json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"register.email") && fields.contains(&"candidate_registered.email"),
+        "{fields:?}"
+    );
+    assert!(!format!("{export:?}").contains(EMAIL));
+
+    // Lookup is case-insensitive and finds only the right subject.
+    assert_eq!(
+        backend
+            .vault
+            .lookup(&Email(EMAIL.to_uppercase()))
+            .await
+            .unwrap(),
+        vec![ann]
+    );
+    assert_eq!(
+        backend
+            .vault
+            .lookup(&Email("bob@example.com".into()))
+            .await
+            .unwrap(),
+        vec![bob]
+    );
+    assert!(
+        backend
+            .vault
+            .lookup(&Email("nobody@example.com".into()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Names are not marked for lookup.
+    assert!(
+        backend
+            .vault
+            .lookup(&FullName(NAME.into()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    backend.vault.erase(ann, "gdpr").await.unwrap();
+    let export = backend.vault.export(ann).await.unwrap();
+    assert!(export.erased && export.fields.is_empty());
+    assert!(
+        backend
+            .vault
+            .lookup(&Email(EMAIL.into()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(backend.data().by_subject(ann).await.unwrap().is_empty());
+    assert!(backend.keys().keys(&[ann]).await.unwrap().is_empty());
+    let erasure = &backend.keys().erasures(&[ann]).await.unwrap()[0];
+    assert_eq!(erasure.reason, "gdpr");
+}
+
+async fn one_registration(backend: &Backend) -> (VoucherId, PersonalKey, Vec<PersonalRecord>) {
+    let voucher = VoucherId::generate();
+    let candidate = PersonalKey::issue();
+    backend
+        .bus()
+        .execute(register_cmd(&voucher, candidate, EMAIL, NAME))
+        .await
+        .unwrap();
+    let records = backend.data().by_subject(candidate).await.unwrap();
+    (voucher, candidate, records)
+}
+
+fn personal_source(error: &StoreError) -> &PersonalError {
+    match error {
+        StoreError::Decode { source, .. } => match &**source {
+            EventError::Personal { source, .. } => source,
+            other => panic!("expected a personal data error, got {other}"),
+        },
+        other => panic!("expected a personal data error, got {other}"),
+    }
+}
+
+pub async fn tampering_is_a_typed_error(backend: Backend) {
+    let (voucher, _, records) = one_registration(&backend).await;
+    let repository = backend.bus().repository::<Voucher>();
+    let record = records
+        .iter()
+        .find(|r| r.field == "candidate_registered.email")
+        .unwrap()
+        .clone();
+    for i in 0..record.ciphertext.len() {
+        let mut tampered = record.clone();
+        tampered.ciphertext[i] ^= 0x01;
+        backend.data().put(vec![tampered], vec![]).await.unwrap();
+        let error = repository.load(&voucher).await.unwrap_err();
+        let source = personal_source(&error);
+        match i {
+            1..=4 => assert!(
+                matches!(source, PersonalError::UnknownKeyVersion { .. }),
+                "byte {i}: {source}"
+            ),
+            _ => assert!(
+                matches!(source, PersonalError::Tampered { .. }),
+                "byte {i}: {source}"
+            ),
+        }
+    }
+    // Truncated.
+    let mut truncated = record.clone();
+    truncated.ciphertext.truncate(20);
+    backend.data().put(vec![truncated], vec![]).await.unwrap();
+    assert!(matches!(
+        personal_source(&repository.load(&voucher).await.unwrap_err()),
+        PersonalError::Tampered { .. }
+    ));
+
+    // Another field's ciphertext copied onto this field's row.
+    let name = records
+        .iter()
+        .find(|r| r.field == "candidate_registered.name")
+        .unwrap();
+    let moved = PersonalRecord {
+        ciphertext: name.ciphertext.clone(),
+        ..record.clone()
+    };
+    backend.data().put(vec![moved], vec![]).await.unwrap();
+    assert!(matches!(
+        personal_source(&repository.load(&voucher).await.unwrap_err()),
+        PersonalError::Tampered { .. }
+    ));
+
+    // Restored, it loads again.
+    backend
+        .data()
+        .put(vec![record.clone()], vec![])
+        .await
+        .unwrap();
+    repository.load(&voucher).await.unwrap();
+
+    // Another subject's ciphertext (under its own key) copied onto this row.
+    let (_, _, others) = one_registration(&backend).await;
+    let other = others
+        .iter()
+        .find(|r| r.field == "candidate_registered.email")
+        .unwrap();
+    let foreign = PersonalRecord {
+        ciphertext: other.ciphertext.clone(),
+        ..record.clone()
+    };
+    backend.data().put(vec![foreign], vec![]).await.unwrap();
+    assert!(matches!(
+        personal_source(&repository.load(&voucher).await.unwrap_err()),
+        PersonalError::Tampered { .. }
+    ));
+
+    // The row moved to another subject: the event's subject no longer matches.
+    let stolen = PersonalRecord {
+        subject: other.subject,
+        ..record.clone()
+    };
+    backend.data().put(vec![stolen], vec![]).await.unwrap();
+    assert!(matches!(
+        personal_source(&repository.load(&voucher).await.unwrap_err()),
+        PersonalError::SubjectMismatch { .. }
+    ));
+
+    // The row gone while its subject was never erased.
+    backend
+        .data()
+        .put(vec![record.clone()], vec![])
+        .await
+        .unwrap();
+    repository.load(&voucher).await.unwrap();
+}
+
+pub async fn master_key_rotation_and_wrong_key(backend: Backend) {
+    let (voucher, candidate, _) = one_registration(&backend).await;
+    let new_master = MasterKey::generate().unwrap();
+    let rotated = backend.vault.rotate_master_key(&new_master).await.unwrap();
+    assert!(
+        rotated >= 2,
+        "the subject's key and the index key, got {rotated}"
+    );
+
+    // The old master key no longer opens the data keys: a typed error, never erased values.
+    let error = backend
+        .bus()
+        .repository::<Voucher>()
+        .load(&voucher)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            personal_source(&error),
+            PersonalError::WrongMasterKey { .. }
+        ),
+        "{error}"
+    );
+
+    let reopened = backend.with_master(new_master);
+    let loaded = reopened
+        .bus()
+        .repository::<Voucher>()
+        .load(&voucher)
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.emails[0].present().map(|e| e.0.as_str()),
+        Some(EMAIL)
+    );
+    assert_eq!(
+        reopened.vault.lookup(&Email(EMAIL.into())).await.unwrap(),
+        vec![candidate]
+    );
+
+    let wrong = backend.with_master(MasterKey::generate().unwrap());
+    let error = wrong
+        .bus()
+        .repository::<Voucher>()
+        .load(&voucher)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            personal_source(&error),
+            PersonalError::WrongMasterKey { .. }
+        ),
+        "{error}"
+    );
+    let error = wrong
+        .bus()
+        .execute(register_cmd(&voucher, candidate, EMAIL, NAME))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("master key"), "{error}");
+}
+
+pub async fn concurrent_first_writes_create_one_key(backend: Backend) {
+    let candidate = PersonalKey::issue();
+    let bus = backend.bus();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                bus.execute(register_cmd(
+                    &VoucherId::generate(),
+                    candidate,
+                    &format!("c{i}@example.com"),
+                    "C",
+                ))
+                .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let keys = backend.keys().keys(&[candidate]).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let export = backend.vault.export(candidate).await.unwrap();
+    assert_eq!(
+        export.fields.len(),
+        16 * 5,
+        "every value decrypts under the one key"
+    );
+}
+
+pub async fn debug_output_holds_no_secret(backend: Backend) {
+    let master = MasterKey::generate().unwrap();
+    let (_, candidate, records) = one_registration(&backend).await;
+    let keys = backend.keys().keys(&[candidate]).await.unwrap();
+    let debug = format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        Email(EMAIL.into()),
+        FullName(NAME.into()),
+        Personal::Present(Email(EMAIL.into())),
+        register_cmd(&VoucherId::generate(), candidate, EMAIL, NAME).email,
+        master,
+        backend.vault,
+        records,
+        keys,
+    );
+    assert_no_plaintext("Debug output", debug.as_bytes());
+    assert!(
+        !debug.contains(&format!("{:?}", keys[0].wrapped)),
+        "{debug}"
+    );
+    for record in &records {
+        let hex: String = record
+            .ciphertext
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!debug.contains(&hex));
+    }
+    assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+/// Runs every case of the suite as its own test; `$make` is an async expression giving a
+/// fresh [`Backend`].
+#[macro_export]
+macro_rules! personal_suite {
+    ($make:expr) => {
+        #[tokio::test]
+        async fn no_plaintext_in_event_or_command_tables() {
+            if let Some(b) = $make {
+                personal::no_plaintext_in_event_or_command_tables(b).await
+            }
+        }
+        #[tokio::test]
+        async fn erasing_one_subject_keeps_events_loadable() {
+            if let Some(b) = $make {
+                personal::erasing_one_subject_keeps_events_loadable(b).await
+            }
+        }
+        #[tokio::test]
+        async fn export_and_lookup() {
+            if let Some(b) = $make {
+                personal::export_and_lookup(b).await
+            }
+        }
+        #[tokio::test]
+        async fn tampering_is_a_typed_error() {
+            if let Some(b) = $make {
+                personal::tampering_is_a_typed_error(b).await
+            }
+        }
+        #[tokio::test]
+        async fn master_key_rotation_and_wrong_key() {
+            if let Some(b) = $make {
+                personal::master_key_rotation_and_wrong_key(b).await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_first_writes_create_one_key() {
+            if let Some(b) = $make {
+                personal::concurrent_first_writes_create_one_key(b).await
+            }
+        }
+        #[tokio::test]
+        async fn debug_output_holds_no_secret() {
+            if let Some(b) = $make {
+                personal::debug_output_holds_no_secret(b).await
+            }
+        }
+    };
+}
