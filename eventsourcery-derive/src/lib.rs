@@ -7,6 +7,7 @@ mod aggregate;
 mod attr;
 mod case;
 mod command;
+mod consumer;
 mod event;
 mod fields;
 mod handler;
@@ -63,4 +64,33 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
             quote::quote!(#item_tokens #error).into()
         }
     }
+}
+
+fn consumer_attribute(kind: consumer::Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let item_tokens = proc_macro2::TokenStream::from(item.clone());
+    match syn::parse::<ItemFn>(item) {
+        Ok(function) => consumer::expand(kind, args.into(), &function).into(),
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote::quote!(#item_tokens #error).into()
+        }
+    }
+}
+
+/// Registers an event listener (at-least-once delivery).
+#[proc_macro_attribute]
+pub fn listener(args: TokenStream, item: TokenStream) -> TokenStream {
+    consumer_attribute(consumer::Kind::Listener, args, item)
+}
+
+/// Registers a process manager: a listener that executes commands.
+#[proc_macro_attribute]
+pub fn process_manager(args: TokenStream, item: TokenStream) -> TokenStream {
+    consumer_attribute(consumer::Kind::ProcessManager, args, item)
+}
+
+/// Registers a projection (exactly-once in the store's database).
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    consumer_attribute(consumer::Kind::Projection, args, item)
 }

@@ -4,7 +4,7 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use tracing::Instrument;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
+use crate::dispatch::Dispatcher;
 use crate::event::{EventRegistry, Metadata, RegistryError};
 use crate::personal::codec::Resolved;
 use crate::personal::{EncodeContext, PersonalError, PersonalVault, collect_references};
@@ -27,6 +28,8 @@ pub(crate) struct Engine {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) services: Services,
     pub(crate) vault: Option<Arc<PersonalVault>>,
+    /// The dispatcher told about commits: `(dispatcher, inline)`.
+    after_commit: std::sync::RwLock<Option<(Weak<Dispatcher>, bool)>>,
     handlers: HashMap<TypeId, &'static HandlerRegistration>,
     max_attempts: u32,
 }
@@ -37,6 +40,7 @@ impl Engine {
             store,
             services: Services::default(),
             vault,
+            after_commit: std::sync::RwLock::new(None),
             handlers: HashMap::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -213,6 +217,7 @@ impl CommandBusBuilder {
                 store: self.store,
                 services: self.services,
                 vault: self.vault,
+                after_commit: std::sync::RwLock::new(None),
                 handlers,
                 max_attempts: self.max_attempts,
             }),
@@ -266,6 +271,43 @@ impl CommandBus {
     /// A repository outside any command, for reading aggregates.
     pub fn repository<A: Aggregate>(&self) -> Repository<A> {
         Repository::standalone(Arc::clone(&self.engine))
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Tells `dispatcher` about every commit: inline (catch up before `execute` returns) or
+    /// by waking its worker.
+    pub(crate) fn set_after_commit(&self, dispatcher: Weak<Dispatcher>, inline: bool) {
+        let mut slot = self
+            .engine
+            .after_commit
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Some((dispatcher, inline));
+    }
+
+    async fn committed(&self) {
+        let hook = self
+            .engine
+            .after_commit
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some((dispatcher, inline)) = hook else {
+            return;
+        };
+        let Some(dispatcher) = dispatcher.upgrade() else {
+            return;
+        };
+        if inline {
+            if let Err(error) = dispatcher.catch_up().await {
+                tracing::warn!(%error, "inline dispatch failed; consumers catch up on the next run");
+            }
+        } else {
+            dispatcher.notify();
+        }
     }
 
     /// Checks that every registered handler's parameters can be resolved: call it at start-up
@@ -406,6 +448,9 @@ impl CommandBus {
                     match engine.store.append(commit).await {
                         Ok(events) => {
                             tracing::debug!(attempt, events = events.len(), "command committed");
+                            if !events.is_empty() {
+                                self.committed().await;
+                            }
                             return Ok(CommandReceipt {
                                 command_id,
                                 correlation_id,

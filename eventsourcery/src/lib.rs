@@ -4,6 +4,7 @@
 pub mod aggregate;
 mod bus;
 pub mod command;
+pub mod dispatch;
 pub mod event;
 pub mod personal;
 mod repository;
@@ -20,6 +21,7 @@ pub mod __private;
 pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use bus::{CommandBus, CommandBusBuilder, DEFAULT_MAX_ATTEMPTS, ExecuteOptions};
 pub use command::{BoxError, Command, CommandError, CommandReceipt, Error};
+pub use dispatch::{Consumer, ConsumerKind, Dispatcher, Envelope, EventMeta, ProjectionTx};
 pub use event::{DomainEvent, EventError, EventRegistry, Metadata, Upcaster};
 pub use personal::{MasterKey, Personal, PersonalKey, PersonalVault};
 pub use repository::Repository;
@@ -50,3 +52,14 @@ pub use eventsourcery_derive::PersonalData;
 /// Registers an `async fn` as the handler of the command it takes first; every other
 /// parameter is resolved by the command bus (see [`FromServices`]).
 pub use eventsourcery_derive::handler;
+
+/// Registers an `async fn` taking an event as a listener: `#[listener(consumer = "name")]`.
+/// Delivery is at least once; see [`dispatch`].
+pub use eventsourcery_derive::listener;
+
+/// Registers an `async fn` taking an event and [`dispatch::Commands`] as a process manager.
+pub use eventsourcery_derive::process_manager;
+
+/// Registers an `async fn` taking an event and `&mut ProjectionTx<'_>` as a projection whose
+/// update commits with its checkpoint: `#[projection(consumer = "name", reset = clear_fn)]`.
+pub use eventsourcery_derive::projection;

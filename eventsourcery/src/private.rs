@@ -126,3 +126,32 @@ pub fn decode_personal<F: PersonalField>(
     cx.personal(subject, &value)
         .map_err(crate::personal::codec::field_error(name, field))
 }
+
+pub use crate::dispatch::{
+    ConsumerKind, ConsumerRegistration, FromEvent, HandleContext, ProjectionTx,
+};
+
+/// A future returned by a generated consumer entry point.
+pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::BoxError>>;
+
+/// Decodes the event a consumer function takes; `None` if the envelope holds another event.
+pub fn consumer_event<E: crate::DomainEvent>(
+    cx: &HandleContext<'_>,
+) -> Result<Option<E>, crate::BoxError> {
+    Ok(cx.envelope().decode::<E>()?)
+}
+
+/// Resolves one consumer parameter.
+pub fn consumer_param<T: FromEvent>(cx: &HandleContext<'_>) -> Result<T, crate::BoxError> {
+    T::from_event(cx)
+}
+
+/// Converts a consumer function's return value.
+pub fn consumer_output<O: HandlerOutput>(output: O) -> Result<(), crate::BoxError> {
+    output.into_result()
+}
+
+/// The event names a consumer function handles.
+pub fn event_names<E: crate::DomainEvent>() -> Vec<&'static str> {
+    E::event_names()
+}

@@ -17,6 +17,7 @@ use crate::value::StreamId;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    consumers: tokio::sync::Mutex<crate::dispatch::store::MemoryConsumers>,
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +33,10 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub(crate) fn consumers(&self) -> &tokio::sync::Mutex<crate::dispatch::store::MemoryConsumers> {
+        &self.consumers
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

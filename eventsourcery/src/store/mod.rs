@@ -209,6 +209,18 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A consumer's checkpoint was moved by another instance.
+    #[error(
+        "the checkpoint of consumer `{consumer}` is at {actual}, not {expected}: another instance moved it"
+    )]
+    CheckpointMoved {
+        /// The consumer.
+        consumer: String,
+        /// Where this instance expected it.
+        expected: u64,
+        /// Where it is.
+        actual: u64,
+    },
     /// An append was not well formed (an empty stream id, an event listed twice).
     #[error("invalid append: {0}")]
     InvalidAppend(String),

@@ -1,0 +1,375 @@
+//! Consumers of the global log: listeners, process managers and projections.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::bus::{CommandBus, ExecuteOptions};
+use crate::command::{BoxError, BoxFuture, Command, CommandError, CommandReceipt};
+use crate::event::{DomainEvent, EventError};
+use crate::personal::DecodeContext;
+use crate::personal::codec::Resolved;
+use crate::service::Services;
+use crate::store::RecordedEvent;
+use crate::value::StreamId;
+
+/// What kind of consumer, which decides its delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsumerKind {
+    /// Side effects outside the store: at-least-once, with the event id as idempotency key.
+    Listener,
+    /// Reacts to events by executing commands: at-least-once; the commands carry the event's
+    /// correlation id and the event id as causation id.
+    ProcessManager,
+    /// A read model in the store's own database: its update and its checkpoint commit in one
+    /// transaction, so each event is applied exactly once.
+    Projection,
+}
+
+/// A recorded event on its way to consumers, with its personal data resolved.
+pub struct Envelope {
+    event: RecordedEvent,
+    payload: Value,
+    resolved: Arc<Resolved>,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("position", &self.event.position)
+            .field("event_name", &self.event.event_name)
+            .field("stream_id", &self.event.stream_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Envelope {
+    pub(crate) fn new(event: RecordedEvent, payload: Value, resolved: Arc<Resolved>) -> Self {
+        Self {
+            event,
+            payload,
+            resolved,
+        }
+    }
+
+    /// The event as stored (its payload holds references, not personal values).
+    pub fn recorded(&self) -> &RecordedEvent {
+        &self.event
+    }
+
+    /// The event's ids and position.
+    pub fn meta(&self) -> EventMeta {
+        EventMeta {
+            event_id: self.event.event_id,
+            event_name: self.event.event_name.clone(),
+            stream_id: self.event.stream_id.clone(),
+            stream_version: self.event.stream_version,
+            position: self.event.position,
+            correlation_id: self.event.metadata.correlation_id,
+            causation_id: self.event.metadata.causation_id,
+            recorded_at: self.event.recorded_at,
+        }
+    }
+
+    /// The event as `E`, with personal fields decrypted (or erased); `None` if this event is
+    /// not one of `E`'s.
+    pub fn decode<E: DomainEvent>(&self) -> Result<Option<E>, EventError> {
+        if !E::handles(&self.event.event_name) {
+            return Ok(None);
+        }
+        let mut cx = DecodeContext::with(&self.resolved);
+        E::decode(&self.event.event_name, self.payload.clone(), &mut cx).map(Some)
+    }
+}
+
+/// An event's ids and position, as a consumer parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventMeta {
+    /// The event's id: the idempotency key of at-least-once consumers.
+    pub event_id: Uuid,
+    /// The stored event name.
+    pub event_name: String,
+    /// The stream.
+    pub stream_id: StreamId,
+    /// Its version in the stream.
+    pub stream_version: u64,
+    /// Its position in the global log.
+    pub position: u64,
+    /// The correlation id it carries.
+    pub correlation_id: Option<Uuid>,
+    /// What caused it.
+    pub causation_id: Option<Uuid>,
+    /// When it was recorded.
+    pub recorded_at: SystemTime,
+}
+
+/// A connection inside the transaction that a projection's update shares with its checkpoint.
+#[non_exhaustive]
+pub enum ProjectionTx<'a> {
+    /// Not in a transaction: listeners, process managers, and projections on the memory store.
+    None,
+    /// A SQLite transaction.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    /// A PostgreSQL transaction.
+    #[cfg(feature = "postgres")]
+    Postgres(&'a mut sqlx::PgConnection),
+    #[doc(hidden)]
+    _Lifetime(std::marker::PhantomData<&'a mut ()>),
+}
+
+impl fmt::Debug for ProjectionTx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "ProjectionTx::None",
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => "ProjectionTx::Sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "ProjectionTx::Postgres",
+            Self::_Lifetime(_) => "ProjectionTx",
+        })
+    }
+}
+
+impl<'a> ProjectionTx<'a> {
+    /// The SQLite connection of the transaction, if the store is SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
+        match self {
+            Self::Sqlite(conn) => Some(&mut **conn),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL connection of the transaction, if the store is PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match self {
+            Self::Postgres(conn) => Some(&mut **conn),
+            _ => None,
+        }
+    }
+}
+
+/// What a consumer's handler can reach besides the event.
+pub struct HandleContext<'a> {
+    pub(crate) bus: &'a CommandBus,
+    pub(crate) services: &'a Services,
+    pub(crate) envelope: &'a Envelope,
+    /// The transaction of a projection's batch.
+    pub tx: ProjectionTx<'a>,
+}
+
+impl fmt::Debug for HandleContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandleContext")
+            .field("envelope", &self.envelope)
+            .field("tx", &self.tx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandleContext<'_> {
+    /// The event being handled.
+    pub fn envelope(&self) -> &Envelope {
+        self.envelope
+    }
+
+    /// Commands caused by this event: they carry its correlation id, and its id as causation.
+    pub fn commands(&self) -> Commands {
+        let meta = self.envelope.meta();
+        Commands {
+            bus: self.bus.clone(),
+            options: ExecuteOptions::caused_by(
+                meta.correlation_id.unwrap_or(meta.event_id),
+                meta.event_id,
+            ),
+        }
+    }
+
+    /// A registered service.
+    pub fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.services.get::<T>()
+    }
+}
+
+/// Executes commands on behalf of an event (a process manager's parameter).
+#[derive(Debug, Clone)]
+pub struct Commands {
+    bus: CommandBus,
+    options: ExecuteOptions,
+}
+
+impl Commands {
+    /// Executes `command`, caused by the event being handled.
+    pub async fn execute<C: Command>(&self, command: C) -> Result<CommandReceipt, CommandError> {
+        self.bus.execute_with(command, self.options).await
+    }
+}
+
+/// A consumer of the global log. Usually registered with `#[eventsourcery::listener]`,
+/// `#[eventsourcery::process_manager]` or `#[eventsourcery::projection]`; implement it by
+/// hand for anything else.
+#[async_trait::async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// The consumer's name: the key of its checkpoint. Renaming it starts over.
+    fn name(&self) -> &str;
+
+    /// The kind, which decides the delivery guarantee.
+    fn kind(&self) -> ConsumerKind;
+
+    /// Whether it wants events named `event_name` (the others only advance its checkpoint).
+    fn subscribes_to(&self, event_name: &str) -> bool;
+
+    /// Handles one event. An error is retried with backoff, then parks the consumer.
+    async fn handle(&self, cx: &mut HandleContext<'_>) -> Result<(), BoxError>;
+
+    /// Clears a projection's read model before a rebuild (in the same transaction as the
+    /// checkpoint reset). The default does nothing.
+    async fn reset(&self, _tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// One `#[listener]`, `#[process_manager]` or `#[projection]` function, submitted by the
+/// attribute. Functions that name the same consumer make up one consumer.
+#[derive(Debug)]
+pub struct ConsumerRegistration {
+    /// The consumer's name.
+    pub consumer: &'static str,
+    /// Its kind.
+    pub kind: ConsumerKind,
+    /// The function's path, for messages.
+    pub handler: &'static str,
+    /// The event names it handles.
+    pub event_names: fn() -> Vec<&'static str>,
+    /// Calls it.
+    pub call: ConsumerFn,
+    /// Its reset hook, for projections (`#[projection(reset = function)]`), if any.
+    pub reset: Option<ResetFn>,
+}
+
+/// The type-erased entry point of a consumer function.
+pub type ConsumerFn =
+    for<'a, 'b> fn(&'a mut HandleContext<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
+
+/// The type-erased entry point of a projection's reset hook.
+pub type ResetFn = for<'a, 'b> fn(&'a mut ProjectionTx<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
+
+/// A type that a consumer function can take as a parameter besides its event.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a listener, process manager or projection",
+    label = "not resolvable for an event",
+    note = "take `EventMeta`, `Commands` (to execute commands caused by the event), `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
+)]
+pub trait FromEvent: Sized {
+    /// Resolves the parameter for one event.
+    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError>;
+}
+
+impl FromEvent for EventMeta {
+    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+        Ok(cx.envelope.meta())
+    }
+}
+
+impl FromEvent for Commands {
+    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+        Ok(cx.commands())
+    }
+}
+
+impl<T: Send + Sync + 'static> FromEvent for crate::service::Dep<T> {
+    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+        cx.services
+            .get::<T>()
+            .or_else(|| cx.bus.engine().services.get::<T>())
+            .map(crate::service::Dep::new)
+            .ok_or_else(|| {
+                format!(
+                    "service `{}` is not registered with the dispatcher or the bus",
+                    std::any::type_name::<T>()
+                )
+                .into()
+            })
+    }
+}
+
+inventory::collect!(ConsumerRegistration);
+
+/// The consumer made of registered functions that share a name.
+pub(crate) struct Registered {
+    name: &'static str,
+    kind: ConsumerKind,
+    handlers: Vec<(Vec<&'static str>, &'static ConsumerRegistration)>,
+}
+
+impl Registered {
+    /// Every registered consumer of the program, grouped by name.
+    pub(crate) fn collect() -> Result<Vec<Registered>, crate::dispatch::DispatchError> {
+        let mut consumers: Vec<Registered> = Vec::new();
+        for registration in inventory::iter::<ConsumerRegistration> {
+            let names = (registration.event_names)();
+            match consumers
+                .iter_mut()
+                .find(|c| c.name == registration.consumer)
+            {
+                Some(consumer) => {
+                    if consumer.kind != registration.kind {
+                        return Err(crate::dispatch::DispatchError::MixedKinds {
+                            consumer: registration.consumer,
+                        });
+                    }
+                    consumer.handlers.push((names, registration));
+                }
+                None => consumers.push(Registered {
+                    name: registration.consumer,
+                    kind: registration.kind,
+                    handlers: vec![(names, registration)],
+                }),
+            }
+        }
+        Ok(consumers)
+    }
+}
+
+#[async_trait::async_trait]
+impl Consumer for Registered {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn kind(&self) -> ConsumerKind {
+        self.kind
+    }
+
+    fn subscribes_to(&self, event_name: &str) -> bool {
+        self.handlers
+            .iter()
+            .any(|(names, _)| names.contains(&event_name))
+    }
+
+    async fn handle(&self, cx: &mut HandleContext<'_>) -> Result<(), BoxError> {
+        let name = cx.envelope.recorded().event_name.clone();
+        for (names, registration) in &self.handlers {
+            if names.contains(&name.as_str()) {
+                (registration.call)(cx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
+        for (_, registration) in &self.handlers {
+            if let Some(reset) = registration.reset {
+                reset(tx).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,455 @@
+//! Event dispatch: listeners, process managers and projections reading the global log from
+//! durable, per-consumer checkpoints.
+//!
+//! Each consumer reads the log in batches from its own checkpoint. A projection's update and
+//! its checkpoint commit in one transaction of the store's database (exactly once); listeners
+//! and process managers move their checkpoint after handling (at least once, with the event id
+//! as idempotency key: see [`HandleContext::first_delivery`]). A failing consumer is retried
+//! with backoff, then parked with its error while the others keep running. Rebuilding an
+//! aggregate reads its stream directly and never reaches a consumer.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::bus::CommandBus;
+use crate::command::BoxError;
+use crate::service::Services;
+use crate::store::StoreError;
+
+mod consumer;
+mod run;
+pub(crate) mod store;
+
+pub use consumer::{
+    Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventMeta,
+    FromEvent, HandleContext, ProjectionTx, ResetFn,
+};
+pub use store::{ConsumerState, ConsumerStore, Parked, TxWork};
+
+/// Dispatch could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Functions registered under one consumer name declare different kinds.
+    #[error(
+        "consumer `{consumer}` is registered both as a projection and as another kind; give them different names"
+    )]
+    MixedKinds {
+        /// The consumer.
+        consumer: &'static str,
+    },
+    /// Two consumers share a name.
+    #[error(
+        "two consumers are named `{consumer}`; checkpoints are kept by name, so names must be unique"
+    )]
+    DuplicateConsumer {
+        /// The name.
+        consumer: String,
+    },
+    /// No consumer has this name.
+    #[error("no consumer is named `{consumer}`")]
+    UnknownConsumer {
+        /// The name.
+        consumer: String,
+    },
+    /// A projection's reset hook failed; nothing was changed.
+    #[error("resetting consumer `{consumer}` failed: {source}")]
+    Reset {
+        /// The consumer.
+        consumer: String,
+        /// The hook's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The consumer is not parked, so there is nothing to skip.
+    #[error("consumer `{consumer}` is not parked")]
+    NotParked {
+        /// The name.
+        consumer: String,
+    },
+}
+
+/// Progress of a rebuild or catch-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Events read so far (handled or passed over).
+    pub done: u64,
+    /// Events in the log when it started.
+    pub total: u64,
+    /// Events per second so far.
+    pub rate: f64,
+}
+
+/// How consumers are retried and batched.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// Events read per batch.
+    pub batch_size: usize,
+    /// Attempts at one event (or batch) before the consumer is parked.
+    pub max_attempts: u32,
+    /// The first retry delay; it doubles per attempt.
+    pub backoff: Duration,
+    /// The longest retry delay.
+    pub max_backoff: Duration,
+    /// How long a claimed consumer stays claimed without renewal.
+    pub lease: Duration,
+    /// How often a worker looks for new events when nothing wakes it.
+    pub poll_interval: Duration,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            max_attempts: 5,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Builds a [`Dispatcher`].
+pub struct DispatcherBuilder {
+    bus: CommandBus,
+    store: Arc<dyn ConsumerStore>,
+    consumers: Vec<Arc<dyn Consumer>>,
+    registered: bool,
+    only: Option<HashSet<String>>,
+    services: Services,
+    config: DispatchConfig,
+}
+
+impl fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("consumers", &self.consumers.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DispatcherBuilder {
+    /// Adds a consumer registered by hand.
+    pub fn consumer(mut self, consumer: impl Consumer) -> Self {
+        self.consumers.push(Arc::new(consumer));
+        self
+    }
+
+    /// Leaves out the consumers registered by attribute (only hand-registered ones run).
+    pub fn without_registered(mut self) -> Self {
+        self.registered = false;
+        self
+    }
+
+    /// Runs only the named consumers (registered or by hand).
+    pub fn only<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Registers a service that consumers reach with [`HandleContext::service`].
+    pub fn service<T: Send + Sync + 'static>(mut self, service: T) -> Self {
+        self.services.insert(service);
+        self
+    }
+
+    /// Registers a service the caller keeps a handle to.
+    pub fn service_shared<T: Send + Sync + 'static>(mut self, service: Arc<T>) -> Self {
+        self.services.insert_shared(service);
+        self
+    }
+
+    /// Sets batching, retries and leases.
+    pub fn config(mut self, config: DispatchConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the dispatcher.
+    pub fn build(self) -> Result<Arc<Dispatcher>, DispatchError> {
+        let mut consumers = self.consumers;
+        if self.registered {
+            for registered in consumer::Registered::collect()? {
+                consumers.push(Arc::new(registered));
+            }
+        }
+        if let Some(only) = &self.only {
+            consumers.retain(|c| only.contains(c.name()));
+        }
+        let mut names = HashSet::new();
+        for consumer in &consumers {
+            if !names.insert(consumer.name().to_owned()) {
+                return Err(DispatchError::DuplicateConsumer {
+                    consumer: consumer.name().to_owned(),
+                });
+            }
+        }
+        Ok(Arc::new(Dispatcher {
+            bus: self.bus,
+            store: self.store,
+            consumers,
+            services: self.services,
+            config: self.config,
+            owner: Uuid::new_v4(),
+            wake: Notify::new(),
+            running: tokio::sync::Mutex::new(()),
+            dirty: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// Delivers the global log to consumers.
+pub struct Dispatcher {
+    pub(crate) bus: CommandBus,
+    pub(crate) store: Arc<dyn ConsumerStore>,
+    pub(crate) consumers: Vec<Arc<dyn Consumer>>,
+    pub(crate) services: Services,
+    pub(crate) config: DispatchConfig,
+    /// This instance's identity for leases.
+    pub(crate) owner: Uuid,
+    wake: Notify,
+    running: tokio::sync::Mutex<()>,
+    dirty: AtomicBool,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field(
+                "consumers",
+                &self.consumers.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            )
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a catch-up did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CatchUp {
+    /// Events handled, over all consumers.
+    pub handled: u64,
+    /// Consumers skipped because another instance holds their lease.
+    pub not_claimed: Vec<String>,
+    /// Consumers that are parked.
+    pub parked: Vec<String>,
+}
+
+impl Dispatcher {
+    /// Starts building a dispatcher whose process managers execute commands on `bus`, and whose
+    /// checkpoints live in `store` (the store the bus appends to).
+    pub fn builder(bus: &CommandBus, store: Arc<dyn ConsumerStore>) -> DispatcherBuilder {
+        DispatcherBuilder {
+            bus: bus.clone(),
+            store,
+            consumers: Vec::new(),
+            registered: true,
+            only: None,
+            services: Services::default(),
+            config: DispatchConfig::default(),
+        }
+    }
+
+    /// The names of the consumers.
+    pub fn consumer_names(&self) -> Vec<&str> {
+        self.consumers.iter().map(|c| c.name()).collect()
+    }
+
+    fn consumer(&self, name: &str) -> Result<&Arc<dyn Consumer>, DispatchError> {
+        self.consumers
+            .iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| DispatchError::UnknownConsumer {
+                consumer: name.to_owned(),
+            })
+    }
+
+    /// Brings every consumer up to the head of the log (inline mode: call it after commands,
+    /// or let [`Dispatcher::dispatch_inline`] do so). A consumer that keeps failing is parked;
+    /// the others carry on.
+    pub async fn catch_up(&self) -> Result<CatchUp, DispatchError> {
+        // Runs that would overlap (a process manager's command dispatching inline) fold into
+        // the running one, which goes round again.
+        let Ok(_guard) = self.running.try_lock() else {
+            self.dirty.store(true, Ordering::SeqCst);
+            return Ok(CatchUp::default());
+        };
+        let mut total = CatchUp::default();
+        loop {
+            self.dirty.store(false, Ordering::SeqCst);
+            let mut round = CatchUp::default();
+            for consumer in &self.consumers {
+                self.run_consumer(consumer, &mut round, &mut |_| {}).await?;
+            }
+            total.handled += round.handled;
+            total.not_claimed = round.not_claimed;
+            total.parked = round.parked;
+            if !self.dirty.load(Ordering::SeqCst) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Where a consumer stands.
+    pub async fn state(&self, consumer: &str) -> Result<ConsumerState, DispatchError> {
+        self.consumer(consumer)?;
+        Ok(self.store.consumer_state(consumer).await?)
+    }
+
+    /// Skips the event a parked consumer stopped at, recording `reason`, and lets it run on.
+    pub async fn skip_parked(&self, consumer: &str, reason: &str) -> Result<u64, DispatchError> {
+        self.consumer(consumer)?;
+        let state = self.store.consumer_state(consumer).await?;
+        let parked = state.parked.ok_or_else(|| DispatchError::NotParked {
+            consumer: consumer.to_owned(),
+        })?;
+        self.store.skip(consumer, parked.position, reason).await?;
+        tracing::warn!(
+            consumer,
+            position = parked.position,
+            reason,
+            "skipped a poison event"
+        );
+        Ok(parked.position)
+    }
+
+    /// Lets a parked consumer retry the event it stopped at.
+    pub async fn unpark(&self, consumer: &str) -> Result<(), DispatchError> {
+        self.consumer(consumer)?;
+        Ok(self.store.unpark(consumer).await?)
+    }
+
+    /// Resets a consumer to the start of the log (a projection's `reset` hook clears its read
+    /// model in the same transaction) and replays everything, reporting progress per batch.
+    pub async fn rebuild(
+        &self,
+        consumer: &str,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<Progress, DispatchError> {
+        let consumer = Arc::clone(self.consumer(consumer)?);
+        let _guard = self.running.lock().await;
+        let name = consumer.name().to_owned();
+        let state = self.store.consumer_state(&name).await?;
+        struct Reset<'a>(&'a dyn Consumer);
+        #[async_trait::async_trait]
+        impl TxWork for Reset<'_> {
+            async fn run(&self, tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
+                self.0.reset(tx).await
+            }
+        }
+        if let Err(source) = self
+            .store
+            .advance_with(&name, state.position, 0, &Reset(&*consumer))
+            .await?
+        {
+            return Err(DispatchError::Reset {
+                consumer: name,
+                source,
+            });
+        }
+        self.store.unpark(&name).await?;
+        let started = Instant::now();
+        let head = self.head().await?;
+        let mut done_progress = Progress {
+            done: 0,
+            total: head,
+            rate: 0.0,
+        };
+        let mut round = CatchUp::default();
+        let mut report = |position: u64| {
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            done_progress = Progress {
+                done: position,
+                total: head.max(position),
+                rate: position as f64 / elapsed,
+            };
+            progress(done_progress);
+        };
+        self.run_consumer(&consumer, &mut round, &mut report)
+            .await?;
+        Ok(done_progress)
+    }
+
+    /// The position of the last event in the log.
+    async fn head(&self) -> Result<u64, StoreError> {
+        let mut position = 0;
+        loop {
+            let batch = self.store.read_all(position, 10_000).await?;
+            match batch.last() {
+                Some(last) => position = last.position,
+                None => return Ok(position),
+            }
+        }
+    }
+
+    /// Wakes a worker started with [`Dispatcher::spawn`].
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Makes `bus` catch consumers up right after each command it commits (inline mode: low
+    /// latency, in the same process). Errors are logged; the command has already succeeded.
+    pub fn dispatch_inline(self: &Arc<Self>) {
+        self.bus.set_after_commit(Arc::downgrade(self), true);
+    }
+
+    /// Runs consumers in a background task that polls, and wakes when `bus` commits (worker
+    /// mode). Stop it with [`Worker::shutdown`].
+    pub fn spawn(self: &Arc<Self>) -> Worker {
+        self.bus.set_after_commit(Arc::downgrade(self), false);
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(error) = dispatcher.catch_up().await {
+                    tracing::warn!(%error, "dispatch round failed");
+                }
+                tokio::select! {
+                    _ = dispatcher.wake.notified() => {}
+                    _ = tokio::time::sleep(dispatcher.config.poll_interval) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+            for consumer in &dispatcher.consumers {
+                let _ = dispatcher
+                    .store
+                    .release(consumer.name(), dispatcher.owner)
+                    .await;
+            }
+        });
+        Worker { stop, task }
+    }
+}
+
+/// A running dispatch worker.
+#[derive(Debug)]
+pub struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Stops after the current round and releases the consumers' leases.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,347 @@
+//! The catch-up of one consumer: read a batch, deliver it, move the checkpoint; retry, then
+//! park on failure.
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use super::consumer::{Consumer, ConsumerKind, Envelope, HandleContext, ProjectionTx};
+use super::store::TxWork;
+use super::{CatchUp, DispatchError, Dispatcher};
+use crate::command::BoxError;
+use crate::event::EventRegistry;
+use crate::store::{RecordedEvent, StoreError};
+
+/// An event ready for a consumer, or why it is not, with its position.
+type Prepared = (u64, Result<Envelope, BoxError>);
+
+/// How a batch ended.
+enum Outcome {
+    /// Handled this many events; the checkpoint is at the batch's end.
+    Done(u64),
+    /// The consumer was parked at a failing event.
+    Parked,
+    /// Another instance moved the checkpoint: stop and let it carry on.
+    Moved,
+}
+
+impl<'a> ProjectionTx<'a> {
+    /// The same transaction, borrowed for a shorter time.
+    pub fn reborrow(&mut self) -> ProjectionTx<'_> {
+        match self {
+            Self::None | Self::_Lifetime(_) => ProjectionTx::None,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(conn) => ProjectionTx::Sqlite(conn),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(conn) => ProjectionTx::Postgres(conn),
+        }
+    }
+}
+
+/// A projection's batch, run inside the store's transaction.
+struct Batch<'a> {
+    dispatcher: &'a Dispatcher,
+    consumer: &'a dyn Consumer,
+    envelopes: &'a [Envelope],
+}
+
+#[async_trait::async_trait]
+impl TxWork for Batch<'_> {
+    async fn run(&self, tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
+        for envelope in self.envelopes {
+            let mut cx = HandleContext {
+                bus: &self.dispatcher.bus,
+                services: &self.dispatcher.services,
+                envelope,
+                tx: tx.reborrow(),
+            };
+            self.consumer.handle(&mut cx).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Dispatcher {
+    /// Catches one consumer up with the head of the log.
+    pub(crate) async fn run_consumer(
+        &self,
+        consumer: &Arc<dyn Consumer>,
+        round: &mut CatchUp,
+        report: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), DispatchError> {
+        let name = consumer.name();
+        if !self
+            .store
+            .claim(name, self.owner, self.config.lease)
+            .await?
+        {
+            round.not_claimed.push(name.to_owned());
+            return Ok(());
+        }
+        let mut state = self.store.consumer_state(name).await?;
+        if state.parked.is_some() {
+            round.parked.push(name.to_owned());
+            return Ok(());
+        }
+        loop {
+            let events = self
+                .store
+                .read_all(state.position, self.config.batch_size)
+                .await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok(());
+            };
+            let wanted: Vec<RecordedEvent> = events
+                .into_iter()
+                .filter(|e| consumer.subscribes_to(&e.event_name))
+                .collect();
+            let span = tracing::info_span!(
+                "consumer_batch",
+                consumer = name,
+                from = state.position,
+                to = last,
+                events = wanted.len(),
+            );
+            let outcome = async {
+                match consumer.kind() {
+                    ConsumerKind::Projection => {
+                        self.project(&**consumer, state.position, last, wanted)
+                            .await
+                    }
+                    _ => {
+                        self.deliver(&**consumer, state.position, last, wanted)
+                            .await
+                    }
+                }
+            }
+            .instrument(span)
+            .await?;
+            match outcome {
+                Outcome::Done(handled) => {
+                    round.handled += handled;
+                    state.position = last;
+                    report(last);
+                }
+                Outcome::Parked => {
+                    round.parked.push(name.to_owned());
+                    return Ok(());
+                }
+                Outcome::Moved => return Ok(()),
+            }
+        }
+    }
+
+    /// Upcasts events and resolves their personal data; an event that fails gets its error.
+    async fn prepare(&self, events: Vec<RecordedEvent>) -> Vec<Prepared> {
+        let registry = EventRegistry::global();
+        let upcast: Vec<_> = events
+            .into_iter()
+            .map(|event| {
+                let payload = registry.upcast(
+                    &event.event_name,
+                    event.schema_version,
+                    event.payload.clone(),
+                );
+                (event, payload)
+            })
+            .collect();
+        let engine = self.bus.engine();
+        let ok_payloads = upcast.iter().filter_map(|(_, p)| p.as_ref().ok());
+        if let Ok(resolved) = engine.resolve_personal(ok_payloads).await {
+            let resolved = Arc::new(resolved);
+            return upcast
+                .into_iter()
+                .map(|(event, payload)| {
+                    let position = event.position;
+                    let envelope = payload
+                        .map_err(BoxError::from)
+                        .map(|payload| Envelope::new(event, payload, Arc::clone(&resolved)));
+                    (position, envelope)
+                })
+                .collect();
+        }
+        // One event's personal data is bad: resolve each alone to find which.
+        let mut out = Vec::with_capacity(upcast.len());
+        for (event, payload) in upcast {
+            let position = event.position;
+            let envelope = match payload {
+                Err(error) => Err(BoxError::from(error)),
+                Ok(payload) => match engine.resolve_personal(std::iter::once(&payload)).await {
+                    Ok(resolved) => Ok(Envelope::new(event, payload, Arc::new(resolved))),
+                    Err(error) => Err(BoxError::from(error)),
+                },
+            };
+            out.push((position, envelope));
+        }
+        out
+    }
+
+    async fn backoff(&self, attempt: u32) {
+        let delay = self
+            .config
+            .backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.config.max_backoff);
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Listeners and process managers: handle each event, retrying; move the checkpoint once
+    /// per batch (a crash before that redelivers the batch: at least once).
+    async fn deliver(
+        &self,
+        consumer: &dyn Consumer,
+        from: u64,
+        last: u64,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Outcome, DispatchError> {
+        let name = consumer.name();
+        let envelopes = self.prepare(events).await;
+        let mut handled = 0;
+        for (position, envelope) in &envelopes {
+            let position = *position;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = match envelope {
+                    Ok(envelope) => {
+                        let mut cx = HandleContext {
+                            bus: &self.bus,
+                            services: &self.services,
+                            envelope,
+                            tx: ProjectionTx::None,
+                        };
+                        consumer.handle(&mut cx).await
+                    }
+                    Err(error) => Err(error.to_string().into()),
+                };
+                let Err(error) = result else { break };
+                if attempt < self.config.max_attempts {
+                    tracing::debug!(consumer = name, position, attempt, %error, "retrying");
+                    self.backoff(attempt).await;
+                    continue;
+                }
+                // Keep what succeeded, stop before the poison event.
+                if position > from + 1 && !self.advance(name, from, position - 1).await? {
+                    return Ok(Outcome::Moved);
+                }
+                self.store.park(name, position, &error.to_string()).await?;
+                tracing::error!(consumer = name, position, %error, "consumer parked");
+                return Ok(Outcome::Parked);
+            }
+            handled += 1;
+        }
+        if !self.advance(name, from, last).await? {
+            return Ok(Outcome::Moved);
+        }
+        Ok(Outcome::Done(handled))
+    }
+
+    /// Moves a checkpoint; false if another instance moved it first.
+    async fn advance(&self, name: &str, from: u64, to: u64) -> Result<bool, DispatchError> {
+        match self.store.advance(name, from, to).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::CheckpointMoved { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Projections: the whole batch and the checkpoint in one transaction; on repeated failure,
+    /// event by event to find the one to park at.
+    async fn project(
+        &self,
+        consumer: &dyn Consumer,
+        from: u64,
+        last: u64,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Outcome, DispatchError> {
+        let name = consumer.name();
+        let prepared = self.prepare(events).await;
+        if prepared.iter().all(|(_, e)| e.is_ok()) {
+            let envelopes: Vec<Envelope> =
+                prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();
+            for attempt in 1..=self.config.max_attempts {
+                let batch = Batch {
+                    dispatcher: self,
+                    consumer,
+                    envelopes: &envelopes,
+                };
+                match self.store.advance_with(name, from, last, &batch).await {
+                    Ok(Ok(())) => return Ok(Outcome::Done(envelopes.len() as u64)),
+                    Ok(Err(error)) => {
+                        tracing::debug!(consumer = name, attempt, %error, "projection batch failed");
+                        if attempt < self.config.max_attempts {
+                            self.backoff(attempt).await;
+                        }
+                    }
+                    Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            let prepared = envelopes
+                .into_iter()
+                .map(|e| (e.recorded().position, Ok(e)))
+                .collect();
+            return self
+                .project_one_by_one(consumer, from, last, prepared)
+                .await;
+        }
+        self.project_one_by_one(consumer, from, last, prepared)
+            .await
+    }
+
+    async fn project_one_by_one(
+        &self,
+        consumer: &dyn Consumer,
+        mut from: u64,
+        last: u64,
+        envelopes: Vec<Prepared>,
+    ) -> Result<Outcome, DispatchError> {
+        let name = consumer.name();
+        let mut handled = 0;
+        for (position, envelope) in &envelopes {
+            let position = *position;
+            let mut last_error = None;
+            for attempt in 1..=self.config.max_attempts {
+                let result = match envelope {
+                    Ok(envelope) => {
+                        let batch = Batch {
+                            dispatcher: self,
+                            consumer,
+                            envelopes: std::slice::from_ref(envelope),
+                        };
+                        self.store.advance_with(name, from, position, &batch).await
+                    }
+                    Err(error) => Ok(Err(error.to_string().into())),
+                };
+                match result {
+                    Ok(Ok(())) => {
+                        last_error = None;
+                        break;
+                    }
+                    Ok(Err(error)) => {
+                        last_error = Some(error);
+                        if attempt < self.config.max_attempts {
+                            self.backoff(attempt).await;
+                        }
+                    }
+                    Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            if let Some(error) = last_error {
+                if position > from + 1 && !self.advance(name, from, position - 1).await? {
+                    return Ok(Outcome::Moved);
+                }
+                self.store.park(name, position, &error.to_string()).await?;
+                tracing::error!(consumer = name, position, %error, "projection parked");
+                return Ok(Outcome::Parked);
+            }
+            from = position;
+            handled += 1;
+        }
+        if from != last && !self.advance(name, from, last).await? {
+            return Ok(Outcome::Moved);
+        }
+        Ok(Outcome::Done(handled))
+    }
+}
