@@ -113,10 +113,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let attrs = parse(&cx, input);
     let name = attrs.name.unwrap_or_else(|| snake_case(&ident.to_string()));
     let id = attrs.id;
-    let stub_id = id
-        .clone()
-        .map_or_else(|| quote!(::eventsourcery::StreamId), |id| quote!(#id));
+    // Without an id, the stub names one that is a `SerializableValue`, so it adds no error.
+    let stub_id = id.clone().map_or_else(
+        || quote!(::eventsourcery::__private::NoId),
+        |id| quote!(#id),
+    );
     let stub = quote! {
+        #[automatically_derived]
         impl ::eventsourcery::Aggregate for #ident {
             type Id = #stub_id;
             const NAME: &'static str = #name;
@@ -127,7 +130,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
     if let Err(error) = cx.check() {
-        return attr::compile_errors(error, stub);
+        return attr::compile_errors(error, &input.generics, stub);
     }
     let events = &attrs.events;
     let dispatch = events.iter().map(|event| {

@@ -218,8 +218,21 @@ pub(crate) fn path_list(meta: &ParseNestedMeta) -> syn::Result<Vec<Path>> {
     Ok(paths)
 }
 
-/// The tokens of an empty impl body placeholder, for stub impls after errors.
-pub(crate) fn compile_errors(error: syn::Error, stub: TokenStream) -> TokenStream {
+/// The errors, then a stub impl so that uses of the type add no "trait not implemented" errors.
+///
+/// A generic type gets no stub: a stub without its parameters would be an error of its own.
+pub(crate) fn compile_errors(
+    error: syn::Error,
+    generics: &syn::Generics,
+    stub: TokenStream,
+) -> TokenStream {
     let errors = error.to_compile_error();
-    quote::quote! { #errors #stub }
+    if !generics.params.is_empty() {
+        return errors;
+    }
+    quote::quote! {
+        #errors
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = { #stub };
+    }
 }

@@ -55,6 +55,30 @@ pub const fn assert_value<T: crate::SerializableValue>() {}
 /// Asserts that an aggregate applies an event.
 pub const fn assert_apply<A: crate::Apply<E>, E: crate::DomainEvent>() {}
 
+/// The id type of the stub `Aggregate` impl emitted after a derive error: a serializable value,
+/// so the stub adds no error of its own to the one the derive reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NoId;
+
+impl fmt::Display for NoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no-id")
+    }
+}
+
+impl FromStr for NoId {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Err(ValueError::new(
+            "NoId",
+            format_args!("`{s}`: this aggregate has no id type"),
+        ))
+    }
+}
+
+impl crate::SerializableValue for NoId {}
+
 /// Parses the string form of a value inside `Deserialize`.
 pub fn deserialize_from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
