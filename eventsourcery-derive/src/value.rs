@@ -21,10 +21,12 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             Fields::Unnamed(f) if f.unnamed.len() == 1 => newtype(input, &f.unnamed[0].ty),
             Fields::Named(f) if !f.named.is_empty() => named(input, f),
             fields => {
-                cx.error(
-                    fields,
-                    "SerializableValue needs a newtype (`struct VoucherId(Uuid)`) or a struct with named fields",
-                );
+                let message = "SerializableValue needs a newtype (`struct VoucherId(Uuid)`) or a struct with named fields";
+                match fields {
+                    // A unit struct has no field tokens to point at.
+                    Fields::Unit => cx.error(ident, message),
+                    _ => cx.error(fields, message),
+                }
                 TokenStream::new()
             }
         },
