@@ -21,9 +21,10 @@ pub use core::any::TypeId;
 pub type HandlerFuture = crate::command::BoxFuture<'static, Result<(), HandlerFailure>>;
 
 /// The command a handler entry point was given.
-pub fn downcast_command<C: crate::Command>(
-    command: Box<dyn Any + Send>,
-) -> Result<C, HandlerFailure> {
+///
+/// Bounded by `Any` only: the registration checks that `C` is a command, and one check gives
+/// the user one error.
+pub fn downcast_command<C: Any>(command: Box<dyn Any + Send>) -> Result<C, HandlerFailure> {
     command.downcast::<C>().map(|c| *c).map_err(|_| {
         HandlerFailure::Resolve(crate::service::ResolveError::WrongCommand {
             expected: std::any::type_name::<C>(),
@@ -31,23 +32,10 @@ pub fn downcast_command<C: crate::Command>(
     })
 }
 
-/// Resolves one handler parameter.
-pub fn resolve<T: FromServices>(cx: &HandlerContext) -> Result<T, HandlerFailure> {
-    T::from_services(cx).map_err(HandlerFailure::Resolve)
-}
-
-/// The parameter description of `T`.
-pub fn parameter<T: FromServices>() -> Parameter {
-    T::parameter()
-}
-
 /// Converts a handler's return value.
 pub fn handler_output<O: HandlerOutput>(output: O) -> Result<(), HandlerFailure> {
     output.into_result().map_err(HandlerFailure::Failed)
 }
-
-/// Asserts at compile time that `T` is a command.
-pub const fn assert_command<T: crate::Command>() {}
 
 /// Asserts at compile time that `T` is a serializable value (for ids).
 pub const fn assert_value<T: crate::SerializableValue>() {}
