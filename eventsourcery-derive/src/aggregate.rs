@@ -21,6 +21,8 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
     let mut name = Once::new("name");
     let mut snapshot = Once::new("snapshot");
     let expected = ["id", "events", "name", "snapshot"];
+    // A misspelled key is likely the `id` or `events` that then looks missing: say it once.
+    let mut unknown_key = false;
     attr::each_nested(cx, &input.attrs, attr::AGGREGATE, |meta| {
         if meta.path.is_ident("id") {
             let ty: Type = meta.value()?.parse()?;
@@ -61,30 +63,36 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
                 None => cx.error(&meta.path, "`snapshot(...)` needs `every = N`"),
             }
         } else {
+            unknown_key = true;
             return Err(attr::unknown(meta, attr::AGGREGATE, &expected));
         }
         Ok(())
     });
-    let has_attr = input
+    let attr = input
         .attrs
         .iter()
-        .any(|a| a.path().is_ident(attr::AGGREGATE));
+        .find(|a| a.path().is_ident(attr::AGGREGATE));
     let id = id.get();
     let events = events.get();
-    if !has_attr {
-        cx.error(
+    match attr {
+        None => cx.error(
             &input.ident,
             "missing `#[aggregate(id = ..., events(...))]`: name the id type and the events this aggregate applies",
-        );
-    } else {
-        if id.is_none() {
-            cx.error(
-                &input.ident,
-                "missing `id = ...` in `#[aggregate(...)]`: name the aggregate's id type",
-            );
-        }
-        if events.as_ref().is_none_or(Vec::is_empty) {
-            cx.error(&input.ident, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate applies");
+        ),
+        Some(_) if unknown_key => {}
+        Some(attr) => {
+            if id.is_none() {
+                cx.error(
+                    attr,
+                    "missing `id = ...` in `#[aggregate(...)]`: name the aggregate's id type",
+                );
+            }
+            if events.as_ref().is_none_or(Vec::is_empty) {
+                cx.error(
+                    attr,
+                    "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate applies",
+                );
+            }
         }
     }
     AggregateAttrs {
@@ -101,7 +109,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     if !matches!(input.data, Data::Struct(_)) {
         cx.error(
             ident,
-            "Aggregate can be derived for a struct (the aggregate's state) only",
+            "Aggregate can be derived for a struct only: its fields hold the aggregate's state",
         );
     }
     if !input.generics.params.is_empty() {
@@ -113,10 +121,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let attrs = parse(&cx, input);
     let name = attrs.name.unwrap_or_else(|| snake_case(&ident.to_string()));
     let id = attrs.id;
-    let stub_id = id
-        .clone()
-        .map_or_else(|| quote!(::eventsourcery::StreamId), |id| quote!(#id));
+    // Without an id, the stub names one that is a `SerializableValue`, so it adds no error.
+    let stub_id = id.clone().map_or_else(
+        || quote!(::eventsourcery::__private::NoId),
+        |id| quote!(#id),
+    );
     let stub = quote! {
+        #[automatically_derived]
         impl ::eventsourcery::Aggregate for #ident {
             type Id = #stub_id;
             const NAME: &'static str = #name;
@@ -127,7 +138,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
     if let Err(error) = cx.check() {
-        return attr::compile_errors(error, stub);
+        return attr::compile_errors(error, &input.generics, stub);
     }
     let events = &attrs.events;
     let dispatch = events.iter().map(|event| {

@@ -3,10 +3,10 @@
 
 use std::cell::RefCell;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
-use syn::{Attribute, Ident, LitInt, LitStr, Path};
+use syn::{Attribute, Ident, LitInt, LitStr, Path, Token};
 
 pub(crate) const EVENT: &str = "event";
 pub(crate) const AGGREGATE: &str = "aggregate";
@@ -74,6 +74,9 @@ impl<T> Once<T> {
 }
 
 /// Runs `parse` on every `#[name(...)]` attribute, collecting errors.
+///
+/// An entry that fails to parse is recorded and skipped up to the next `,`, so every mistake in
+/// `#[event(nmae = "x", version = 0)]` is reported at once, not only the first.
 pub(crate) fn each_nested(
     cx: &Ctxt,
     attrs: &[Attribute],
@@ -84,7 +87,16 @@ pub(crate) fn each_nested(
         if let syn::Meta::Path(_) = &attr.meta {
             continue;
         }
-        if let Err(error) = attr.parse_nested_meta(|meta| parse(&meta)) {
+        let result = attr.parse_nested_meta(|meta| {
+            if let Err(error) = parse(&meta) {
+                cx.syn_error(error);
+                while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                    meta.input.parse::<TokenTree>()?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(error) = result {
             cx.syn_error(error);
         }
     }
@@ -103,13 +115,20 @@ pub(crate) fn unknown(meta: &ParseNestedMeta, attr: &str, expected: &[&str]) -> 
     ))
 }
 
+/// `key = "..."`; on anything else, says what to write.
 pub(crate) fn lit_str(meta: &ParseNestedMeta) -> syn::Result<LitStr> {
-    let value = meta.value()?;
-    value.parse::<LitStr>()
+    let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    meta.value()?
+        .parse::<LitStr>()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected a string: `{key} = \"...\"`")))
 }
 
+/// `key = N`; on anything else, says what to write.
 pub(crate) fn lit_u32(meta: &ParseNestedMeta) -> syn::Result<(LitInt, u32)> {
-    let lit: LitInt = meta.value()?.parse()?;
+    let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    let lit: LitInt = meta.value()?.parse().map_err(|e: syn::Error| {
+        syn::Error::new(e.span(), format!("expected a whole number: `{key} = 1`"))
+    })?;
     let n = lit.base10_parse::<u32>()?;
     Ok((lit, n))
 }
@@ -224,8 +243,21 @@ pub(crate) fn path_list(meta: &ParseNestedMeta) -> syn::Result<Vec<Path>> {
     Ok(paths)
 }
 
-/// The tokens of an empty impl body placeholder, for stub impls after errors.
-pub(crate) fn compile_errors(error: syn::Error, stub: TokenStream) -> TokenStream {
+/// The errors, then a stub impl so that uses of the type add no "trait not implemented" errors.
+///
+/// A generic type gets no stub: a stub without its parameters would be an error of its own.
+pub(crate) fn compile_errors(
+    error: syn::Error,
+    generics: &syn::Generics,
+    stub: TokenStream,
+) -> TokenStream {
     let errors = error.to_compile_error();
-    quote::quote! { #errors #stub }
+    if !generics.params.is_empty() {
+        return errors;
+    }
+    quote::quote! {
+        #errors
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = { #stub };
+    }
 }

@@ -51,6 +51,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
     let stub = quote! {
+        #[automatically_derived]
         impl ::eventsourcery::Command for #ident {
             const NAME: &'static str = #name;
             fn encode(&self, _: &mut ::eventsourcery::__private::EncodeContext)
@@ -59,7 +60,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
     if let Err(error) = cx.check() {
-        return attr::compile_errors(error, stub);
+        return attr::compile_errors(error, &input.generics, stub);
     }
     quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]

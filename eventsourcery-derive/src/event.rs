@@ -47,6 +47,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
     let stub = quote! {
+        #[automatically_derived]
         impl ::eventsourcery::DomainEvent for #ident {
             fn event_name(&self) -> &'static str { ::core::unimplemented!() }
             fn event_version(&self) -> u32 { ::core::unimplemented!() }
@@ -65,7 +66,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
             const _: () = { #body };
         },
-        Err(error) => attr::compile_errors(error, stub),
+        Err(error) => attr::compile_errors(error, &input.generics, stub),
     }
 }
 

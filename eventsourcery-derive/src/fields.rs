@@ -65,11 +65,11 @@ pub(crate) fn codec(
                 encode.push(quote_spanned! {ty.span()=>
                     __map.insert(
                         ::core::convert::From::from(#key),
-                        ::eventsourcery::__private::encode_field::<#ty>(#name, #key, &self.#ident)?,
+                        <#ty as ::eventsourcery::__private::EventField>::encode_field(&self.#ident, #name, #key)?,
                     );
                 });
                 plain.push(quote_spanned! {ty.span()=>
-                    let #local = ::eventsourcery::__private::decode_field::<#ty>(#name, &mut __map, #key)?;
+                    let #local = <#ty as ::eventsourcery::__private::EventField>::decode_field(#name, &mut __map, #key)?;
                 });
             }
             Some(personal_attr) => {

@@ -52,31 +52,33 @@ pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
     let locals: Vec<_> = (0..parameters.len())
         .map(|i| format_ident!("__p{}", i))
         .collect();
+    // Each trait is named through `<T as Trait>` paths spanned on the user's type, and nothing
+    // else requires it: the compiler then reports one identical error per mistake, which it
+    // shows once, on the parameter or the command.
     let resolve = parameters.iter().zip(&locals).map(|(ty, local)| {
         quote_spanned! {ty.span()=>
-            let #local = ::eventsourcery::__private::resolve::<#ty>(&cx)?;
+            let #local = <#ty as ::eventsourcery::__private::FromServices>::from_services(&cx)
+                .map_err(::eventsourcery::__private::HandlerFailure::Resolve)?;
         }
     });
-    let describe = parameters
-        .iter()
-        .map(|ty| quote_spanned!(ty.span()=> ::eventsourcery::__private::parameter::<#ty>()));
-    let assert_command = quote_spanned! {command.span()=>
-        ::eventsourcery::__private::assert_command::<#command>();
+    let describe = parameters.iter().map(|ty| {
+        quote_spanned!(ty.span()=> <#ty as ::eventsourcery::__private::FromServices>::parameter())
+    });
+    let command_name = quote_spanned! {command.span()=>
+        <#command as ::eventsourcery::Command>::NAME
     };
     let output_span = match &sig.output {
         ReturnType::Default => sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
-    let call = quote!(#ident(command #(, #locals)*).await);
-    let output = quote_spanned!(output_span=> ::eventsourcery::__private::handler_output(#call));
+    // The value is bound first so that a bad return type is reported on the return type.
+    let output = quote_spanned!(output_span=> ::eventsourcery::__private::handler_output(__output));
     let handler_name = ident.to_string();
     quote! {
         #function
 
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
-            const _: () = #assert_command;
-
             fn __eventsourcery_call(
                 cx: ::eventsourcery::__private::HandlerContext,
                 command: ::std::boxed::Box<dyn ::core::any::Any + ::core::marker::Send>,
@@ -84,6 +86,7 @@ pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
                 ::std::boxed::Box::pin(async move {
                     let command = ::eventsourcery::__private::downcast_command::<#command>(command)?;
                     #(#resolve)*
+                    let __output = #ident(command #(, #locals)*).await;
                     #output
                 })
             }
@@ -95,7 +98,7 @@ pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
             ::eventsourcery::__private::inventory::submit! {
                 ::eventsourcery::__private::HandlerRegistration {
                     command: ::eventsourcery::__private::TypeId::of::<#command>,
-                    command_name: <#command as ::eventsourcery::Command>::NAME,
+                    command_name: #command_name,
                     handler: ::core::concat!(::core::module_path!(), "::", #handler_name),
                     call: __eventsourcery_call,
                     parameters: __eventsourcery_parameters,

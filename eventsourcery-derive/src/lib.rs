@@ -60,6 +60,15 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(function) => handler::expand(args.into(), &function).into(),
         // Not a function: give the user's tokens back with the error, so editors keep working.
         Err(error) => {
+            let error = match syn::parse2::<syn::Item>(item_tokens.clone()) {
+                // Another kind of item: say what `handler` goes on, rather than "expected `fn`".
+                Ok(other) => syn::Error::new_spanned(
+                    other,
+                    "`#[eventsourcery::handler]` goes on an `async fn` whose first parameter is the command it handles",
+                ),
+                // Not an item at all: syn's error points at the syntax.
+                Err(_) => error,
+            };
             let error = error.to_compile_error();
             quote::quote!(#item_tokens #error).into()
         }

@@ -21,10 +21,12 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             Fields::Unnamed(f) if f.unnamed.len() == 1 => newtype(input, &f.unnamed[0].ty),
             Fields::Named(f) if !f.named.is_empty() => named(input, f),
             fields => {
-                cx.error(
-                    fields,
-                    "SerializableValue needs a newtype (`struct VoucherId(Uuid)`) or a struct with named fields",
-                );
+                let message = "SerializableValue needs a newtype (`struct VoucherId(Uuid)`) or a struct with named fields";
+                match fields {
+                    // A unit struct has no field tokens to point at.
+                    Fields::Unit => cx.error(ident, message),
+                    _ => cx.error(fields, message),
+                }
                 TokenStream::new()
             }
         },
@@ -54,7 +56,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     };
     if let Err(error) = cx.check() {
-        return error.to_compile_error();
+        return attr::compile_errors(error, &input.generics, stub(ident));
     }
     quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
@@ -85,6 +87,59 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             impl ::eventsourcery::SerializableValue for #ident {}
 
         };
+    }
+}
+
+/// What the derive provides, with no bodies: emitted after an error so that uses of the type
+/// as an id or a field add no errors of their own.
+fn stub(ident: &syn::Ident) -> TokenStream {
+    quote! {
+        #[automatically_derived]
+        impl ::core::fmt::Display for #ident {
+            fn fmt(&self, _: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result { ::core::unimplemented!() }
+        }
+
+        #[automatically_derived]
+        impl ::core::str::FromStr for #ident {
+            type Err = ::eventsourcery::ValueError;
+            fn from_str(_: &str) -> ::core::result::Result<Self, Self::Err> { ::core::unimplemented!() }
+        }
+
+        #[automatically_derived]
+        impl ::core::cmp::PartialEq for #ident {
+            fn eq(&self, _: &Self) -> bool { ::core::unimplemented!() }
+        }
+
+        #[automatically_derived]
+        impl ::core::cmp::Eq for #ident {}
+
+        #[automatically_derived]
+        impl ::core::hash::Hash for #ident {
+            fn hash<H: ::core::hash::Hasher>(&self, _: &mut H) { ::core::unimplemented!() }
+        }
+
+        #[automatically_derived]
+        impl ::eventsourcery::__private::serde::Serialize for #ident {
+            fn serialize<S>(&self, _: S) -> ::core::result::Result<S::Ok, S::Error>
+            where
+                S: ::eventsourcery::__private::serde::Serializer,
+            {
+                ::core::unimplemented!()
+            }
+        }
+
+        #[automatically_derived]
+        impl<'de> ::eventsourcery::__private::serde::Deserialize<'de> for #ident {
+            fn deserialize<D>(_: D) -> ::core::result::Result<Self, D::Error>
+            where
+                D: ::eventsourcery::__private::serde::Deserializer<'de>,
+            {
+                ::core::unimplemented!()
+            }
+        }
+
+        #[automatically_derived]
+        impl ::eventsourcery::SerializableValue for #ident {}
     }
 }
 

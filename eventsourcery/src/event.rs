@@ -357,7 +357,7 @@ pub mod codec {
         }
     }
 
-    pub fn encode_field<T: EventField>(
+    pub fn encode_field<T: Serialize>(
         name: &str,
         field: &str,
         value: &T,
@@ -369,7 +369,7 @@ pub mod codec {
         })
     }
 
-    pub fn decode_field<T: EventField>(
+    pub fn decode_field<T: DeserializeOwned>(
         name: &str,
         map: &mut Map<String, Value>,
         field: &str,
@@ -395,12 +395,39 @@ pub mod codec {
     }
 
     /// A type that can be an ordinary (not personal) field of an event or command.
+    ///
+    /// Generated code calls these methods through `<T as EventField>` paths rather than through
+    /// bounded functions: the errors for a field then read alike in `encode` and `decode`, and
+    /// the compiler shows them once. Serde's traits are bounds of the blanket impl, not
+    /// supertraits, so the compiler's error is this trait's message, not serde's.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be stored in an event or command payload",
         label = "this field has no serializable form",
         note = "derive `SerializableValue` (or serde's `Serialize` and `Deserialize`) for `{Self}`; if it is personal data, mark the field `#[personal(subject = ...)]` and give it the type `Personal<{Self}>`"
     )]
-    pub trait EventField: Serialize + DeserializeOwned {}
+    pub trait EventField: Sized {
+        /// Encodes the value of field `field` of event or command `name`.
+        fn encode_field(&self, name: &str, field: &str) -> Result<Value, EventError>;
 
-    impl<T: Serialize + DeserializeOwned> EventField for T {}
+        /// Takes field `field` of event or command `name` out of its payload.
+        fn decode_field(
+            name: &str,
+            map: &mut Map<String, Value>,
+            field: &str,
+        ) -> Result<Self, EventError>;
+    }
+
+    impl<T: Serialize + DeserializeOwned> EventField for T {
+        fn encode_field(&self, name: &str, field: &str) -> Result<Value, EventError> {
+            encode_field(name, field, self)
+        }
+
+        fn decode_field(
+            name: &str,
+            map: &mut Map<String, Value>,
+            field: &str,
+        ) -> Result<Self, EventError> {
+            decode_field(name, map, field)
+        }
+    }
 }

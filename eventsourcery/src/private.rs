@@ -23,9 +23,10 @@ pub use core::any::TypeId;
 pub type HandlerFuture = crate::command::BoxFuture<'static, Result<(), HandlerFailure>>;
 
 /// The command a handler entry point was given.
-pub fn downcast_command<C: crate::Command>(
-    command: Box<dyn Any + Send>,
-) -> Result<C, HandlerFailure> {
+///
+/// Bounded by `Any` only: the registration checks that `C` is a command, and one check gives
+/// the user one error.
+pub fn downcast_command<C: Any>(command: Box<dyn Any + Send>) -> Result<C, HandlerFailure> {
     command.downcast::<C>().map(|c| *c).map_err(|_| {
         HandlerFailure::Resolve(crate::service::ResolveError::WrongCommand {
             expected: std::any::type_name::<C>(),
@@ -33,29 +34,40 @@ pub fn downcast_command<C: crate::Command>(
     })
 }
 
-/// Resolves one handler parameter.
-pub fn resolve<T: FromServices>(cx: &HandlerContext) -> Result<T, HandlerFailure> {
-    T::from_services(cx).map_err(HandlerFailure::Resolve)
-}
-
-/// The parameter description of `T`.
-pub fn parameter<T: FromServices>() -> Parameter {
-    T::parameter()
-}
-
 /// Converts a handler's return value.
 pub fn handler_output<O: HandlerOutput>(output: O) -> Result<(), HandlerFailure> {
     output.into_result().map_err(HandlerFailure::Failed)
 }
-
-/// Asserts at compile time that `T` is a command.
-pub const fn assert_command<T: crate::Command>() {}
 
 /// Asserts at compile time that `T` is a serializable value (for ids).
 pub const fn assert_value<T: crate::SerializableValue>() {}
 
 /// Asserts that an aggregate applies an event.
 pub const fn assert_apply<A: crate::Apply<E>, E: crate::DomainEvent>() {}
+
+/// The id type of the stub `Aggregate` impl emitted after a derive error: a serializable value,
+/// so the stub adds no error of its own to the one the derive reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NoId;
+
+impl fmt::Display for NoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no-id")
+    }
+}
+
+impl FromStr for NoId {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Err(ValueError::new(
+            "NoId",
+            format_args!("`{s}`: this aggregate has no id type"),
+        ))
+    }
+}
+
+impl crate::SerializableValue for NoId {}
 
 /// Parses the string form of a value inside `Deserialize`.
 pub fn deserialize_from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>

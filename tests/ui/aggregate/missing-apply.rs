@@ -1,0 +1,26 @@
+use eventsourcery::{Aggregate, Apply, DomainEvent, SerializableValue};
+
+#[derive(SerializableValue, Clone, Debug)]
+struct VoucherId(uuid::Uuid);
+
+#[derive(DomainEvent)]
+struct VoucherIssued {
+    amount_cents: u64,
+}
+
+#[derive(DomainEvent)]
+struct VoucherRedeemed {}
+
+#[derive(Aggregate, Default)]
+#[aggregate(id = VoucherId, events(VoucherIssued, VoucherRedeemed))]
+struct Voucher {
+    amount_cents: u64,
+}
+
+impl Apply<VoucherIssued> for Voucher {
+    fn apply(&mut self, event: &VoucherIssued) {
+        self.amount_cents = event.amount_cents;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use eventsourcery::Aggregate;
+
+#[derive(Aggregate, Default)]
+struct Voucher {
+    amount_cents: u64,
+}
+
+fn main() {}

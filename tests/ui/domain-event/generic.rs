@@ -1,0 +1,8 @@
+use eventsourcery::DomainEvent;
+
+#[derive(DomainEvent)]
+struct Changed<T> {
+    value: T,
+}
+
+fn main() {}

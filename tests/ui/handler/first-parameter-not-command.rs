@@ -1,0 +1,8 @@
+use eventsourcery::{CommandMeta, Store};
+
+#[eventsourcery::handler]
+async fn send_mail(meta: CommandMeta, store: Store) {
+    let _ = (meta, store);
+}
+
+fn main() {}

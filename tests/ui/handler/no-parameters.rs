@@ -1,0 +1,4 @@
+#[eventsourcery::handler]
+async fn send_mail() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[eventsourcery::handler]
+struct SendMail;
+
+fn main() {}

@@ -1,0 +1,30 @@
+//! Handler parameters resolved by the bus, and a handler returning `()` or its own error.
+
+use eventsourcery::{Command, CommandMeta, Dep, Store};
+
+#[derive(Command, Clone)]
+struct Ping;
+
+#[derive(Command, Clone)]
+struct Notify {
+    to: String,
+}
+
+struct Mailer;
+
+#[derive(Debug, thiserror::Error)]
+#[error("mail refused")]
+struct MailRefused;
+
+#[eventsourcery::handler]
+async fn ping(_: Ping, _meta: CommandMeta, _store: Store) {}
+
+#[eventsourcery::handler]
+async fn notify(cmd: Notify, _mailer: Dep<Mailer>) -> Result<(), MailRefused> {
+    if cmd.to.is_empty() {
+        return Err(MailRefused);
+    }
+    Ok(())
+}
+
+fn main() {}

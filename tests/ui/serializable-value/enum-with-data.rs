@@ -1,0 +1,9 @@
+use eventsourcery::SerializableValue;
+
+#[derive(SerializableValue, Clone, Debug)]
+enum Status {
+    Active,
+    Suspended { reason: String },
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use eventsourcery::SerializableValue;
+
+#[derive(SerializableValue, Clone, Debug)]
+struct Nothing;
+
+fn main() {}
