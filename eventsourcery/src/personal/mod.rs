@@ -86,8 +86,6 @@ impl<'de> serde::Deserialize<'de> for PersonalKey {
     }
 }
 
-impl crate::value::SerializableValue for PersonalKey {}
-
 /// A value type that holds personal data, derived with `#[derive(PersonalData)]`.
 ///
 /// It has no serde implementation, so it cannot reach an event payload except through a
