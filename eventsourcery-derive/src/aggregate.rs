@@ -13,6 +13,7 @@ struct AggregateAttrs {
     events: Vec<Path>,
     name: Option<String>,
     snapshot: Option<(u64, u32)>,
+    cache: bool,
 }
 
 fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
@@ -20,7 +21,8 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
     let mut events = Once::new("events");
     let mut name = Once::new("name");
     let mut snapshot = Once::new("snapshot");
-    let expected = ["id", "events", "name", "snapshot"];
+    let mut cache = Once::new("cache");
+    let expected = ["id", "events", "name", "snapshot", "cache"];
     // A misspelled key is likely the `id` or `events` that then looks missing: say it once.
     let mut unknown_key = false;
     attr::each_nested(cx, &input.attrs, attr::AGGREGATE, |meta| {
@@ -40,6 +42,8 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
         } else if meta.path.is_ident("name") {
             let lit = attr::lit_str(meta)?;
             name.set(cx, &meta.path, attr::check_name(cx, &lit));
+        } else if meta.path.is_ident("cache") {
+            cache.set(cx, &meta.path, true);
         } else if meta.path.is_ident("snapshot") {
             let mut every = None;
             let mut version = 1;
@@ -100,6 +104,7 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
         events: events.unwrap_or_default(),
         name: name.get(),
         snapshot: snapshot.get(),
+        cache: cache.get().unwrap_or(false),
     }
 }
 
@@ -165,11 +170,20 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             }
         }
     });
+    let cache = attrs.cache.then(|| {
+        quote! {
+            const CACHED: bool = true;
+            fn cached_clone(&self) -> ::core::option::Option<Self> {
+                ::core::option::Option::Some(::core::clone::Clone::clone(self))
+            }
+        }
+    });
     quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             #[automatically_derived]
             impl ::eventsourcery::Aggregate for #ident {
+                #cache
                 type Id = #id;
                 const NAME: &'static str = #name;
                 #snapshot

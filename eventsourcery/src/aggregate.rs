@@ -46,6 +46,19 @@ pub trait Aggregate: Default + Send + Sync + 'static {
         cx: &mut DecodeContext<'_>,
     ) -> Result<(), EventError>;
 
+    /// Whether the aggregate is cached between commands (`#[aggregate(cache)]`).
+    const CACHED: bool = false;
+
+    /// A copy of the state for the aggregate cache (`#[aggregate(cache)]`, which needs
+    /// `Clone`); `None` when the aggregate is not cached.
+    ///
+    /// A cached aggregate is loaded inside commands without reading its stream: the append's
+    /// concurrency check validates the cached version, and a conflict (or a rejection) retries
+    /// the command against fresh state.
+    fn cached_clone(&self) -> Option<Self> {
+        None
+    }
+
     /// The state as a snapshot, if this aggregate takes snapshots.
     fn to_snapshot(&self) -> Option<Value> {
         None

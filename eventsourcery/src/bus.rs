@@ -1,7 +1,7 @@
 //! The command bus: finds a command's handler, resolves its parameters, commits its events and
 //! log entry atomically, and retries it against fresh state after a concurrency conflict.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -11,6 +11,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
+use crate::cache::{AggregateCache, DEFAULT_CAPACITY};
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
 use crate::dispatch::Dispatcher;
 use crate::event::{EventRegistry, Metadata, RegistryError};
@@ -19,6 +20,7 @@ use crate::personal::{EncodeContext, PersonalError, PersonalVault, collect_refer
 use crate::repository::Repository;
 use crate::service::{HandlerContext, ResolveError, Services};
 use crate::store::{CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend};
+use crate::value::StreamId;
 
 /// How many times a command is attempted before a conflict is reported, by default.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -30,6 +32,7 @@ pub(crate) struct Engine {
     pub(crate) vault: Option<Arc<PersonalVault>>,
     /// The dispatcher told about commits: `(dispatcher, inline)`.
     after_commit: std::sync::RwLock<Option<(Weak<Dispatcher>, bool)>>,
+    pub(crate) cache: AggregateCache,
     handlers: HashMap<TypeId, &'static HandlerRegistration>,
     max_attempts: u32,
 }
@@ -41,9 +44,15 @@ impl Engine {
             services: Services::default(),
             vault,
             after_commit: std::sync::RwLock::new(None),
+            cache: AggregateCache::new(0),
             handlers: HashMap::new(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
+    }
+
+    /// The personal data epoch, which every erasure moves on.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.vault.as_ref().map_or(0, |vault| vault.epoch())
     }
 
     /// Stores personal values before anything refers to them.
@@ -77,13 +86,21 @@ pub(crate) struct UnitOfWork {
     pub(crate) command_id: Uuid,
     pub(crate) correlation_id: Uuid,
     pub(crate) causation_id: Uuid,
+    /// The personal data epoch when the attempt started.
+    pub(crate) epoch: u64,
     staged: Mutex<Staged>,
 }
+
+/// An aggregate state to cache once the command commits.
+type CacheUpdate = (StreamId, u64, Box<dyn Any + Send + Sync>);
 
 #[derive(Default)]
 struct Staged {
     streams: Vec<StreamAppend>,
     encode: EncodeContext,
+    /// Streams whose state came from the cache in this attempt.
+    from_cache: Vec<StreamId>,
+    cache_updates: Vec<CacheUpdate>,
 }
 
 impl UnitOfWork {
@@ -117,6 +134,19 @@ impl UnitOfWork {
         Ok(())
     }
 
+    pub(crate) fn loaded_from_cache(&self, stream: StreamId) {
+        self.lock().from_cache.push(stream);
+    }
+
+    pub(crate) fn cache_after_commit(
+        &self,
+        stream: StreamId,
+        version: u64,
+        state: Box<dyn Any + Send + Sync>,
+    ) {
+        self.lock().cache_updates.push((stream, version, state));
+    }
+
     fn take(&self) -> Staged {
         std::mem::take(&mut *self.lock())
     }
@@ -146,6 +176,7 @@ impl ExecuteOptions {
 /// Builds a [`CommandBus`].
 pub struct CommandBusBuilder {
     store: Arc<dyn EventStore>,
+    cache_capacity: usize,
     vault: Option<Arc<PersonalVault>>,
     services: Services,
     max_attempts: u32,
@@ -191,6 +222,13 @@ impl CommandBusBuilder {
         &mut self.services
     }
 
+    /// How many `#[aggregate(cache)]` aggregates to keep between commands (default 10,000;
+    /// 0 turns the cache off).
+    pub fn cache_capacity(mut self, aggregates: usize) -> Self {
+        self.cache_capacity = aggregates;
+        self
+    }
+
     /// How many times a command is attempted before a conflict is reported (at least 1).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -218,6 +256,7 @@ impl CommandBusBuilder {
                 services: self.services,
                 vault: self.vault,
                 after_commit: std::sync::RwLock::new(None),
+                cache: AggregateCache::new(self.cache_capacity),
                 handlers,
                 max_attempts: self.max_attempts,
             }),
@@ -252,6 +291,7 @@ impl CommandBus {
     pub fn builder_shared(store: Arc<dyn EventStore>) -> CommandBusBuilder {
         CommandBusBuilder {
             store,
+            cache_capacity: DEFAULT_CAPACITY,
             vault: None,
             services: Services::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
@@ -405,6 +445,7 @@ impl CommandBus {
                 command_id,
                 correlation_id,
                 causation_id,
+                epoch: engine.epoch(),
                 staged: Mutex::new(Staged::default()),
             });
             let cx = HandlerContext {
@@ -422,6 +463,12 @@ impl CommandBus {
                     });
                 }
                 Err(HandlerFailure::Failed(source)) => {
+                    if !staged.from_cache.is_empty() && attempt < engine.max_attempts {
+                        // The handler may have decided on a stale cached state: decide again on
+                        // fresh state before reporting the rejection.
+                        engine.cache.remove(&staged.from_cache);
+                        continue;
+                    }
                     if is_conflict(&*source) && attempt < engine.max_attempts {
                         backoff(attempt).await;
                         continue;
@@ -441,6 +488,8 @@ impl CommandBus {
                         .await
                         .map_err(|e| store_error(personal_error(C::NAME, e)))?;
                     let count = staged.streams.iter().map(|s| s.events.len() as u64).sum();
+                    let touched: Vec<StreamId> =
+                        staged.streams.iter().map(|s| s.stream_id.clone()).collect();
                     let commit = Commit {
                         streams: staged.streams,
                         command: Some(record(CommandOutcome::Succeeded { events: count })),
@@ -448,6 +497,9 @@ impl CommandBus {
                     match engine.store.append(commit).await {
                         Ok(events) => {
                             tracing::debug!(attempt, events = events.len(), "command committed");
+                            for (stream, version, state) in staged.cache_updates {
+                                engine.cache.put(stream, version, uow.epoch, state);
+                            }
                             if !events.is_empty() {
                                 self.committed().await;
                             }
@@ -460,6 +512,9 @@ impl CommandBus {
                         }
                         Err(error) if error.is_conflict() => {
                             tracing::debug!(attempt, %error, "retrying after conflict");
+                            engine
+                                .cache
+                                .remove(touched.iter().chain(&staged.from_cache));
                             if attempt < engine.max_attempts {
                                 backoff(attempt).await;
                             }

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 mod bus;
+mod cache;
 pub mod command;
 pub mod dispatch;
 pub mod event;
@@ -28,6 +29,10 @@ pub use repository::Repository;
 pub use service::{CommandMeta, Dep, FromServices, Services, Store};
 pub use store::{EventStore, MemoryStore, RecordedEvent, StoreError};
 pub use value::{Id, SerializableValue, StreamId, ValueError};
+
+/// The attribute for implementing [`EventStore`], [`Consumer`] and the other async traits by
+/// hand: `#[eventsourcery::async_trait]`.
+pub use async_trait::async_trait;
 
 /// Derives [`SerializableValue`]: a string form, serde through it, and value equality.
 ///

@@ -92,6 +92,13 @@ impl<A: Aggregate> Repository<A> {
         let span = tracing::debug_span!("load", aggregate = A::NAME, stream = %stream);
         async {
             let store = &self.engine.store;
+            if A::CACHED
+                && let Some(uow) = &self.uow
+                && let Some((version, state)) = self.engine.cache.get::<A>(&stream, uow.epoch)
+            {
+                uow.loaded_from_cache(stream.clone());
+                return Ok(AggregateRoot::from_state(id.clone(), version, state));
+            }
             if A::SNAPSHOT_EVERY.is_some()
                 && let Some(snapshot) = store.load_snapshot(&stream).await?
                 && snapshot.snapshot_version == A::SNAPSHOT_VERSION
@@ -149,6 +156,14 @@ impl<A: Aggregate> Repository<A> {
                     })
                     .await?;
             }
+            if A::CACHED
+                && let Some(uow) = &self.uow
+                && let Some(copy) = root.state().cached_clone()
+            {
+                self.engine
+                    .cache
+                    .put(stream, root.version(), uow.epoch, Box::new(copy));
+            }
             Ok(root)
         }
         .instrument(span)
@@ -186,7 +201,19 @@ impl<A: Aggregate> Repository<A> {
             events,
         };
         match &self.uow {
-            Some(uow) => uow.stage(append, cx),
+            Some(uow) => {
+                uow.stage(append, cx)?;
+                if A::CACHED
+                    && let Some(copy) = root.state().cached_clone()
+                {
+                    uow.cache_after_commit(
+                        root.stream_id().clone(),
+                        root.version(),
+                        Box::new(copy),
+                    );
+                }
+                Ok(())
+            }
             None => {
                 self.engine.store_personal(cx).await.map_err(|source| {
                     StoreError::from(EventError::Personal {

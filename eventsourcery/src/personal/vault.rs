@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -26,6 +27,8 @@ pub struct PersonalVault {
     keys: Arc<dyn KeyStore>,
     data: Arc<dyn PersonalStore>,
     master: MasterKey,
+    /// Bumped by every erasure, so caches of decrypted state know to drop it.
+    epoch: AtomicU64,
 }
 
 impl fmt::Debug for PersonalVault {
@@ -99,7 +102,12 @@ impl PersonalVault {
         data: Arc<dyn PersonalStore>,
         master: MasterKey,
     ) -> Self {
-        Self { keys, data, master }
+        Self {
+            keys,
+            data,
+            master,
+            epoch: AtomicU64::new(0),
+        }
     }
 
     /// A vault in memory with a random master key, for tests.
@@ -325,10 +333,16 @@ impl PersonalVault {
                 re_enrolled: false,
             })
             .await?;
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.keys.delete_key(subject).await?;
         let deleted = self.data.delete_subject(subject).await?;
         tracing::info!(deleted, "subject erased");
         Ok(())
+    }
+
+    /// Changes whenever a subject is erased through this vault.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Lets an erased subject give personal data again. Old data stays gone: it was deleted and
