@@ -220,13 +220,7 @@ impl Dispatcher {
                     self.backoff(attempt).await;
                     continue;
                 }
-                // Keep what succeeded, stop before the poison event.
-                if position > from + 1 && !self.advance(name, from, position - 1).await? {
-                    return Ok(Outcome::Moved);
-                }
-                self.store.park(name, position, &error.to_string()).await?;
-                tracing::error!(consumer = name, position, %error, "consumer parked");
-                return Ok(Outcome::Parked);
+                return self.park_at(name, from, position, &error).await;
             }
             handled += 1;
         }
@@ -234,6 +228,22 @@ impl Dispatcher {
             return Ok(Outcome::Moved);
         }
         Ok(Outcome::Done(handled))
+    }
+
+    /// Keeps what succeeded before the poison event at `position`, and parks there.
+    async fn park_at(
+        &self,
+        name: &str,
+        from: u64,
+        position: u64,
+        error: &BoxError,
+    ) -> Result<Outcome, DispatchError> {
+        if position > from + 1 && !self.advance(name, from, position - 1).await? {
+            return Ok(Outcome::Moved);
+        }
+        self.store.park(name, position, &error.to_string()).await?;
+        tracing::error!(consumer = name, position, %error, "consumer parked");
+        Ok(Outcome::Parked)
     }
 
     /// Moves a checkpoint; false if another instance moved it first.
@@ -329,12 +339,7 @@ impl Dispatcher {
                 }
             }
             if let Some(error) = last_error {
-                if position > from + 1 && !self.advance(name, from, position - 1).await? {
-                    return Ok(Outcome::Moved);
-                }
-                self.store.park(name, position, &error.to_string()).await?;
-                tracing::error!(consumer = name, position, %error, "projection parked");
-                return Ok(Outcome::Parked);
+                return self.park_at(name, from, position, &error).await;
             }
             from = position;
             handled += 1;
