@@ -15,4 +15,5 @@ fn ui() {
     t.compile_fail("tests/ui/aggregate/*.rs");
     t.compile_fail("tests/ui/command/*.rs");
     t.compile_fail("tests/ui/handler/*.rs");
+    t.compile_fail("tests/ui/personal-data/*.rs");
 }

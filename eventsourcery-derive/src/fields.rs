@@ -76,20 +76,25 @@ pub(crate) fn codec(
                 let subject = match personal_attr.subject.as_ref().or(default_subject) {
                     Some(subject) => subject,
                     None => {
-                        cx.error_at(
-                            personal_attr.span,
-                            format!(
-                                "personal field `{key}` needs a data subject: write `#[personal(subject = field)]` naming a `PersonalKey` field, or `#[{attr_name}(subject = field)]` once on the type"
-                            ),
-                        );
+                        if !personal_attr.malformed {
+                            cx.error(
+                                &personal_attr.tokens,
+                                format!(
+                                    "personal field `{key}` needs a data subject: write `#[personal(subject = field)]` naming a `PersonalKey` field, or `#[{attr_name}(subject = field)]` once on the type"
+                                ),
+                            );
+                        }
                         continue;
                     }
                 };
                 if !field_names.contains(&subject) {
-                    cx.error(
-                        subject,
-                        format!("no field `{subject}` to be the data subject"),
-                    );
+                    // A missing default subject is reported once, above.
+                    if personal_attr.subject.is_some() {
+                        cx.error(
+                            subject,
+                            format!("no field `{subject}` to be the data subject"),
+                        );
+                    }
                     continue;
                 }
                 let subject_local = format_ident!("__field_{}", subject.unraw());
