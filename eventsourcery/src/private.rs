@@ -111,11 +111,81 @@ pub fn subject<S: Subject>(subject: &S) -> PersonalKey {
     subject.personal_key()
 }
 
-/// Asserts that a personal field of an event can hold an erased value.
-pub const fn assert_event_personal<F: EventPersonalField>() {}
+/// The codec of a `#[personal]` field of an event: `Personal<T>` where `T: PersonalData`.
+///
+/// Its bound is the one check of the field's type. Generated code calls it in `encode` and in
+/// `decode` alike, spanned on the field's type, so a wrong type is reported once; the codec's
+/// own methods have no bounds and add no error of their own.
+pub fn event_personal<F: EventPersonalField>() -> PersonalCodec<F> {
+    PersonalCodec::new()
+}
 
-/// Moves a personal field out of the payload.
-pub fn encode_personal<F: PersonalField>(
+/// The codec of a `#[personal]` field of a command: `T` or `Personal<T>` where
+/// `T: PersonalData`.
+pub fn command_personal<F: PersonalField>() -> PersonalCodec<F> {
+    PersonalCodec::new()
+}
+
+/// Encodes and decodes one `#[personal]` field (see [`event_personal`]).
+pub struct PersonalCodec<F> {
+    encode: EncodePersonal<F>,
+    decode: DecodePersonal<F>,
+}
+
+type EncodePersonal<F> = fn(
+    &mut EncodeContext,
+    &str,
+    &str,
+    PersonalKey,
+    &F,
+    bool,
+) -> Result<serde_json::Value, EventError>;
+
+type DecodePersonal<F> = fn(
+    &mut DecodeContext<'_>,
+    &str,
+    &str,
+    PersonalKey,
+    &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<F, EventError>;
+
+impl<F: PersonalField> PersonalCodec<F> {
+    const fn new() -> Self {
+        Self {
+            encode: encode_personal::<F>,
+            decode: decode_personal::<F>,
+        }
+    }
+}
+
+impl<F> PersonalCodec<F> {
+    /// Moves the field `field` of `name` out of the payload.
+    pub fn encode(
+        &self,
+        cx: &mut EncodeContext,
+        name: &str,
+        field: &str,
+        subject: PersonalKey,
+        value: &F,
+        lookup: bool,
+    ) -> Result<serde_json::Value, EventError> {
+        (self.encode)(cx, name, field, subject, value, lookup)
+    }
+
+    /// Reads the field `field` of `name` back from the resolved values.
+    pub fn decode(
+        &self,
+        cx: &mut DecodeContext<'_>,
+        name: &str,
+        field: &str,
+        subject: PersonalKey,
+        map: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<F, EventError> {
+        (self.decode)(cx, name, field, subject, map)
+    }
+}
+
+fn encode_personal<F: PersonalField>(
     cx: &mut EncodeContext,
     name: &str,
     field: &str,
@@ -126,8 +196,7 @@ pub fn encode_personal<F: PersonalField>(
     Ok(cx.personal(name, field, subject, value, lookup))
 }
 
-/// Reads a personal field back from the resolved values.
-pub fn decode_personal<F: PersonalField>(
+fn decode_personal<F: PersonalField>(
     cx: &mut DecodeContext<'_>,
     name: &str,
     field: &str,
