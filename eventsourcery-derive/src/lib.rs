@@ -45,7 +45,11 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
     command::expand(&input).into()
 }
 
-/// Derives `eventsourcery::personal::PersonalData`.
+/// Derives `eventsourcery::personal::PersonalData`, and a `Debug` that shows no content.
+///
+/// `#[derive(PersonalData, Debug)]` is therefore rustc's E0119, "conflicting implementations of
+/// trait `Debug`", pointing at the two derives: it does not say that this one is the redacted
+/// `Debug`, so the user-facing docs (on the re-export in `eventsourcery`) say it.
 #[proc_macro_derive(PersonalData, attributes(personal_data))]
 pub fn derive_personal_data(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

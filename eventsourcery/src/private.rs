@@ -13,6 +13,7 @@ pub use zeroize::Zeroizing;
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
 pub use crate::event::codec::{EventField, decode_field, encode_field, object};
 pub use crate::event::{EventError, EventRegistration};
+pub use crate::personal::PersonalData;
 pub use crate::personal::{DecodeContext, EncodeContext};
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{FromServices, HandlerContext, Parameter};
