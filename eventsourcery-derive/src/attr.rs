@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Ident, LitInt, LitStr, Path, Token};
@@ -24,6 +24,12 @@ impl Ctxt {
         self.errors
             .borrow_mut()
             .push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub(crate) fn error_at(&self, span: Span, message: impl std::fmt::Display) {
+        self.errors
+            .borrow_mut()
+            .push(syn::Error::new(span, message));
     }
 
     pub(crate) fn syn_error(&self, error: syn::Error) {

@@ -10,6 +10,7 @@ pub use serde;
 pub use serde_json;
 pub use zeroize::Zeroizing;
 
+pub use crate::DomainEvent;
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
 pub use crate::event::codec::{EventField, decode_field, encode_field, object};
 pub use crate::event::{EventError, EventRegistration};
@@ -217,23 +218,43 @@ pub use crate::dispatch::{
 pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::BoxError>>;
 
 /// Decodes the event a consumer function takes; `None` if the envelope holds another event.
-pub fn consumer_event<E: crate::DomainEvent>(
+///
+/// Takes `E`'s `handles` and `decode` rather than a `DomainEvent` bound: generated code names
+/// them, and `event_names`, through `<E as DomainEvent>` paths spanned on the event type, so an
+/// event type that is not a `DomainEvent` is one error.
+pub fn consumer_event<E>(
     cx: &HandleContext<'_>,
+    handles: fn(&str) -> bool,
+    decode: DecodeEvent<E>,
 ) -> Result<Option<E>, crate::BoxError> {
-    Ok(cx.envelope().decode::<E>()?)
+    Ok(cx.envelope().decode_with(handles, decode)?)
 }
 
-/// Resolves one consumer parameter.
-pub fn consumer_param<T: FromEvent>(cx: &HandleContext<'_>) -> Result<T, crate::BoxError> {
-    T::from_event(cx)
+/// A `DomainEvent::decode`.
+pub type DecodeEvent<E> =
+    fn(&str, serde_json::Value, &mut DecodeContext<'_>) -> Result<E, EventError>;
+
+/// What a listener, process manager or projection may return: what a command handler may.
+///
+/// Its own trait, for a message that names consumers; `HandlerOutput` is a bound of the blanket
+/// impl, not a supertrait, so the compiler's error is this trait's message.
+#[diagnostic::on_unimplemented(
+    message = "a listener, process manager or projection must return `Result<(), E>` (or `()`), not `{Self}`",
+    label = "unsupported return type",
+    note = "return `Result<(), eventsourcery::Error>` or `Result<(), YourError>` where `YourError: std::error::Error + Send + Sync`; an error is retried, then parks the consumer"
+)]
+pub trait ConsumerOutput {
+    /// Converts into the dispatcher's result.
+    fn into_consumer_result(self) -> Result<(), crate::BoxError>;
+}
+
+impl<O: HandlerOutput> ConsumerOutput for O {
+    fn into_consumer_result(self) -> Result<(), crate::BoxError> {
+        self.into_result()
+    }
 }
 
 /// Converts a consumer function's return value.
-pub fn consumer_output<O: HandlerOutput>(output: O) -> Result<(), crate::BoxError> {
-    output.into_result()
-}
-
-/// The event names a consumer function handles.
-pub fn event_names<E: crate::DomainEvent>() -> Vec<&'static str> {
-    E::event_names()
+pub fn consumer_output<O: ConsumerOutput>(output: O) -> Result<(), crate::BoxError> {
+    output.into_consumer_result()
 }
