@@ -116,7 +116,12 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
         if let Type::Reference(reference) = ty
             && reference.mutability.is_some()
         {
-            args.push(quote_spanned!(ty.span()=> &mut cx.tx));
+            // Through a trait rather than `&mut cx.tx` as is, so that another `&mut` type is
+            // reported as a parameter we cannot give, not as mismatched types.
+            let inner = &reference.elem;
+            args.push(quote_spanned! {inner.span()=>
+                <#inner as ::eventsourcery::__private::TxParam<'_>>::from_tx(&mut cx.tx)
+            });
             continue;
         }
         let local = format_ident!("__p{}", i);

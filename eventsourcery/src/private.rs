@@ -234,6 +234,24 @@ pub fn consumer_event<E>(
 pub type DecodeEvent<E> =
     fn(&str, serde_json::Value, &mut DecodeContext<'_>) -> Result<E, EventError>;
 
+/// The `&mut` parameter of a consumer function, which gets the transaction of a projection's
+/// batch: `&mut ProjectionTx<'_>` only.
+#[diagnostic::on_unimplemented(
+    message = "`&mut {Self}` cannot be a parameter of a listener, process manager or projection",
+    label = "the one `&mut` parameter is `&mut ProjectionTx<'_>`",
+    note = "a projection takes `&mut ProjectionTx<'_>` to update its read model in the transaction of its checkpoint; keep other state in a service and take it as `Dep<T>`"
+)]
+pub trait TxParam<'b> {
+    /// The parameter from the transaction.
+    fn from_tx<'a>(tx: &'a mut ProjectionTx<'b>) -> &'a mut Self;
+}
+
+impl<'b> TxParam<'b> for ProjectionTx<'b> {
+    fn from_tx<'a>(tx: &'a mut ProjectionTx<'b>) -> &'a mut Self {
+        tx
+    }
+}
+
 /// What a listener, process manager or projection may return: what a command handler may.
 ///
 /// Its own trait, for a message that names consumers; `HandlerOutput` is a bound of the blanket
