@@ -1,4 +1,5 @@
-//! Compile-time diagnostics of the derives and the `handler` attribute (trybuild).
+//! Compile-time diagnostics of the derives and the `handler`, `listener`, `process_manager`
+//! and `projection` attributes (trybuild).
 //!
 //! Each file under `tests/ui/<macro>/` is one minimal mistake, with the compiler output a user
 //! should see next to it in a `.stderr` file; `tests/ui/pass/` holds correct uses that must
@@ -15,4 +16,6 @@ fn ui() {
     t.compile_fail("tests/ui/aggregate/*.rs");
     t.compile_fail("tests/ui/command/*.rs");
     t.compile_fail("tests/ui/handler/*.rs");
+    t.compile_fail("tests/ui/personal-data/*.rs");
+    t.compile_fail("tests/ui/consumer/*.rs");
 }

@@ -75,7 +75,7 @@ impl<T> Once<T> {
 
 /// Runs `parse` on every `#[name(...)]` attribute, collecting errors.
 ///
-/// An entry that fails to parse is recorded and skipped up to the next `,`, so every mistake in
+/// An entry that fails to parse is recorded and skipped (see [`recover`]), so every mistake in
 /// `#[event(nmae = "x", version = 0)]` is reported at once, not only the first.
 pub(crate) fn each_nested(
     cx: &Ctxt,
@@ -88,18 +88,29 @@ pub(crate) fn each_nested(
             continue;
         }
         let result = attr.parse_nested_meta(|meta| {
-            if let Err(error) = parse(&meta) {
-                cx.syn_error(error);
-                while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
-                    meta.input.parse::<TokenTree>()?;
-                }
-            }
-            Ok(())
+            let result = parse(&meta);
+            recover(cx, &meta, result)
         });
         if let Err(error) = result {
             cx.syn_error(error);
         }
     }
+}
+
+/// The result of parsing one `key = value` entry of a list: on error, records it and skips the
+/// rest of the entry up to the next `,`, so that the entries after a mistake are still checked.
+pub(crate) fn recover(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta,
+    result: syn::Result<()>,
+) -> syn::Result<()> {
+    if let Err(error) = result {
+        cx.syn_error(error);
+        while !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+            meta.input.parse::<TokenTree>()?;
+        }
+    }
+    Ok(())
 }
 
 /// "unknown `event` attribute `nmae`; expected one of `name`, `version`".
@@ -110,9 +121,23 @@ pub(crate) fn unknown(meta: &ParseNestedMeta, attr: &str, expected: &[&str]) -> 
         .map(|e| format!("`{e}`"))
         .collect::<Vec<_>>()
         .join(", ");
+    let expected = if expected.len() == 1 {
+        list
+    } else {
+        format!("one of {list}")
+    };
     meta.error(format!(
-        "unknown `{attr}` attribute `{key}`; expected one of {list}"
+        "unknown `{attr}` attribute `{key}`; expected {expected}"
     ))
+}
+
+/// `key = name`, where the name is an identifier: a field (`subject = candidate`) or a function
+/// (`reset = clear`); on anything else, says what to write.
+pub(crate) fn ident(meta: &ParseNestedMeta, what: &str) -> syn::Result<Ident> {
+    let key = meta.path.to_token_stream().to_string().replace(' ', "");
+    meta.value()?
+        .parse::<Ident>()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected {what} name: `{key} = {what}`")))
 }
 
 /// `key = "..."`; on anything else, says what to write.
@@ -171,8 +196,7 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
             }
             version.set(cx, &meta.path, n);
         } else if meta.path.is_ident("subject") {
-            let ident: Ident = meta.value()?.parse()?;
-            subject.set(cx, &meta.path, ident);
+            subject.set(cx, &meta.path, ident(meta, "field")?);
         } else {
             return Err(unknown(meta, EVENT, &["name", "version", "subject"]));
         }
@@ -187,9 +211,13 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
 
 /// `#[personal]` or `#[personal(subject = field)]` on a field.
 pub(crate) struct PersonalAttr {
-    pub(crate) span: Span,
+    /// The whole attribute, to span errors about it.
+    pub(crate) tokens: TokenStream,
     pub(crate) subject: Option<Ident>,
     pub(crate) lookup: bool,
+    /// Whether it had errors of its own (already reported): then a missing subject is most
+    /// likely one of them (`subjcet = x`), not a mistake of its own.
+    pub(crate) malformed: bool,
 }
 
 pub(crate) fn personal_attr(cx: &Ctxt, attrs: &[Attribute]) -> Option<PersonalAttr> {
@@ -201,26 +229,30 @@ pub(crate) fn personal_attr(cx: &Ctxt, attrs: &[Attribute]) -> Option<PersonalAt
         }
         let mut subject = Once::new("subject");
         let mut lookup = Once::new("lookup");
-        if !matches!(attr.meta, syn::Meta::Path(_))
-            && let Err(error) = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("subject") {
-                    let ident: Ident = meta.value()?.parse()?;
-                    subject.set(cx, &meta.path, ident);
-                    Ok(())
+        let mut malformed = false;
+        if !matches!(attr.meta, syn::Meta::Path(_)) {
+            let result = attr.parse_nested_meta(|meta| {
+                let result = if meta.path.is_ident("subject") {
+                    ident(&meta, "field").map(|ident| subject.set(cx, &meta.path, ident))
                 } else if meta.path.is_ident("lookup") {
                     lookup.set(cx, &meta.path, true);
                     Ok(())
                 } else {
                     Err(unknown(&meta, PERSONAL, &["subject", "lookup"]))
-                }
-            })
-        {
-            cx.syn_error(error);
+                };
+                malformed |= result.is_err();
+                recover(cx, &meta, result)
+            });
+            if let Err(error) = result {
+                malformed = true;
+                cx.syn_error(error);
+            }
         }
         found = Some(PersonalAttr {
-            span: syn::spanned::Spanned::span(attr),
+            tokens: attr.to_token_stream(),
             subject: subject.get(),
             lookup: lookup.get().unwrap_or(false),
+            malformed,
         });
     }
     found

@@ -24,8 +24,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             let lit = attr::lit_str(meta)?;
             name.set(&cx, &meta.path, attr::check_name(&cx, &lit));
         } else if meta.path.is_ident("subject") {
-            let subject_ident: Ident = meta.value()?.parse()?;
-            subject.set(&cx, &meta.path, subject_ident);
+            subject.set(&cx, &meta.path, attr::ident(meta, "field")?);
         } else {
             return Err(attr::unknown(meta, attr::COMMAND, &["name", "subject"]));
         }

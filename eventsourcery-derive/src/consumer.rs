@@ -17,7 +17,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn attr(self) -> &'static str {
+    pub(crate) fn attr(self) -> &'static str {
         match self {
             Self::Listener => "listener",
             Self::ProcessManager => "process_manager",
@@ -46,27 +46,38 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
         Kind::Projection => &["consumer", "reset"],
         _ => &["consumer"],
     };
+    // Whether `consumer` was written, even wrongly: then it is not also reported missing.
+    let mut named = false;
     let parser = syn::meta::parser(|meta: ParseNestedMeta| {
-        if meta.path.is_ident("consumer") {
-            let lit = attr::lit_str(&meta)?;
-            attr::check_name(&cx, &lit);
-            consumer.set(&cx, &meta.path, lit);
-        } else if matches!(kind, Kind::Projection) && meta.path.is_ident("reset") {
-            let ident: Ident = meta.value()?.parse()?;
-            reset.set(&cx, &meta.path, ident);
-        } else {
-            return Err(attr::unknown(&meta, attr_name, expected));
-        }
-        Ok(())
+        let result = (|| {
+            if meta.path.is_ident("consumer") {
+                named = true;
+                let lit = attr::lit_str(&meta)?;
+                attr::check_name(&cx, &lit);
+                consumer.set(&cx, &meta.path, lit);
+            } else if meta.path.is_ident("reset") {
+                if !matches!(kind, Kind::Projection) {
+                    return Err(meta.error(format!(
+                        "`reset` is for projections, which have a read model to clear on a rebuild; a {attr_name} takes only `consumer = \"...\"`"
+                    )));
+                }
+                reset.set(&cx, &meta.path, attr::ident(&meta, "function")?);
+            } else {
+                return Err(attr::unknown(&meta, attr_name, expected));
+            }
+            Ok(())
+        })();
+        attr::recover(&cx, &meta, result)
     });
     if let Err(error) = syn::parse::Parser::parse2(parser, args) {
         cx.syn_error(error);
     }
     let consumer = consumer.get();
     let sig = &function.sig;
-    if consumer.is_none() {
-        cx.error(
-            &sig.ident,
+    if !named {
+        // On the attribute, where it goes.
+        cx.error_at(
+            Span::call_site(),
             format!("missing `consumer = \"...\"`: `#[eventsourcery::{attr_name}(consumer = \"name\")]` names the checkpoint"),
         );
     }
@@ -105,12 +116,17 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
         if let Type::Reference(reference) = ty
             && reference.mutability.is_some()
         {
-            args.push(quote_spanned!(ty.span()=> &mut cx.tx));
+            // Through a trait rather than `&mut cx.tx` as is, so that another `&mut` type is
+            // reported as a parameter we cannot give, not as mismatched types.
+            let inner = &reference.elem;
+            args.push(quote_spanned! {inner.span()=>
+                <#inner as ::eventsourcery::__private::TxParam<'_>>::from_tx(&mut cx.tx)
+            });
             continue;
         }
         let local = format_ident!("__p{}", i);
         resolve.push(quote_spanned! {ty.span()=>
-            let #local = ::eventsourcery::__private::consumer_param::<#ty>(cx)?;
+            let #local = <#ty as ::eventsourcery::__private::FromEvent>::from_event(cx)?;
         });
         args.push(quote!(#local));
     }
@@ -118,12 +134,17 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
         ReturnType::Default => sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
-    let call = quote!(#ident(event #(, #args)*).await);
-    let output = quote_spanned!(output_span=> ::eventsourcery::__private::consumer_output(#call));
+    // The value is bound first so that a bad return type is reported on the return type.
+    let output =
+        quote_spanned!(output_span=> ::eventsourcery::__private::consumer_output(__output));
+    // Every use of the event type is a `<E as DomainEvent>` path spanned on it, and nothing else
+    // requires it: an event type that is not a `DomainEvent` is then one error, on the type.
+    let event_trait =
+        quote_spanned!(event.span()=> <#event as ::eventsourcery::__private::DomainEvent>);
     let decode = quote_spanned! {event.span()=>
-        ::eventsourcery::__private::consumer_event::<#event>(cx)?
+        ::eventsourcery::__private::consumer_event::<#event>(cx, #event_trait::handles, #event_trait::decode)?
     };
-    let names = quote_spanned!(event.span()=> ::eventsourcery::__private::event_names::<#event>);
+    let names = quote_spanned!(event.span()=> #event_trait::event_names);
     let variant = kind.variant();
     let handler_name = ident.to_string();
     let (reset_fn, reset_field) = match reset.get() {
@@ -154,6 +175,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
                         return ::core::result::Result::Ok(());
                     };
                     #(#resolve)*
+                    let __output = #ident(event #(, #args)*).await;
                     #output
                 })
             }

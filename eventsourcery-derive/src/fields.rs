@@ -76,41 +76,48 @@ pub(crate) fn codec(
                 let subject = match personal_attr.subject.as_ref().or(default_subject) {
                     Some(subject) => subject,
                     None => {
-                        cx.error_at(
-                            personal_attr.span,
-                            format!(
-                                "personal field `{key}` needs a data subject: write `#[personal(subject = field)]` naming a `PersonalKey` field, or `#[{attr_name}(subject = field)]` once on the type"
-                            ),
-                        );
+                        if !personal_attr.malformed {
+                            cx.error(
+                                &personal_attr.tokens,
+                                format!(
+                                    "personal field `{key}` needs a data subject: write `#[personal(subject = field)]` naming a `PersonalKey` field, or `#[{attr_name}(subject = field)]` once on the type"
+                                ),
+                            );
+                        }
                         continue;
                     }
                 };
                 if !field_names.contains(&subject) {
-                    cx.error(
-                        subject,
-                        format!("no field `{subject}` to be the data subject"),
-                    );
+                    // A missing default subject is reported once, above.
+                    if personal_attr.subject.is_some() {
+                        cx.error(
+                            subject,
+                            format!("no field `{subject}` to be the data subject"),
+                        );
+                    }
                     continue;
                 }
-                let subject_local = format_ident!("__field_{}", subject.unraw());
+                let subject_local =
+                    format_ident!("__field_{}", subject.unraw(), span = subject.span());
                 let lookup = personal_attr.lookup;
-                if attr_name == attr::EVENT {
-                    encode.push(quote_spanned! {ty.span()=>
-                        const _: () = ::eventsourcery::__private::assert_event_personal::<#ty>();
-                    });
-                }
-                encode.push(quote_spanned! {ty.span()=>
+                // The codec's bound checks the field's type, and `subject`'s the subject's: each
+                // is spanned on what it checks, and called alike in `encode` and `decode`, so that
+                // each mistake is one error, on the user's token.
+                let codec = if attr_name == attr::EVENT {
+                    quote_spanned!(ty.span()=> ::eventsourcery::__private::event_personal::<#ty>())
+                } else {
+                    quote_spanned!(ty.span()=> ::eventsourcery::__private::command_personal::<#ty>())
+                };
+                let encode_subject = quote_spanned!(subject.span()=> ::eventsourcery::__private::subject(&self.#subject));
+                let decode_subject = quote_spanned!(subject.span()=> ::eventsourcery::__private::subject(&#subject_local));
+                encode.push(quote! {
                     __map.insert(
                         ::core::convert::From::from(#key),
-                        ::eventsourcery::__private::encode_personal::<#ty>(
-                            cx, #name, #key, ::eventsourcery::__private::subject(&self.#subject), &self.#ident, #lookup,
-                        )?,
+                        #codec.encode(cx, #name, #key, #encode_subject, &self.#ident, #lookup)?,
                     );
                 });
-                personal.push(quote_spanned! {ty.span()=>
-                    let #local = ::eventsourcery::__private::decode_personal::<#ty>(
-                        cx, #name, #key, ::eventsourcery::__private::subject(&#subject_local), &mut __map,
-                    )?;
+                personal.push(quote! {
+                    let #local = #codec.decode(cx, #name, #key, #decode_subject, &mut __map)?;
                 });
             }
         }

@@ -45,7 +45,11 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
     command::expand(&input).into()
 }
 
-/// Derives `eventsourcery::personal::PersonalData`.
+/// Derives `eventsourcery::personal::PersonalData`, and a `Debug` that shows no content.
+///
+/// `#[derive(PersonalData, Debug)]` is therefore rustc's E0119, "conflicting implementations of
+/// trait `Debug`", pointing at the two derives: it does not say that this one is the redacted
+/// `Debug`, so the user-facing docs (on the re-export in `eventsourcery`) say it.
 #[proc_macro_derive(PersonalData, attributes(personal_data))]
 pub fn derive_personal_data(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -55,17 +59,27 @@ pub fn derive_personal_data(input: TokenStream) -> TokenStream {
 /// Registers a command handler.
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    on_function(
+        item,
+        "`#[eventsourcery::handler]` goes on an `async fn` whose first parameter is the command it handles",
+        |function| handler::expand(args.into(), function),
+    )
+}
+
+/// Expands an attribute macro on a function. On anything else, gives the user's tokens back
+/// with the error, so editors keep working.
+fn on_function(
+    item: TokenStream,
+    usage: &str,
+    expand: impl FnOnce(&ItemFn) -> proc_macro2::TokenStream,
+) -> TokenStream {
     let item_tokens = proc_macro2::TokenStream::from(item.clone());
     match syn::parse::<ItemFn>(item) {
-        Ok(function) => handler::expand(args.into(), &function).into(),
-        // Not a function: give the user's tokens back with the error, so editors keep working.
+        Ok(function) => expand(&function).into(),
         Err(error) => {
             let error = match syn::parse2::<syn::Item>(item_tokens.clone()) {
-                // Another kind of item: say what `handler` goes on, rather than "expected `fn`".
-                Ok(other) => syn::Error::new_spanned(
-                    other,
-                    "`#[eventsourcery::handler]` goes on an `async fn` whose first parameter is the command it handles",
-                ),
+                // Another kind of item: say what the attribute goes on, rather than "expected `fn`".
+                Ok(other) => syn::Error::new_spanned(other, usage),
                 // Not an item at all: syn's error points at the syntax.
                 Err(_) => error,
             };
@@ -76,14 +90,13 @@ pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 fn consumer_attribute(kind: consumer::Kind, args: TokenStream, item: TokenStream) -> TokenStream {
-    let item_tokens = proc_macro2::TokenStream::from(item.clone());
-    match syn::parse::<ItemFn>(item) {
-        Ok(function) => consumer::expand(kind, args.into(), &function).into(),
-        Err(error) => {
-            let error = error.to_compile_error();
-            quote::quote!(#item_tokens #error).into()
-        }
-    }
+    let usage = format!(
+        "`#[eventsourcery::{}]` goes on an `async fn` whose first parameter is the event it handles",
+        kind.attr()
+    );
+    on_function(item, &usage, |function| {
+        consumer::expand(kind, args.into(), function)
+    })
 }
 
 /// Registers an event listener (at-least-once delivery).

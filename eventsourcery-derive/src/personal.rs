@@ -42,7 +42,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                     fn to_plaintext(&self) -> ::eventsourcery::__private::Zeroizing<::std::string::String> {
                         ::eventsourcery::__private::Zeroizing::new(#display)
                     }
-                    fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::ValueError> {
+                    fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
                         #parse
                     }
                 }
@@ -60,12 +60,12 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                                 .unwrap_or_default(),
                         )
                     }
-                    fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::ValueError> {
+                    fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
                         #[derive(::eventsourcery::__private::serde::Deserialize)]
                         #[serde(crate = "::eventsourcery::__private::serde")]
                         struct __De { #(#names: #types,)* }
                         let de: __De = ::eventsourcery::__private::serde_json::from_str(plaintext)
-                            .map_err(|_| ::eventsourcery::ValueError::new(#type_name, "not the stored form"))?;
+                            .map_err(|_| ::eventsourcery::__private::ValueError::new(#type_name, "not the stored form"))?;
                         ::core::result::Result::Ok(Self { #(#names: de.#names,)* })
                     }
                 }
@@ -79,28 +79,49 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             }
         },
         _ => {
-            cx.error(ident, "PersonalData can be derived for a struct only");
+            cx.error(
+                ident,
+                "PersonalData can be derived for a struct only: a newtype (`struct Email(String)`) or a struct with named fields",
+            );
             TokenStream::new()
         }
     };
+    // The derive's own `Debug`, which shows no content: in the stub too, so that a type whose
+    // derive failed is still debuggable where its uses need it.
+    let debug = quote! {
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #ident {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(::core::concat!(#type_name, "(<redacted>)"))
+            }
+        }
+    };
+    let stub = quote! {
+        #[automatically_derived]
+        impl ::eventsourcery::__private::PersonalData for #ident {
+            const KIND: &'static str = #kind;
+            fn to_plaintext(&self) -> ::eventsourcery::__private::Zeroizing<::std::string::String> {
+                ::core::unimplemented!()
+            }
+            fn from_plaintext(_: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
+                ::core::unimplemented!()
+            }
+        }
+        #debug
+    };
     if let Err(error) = cx.check() {
-        return error.to_compile_error();
+        return attr::compile_errors(error, &input.generics, stub);
     }
     quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             #[automatically_derived]
-            impl ::eventsourcery::personal::PersonalData for #ident {
+            impl ::eventsourcery::__private::PersonalData for #ident {
                 const KIND: &'static str = #kind;
                 #body
             }
 
-            #[automatically_derived]
-            impl ::core::fmt::Debug for #ident {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.write_str(::core::concat!(#type_name, "(<redacted>)"))
-                }
-            }
+            #debug
         };
     }
 }

@@ -403,7 +403,7 @@ pub mod codec {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be stored in an event or command payload",
         label = "this field has no serializable form",
-        note = "derive `SerializableValue` (or serde's `Serialize` and `Deserialize`) for `{Self}`; if it is personal data, mark the field `#[personal(subject = ...)]` and give it the type `Personal<{Self}>`"
+        note = "derive `SerializableValue` (or serde's `Serialize` and `Deserialize`) for `{Self}`; if it is personal data, mark the field `#[personal(subject = ...)]` (in an event, a personal field has the type `Personal<T>`)"
     )]
     pub trait EventField: Sized {
         /// Encodes the value of field `field` of event or command `name`.

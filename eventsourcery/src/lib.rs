@@ -51,7 +51,10 @@ pub use eventsourcery_derive::Aggregate;
 pub use eventsourcery_derive::Command;
 
 /// Derives [`personal::PersonalData`] for a value type holding personal data, and a `Debug`
-/// that shows none of it (do not derive `Debug` yourself).
+/// that shows none of it (`Email(<redacted>)`).
+///
+/// Do not derive `Debug` yourself: `#[derive(PersonalData, Debug)]` fails with "conflicting
+/// implementations of trait `Debug`" (E0119), because this derive already implements it.
 pub use eventsourcery_derive::PersonalData;
 
 /// Registers an `async fn` as the handler of the command it takes first; every other

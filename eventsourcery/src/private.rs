@@ -10,9 +10,11 @@ pub use serde;
 pub use serde_json;
 pub use zeroize::Zeroizing;
 
+pub use crate::DomainEvent;
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
 pub use crate::event::codec::{EventField, decode_field, encode_field, object};
 pub use crate::event::{EventError, EventRegistration};
+pub use crate::personal::PersonalData;
 pub use crate::personal::{DecodeContext, EncodeContext};
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{FromServices, HandlerContext, Parameter};
@@ -111,11 +113,81 @@ pub fn subject<S: Subject>(subject: &S) -> PersonalKey {
     subject.personal_key()
 }
 
-/// Asserts that a personal field of an event can hold an erased value.
-pub const fn assert_event_personal<F: EventPersonalField>() {}
+/// The codec of a `#[personal]` field of an event: `Personal<T>` where `T: PersonalData`.
+///
+/// Its bound is the one check of the field's type. Generated code calls it in `encode` and in
+/// `decode` alike, spanned on the field's type, so a wrong type is reported once; the codec's
+/// own methods have no bounds and add no error of their own.
+pub fn event_personal<F: EventPersonalField>() -> PersonalCodec<F> {
+    PersonalCodec::new()
+}
 
-/// Moves a personal field out of the payload.
-pub fn encode_personal<F: PersonalField>(
+/// The codec of a `#[personal]` field of a command: `T` or `Personal<T>` where
+/// `T: PersonalData`.
+pub fn command_personal<F: PersonalField>() -> PersonalCodec<F> {
+    PersonalCodec::new()
+}
+
+/// Encodes and decodes one `#[personal]` field (see [`event_personal`]).
+pub struct PersonalCodec<F> {
+    encode: EncodePersonal<F>,
+    decode: DecodePersonal<F>,
+}
+
+type EncodePersonal<F> = fn(
+    &mut EncodeContext,
+    &str,
+    &str,
+    PersonalKey,
+    &F,
+    bool,
+) -> Result<serde_json::Value, EventError>;
+
+type DecodePersonal<F> = fn(
+    &mut DecodeContext<'_>,
+    &str,
+    &str,
+    PersonalKey,
+    &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<F, EventError>;
+
+impl<F: PersonalField> PersonalCodec<F> {
+    const fn new() -> Self {
+        Self {
+            encode: encode_personal::<F>,
+            decode: decode_personal::<F>,
+        }
+    }
+}
+
+impl<F> PersonalCodec<F> {
+    /// Moves the field `field` of `name` out of the payload.
+    pub fn encode(
+        &self,
+        cx: &mut EncodeContext,
+        name: &str,
+        field: &str,
+        subject: PersonalKey,
+        value: &F,
+        lookup: bool,
+    ) -> Result<serde_json::Value, EventError> {
+        (self.encode)(cx, name, field, subject, value, lookup)
+    }
+
+    /// Reads the field `field` of `name` back from the resolved values.
+    pub fn decode(
+        &self,
+        cx: &mut DecodeContext<'_>,
+        name: &str,
+        field: &str,
+        subject: PersonalKey,
+        map: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<F, EventError> {
+        (self.decode)(cx, name, field, subject, map)
+    }
+}
+
+fn encode_personal<F: PersonalField>(
     cx: &mut EncodeContext,
     name: &str,
     field: &str,
@@ -126,8 +198,7 @@ pub fn encode_personal<F: PersonalField>(
     Ok(cx.personal(name, field, subject, value, lookup))
 }
 
-/// Reads a personal field back from the resolved values.
-pub fn decode_personal<F: PersonalField>(
+fn decode_personal<F: PersonalField>(
     cx: &mut DecodeContext<'_>,
     name: &str,
     field: &str,
@@ -147,23 +218,61 @@ pub use crate::dispatch::{
 pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::BoxError>>;
 
 /// Decodes the event a consumer function takes; `None` if the envelope holds another event.
-pub fn consumer_event<E: crate::DomainEvent>(
+///
+/// Takes `E`'s `handles` and `decode` rather than a `DomainEvent` bound: generated code names
+/// them, and `event_names`, through `<E as DomainEvent>` paths spanned on the event type, so an
+/// event type that is not a `DomainEvent` is one error.
+pub fn consumer_event<E>(
     cx: &HandleContext<'_>,
+    handles: fn(&str) -> bool,
+    decode: DecodeEvent<E>,
 ) -> Result<Option<E>, crate::BoxError> {
-    Ok(cx.envelope().decode::<E>()?)
+    Ok(cx.envelope().decode_with(handles, decode)?)
 }
 
-/// Resolves one consumer parameter.
-pub fn consumer_param<T: FromEvent>(cx: &HandleContext<'_>) -> Result<T, crate::BoxError> {
-    T::from_event(cx)
+/// A `DomainEvent::decode`.
+pub type DecodeEvent<E> =
+    fn(&str, serde_json::Value, &mut DecodeContext<'_>) -> Result<E, EventError>;
+
+/// The `&mut` parameter of a consumer function, which gets the transaction of a projection's
+/// batch: `&mut ProjectionTx<'_>` only.
+#[diagnostic::on_unimplemented(
+    message = "`&mut {Self}` cannot be a parameter of a listener, process manager or projection",
+    label = "the one `&mut` parameter is `&mut ProjectionTx<'_>`",
+    note = "a projection takes `&mut ProjectionTx<'_>` to update its read model in the transaction of its checkpoint; keep other state in a service and take it as `Dep<T>`"
+)]
+pub trait TxParam<'b> {
+    /// The parameter from the transaction.
+    fn from_tx<'a>(tx: &'a mut ProjectionTx<'b>) -> &'a mut Self;
+}
+
+impl<'b> TxParam<'b> for ProjectionTx<'b> {
+    fn from_tx<'a>(tx: &'a mut ProjectionTx<'b>) -> &'a mut Self {
+        tx
+    }
+}
+
+/// What a listener, process manager or projection may return: what a command handler may.
+///
+/// Its own trait, for a message that names consumers; `HandlerOutput` is a bound of the blanket
+/// impl, not a supertrait, so the compiler's error is this trait's message.
+#[diagnostic::on_unimplemented(
+    message = "a listener, process manager or projection must return `Result<(), E>` (or `()`), not `{Self}`",
+    label = "unsupported return type",
+    note = "return `Result<(), eventsourcery::Error>` or `Result<(), YourError>` where `YourError: std::error::Error + Send + Sync`; an error is retried, then parks the consumer"
+)]
+pub trait ConsumerOutput {
+    /// Converts into the dispatcher's result.
+    fn into_consumer_result(self) -> Result<(), crate::BoxError>;
+}
+
+impl<O: HandlerOutput> ConsumerOutput for O {
+    fn into_consumer_result(self) -> Result<(), crate::BoxError> {
+        self.into_result()
+    }
 }
 
 /// Converts a consumer function's return value.
-pub fn consumer_output<O: HandlerOutput>(output: O) -> Result<(), crate::BoxError> {
-    output.into_result()
-}
-
-/// The event names a consumer function handles.
-pub fn event_names<E: crate::DomainEvent>() -> Vec<&'static str> {
-    E::event_names()
+pub fn consumer_output<O: ConsumerOutput>(output: O) -> Result<(), crate::BoxError> {
+    output.into_consumer_result()
 }

@@ -78,11 +78,20 @@ impl Envelope {
     /// The event as `E`, with personal fields decrypted (or erased); `None` if this event is
     /// not one of `E`'s.
     pub fn decode<E: DomainEvent>(&self) -> Result<Option<E>, EventError> {
-        if !E::handles(&self.event.event_name) {
+        self.decode_with(E::handles, E::decode)
+    }
+
+    /// [`decode`](Self::decode) with `E`'s `handles` and `decode`.
+    pub(crate) fn decode_with<E>(
+        &self,
+        handles: fn(&str) -> bool,
+        decode: crate::__private::DecodeEvent<E>,
+    ) -> Result<Option<E>, EventError> {
+        if !handles(&self.event.event_name) {
             return Ok(None);
         }
         let mut cx = DecodeContext::with(&self.resolved);
-        E::decode(&self.event.event_name, self.payload.clone(), &mut cx).map(Some)
+        decode(&self.event.event_name, self.payload.clone(), &mut cx).map(Some)
     }
 }
 
@@ -265,7 +274,7 @@ pub type ResetFn = for<'a, 'b> fn(&'a mut ProjectionTx<'b>) -> BoxFuture<'a, Res
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a parameter of a listener, process manager or projection",
     label = "not resolvable for an event",
-    note = "take `EventMeta`, `Commands` (to execute commands caused by the event), `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
+    note = "take `EventMeta`, `Commands` (to execute commands caused by the event: that is how a process manager changes an aggregate), `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
 )]
 pub trait FromEvent: Sized {
     /// Resolves the parameter for one event.

@@ -162,9 +162,9 @@ impl<T> fmt::Debug for Personal<T> {
 
 /// A type a `#[personal]` field can have: `Personal<T>`, or in a command also a bare `T`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a `#[personal]` field",
-    label = "expected `Personal<T>` where `T: PersonalData`",
-    note = "give the field the type `Personal<YourType>` and add `#[derive(PersonalData)]` to `YourType`"
+    message = "`{Self}` cannot be a `#[personal]` field: it is not personal data",
+    label = "expected `T` or `Personal<T>` where `T: PersonalData`",
+    note = "hold the value in a type that derives `PersonalData` (`#[derive(PersonalData)] struct Email(String);`), or remove `#[personal]` if the field is not personal"
 )]
 pub trait PersonalField: Sized {
     /// The personal data type.
@@ -208,7 +208,7 @@ impl<T: PersonalData> PersonalField for T {
 #[diagnostic::on_unimplemented(
     message = "a personal field of an event must have type `Personal<_>`, not `{Self}`",
     label = "an erased subject's value could not be represented",
-    note = "write `Personal<{Self}>`: after erasure the field reads as `Personal::Erased`"
+    note = "if `{Self}` derives `PersonalData`, write `Personal<{Self}>`: after the subject is erased, the field reads as `Personal::Erased`"
 )]
 pub trait EventPersonalField: PersonalField {}
 

@@ -1,0 +1,8 @@
+use eventsourcery::EventMeta;
+
+#[eventsourcery::listener(consumer = "mailer")]
+async fn mailer(meta: EventMeta) {
+    let _ = meta;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[eventsourcery::projection(consumer = "seats")]
+async fn seats() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[eventsourcery::listener(consumer = "mailer")]
+struct Mailer;
+
+fn main() {}

@@ -1,0 +1,13 @@
+use eventsourcery::DomainEvent;
+
+#[derive(DomainEvent)]
+struct TicketSold {
+    seat: u32,
+}
+
+#[eventsourcery::listener(consumer = "mailer")]
+fn mailer(event: TicketSold) {
+    let _ = event.seat;
+}
+
+fn main() {}

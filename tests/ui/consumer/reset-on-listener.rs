@@ -1,0 +1,15 @@
+use eventsourcery::{DomainEvent, ProjectionTx};
+
+#[derive(DomainEvent)]
+struct TicketSold {
+    seat: u32,
+}
+
+async fn forget(_: &mut ProjectionTx<'_>) {}
+
+#[eventsourcery::listener(consumer = "mailer", reset = forget)]
+async fn mailer(event: TicketSold) {
+    let _ = event.seat;
+}
+
+fn main() {}

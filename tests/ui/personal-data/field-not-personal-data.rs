@@ -1,0 +1,10 @@
+use eventsourcery::{DomainEvent, PersonalKey};
+
+#[derive(DomainEvent)]
+struct CandidateRegistered {
+    candidate: PersonalKey,
+    #[personal(subject = candidate)]
+    email: String,
+}
+
+fn main() {}

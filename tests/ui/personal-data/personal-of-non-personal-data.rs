@@ -1,0 +1,10 @@
+use eventsourcery::{DomainEvent, Personal, PersonalKey};
+
+#[derive(DomainEvent)]
+struct CandidateRegistered {
+    candidate: PersonalKey,
+    #[personal(subject = candidate)]
+    email: Personal<String>,
+}
+
+fn main() {}

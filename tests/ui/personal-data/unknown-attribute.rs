@@ -1,0 +1,7 @@
+use eventsourcery::PersonalData;
+
+#[derive(PersonalData)]
+#[personal_data(nmae = "email")]
+struct Email(String);
+
+fn main() {}
