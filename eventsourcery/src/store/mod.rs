@@ -10,8 +10,14 @@ use crate::event::{EventError, Metadata};
 use crate::value::StreamId;
 
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 /// An event about to be appended.
 #[derive(Debug, Clone, PartialEq)]
