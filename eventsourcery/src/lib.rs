@@ -27,6 +27,10 @@ pub use event::{DomainEvent, EventError, EventRegistry, Metadata, Upcaster};
 pub use personal::{MasterKey, Personal, PersonalKey, PersonalVault};
 pub use repository::Repository;
 pub use service::{CommandMeta, Dep, FromServices, Services, Store};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{EventStore, MemoryStore, RecordedEvent, StoreError};
 pub use value::{Id, SerializableValue, StreamId, ValueError};
 

@@ -1,0 +1,443 @@
+//! The PostgreSQL event store: many processes, one database.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use sqlx::Postgres;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::sql::{self, PreparedCommit, Schema, db};
+use super::{
+    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
+};
+use crate::value::StreamId;
+
+/// The embedded migrations, newest last.
+const SCHEMA: Schema = Schema {
+    database: "PostgreSQL event store",
+    migrations: &[(
+        1,
+        "event store",
+        include_str!("../../migrations/postgres/0001_event_store.sql"),
+    )],
+};
+
+/// Connections opened by [`PostgresStore::connect`].
+const MAX_CONNECTIONS: u32 = 10;
+
+/// The constraint a second writer at the same stream version violates.
+const STREAM_VERSION_KEY: &str = "eventsourcery_events_stream_version_key";
+
+/// The constraint a second event with the same id violates.
+const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
+
+/// An event store in a PostgreSQL database, shared by any number of processes.
+///
+/// # Global positions
+///
+/// A reader of [`read_all`](EventStore::read_all) must never skip an event that commits late.
+/// PostgreSQL sequences hand out values in call order, but transactions commit in any order:
+/// with a sequence, a reader can see position 11 committed while position 10 is still in
+/// flight, move its checkpoint past 10, and never see it. This store therefore allocates
+/// positions from a one-row counter (`eventsourcery_log_head`) that the appending transaction
+/// updates, and so locks, in the statement that inserts its events. The row lock is held until
+/// the transaction ends, so positions are handed out in commit order, with no gaps (a
+/// rolled-back append releases its positions), and every event below a visible position is
+/// already visible. An append is also visible to `read_all` as soon as it returns.
+///
+/// The cost is that appends with events commit one at a time, so their throughput is bound
+/// by the latency of one commit (its WAL flush), whatever the number of writers. To keep the
+/// locked part short, an append is a single statement (one round trip, one implicit
+/// transaction): it checks the stream versions and logs the command, and takes the lock as
+/// late as it can, so the lock is held for the rest of that statement and the commit, never
+/// across a round trip to the client. Command-only commits take no lock.
+///
+/// The known alternative that lets writers commit in parallel was considered and rejected.
+/// Readers filter on the writing transaction's id (`xid8`) against the oldest running one,
+/// `pg_snapshot_xmin(pg_current_snapshot())`; that is only sound for a `u64` position if
+/// transaction ids and positions are assigned in the same order, which takes its own short
+/// critical section. Its costs: `read_all` lags behind the oldest transaction that writes
+/// anything anywhere in the cluster (so an append is not visible to `read_all` when it
+/// returns), and stored transaction ids mean nothing after a restore into another cluster,
+/// where they would hold readers back indefinitely.
+///
+/// # Concurrency
+///
+/// Each stream's version is checked in the appending statement, so the common conflict is
+/// reported with the precise current version. Two writers that pass the check at once are
+/// told apart by the unique constraint on `(stream_id, stream_version)` (SQLSTATE 23505),
+/// never by message text, and the loser gets [`StoreError::Conflict`], having changed
+/// nothing.
+///
+/// Tables are created unqualified, in the first schema of the connections' `search_path`; to
+/// keep them in a schema of their own, create it and set `search_path` in the connect options
+/// of the pool given to [`from_pool`](Self::from_pool). JSON is stored as `jsonb`, which
+/// cannot hold the character U+0000: an append whose payload contains it fails.
+///
+/// Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options = self.pool.connect_options();
+        f.debug_struct("PostgresStore")
+            .field("host", &options.get_host())
+            .field("database", &options.get_database())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:5432/database`) with a pool of
+    /// up to 10 connections, and migrates its schema.
+    ///
+    /// Fails with [`StoreError::SchemaTooNew`] if a newer program migrated the database.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect(url)
+            .await
+            .map_err(db("connect"))?;
+        Self::from_pool(pool).await
+    }
+
+    /// A store over an existing pool, whose schema is migrated first.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection pool, for tables of the application kept beside the event store.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations that the database does not have yet.
+    ///
+    /// Run by every constructor; safe to call again and from several processes at once (they
+    /// take turns on an advisory lock). Fails with [`StoreError::SchemaTooNew`], changing
+    /// nothing, if a newer program migrated the database.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        // Two statements: PostgreSQL resolves every table name of a statement before running
+        // it, so one statement cannot ask for the version only if the table exists.
+        let tracked: bool = sqlx::query_scalar(
+            "SELECT to_regclass('eventsourcery_event_store_migrations') IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("migrate"))?;
+        let applied: Option<i64> = if tracked {
+            sqlx::query_scalar("SELECT MAX(version) FROM eventsourcery_event_store_migrations")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("migrate"))?
+        } else {
+            None
+        };
+        SCHEMA.check_applied(applied)?;
+        // sqlx's migrator serialises migrating processes with a session-level advisory lock,
+        // which it does not release when a migration fails. It gets a connection of its own,
+        // closed afterwards, so a failure cannot leave the lock on a pooled connection.
+        let options = (*self.pool.connect_options()).clone();
+        let dedicated = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(db("migrate"))?;
+        let migrated = SCHEMA.migrator().run(&dedicated).await;
+        dedicated.close().await;
+        migrated.map_err(|error| SCHEMA.migrate_error(error))
+    }
+
+    /// The current version of each stream of `commit`, in order.
+    async fn versions<'c, E>(
+        &self,
+        executor: E,
+        commit: &PreparedCommit,
+    ) -> Result<Vec<i64>, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = Postgres>,
+    {
+        let streams: Vec<&str> = commit.streams.iter().map(|(s, _)| s.as_str()).collect();
+        // A scalar subquery per stream, so each MAX is one index probe.
+        sqlx::query_scalar(
+            "SELECT (SELECT COALESCE(MAX(e.stream_version), 0)
+                     FROM eventsourcery_events e WHERE e.stream_id = s.stream_id)
+             FROM UNNEST($1::text[]) WITH ORDINALITY AS s(stream_id, ord)
+             ORDER BY s.ord",
+        )
+        .bind(streams)
+        .fetch_all(executor)
+        .await
+        .map_err(db("append"))
+    }
+
+    /// The first stream of `commit` whose version is not the expected one.
+    fn first_conflict(commit: &PreparedCommit, versions: &[i64]) -> Option<StoreError> {
+        commit
+            .streams
+            .iter()
+            .zip(versions)
+            .position(|((_, expected), actual)| actual != expected)
+            .map(|index| commit.conflict(index, versions[index]))
+    }
+
+    async fn append_prepared(
+        &self,
+        commit: PreparedCommit,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self.append_statement(&commit).await {
+            Ok((Some(base), _)) => {
+                let first = u64::try_from(base + 1).map_err(|_| StoreError::Corrupt {
+                    table: "eventsourcery_log_head",
+                    location: "its one row".into(),
+                    reason: format!("the last position is negative: {base}"),
+                })?;
+                Ok(commit.into_recorded(first))
+            }
+            Ok((None, versions)) => match Self::first_conflict(&commit, &versions) {
+                Some(conflict) => Err(conflict),
+                // Nothing to insert: a command-only commit, or streams without events.
+                None => Ok(Vec::new()),
+            },
+            Err(error) => match sql::unique_violation(&error) {
+                Some(Some(STREAM_VERSION_KEY)) => Err(self.lost_race(&commit).await?),
+                Some(Some(EVENT_ID_KEY)) => Err(self.duplicate_id(&commit).await?),
+                _ => Err(db("append")(error)),
+            },
+        }
+    }
+
+    /// The whole append as one statement, so one round trip and one implicit transaction.
+    ///
+    /// It checks every stream's version; only if all match does it log the command, take the
+    /// log head's row lock to allocate positions, and insert the events. The lock is taken
+    /// inside the statement, so it is held for the rest of the statement and the commit,
+    /// never for a round trip to the client. Returns the position before the first event
+    /// (`None` if nothing was inserted) and each stream's version as checked.
+    async fn append_statement(
+        &self,
+        commit: &PreparedCommit,
+    ) -> Result<(Option<i64>, Vec<i64>), sqlx::Error> {
+        let streams: Vec<&str> = commit.streams.iter().map(|(s, _)| s.as_str()).collect();
+        let expected: Vec<i64> = commit.streams.iter().map(|(_, v)| *v).collect();
+        let count = commit.events.len() as i64;
+        let mut ids: Vec<Uuid> = Vec::with_capacity(commit.events.len());
+        let mut event_streams: Vec<&str> = Vec::with_capacity(commit.events.len());
+        let mut versions = Vec::with_capacity(commit.events.len());
+        let mut names: Vec<&str> = Vec::with_capacity(commit.events.len());
+        let mut schema_versions = Vec::with_capacity(commit.events.len());
+        let mut payloads: Vec<&str> = Vec::with_capacity(commit.events.len());
+        let mut metadata: Vec<&str> = Vec::with_capacity(commit.events.len());
+        for event in &commit.events {
+            ids.push(event.event.event_id);
+            event_streams.push(commit.streams[event.stream].0.as_str());
+            versions.push(event.stream_version);
+            names.push(&event.event.event_name);
+            schema_versions.push(event.schema_version);
+            payloads.push(&event.payload);
+            metadata.push(&event.metadata);
+        }
+        let command = commit.command.as_ref();
+        sqlx::query_as(
+            "WITH current AS (
+                 SELECT s.ord, s.expected,
+                        (SELECT COALESCE(MAX(e.stream_version), 0) FROM eventsourcery_events e
+                         WHERE e.stream_id = s.stream_id) AS actual
+                 FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY AS s(stream_id, expected, ord)
+             ), verdict AS (
+                 SELECT COALESCE(bool_and(actual = expected), TRUE) AS ok FROM current
+             ), command AS (
+                 INSERT INTO eventsourcery_commands (command_id, name, payload, metadata,
+                     outcome, outcome_detail, recorded_at_ns)
+                 SELECT $3::uuid, $4::text, $5::jsonb, $6::jsonb, $7::text, $8::jsonb, $9::bigint
+                 FROM verdict WHERE verdict.ok AND $3::uuid IS NOT NULL
+                 RETURNING 1
+             ), head AS (
+                 UPDATE eventsourcery_log_head SET last_position = last_position + $10
+                 FROM verdict WHERE verdict.ok AND $10 > 0
+                 RETURNING last_position - $10 AS base
+             ), inserted AS (
+                 INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                     event_name, schema_version, payload, metadata, recorded_at_ns)
+                 SELECT head.base + e.ord, e.event_id, e.stream_id, e.stream_version,
+                        e.event_name, e.schema_version, e.payload::jsonb, e.metadata::jsonb, $11
+                 FROM head,
+                      UNNEST($12::uuid[], $13::text[], $14::bigint[], $15::text[], $16::bigint[],
+                             $17::text[], $18::text[])
+                      WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_name,
+                                           schema_version, payload, metadata, ord)
+                 RETURNING 1
+             )
+             SELECT (SELECT base FROM head), ARRAY(SELECT actual FROM current ORDER BY ord)",
+        )
+        .bind(streams)
+        .bind(expected)
+        .bind(command.map(|c| c.command_id))
+        .bind(command.map(|c| c.name.as_str()))
+        .bind(command.map(|c| c.payload.as_str()))
+        .bind(command.map(|c| c.metadata.as_str()))
+        .bind(command.map(|c| c.outcome))
+        .bind(command.map(|c| c.outcome_detail.as_str()))
+        .bind(command.map(|c| c.recorded_at_ns))
+        .bind(count)
+        .bind(commit.recorded_at_ns)
+        .bind(ids)
+        .bind(event_streams)
+        .bind(versions)
+        .bind(names)
+        .bind(schema_versions)
+        .bind(payloads)
+        .bind(metadata)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// The conflict of an append that lost a race after its version check passed.
+    async fn lost_race(&self, commit: &PreparedCommit) -> Result<StoreError, StoreError> {
+        let versions = self.versions(&self.pool, commit).await?;
+        Ok(Self::first_conflict(commit, &versions).unwrap_or_else(|| {
+            // The winner's events are committed, so this is unreachable short of a deletion;
+            // report the lowest version the clash proves.
+            let (_, expected) = commit.streams[0];
+            commit.conflict(0, expected + 1)
+        }))
+    }
+
+    /// The error of an append whose event id is already stored.
+    async fn duplicate_id(&self, commit: &PreparedCommit) -> Result<StoreError, StoreError> {
+        let ids: Vec<Uuid> = commit.events.iter().map(|e| e.event.event_id).collect();
+        let stored: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM eventsourcery_events WHERE event_id = ANY($1::uuid[])",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("append"))?;
+        let id = ids.iter().find(|id| stored.contains(id)).or(ids.first());
+        Ok(StoreError::InvalidAppend(match id {
+            Some(id) => format!("event id {id} is already stored"),
+            None => "an event id is already stored".to_owned(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
+        validate_commit(&commit)?;
+        let commit = PreparedCommit::new(commit)?;
+        let span = tracing::debug_span!(
+            "append",
+            store = "postgres",
+            streams = commit.streams.len(),
+            events = commit.events.len(),
+        );
+        self.append_prepared(commit).instrument(span).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, event_id::text, stream_id, stream_version, event_name,
+                    schema_version, payload::text, metadata::text, recorded_at_ns
+             FROM eventsourcery_events
+             WHERE stream_id = $1 AND stream_version > $2
+             ORDER BY stream_version",
+        )
+        .bind(stream.as_str())
+        .bind(sql::bound(after_version))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read_stream"))?;
+        rows.iter().map(sql::event_from_row).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, event_id::text, stream_id, stream_version, event_name,
+                    schema_version, payload::text, metadata::text, recorded_at_ns
+             FROM eventsourcery_events
+             WHERE position > $1
+             ORDER BY position
+             LIMIT $2",
+        )
+        .bind(sql::bound(after_position))
+        .bind(sql::limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read_all"))?;
+        rows.iter().map(sql::event_from_row).collect()
+    }
+
+    async fn read_commands(
+        &self,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, command_id::text, name, payload::text, metadata::text,
+                    outcome_detail::text, recorded_at_ns
+             FROM eventsourcery_commands
+             ORDER BY seq
+             LIMIT $2 OFFSET $1",
+        )
+        .bind(sql::bound(offset))
+        .bind(sql::limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read_commands"))?;
+        rows.iter().map(sql::command_from_row).collect()
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT stream_version, snapshot_version, state::text
+             FROM eventsourcery_snapshots WHERE stream_id = $1",
+        )
+        .bind(stream.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("load_snapshot"))?;
+        row.map(|row| sql::snapshot_from_row(stream, &row))
+            .transpose()
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let version = sql::to_i64(snapshot.stream_version, "snapshot stream version")?;
+        let saved_at = sql::nanos(SystemTime::now())?;
+        sqlx::query(
+            "INSERT INTO eventsourcery_snapshots
+                 (stream_id, stream_version, snapshot_version, state, saved_at_ns)
+             VALUES ($1, $2, $3, $4::jsonb, $5)
+             ON CONFLICT (stream_id) DO UPDATE SET
+                 stream_version = excluded.stream_version,
+                 snapshot_version = excluded.snapshot_version,
+                 state = excluded.state,
+                 saved_at_ns = excluded.saved_at_ns
+             WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
+        )
+        .bind(snapshot.stream_id.as_str())
+        .bind(version)
+        .bind(i64::from(snapshot.snapshot_version))
+        .bind(snapshot.state.to_string())
+        .bind(saved_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db("save_snapshot"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,308 @@
+//! The event store conformance suite and the bad-data cases against the PostgreSQL store.
+//!
+//! Compiled with `--features postgres` (or `--all-features`), and run only when
+//! `EVENTSOURCERY_POSTGRES_URL` names a server (`postgres://postgres@127.0.0.1:5432/test`):
+//! otherwise every test passes after printing that it was skipped. Each test creates its own
+//! database on that server (`es_test_<uuid>`), dropped when the test passes, so tests run in
+//! parallel without seeing each other. With `EVENTSOURCERY_POSTGRES_MARKER` set to a file
+//! path, each test that really ran appends its name to that file (CI checks it).
+
+#[cfg(feature = "postgres")]
+mod conformance;
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn postgres_store_tests_need_the_postgres_feature() {
+    println!("skipped: the PostgreSQL store tests are compiled only with `--features postgres`");
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use eventsourcery::{EventStore, PostgresStore, StoreError};
+    use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+    use uuid::Uuid;
+
+    use super::conformance::bad_data::{BoxFuture, Raw, RawEvent};
+    use super::conformance::{self, Harness};
+
+    const URL: &str = "EVENTSOURCERY_POSTGRES_URL";
+    const MARKER: &str = "EVENTSOURCERY_POSTGRES_MARKER";
+
+    /// A database of its own for one test.
+    struct TestDatabase {
+        test: &'static str,
+        admin: PgConnectOptions,
+        name: String,
+        options: PgConnectOptions,
+    }
+
+    impl TestDatabase {
+        /// Creates the database, or says the test is skipped when no server is configured.
+        async fn create(test: &'static str) -> Option<Self> {
+            let Ok(url) = std::env::var(URL) else {
+                println!(
+                    "skipped {test}: set {URL} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL store tests"
+                );
+                return None;
+            };
+            let admin: PgConnectOptions = url
+                .parse()
+                .expect("EVENTSOURCERY_POSTGRES_URL is a PostgreSQL URL");
+            let name = format!("es_test_{}", Uuid::new_v4().simple());
+            let mut conn = PgConnection::connect_with(&admin)
+                .await
+                .expect("connect to EVENTSOURCERY_POSTGRES_URL");
+            // The name is generated above, never input.
+            conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
+            let _ = conn.close().await;
+            let options = admin.clone().database(&name);
+            Some(Self {
+                test,
+                admin,
+                name,
+                options,
+            })
+        }
+
+        /// A pool on the test database, big enough for the 16-writer tests.
+        async fn pool(&self) -> PgPool {
+            PgPoolOptions::new()
+                .max_connections(20)
+                .connect_with(self.options.clone())
+                .await
+                .expect("connect to the test database")
+        }
+
+        /// Closes `pool`, drops the database (best effort) and records that the test ran.
+        async fn finish(self, pool: PgPool) {
+            pool.close().await;
+            if let Ok(mut conn) = PgConnection::connect_with(&self.admin).await {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = conn.execute(AssertSqlSafe(drop)).await;
+                let _ = conn.close().await;
+            }
+            if let Ok(path) = std::env::var(MARKER) {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the PostgreSQL test marker file");
+                writeln!(file, "{}", self.test).expect("write the PostgreSQL test marker");
+            }
+        }
+    }
+
+    async fn open(test: &'static str) -> Option<(Harness, PostgresStore, TestDatabase)> {
+        let database = TestDatabase::create(test).await?;
+        let store = PostgresStore::from_pool(database.pool().await)
+            .await
+            .expect("open PostgreSQL store");
+        let harness = Harness::new("postgres", Arc::new(store.clone()));
+        Some((harness, store, database))
+    }
+
+    async fn setup(test: &'static str) -> Option<Harness> {
+        let (harness, store, database) = open(test).await?;
+        let pool = store.pool().clone();
+        Some(harness.with_cleanup(database.finish(pool)))
+    }
+
+    conformance::suite!(setup);
+
+    /// Raw SQL on the test database.
+    struct PgRaw {
+        store: PostgresStore,
+        options: PgConnectOptions,
+    }
+
+    impl Raw for PgRaw {
+        fn insert_event(&self, row: RawEvent) -> BoxFuture<'_, ()> {
+            Box::pin(async move {
+                sqlx::query(
+                    "WITH head AS (
+                         UPDATE eventsourcery_log_head SET last_position = last_position + 1
+                         RETURNING last_position
+                     )
+                     INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                         event_name, schema_version, payload, metadata, recorded_at_ns)
+                     SELECT head.last_position, $1::uuid, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 0
+                     FROM head",
+                )
+                .bind(row.event_id)
+                .bind(row.stream_id)
+                .bind(row.stream_version)
+                .bind(row.event_name)
+                .bind(row.schema_version)
+                .bind(row.payload)
+                .bind(row.metadata)
+                .execute(self.store.pool())
+                .await
+                .expect("raw insert");
+            })
+        }
+
+        fn dump(&self) -> BoxFuture<'_, Vec<String>> {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "SELECT row_to_json(e)::text FROM eventsourcery_events e ORDER BY position",
+                )
+                .fetch_all(self.store.pool())
+                .await
+                .expect("dump")
+            })
+        }
+
+        fn drop_events_table(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async move {
+                sqlx::query("DROP TABLE eventsourcery_events")
+                    .execute(self.store.pool())
+                    .await
+                    .expect("drop table");
+            })
+        }
+
+        fn add_future_migration(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO eventsourcery_event_store_migrations
+                         (version, description, success, checksum, execution_time)
+                     VALUES (999, 'from a newer program', TRUE, '\\x00'::bytea, 0)",
+                )
+                .execute(self.store.pool())
+                .await
+                .expect("raw insert");
+            })
+        }
+
+        fn reopen(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+            Box::pin(async move {
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(self.options.clone())
+                    .await
+                    .expect("connect");
+                let opened = PostgresStore::from_pool(pool.clone()).await.map(drop);
+                pool.close().await;
+                opened
+            })
+        }
+    }
+
+    async fn setup_raw(test: &'static str) -> Option<(Harness, Box<dyn Raw>)> {
+        let (harness, store, database) = open(test).await?;
+        let raw = PgRaw {
+            store: store.clone(),
+            options: database.options.clone(),
+        };
+        let pool = store.pool().clone();
+        Some((harness.with_cleanup(database.finish(pool)), Box::new(raw)))
+    }
+
+    conformance::bad_data::suite!(
+        setup_raw;
+        unknown_event_name_is_a_decode_error,
+        payload_of_the_wrong_shape_is_a_decode_error,
+        newer_event_schema_version_is_a_decode_error,
+        corrupt_metadata_is_a_corrupt_row,
+        out_of_range_schema_version_is_a_corrupt_row,
+        missing_events_table_is_a_database_error,
+        newer_database_schema_is_refused,
+    );
+
+    /// Several processes starting at once all migrate, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn stores_opened_at_once_migrate_once() {
+        let Some(database) = TestDatabase::create("stores_opened_at_once_migrate_once").await
+        else {
+            return;
+        };
+        let mut opening = Vec::new();
+        for _ in 0..4 {
+            let options = database.options.clone();
+            opening.push(tokio::spawn(async move {
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(options)
+                    .await
+                    .expect("connect");
+                PostgresStore::from_pool(pool)
+                    .await
+                    .expect("open and migrate")
+            }));
+        }
+        let mut stores = Vec::new();
+        for handle in opening {
+            stores.push(handle.await.expect("task"));
+        }
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM eventsourcery_event_store_migrations")
+                .fetch_one(stores[0].pool())
+                .await
+                .expect("count migrations");
+        assert_eq!(applied, 1);
+        // Two "processes" see each other's appends and conflicts.
+        let a = conformance::stream("a");
+        stores[0]
+            .append(conformance::commit(&a, 0, conformance::events(1)))
+            .await
+            .expect("append");
+        assert_eq!(stores[1].read_stream(&a, 0).await.expect("read").len(), 1);
+        assert!(
+            stores[2]
+                .append(conformance::commit(&a, 0, conformance::events(1)))
+                .await
+                .is_err_and(|e| e.is_conflict())
+        );
+        for store in &stores[1..] {
+            store.pool().close().await;
+        }
+        let pool = stores[0].pool().clone();
+        database.finish(pool).await;
+    }
+
+    /// The documented way to keep the tables in a schema of their own: `search_path` in the
+    /// connect options.
+    #[tokio::test]
+    async fn tables_can_live_in_their_own_schema() {
+        let Some(database) = TestDatabase::create("tables_can_live_in_their_own_schema").await
+        else {
+            return;
+        };
+        let setup = database.pool().await;
+        sqlx::query("CREATE SCHEMA event_store")
+            .execute(&setup)
+            .await
+            .expect("create schema");
+        setup.close().await;
+        let options = database
+            .options
+            .clone()
+            .options([("search_path", "event_store")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .expect("connect");
+        let store = PostgresStore::from_pool(pool).await.expect("open");
+        let a = conformance::stream("a");
+        store
+            .append(conformance::commit(&a, 0, conformance::events(2)))
+            .await
+            .expect("append");
+        let schema: String = sqlx::query_scalar(
+            "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'eventsourcery_events'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("find the table");
+        assert_eq!(schema, "event_store");
+        let pool = store.pool().clone();
+        database.finish(pool).await;
+    }
+}
