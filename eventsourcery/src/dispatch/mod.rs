@@ -24,6 +24,8 @@ use crate::store::StoreError;
 
 mod consumer;
 mod run;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 pub(crate) mod store;
 
 pub use consumer::{

@@ -17,11 +17,18 @@ use crate::value::StreamId;
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
     database: "PostgreSQL event store",
-    migrations: &[(
-        1,
-        "event store",
-        include_str!("../../migrations/postgres/0001_event_store.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "event store",
+            include_str!("../../migrations/postgres/0001_event_store.sql"),
+        ),
+        (
+            2,
+            "consumers",
+            include_str!("../../migrations/postgres/0002_consumers.sql"),
+        ),
+    ],
 };
 
 /// Connections opened by [`PostgresStore::connect`].

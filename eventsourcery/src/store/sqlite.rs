@@ -21,11 +21,18 @@ use crate::value::StreamId;
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
     database: "SQLite event store",
-    migrations: &[(
-        1,
-        "event store",
-        include_str!("../../migrations/sqlite/0001_event_store.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "event store",
+            include_str!("../../migrations/sqlite/0001_event_store.sql"),
+        ),
+        (
+            2,
+            "consumers",
+            include_str!("../../migrations/sqlite/0002_consumers.sql"),
+        ),
+    ],
 };
 
 /// How long a writer from another process waits for SQLite's write lock.
@@ -122,6 +129,15 @@ impl SqliteStore {
     /// The connection pool, for tables of the application kept beside the event store.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Begins a write transaction, queued behind this process's other writers.
+    pub(crate) async fn begin_queued(
+        &self,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Transaction<'static, Sqlite>), StoreError> {
+        let guard = Arc::clone(&self.writer).lock_owned().await;
+        let tx = self.begin_write().await?;
+        Ok((guard, tx))
     }
 
     /// Applies the embedded migrations that the database does not have yet.

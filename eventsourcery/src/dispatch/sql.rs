@@ -1,0 +1,283 @@
+//! [`ConsumerStore`] for the SQLite and PostgreSQL stores: consumer state lives in the event
+//! store's database, so a projection's update and its checkpoint share one transaction.
+//!
+//! The SQL is written once with `$n` placeholders; SQLite gets them as `?n`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use super::store::{ConsumerState, ConsumerStore, Parked, TxWork};
+use super::ProjectionTx;
+use crate::command::BoxError;
+use crate::store::StoreError;
+
+pub(crate) const ENSURE: &str =
+    "INSERT INTO eventsourcery_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
+pub(crate) const STATE: &str = "SELECT position, parked_position, parked_error, parked_at_ns \
+     FROM eventsourcery_consumers WHERE name = $1";
+pub(crate) const ADVANCE: &str =
+    "UPDATE eventsourcery_consumers SET position = $3 WHERE name = $1 AND position = $2";
+pub(crate) const PARK: &str = "UPDATE eventsourcery_consumers \
+     SET parked_position = $2, parked_error = $3, parked_at_ns = $4 WHERE name = $1";
+pub(crate) const UNPARK: &str = "UPDATE eventsourcery_consumers \
+     SET parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
+pub(crate) const SKIP_RECORD: &str = "INSERT INTO eventsourcery_consumer_skips \
+     (consumer, position, reason, skipped_at_ns) VALUES ($1, $2, $3, $4)";
+pub(crate) const SKIP_MOVE: &str = "UPDATE eventsourcery_consumers \
+     SET position = CASE WHEN position < $2 THEN $2 ELSE position END, \
+         parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
+pub(crate) const SKIPPED: &str = "SELECT position, reason FROM eventsourcery_consumer_skips \
+     WHERE consumer = $1 ORDER BY skipped_at_ns, position";
+pub(crate) const CLAIM: &str = "INSERT INTO eventsourcery_consumers (name, lease_owner, lease_expires_at_ns) \
+     VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
+     SET lease_owner = excluded.lease_owner, lease_expires_at_ns = excluded.lease_expires_at_ns \
+     WHERE eventsourcery_consumers.lease_owner IS NULL \
+        OR eventsourcery_consumers.lease_owner = excluded.lease_owner \
+        OR eventsourcery_consumers.lease_expires_at_ns < $4 \
+     RETURNING lease_owner";
+pub(crate) const RELEASE: &str = "UPDATE eventsourcery_consumers \
+     SET lease_owner = NULL, lease_expires_at_ns = NULL WHERE name = $1 AND lease_owner = $2";
+pub(crate) const PROCESSED: &str = "INSERT INTO eventsourcery_processed_events (consumer, event_id) \
+     VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database { operation, source }
+}
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::InvalidAppend(format!("position {value} is too large to store")))
+}
+
+fn to_u64(value: i64, consumer: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        table: "eventsourcery_consumers",
+        location: format!("consumer `{consumer}`"),
+        reason: format!("negative position {value}"),
+    })
+}
+
+/// A consumer row: position, and where, why and when it was parked.
+type StateRow = (i64, Option<i64>, Option<String>, Option<i64>);
+
+fn state_from_row(consumer: &str, row: Option<StateRow>) -> Result<ConsumerState, StoreError> {
+    let Some((position, parked_position, parked_error, parked_at)) = row else {
+        return Ok(ConsumerState::default());
+    };
+    let parked = match parked_position {
+        Some(at) => Some(Parked::new(
+            to_u64(at, consumer)?,
+            parked_error.unwrap_or_default(),
+            UNIX_EPOCH + Duration::from_nanos(parked_at.unwrap_or(0).max(0) as u64),
+        )),
+        None => None,
+    };
+    Ok(ConsumerState {
+        position: to_u64(position, consumer)?,
+        parked,
+    })
+}
+
+fn lease_until(lease: Duration) -> i64 {
+    now_ns().saturating_add(i64::try_from(lease.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Implements [`ConsumerStore`] for one SQL store. `$sql` turns a `$n` statement into the
+/// backend's dialect; `$begin` opens a write transaction and yields `(guard, tx)`.
+macro_rules! sql_consumer_store {
+    ($store:ty, $variant:ident, $sql:path, $begin:path, $lock:literal) => {
+        #[async_trait::async_trait]
+        impl ConsumerStore for $store {
+            async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
+                let row = sqlx::query_as($sql(STATE))
+                    .bind(consumer)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(db("consumer state"))?;
+                state_from_row(consumer, row)
+            }
+
+            async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("advance"))?;
+                let moved = sqlx::query($sql(ADVANCE))
+                    .bind(consumer)
+                    .bind(to_i64(from)?)
+                    .bind(to_i64(to)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("advance"))?
+                    .rows_affected();
+                if moved != 1 {
+                    let row = sqlx::query_as($sql(STATE)).bind(consumer).fetch_optional(&mut *tx).await.map_err(db("advance"))?;
+                    let actual = state_from_row(consumer, row)?.position;
+                    tx.rollback().await.map_err(db("advance"))?;
+                    return Err(StoreError::CheckpointMoved { consumer: consumer.to_owned(), expected: from, actual });
+                }
+                tx.commit().await.map_err(db("advance"))
+            }
+
+            async fn advance_with(
+                &self,
+                consumer: &str,
+                from: u64,
+                to: u64,
+                work: &(dyn TxWork + '_),
+            ) -> Result<Result<(), BoxError>, StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("projection"))?;
+                let locked = concat!("SELECT position FROM eventsourcery_consumers WHERE name = $1", $lock);
+                let current: i64 = sqlx::query_scalar($sql(locked))
+                    .bind(consumer)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db("projection"))?;
+                let current = to_u64(current, consumer)?;
+                if current != from {
+                    tx.rollback().await.map_err(db("projection"))?;
+                    return Err(StoreError::CheckpointMoved { consumer: consumer.to_owned(), expected: from, actual: current });
+                }
+                if let Err(error) = work.run(&mut ProjectionTx::$variant(&mut *tx)).await {
+                    tx.rollback().await.map_err(db("projection"))?;
+                    return Ok(Err(error));
+                }
+                sqlx::query($sql(ADVANCE))
+                    .bind(consumer)
+                    .bind(to_i64(from)?)
+                    .bind(to_i64(to)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("projection"))?;
+                tx.commit().await.map_err(db("projection"))?;
+                Ok(Ok(()))
+            }
+
+            async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("park"))?;
+                sqlx::query($sql(PARK))
+                    .bind(consumer)
+                    .bind(to_i64(position)?)
+                    .bind(error)
+                    .bind(now_ns())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("park"))?;
+                tx.commit().await.map_err(db("park"))
+            }
+
+            async fn unpark(&self, consumer: &str) -> Result<(), StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                sqlx::query($sql(UNPARK)).bind(consumer).execute(&mut *tx).await.map_err(db("unpark"))?;
+                tx.commit().await.map_err(db("unpark"))
+            }
+
+            async fn skip(&self, consumer: &str, position: u64, reason: &str) -> Result<(), StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("skip"))?;
+                sqlx::query($sql(SKIP_RECORD))
+                    .bind(consumer)
+                    .bind(to_i64(position)?)
+                    .bind(reason)
+                    .bind(now_ns())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("skip"))?;
+                sqlx::query($sql(SKIP_MOVE))
+                    .bind(consumer)
+                    .bind(to_i64(position)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("skip"))?;
+                tx.commit().await.map_err(db("skip"))
+            }
+
+            async fn skipped(&self, consumer: &str) -> Result<Vec<(u64, String)>, StoreError> {
+                let rows: Vec<(i64, String)> = sqlx::query_as($sql(SKIPPED))
+                    .bind(consumer)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(db("skipped"))?;
+                rows.into_iter().map(|(p, r)| Ok((to_u64(p, consumer)?, r))).collect()
+            }
+
+            async fn claim(&self, consumer: &str, owner: Uuid, lease: Duration) -> Result<bool, StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                let holder: Option<Option<String>> = sqlx::query_scalar($sql(CLAIM))
+                    .bind(consumer)
+                    .bind(owner.to_string())
+                    .bind(lease_until(lease))
+                    .bind(now_ns())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("claim"))?;
+                tx.commit().await.map_err(db("claim"))?;
+                Ok(holder.flatten().is_some_and(|h| h == owner.to_string()))
+            }
+
+            async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                sqlx::query($sql(RELEASE))
+                    .bind(consumer)
+                    .bind(owner.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("release"))?;
+                tx.commit().await.map_err(db("release"))
+            }
+
+            async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+                let (_guard, mut tx) = $begin(self).await?;
+                let inserted = sqlx::query($sql(PROCESSED))
+                    .bind(consumer)
+                    .bind(event_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("mark processed"))?
+                    .rows_affected();
+                tx.commit().await.map_err(db("mark processed"))?;
+                Ok(inserted == 1)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn sql(statement: &'static str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(statement.replace('$', "?"))
+    }
+
+    async fn begin(
+        store: &SqliteStore,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, sqlx::Transaction<'static, sqlx::Sqlite>), StoreError> {
+        store.begin_queued().await
+    }
+
+    sql_consumer_store!(SqliteStore, Sqlite, sql, begin, "");
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use crate::store::PostgresStore;
+
+    fn sql(statement: &'static str) -> &'static str {
+        statement
+    }
+
+    async fn begin(store: &PostgresStore) -> Result<((), sqlx::Transaction<'static, sqlx::Postgres>), StoreError> {
+        Ok(((), store.pool().begin().await.map_err(db("begin"))?))
+    }
+
+    sql_consumer_store!(PostgresStore, Postgres, sql, begin, " FOR UPDATE");
+}
