@@ -1,0 +1,91 @@
+//! Helpers shared by the backend test files: a database of its own per PostgreSQL test, and
+//! temporary SQLite files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A fresh SQLite file path in the temporary directory.
+pub fn sqlite_file(test: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("eventsourcery-{test}-{}.db", uuid::Uuid::now_v7()))
+}
+
+/// Removes a SQLite file and its WAL files.
+pub fn remove_sqlite(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    use std::io::Write;
+
+    use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+    use uuid::Uuid;
+
+    pub const URL: &str = "EVENTSOURCERY_POSTGRES_URL";
+    pub const MARKER: &str = "EVENTSOURCERY_POSTGRES_MARKER";
+
+    /// A database of its own for one test, on the server named by `EVENTSOURCERY_POSTGRES_URL`;
+    /// dropped by [`TestDatabase::finish`] when the test passes.
+    pub struct TestDatabase {
+        test: &'static str,
+        admin: PgConnectOptions,
+        pub name: String,
+        pub options: PgConnectOptions,
+    }
+
+    impl TestDatabase {
+        /// Creates the database, or prints that the test is skipped when no server is set.
+        pub async fn create(test: &'static str) -> Option<Self> {
+            let Ok(url) = std::env::var(URL) else {
+                println!("skipped {test}: set {URL} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests");
+                return None;
+            };
+            let admin: PgConnectOptions = url.parse().expect("EVENTSOURCERY_POSTGRES_URL is a PostgreSQL URL");
+            let name = format!("es_test_{}", Uuid::new_v4().simple());
+            let mut conn = PgConnection::connect_with(&admin).await.expect("connect to EVENTSOURCERY_POSTGRES_URL");
+            conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+            let _ = conn.close().await;
+            let options = admin.clone().database(&name);
+            Some(Self { test, admin, name, options })
+        }
+
+        /// The URL of the test database.
+        pub fn url(&self) -> String {
+            let base = std::env::var(URL).unwrap_or_default();
+            match base.rfind('/') {
+                Some(slash) => format!("{}/{}", &base[..slash], self.name),
+                None => panic!("{URL} has no database part"),
+            }
+        }
+
+        /// A pool on the test database.
+        pub async fn pool(&self) -> PgPool {
+            PgPoolOptions::new()
+                .max_connections(20)
+                .connect_with(self.options.clone())
+                .await
+                .expect("connect to the test database")
+        }
+
+        /// Records that the test really ran (CI counts these), and drops the database.
+        pub async fn finish(self) {
+            if let Ok(path) = std::env::var(MARKER) {
+                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open marker");
+                let binary = std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .unwrap_or_default();
+                let binary = binary.split('-').next().unwrap_or_default().to_owned();
+                writeln!(file, "{binary}::{}", self.test).expect("write marker");
+            }
+            if let Ok(mut conn) = PgConnection::connect_with(&self.admin).await {
+                let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await;
+            }
+        }
+    }
+}
