@@ -2,7 +2,12 @@
 //! temporary SQLite files.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+/// What a test runs after it passed: closing pools, removing files, dropping databases.
+pub type Finish = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A fresh SQLite file path in the temporary directory.
 pub fn sqlite_file(test: &str) -> PathBuf {
@@ -42,16 +47,29 @@ pub mod postgres {
         /// Creates the database, or prints that the test is skipped when no server is set.
         pub async fn create(test: &'static str) -> Option<Self> {
             let Ok(url) = std::env::var(URL) else {
-                println!("skipped {test}: set {URL} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests");
+                println!(
+                    "skipped {test}: set {URL} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL tests"
+                );
                 return None;
             };
-            let admin: PgConnectOptions = url.parse().expect("EVENTSOURCERY_POSTGRES_URL is a PostgreSQL URL");
+            let admin: PgConnectOptions = url
+                .parse()
+                .expect("EVENTSOURCERY_POSTGRES_URL is a PostgreSQL URL");
             let name = format!("es_test_{}", Uuid::new_v4().simple());
-            let mut conn = PgConnection::connect_with(&admin).await.expect("connect to EVENTSOURCERY_POSTGRES_URL");
-            conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+            let mut conn = PgConnection::connect_with(&admin)
+                .await
+                .expect("connect to EVENTSOURCERY_POSTGRES_URL");
+            conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .expect("create test database");
             let _ = conn.close().await;
             let options = admin.clone().database(&name);
-            Some(Self { test, admin, name, options })
+            Some(Self {
+                test,
+                admin,
+                name,
+                options,
+            })
         }
 
         /// The URL of the test database.
@@ -75,7 +93,11 @@ pub mod postgres {
         /// Records that the test really ran (CI counts these), and drops the database.
         pub async fn finish(self) {
             if let Ok(path) = std::env::var(MARKER) {
-                let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open marker");
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open marker");
                 let binary = std::env::current_exe()
                     .ok()
                     .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
@@ -84,7 +106,12 @@ pub mod postgres {
                 writeln!(file, "{binary}::{}", self.test).expect("write marker");
             }
             if let Ok(mut conn) = PgConnection::connect_with(&self.admin).await {
-                let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))).await;
+                let _ = conn
+                    .execute(AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    )))
+                    .await;
             }
         }
     }

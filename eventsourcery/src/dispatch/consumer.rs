@@ -13,7 +13,9 @@ use crate::event::{DomainEvent, EventError};
 use crate::personal::DecodeContext;
 use crate::personal::codec::Resolved;
 use crate::service::Services;
-use crate::store::RecordedEvent;
+use crate::store::{RecordedEvent, StoreError};
+
+use super::store::ConsumerStore;
 use crate::value::StreamId;
 
 /// What kind of consumer, which decides its delivery guarantee.
@@ -169,6 +171,8 @@ impl<'a> ProjectionTx<'a> {
 pub struct HandleContext<'a> {
     pub(crate) bus: &'a CommandBus,
     pub(crate) services: &'a Services,
+    pub(crate) store: &'a Arc<dyn ConsumerStore>,
+    pub(crate) consumer: &'a str,
     pub(crate) envelope: &'a Envelope,
     /// The transaction of a projection's batch.
     pub tx: ProjectionTx<'a>,
@@ -201,9 +205,70 @@ impl HandleContext<'_> {
         }
     }
 
+    /// The idempotency helper for this event and consumer.
+    pub fn once(&self) -> Once {
+        Once {
+            store: Arc::clone(self.store),
+            consumer: self.consumer.to_owned(),
+            event_id: self.envelope.event.event_id,
+        }
+    }
+
     /// A registered service.
     pub fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.services.get::<T>()
+    }
+}
+
+/// Makes an at-least-once listener act once per event: the event id is its idempotency key,
+/// recorded in the store's database once the action succeeds.
+///
+/// A crash between the action and the record repeats the action on redelivery, so an action
+/// on an outside system should also pass [`EventMeta::event_id`] as that system's idempotency
+/// key; a crash between handling and checkpointing (the common case: the checkpoint moves once
+/// per batch) is absorbed here.
+#[derive(Clone)]
+pub struct Once {
+    store: Arc<dyn ConsumerStore>,
+    consumer: String,
+    event_id: Uuid,
+}
+
+impl fmt::Debug for Once {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Once")
+            .field("consumer", &self.consumer)
+            .field("event_id", &self.event_id)
+            .finish()
+    }
+}
+
+impl Once {
+    /// Runs `action` unless it already succeeded for this event; `None` if it had.
+    pub async fn run<F, Fut, T, E>(&self, action: F) -> Result<Option<T>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: From<StoreError>,
+    {
+        if self
+            .store
+            .is_processed(&self.consumer, self.event_id)
+            .await?
+        {
+            return Ok(None);
+        }
+        let value = action().await?;
+        self.store
+            .mark_processed(&self.consumer, self.event_id)
+            .await?;
+        Ok(Some(value))
+    }
+}
+
+impl FromEvent for Once {
+    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+        Ok(cx.once())
     }
 }
 

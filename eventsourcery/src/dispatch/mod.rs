@@ -4,7 +4,7 @@
 //! Each consumer reads the log in batches from its own checkpoint. A projection's update and
 //! its checkpoint commit in one transaction of the store's database (exactly once); listeners
 //! and process managers move their checkpoint after handling (at least once, with the event id
-//! as idempotency key: see [`HandleContext::first_delivery`]). A failing consumer is retried
+//! as idempotency key: see [`Once`]). A failing consumer is retried
 //! with backoff, then parked with its error while the others keep running. Rebuilding an
 //! aggregate reads its stream directly and never reaches a consumer.
 
@@ -30,7 +30,7 @@ pub(crate) mod store;
 
 pub use consumer::{
     Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventMeta,
-    FromEvent, HandleContext, ProjectionTx, ResetFn,
+    FromEvent, HandleContext, Once, ProjectionTx, ResetFn,
 };
 pub use store::{ConsumerState, ConsumerStore, Parked, TxWork};
 

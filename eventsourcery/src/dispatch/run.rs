@@ -52,6 +52,8 @@ impl TxWork for Batch<'_> {
             let mut cx = HandleContext {
                 bus: &self.dispatcher.bus,
                 services: &self.dispatcher.services,
+                store: &self.dispatcher.store,
+                consumer: self.consumer.name(),
                 envelope,
                 tx: tx.reborrow(),
             };
@@ -207,6 +209,8 @@ impl Dispatcher {
                         let mut cx = HandleContext {
                             bus: &self.bus,
                             services: &self.services,
+                            store: &self.store,
+                            consumer: name,
                             envelope,
                             tx: ProjectionTx::None,
                         };

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::store::{ConsumerState, ConsumerStore, Parked, TxWork};
 use super::ProjectionTx;
+use super::store::{ConsumerState, ConsumerStore, Parked, TxWork};
 use crate::command::BoxError;
 use crate::store::StoreError;
 
@@ -38,6 +38,8 @@ pub(crate) const CLAIM: &str = "INSERT INTO eventsourcery_consumers (name, lease
      RETURNING lease_owner";
 pub(crate) const RELEASE: &str = "UPDATE eventsourcery_consumers \
      SET lease_owner = NULL, lease_expires_at_ns = NULL WHERE name = $1 AND lease_owner = $2";
+pub(crate) const IS_PROCESSED: &str =
+    "SELECT 1 FROM eventsourcery_processed_events WHERE consumer = $1 AND event_id = $2";
 pub(crate) const PROCESSED: &str = "INSERT INTO eventsourcery_processed_events (consumer, event_id) \
      VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
@@ -52,7 +54,8 @@ fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::InvalidAppend(format!("position {value} is too large to store")))
+    i64::try_from(value)
+        .map_err(|_| StoreError::InvalidAppend(format!("position {value} is too large to store")))
 }
 
 fn to_u64(value: i64, consumer: &str) -> Result<u64, StoreError> {
@@ -105,7 +108,11 @@ macro_rules! sql_consumer_store {
 
             async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("advance"))?;
+                sqlx::query($sql(ENSURE))
+                    .bind(consumer)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("advance"))?;
                 let moved = sqlx::query($sql(ADVANCE))
                     .bind(consumer)
                     .bind(to_i64(from)?)
@@ -115,10 +122,18 @@ macro_rules! sql_consumer_store {
                     .map_err(db("advance"))?
                     .rows_affected();
                 if moved != 1 {
-                    let row = sqlx::query_as($sql(STATE)).bind(consumer).fetch_optional(&mut *tx).await.map_err(db("advance"))?;
+                    let row = sqlx::query_as($sql(STATE))
+                        .bind(consumer)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db("advance"))?;
                     let actual = state_from_row(consumer, row)?.position;
                     tx.rollback().await.map_err(db("advance"))?;
-                    return Err(StoreError::CheckpointMoved { consumer: consumer.to_owned(), expected: from, actual });
+                    return Err(StoreError::CheckpointMoved {
+                        consumer: consumer.to_owned(),
+                        expected: from,
+                        actual,
+                    });
                 }
                 tx.commit().await.map_err(db("advance"))
             }
@@ -131,8 +146,15 @@ macro_rules! sql_consumer_store {
                 work: &(dyn TxWork + '_),
             ) -> Result<Result<(), BoxError>, StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("projection"))?;
-                let locked = concat!("SELECT position FROM eventsourcery_consumers WHERE name = $1", $lock);
+                sqlx::query($sql(ENSURE))
+                    .bind(consumer)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("projection"))?;
+                let locked = concat!(
+                    "SELECT position FROM eventsourcery_consumers WHERE name = $1",
+                    $lock
+                );
                 let current: i64 = sqlx::query_scalar($sql(locked))
                     .bind(consumer)
                     .fetch_one(&mut *tx)
@@ -141,7 +163,11 @@ macro_rules! sql_consumer_store {
                 let current = to_u64(current, consumer)?;
                 if current != from {
                     tx.rollback().await.map_err(db("projection"))?;
-                    return Err(StoreError::CheckpointMoved { consumer: consumer.to_owned(), expected: from, actual: current });
+                    return Err(StoreError::CheckpointMoved {
+                        consumer: consumer.to_owned(),
+                        expected: from,
+                        actual: current,
+                    });
                 }
                 if let Err(error) = work.run(&mut ProjectionTx::$variant(&mut *tx)).await {
                     tx.rollback().await.map_err(db("projection"))?;
@@ -158,9 +184,18 @@ macro_rules! sql_consumer_store {
                 Ok(Ok(()))
             }
 
-            async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
+            async fn park(
+                &self,
+                consumer: &str,
+                position: u64,
+                error: &str,
+            ) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("park"))?;
+                sqlx::query($sql(ENSURE))
+                    .bind(consumer)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("park"))?;
                 sqlx::query($sql(PARK))
                     .bind(consumer)
                     .bind(to_i64(position)?)
@@ -174,13 +209,26 @@ macro_rules! sql_consumer_store {
 
             async fn unpark(&self, consumer: &str) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(UNPARK)).bind(consumer).execute(&mut *tx).await.map_err(db("unpark"))?;
+                sqlx::query($sql(UNPARK))
+                    .bind(consumer)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("unpark"))?;
                 tx.commit().await.map_err(db("unpark"))
             }
 
-            async fn skip(&self, consumer: &str, position: u64, reason: &str) -> Result<(), StoreError> {
+            async fn skip(
+                &self,
+                consumer: &str,
+                position: u64,
+                reason: &str,
+            ) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE)).bind(consumer).execute(&mut *tx).await.map_err(db("skip"))?;
+                sqlx::query($sql(ENSURE))
+                    .bind(consumer)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("skip"))?;
                 sqlx::query($sql(SKIP_RECORD))
                     .bind(consumer)
                     .bind(to_i64(position)?)
@@ -204,10 +252,17 @@ macro_rules! sql_consumer_store {
                     .fetch_all(self.pool())
                     .await
                     .map_err(db("skipped"))?;
-                rows.into_iter().map(|(p, r)| Ok((to_u64(p, consumer)?, r))).collect()
+                rows.into_iter()
+                    .map(|(p, r)| Ok((to_u64(p, consumer)?, r)))
+                    .collect()
             }
 
-            async fn claim(&self, consumer: &str, owner: Uuid, lease: Duration) -> Result<bool, StoreError> {
+            async fn claim(
+                &self,
+                consumer: &str,
+                owner: Uuid,
+                lease: Duration,
+            ) -> Result<bool, StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
                 let holder: Option<Option<String>> = sqlx::query_scalar($sql(CLAIM))
                     .bind(consumer)
@@ -232,7 +287,11 @@ macro_rules! sql_consumer_store {
                 tx.commit().await.map_err(db("release"))
             }
 
-            async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+            async fn mark_processed(
+                &self,
+                consumer: &str,
+                event_id: Uuid,
+            ) -> Result<bool, StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
                 let inserted = sqlx::query($sql(PROCESSED))
                     .bind(consumer)
@@ -243,6 +302,20 @@ macro_rules! sql_consumer_store {
                     .rows_affected();
                 tx.commit().await.map_err(db("mark processed"))?;
                 Ok(inserted == 1)
+            }
+
+            async fn is_processed(
+                &self,
+                consumer: &str,
+                event_id: Uuid,
+            ) -> Result<bool, StoreError> {
+                let found: Option<i32> = sqlx::query_scalar($sql(IS_PROCESSED))
+                    .bind(consumer)
+                    .bind(event_id.to_string())
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(db("is processed"))?;
+                Ok(found.is_some())
             }
         }
     };
@@ -259,7 +332,13 @@ mod sqlite {
 
     async fn begin(
         store: &SqliteStore,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, sqlx::Transaction<'static, sqlx::Sqlite>), StoreError> {
+    ) -> Result<
+        (
+            tokio::sync::OwnedMutexGuard<()>,
+            sqlx::Transaction<'static, sqlx::Sqlite>,
+        ),
+        StoreError,
+    > {
         store.begin_queued().await
     }
 
@@ -275,7 +354,9 @@ mod postgres {
         statement
     }
 
-    async fn begin(store: &PostgresStore) -> Result<((), sqlx::Transaction<'static, sqlx::Postgres>), StoreError> {
+    async fn begin(
+        store: &PostgresStore,
+    ) -> Result<((), sqlx::Transaction<'static, sqlx::Postgres>), StoreError> {
         Ok(((), store.pool().begin().await.map_err(db("begin"))?))
     }
 

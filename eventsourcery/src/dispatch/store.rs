@@ -93,8 +93,11 @@ pub trait ConsumerStore: EventStore {
     async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError>;
 
     /// Marks `event_id` as processed by `consumer`; false if it already was (the idempotency
-    /// check of at-least-once listeners).
+    /// record of at-least-once listeners).
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Whether `event_id` was marked as processed by `consumer`.
+    async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
 }
 
 #[derive(Debug, Default)]
@@ -234,5 +237,10 @@ impl ConsumerStore for MemoryStore {
             .await
             .processed
             .insert((consumer.to_owned(), event_id)))
+    }
+
+    async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        let inner = self.consumers().lock().await;
+        Ok(inner.processed.contains(&(consumer.to_owned(), event_id)))
     }
 }

@@ -134,7 +134,13 @@ impl SqliteStore {
     /// Begins a write transaction, queued behind this process's other writers.
     pub(crate) async fn begin_queued(
         &self,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Transaction<'static, Sqlite>), StoreError> {
+    ) -> Result<
+        (
+            tokio::sync::OwnedMutexGuard<()>,
+            Transaction<'static, Sqlite>,
+        ),
+        StoreError,
+    > {
         let guard = Arc::clone(&self.writer).lock_owned().await;
         let tx = self.begin_write().await?;
         Ok((guard, tx))

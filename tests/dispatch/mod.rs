@@ -1,0 +1,687 @@
+//! The dispatch suite, run on every backend: listeners, process managers, projections,
+//! parking, rebuilds, crashes between handling and checkpointing.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventsourcery::dispatch::{
+    Commands, ConsumerState, ConsumerStore, DispatchConfig, Dispatcher, EventMeta, Once, TxWork,
+};
+use eventsourcery::store::{CommandRecord, Commit, Snapshot};
+use eventsourcery::{
+    Aggregate, Apply, Command, CommandBus, Dep, DomainEvent, EventStore, Id, MemoryStore, Personal,
+    PersonalData, PersonalKey, PersonalVault, ProjectionTx, Repository, SerializableValue,
+};
+use eventsourcery::{RecordedEvent, StoreError, StreamId};
+use uuid::Uuid;
+
+#[derive(SerializableValue, Clone, Debug)]
+struct TicketId(Uuid);
+
+#[derive(PersonalData, Clone)]
+struct Email(String);
+
+#[derive(DomainEvent, Debug)]
+#[event(subject = holder)]
+struct TicketSold {
+    ticket: TicketId,
+    holder: PersonalKey,
+    #[personal]
+    email: Personal<Email>,
+}
+
+#[derive(DomainEvent, Debug)]
+struct WelcomeSent {
+    ticket: TicketId,
+}
+
+#[derive(Aggregate, Default)]
+#[aggregate(id = TicketId, events(TicketSold, WelcomeSent))]
+struct Ticket {
+    welcomed: bool,
+}
+
+impl Apply<TicketSold> for Ticket {
+    fn apply(&mut self, _: &TicketSold) {}
+}
+
+impl Apply<WelcomeSent> for Ticket {
+    fn apply(&mut self, _: &WelcomeSent) {
+        self.welcomed = true;
+    }
+}
+
+#[derive(Command, Clone)]
+#[command(subject = holder)]
+struct SellTicket {
+    ticket: TicketId,
+    holder: PersonalKey,
+    #[personal]
+    email: Email,
+}
+
+#[derive(Command, Clone)]
+struct SendWelcome {
+    ticket: TicketId,
+}
+
+#[eventsourcery::handler]
+async fn sell(cmd: SellTicket, tickets: Repository<Ticket>) -> Result<(), eventsourcery::Error> {
+    let mut ticket = tickets.load(&cmd.ticket).await?;
+    ticket.raise(TicketSold {
+        ticket: cmd.ticket,
+        holder: cmd.holder,
+        email: cmd.email.into(),
+    });
+    tickets.save(&mut ticket).await?;
+    Ok(())
+}
+
+#[eventsourcery::handler]
+async fn send_welcome(
+    cmd: SendWelcome,
+    tickets: Repository<Ticket>,
+) -> Result<(), eventsourcery::Error> {
+    let mut ticket = tickets.load(&cmd.ticket).await?;
+    if !ticket.welcomed {
+        ticket.raise(WelcomeSent { ticket: cmd.ticket });
+        tickets.save(&mut ticket).await?;
+    }
+    Ok(())
+}
+
+/// What the consumers of one test saw.
+#[derive(Default)]
+struct Seen {
+    emails: Mutex<Vec<Option<String>>>,
+    metas: Mutex<Vec<EventMeta>>,
+    failures_left: AtomicU32,
+    poison: Mutex<Option<u64>>,
+}
+
+#[eventsourcery::listener(consumer = "mailer")]
+async fn mailer(event: TicketSold, meta: EventMeta, seen: Dep<Seen>) -> Result<(), std::io::Error> {
+    if *seen.poison.lock().unwrap() == Some(meta.position) {
+        return Err(std::io::Error::other("mail server rejects this one"));
+    }
+    if seen.failures_left.load(Ordering::SeqCst) > 0 {
+        seen.failures_left.fetch_sub(1, Ordering::SeqCst);
+        return Err(std::io::Error::other("mail server down"));
+    }
+    seen.emails
+        .lock()
+        .unwrap()
+        .push(event.email.present().map(|e| e.0.clone()));
+    seen.metas.lock().unwrap().push(meta);
+    Ok(())
+}
+
+#[eventsourcery::listener(consumer = "audit")]
+async fn audit(_: TicketSold, meta: EventMeta, seen: Dep<Seen>) {
+    seen.metas.lock().unwrap().push(meta);
+}
+
+#[eventsourcery::process_manager(consumer = "welcomer")]
+async fn welcomer(
+    event: TicketSold,
+    commands: Commands,
+) -> Result<(), eventsourcery::CommandError> {
+    commands
+        .execute(SendWelcome {
+            ticket: event.ticket,
+        })
+        .await?;
+    Ok(())
+}
+
+/// An in-memory read model: ticket holders' emails.
+#[derive(Default)]
+struct Holders(Mutex<Vec<(String, Option<String>)>>);
+
+#[eventsourcery::projection(consumer = "holders", reset = clear_holders)]
+async fn holders(event: TicketSold, _tx: &mut ProjectionTx<'_>, holders: Dep<Holders>) {
+    holders.0.lock().unwrap().push((
+        event.ticket.to_string(),
+        event.email.present().map(|e| e.0.clone()),
+    ));
+}
+
+async fn clear_holders(_tx: &mut ProjectionTx<'_>) {}
+
+/// The connection behind a backend, for the read model tables of the SQL projection tests.
+#[derive(Clone)]
+pub enum Pool {
+    Memory,
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+/// One backend's store.
+pub struct Backend {
+    pub store: Arc<dyn ConsumerStore>,
+    pub pool: Pool,
+}
+
+impl Backend {
+    pub fn memory() -> Self {
+        Backend {
+            store: Arc::new(MemoryStore::new()),
+            pool: Pool::Memory,
+        }
+    }
+}
+
+struct Setup {
+    store: Arc<dyn ConsumerStore>,
+    pool: Pool,
+    bus: CommandBus,
+    vault: Arc<PersonalVault>,
+    seen: Arc<Seen>,
+}
+
+fn setup(backend: Backend) -> Setup {
+    let store = backend.store;
+    let vault = Arc::new(PersonalVault::in_memory().unwrap());
+    let seen = Arc::new(Seen::default());
+    let bus = CommandBus::builder_shared(store.clone())
+        .personal_data_shared(vault.clone())
+        .service_shared(seen.clone())
+        .build()
+        .unwrap();
+    Setup {
+        store,
+        pool: backend.pool,
+        bus,
+        vault,
+        seen,
+    }
+}
+
+fn fast() -> DispatchConfig {
+    let mut config = DispatchConfig::default();
+    config.backoff = Duration::from_millis(1);
+    config.max_backoff = Duration::from_millis(2);
+    config.max_attempts = 3;
+    config.batch_size = 7;
+    config
+}
+
+fn dispatcher(s: &Setup, only: &[&str]) -> Arc<Dispatcher> {
+    Dispatcher::builder(&s.bus, s.store.clone())
+        .only(only.iter().copied())
+        .config(fast())
+        .build()
+        .unwrap()
+}
+
+async fn sell_one(s: &Setup, email: &str) -> (TicketId, PersonalKey) {
+    let (ticket, holder) = (TicketId::generate(), PersonalKey::issue());
+    s.bus
+        .execute(SellTicket {
+            ticket: ticket.clone(),
+            holder,
+            email: Email(email.into()),
+        })
+        .await
+        .unwrap();
+    (ticket, holder)
+}
+
+pub async fn a_listener_sees_each_event_once_with_personal_data_decrypted(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["mailer"]);
+    for i in 0..20 {
+        sell_one(&s, &format!("h{i}@example.com")).await;
+    }
+    let done = dispatcher.catch_up().await.unwrap();
+    assert_eq!(done.handled, 20);
+    assert_eq!(dispatcher.catch_up().await.unwrap().handled, 0);
+    let emails = s.seen.emails.lock().unwrap().clone();
+    assert_eq!(emails.len(), 20);
+    assert_eq!(emails[3].as_deref(), Some("h3@example.com"));
+    assert_eq!(dispatcher.state("mailer").await.unwrap().position, 20);
+}
+
+pub async fn rebuilding_an_aggregate_never_triggers_a_consumer(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["audit"]);
+    let (ticket, _) = sell_one(&s, "a@example.com").await;
+    dispatcher.catch_up().await.unwrap();
+    for _ in 0..3 {
+        s.bus.repository::<Ticket>().load(&ticket).await.unwrap();
+    }
+    assert_eq!(dispatcher.catch_up().await.unwrap().handled, 0);
+    assert_eq!(s.seen.metas.lock().unwrap().len(), 1);
+}
+
+pub async fn a_process_manager_command_carries_correlation_and_causation(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["welcomer"]);
+    let (ticket, holder) = (TicketId::generate(), PersonalKey::issue());
+    let receipt = s
+        .bus
+        .execute(SellTicket {
+            ticket: ticket.clone(),
+            holder,
+            email: Email("w@example.com".into()),
+        })
+        .await
+        .unwrap();
+    dispatcher.catch_up().await.unwrap();
+    let events = s
+        .store
+        .read_stream(
+            &eventsourcery::StreamId::for_aggregate("ticket", &ticket),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    let (sold, welcome) = (&events[0], &events[1]);
+    assert_eq!(welcome.event_name, "welcome_sent");
+    assert_eq!(
+        welcome.metadata.correlation_id,
+        Some(receipt.correlation_id)
+    );
+    let command_log = s.store.read_commands(0, 10).await.unwrap();
+    let send = command_log
+        .iter()
+        .find(|c| c.name == "send_welcome")
+        .unwrap();
+    assert_eq!(send.metadata.causation_id, Some(sold.event_id));
+    assert_eq!(send.metadata.correlation_id, Some(receipt.correlation_id));
+    assert_eq!(welcome.metadata.causation_id, Some(sold.event_id));
+    assert_eq!(welcome.metadata.command_id, Some(send.command_id));
+}
+
+pub async fn a_failing_consumer_is_retried_then_parked_while_others_run(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["mailer", "audit"]);
+    sell_one(&s, "1@example.com").await;
+    s.seen.failures_left.store(2, Ordering::SeqCst);
+    sell_one(&s, "2@example.com").await;
+    // Two failures, then success within 3 attempts: not parked.
+    dispatcher.catch_up().await.unwrap();
+    assert_eq!(s.seen.emails.lock().unwrap().len(), 2);
+
+    *s.seen.poison.lock().unwrap() = Some(4);
+    sell_one(&s, "3@example.com").await;
+    sell_one(&s, "4@example.com").await;
+    sell_one(&s, "5@example.com").await;
+    let done = dispatcher.catch_up().await.unwrap();
+    assert_eq!(done.parked, vec!["mailer".to_owned()]);
+    let state = dispatcher.state("mailer").await.unwrap();
+    let parked = state.parked.clone().unwrap();
+    assert_eq!(parked.position, 4);
+    assert!(
+        parked.error.contains("rejects this one"),
+        "{}",
+        parked.error
+    );
+    assert_eq!(
+        state.position, 3,
+        "the events before the poison one are done"
+    );
+    // The audit consumer went on to the end.
+    assert_eq!(dispatcher.state("audit").await.unwrap().position, 5);
+    // Parked, the mailer stays put.
+    dispatcher.catch_up().await.unwrap();
+    assert_eq!(s.seen.emails.lock().unwrap().len(), 3);
+
+    let skipped = dispatcher
+        .skip_parked("mailer", "ticket 4 bounced, handled by hand")
+        .await
+        .unwrap();
+    assert_eq!(skipped, 4);
+    dispatcher.catch_up().await.unwrap();
+    let emails = s.seen.emails.lock().unwrap().clone();
+    assert_eq!(emails.last().unwrap().as_deref(), Some("5@example.com"));
+    assert_eq!(emails.len(), 4);
+    assert_eq!(
+        s.store.skipped("mailer").await.unwrap(),
+        vec![(4, "ticket 4 bounced, handled by hand".to_owned())]
+    );
+}
+
+pub async fn projections_rebuild_to_the_same_read_model_and_hold_no_erased_data(backend: Backend) {
+    let s = setup(backend);
+    let holders = Arc::new(Holders::default());
+    let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+        .only(["holders"])
+        .config(fast())
+        .service_shared(holders.clone())
+        .build()
+        .unwrap();
+    let mut subjects = Vec::new();
+    for i in 0..30 {
+        subjects.push(sell_one(&s, &format!("p{i}@example.com")).await.1);
+    }
+    dispatcher.catch_up().await.unwrap();
+    let before = holders.0.lock().unwrap().clone();
+    assert_eq!(before.len(), 30);
+
+    holders.0.lock().unwrap().clear();
+    let mut reports = Vec::new();
+    let progress = dispatcher
+        .rebuild("holders", |p| reports.push(p))
+        .await
+        .unwrap();
+    assert_eq!(holders.0.lock().unwrap().clone(), before);
+    assert_eq!((progress.done, progress.total), (30, 30));
+    assert!(reports.len() >= 30 / 7, "progress per batch: {reports:?}");
+    assert!(progress.rate > 0.0);
+
+    s.vault.erase(subjects[5], "request").await.unwrap();
+    holders.0.lock().unwrap().clear();
+    dispatcher.rebuild("holders", |_| {}).await.unwrap();
+    let after = holders.0.lock().unwrap().clone();
+    assert_eq!(after.len(), 30);
+    assert_eq!(after[5].1, None, "erased");
+    assert!(
+        !after
+            .iter()
+            .any(|(_, e)| e.as_deref() == Some("p5@example.com"))
+    );
+    assert_eq!(after[6].1.as_deref(), Some("p6@example.com"));
+}
+
+pub async fn inline_mode_dispatches_before_execute_returns(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["mailer", "welcomer"]);
+    dispatcher.dispatch_inline();
+    let (ticket, _) = sell_one(&s, "inline@example.com").await;
+    assert_eq!(s.seen.emails.lock().unwrap().len(), 1);
+    // The process manager's command, dispatched inline too, already ran.
+    assert!(
+        s.bus
+            .repository::<Ticket>()
+            .load(&ticket)
+            .await
+            .unwrap()
+            .welcomed
+    );
+}
+
+pub async fn worker_mode_wakes_on_commit(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["mailer"]);
+    let worker = dispatcher.spawn();
+    for i in 0..5 {
+        sell_one(&s, &format!("w{i}@example.com")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.seen.emails.lock().unwrap().len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker did not deliver"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.shutdown().await;
+    assert_eq!(s.seen.emails.lock().unwrap().len(), 5);
+}
+
+pub async fn only_one_instance_runs_a_consumer_at_a_time(backend: Backend) {
+    let s = setup(backend);
+    let first = dispatcher(&s, &["audit"]);
+    let second = dispatcher(&s, &["audit"]);
+    sell_one(&s, "x@example.com").await;
+    assert_eq!(first.catch_up().await.unwrap().handled, 1);
+    let done = second.catch_up().await.unwrap();
+    assert_eq!(done.not_claimed, vec!["audit".to_owned()]);
+    assert_eq!(s.seen.metas.lock().unwrap().len(), 1);
+}
+
+/// A store that fails the next checkpoint move: a crash between handling and checkpointing.
+pub struct CrashBeforeCheckpoint {
+    inner: Arc<dyn ConsumerStore>,
+    crash: std::sync::atomic::AtomicBool,
+}
+
+#[eventsourcery::async_trait]
+impl EventStore for CrashBeforeCheckpoint {
+    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.append(commit).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, after).await
+    }
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn read_commands(
+        &self,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        self.inner.read_commands(offset, limit).await
+    }
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+}
+
+#[eventsourcery::async_trait]
+impl ConsumerStore for CrashBeforeCheckpoint {
+    async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
+        self.inner.consumer_state(consumer).await
+    }
+    async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
+        if self.crash.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::InvalidAppend(
+                "simulated crash before the checkpoint".into(),
+            ));
+        }
+        self.inner.advance(consumer, from, to).await
+    }
+    async fn advance_with(
+        &self,
+        consumer: &str,
+        from: u64,
+        to: u64,
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), eventsourcery::BoxError>, StoreError> {
+        self.inner.advance_with(consumer, from, to, work).await
+    }
+    async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
+        self.inner.park(consumer, position, error).await
+    }
+    async fn unpark(&self, consumer: &str) -> Result<(), StoreError> {
+        self.inner.unpark(consumer).await
+    }
+    async fn skip(&self, consumer: &str, position: u64, reason: &str) -> Result<(), StoreError> {
+        self.inner.skip(consumer, position, reason).await
+    }
+    async fn skipped(&self, consumer: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        self.inner.skipped(consumer).await
+    }
+    async fn claim(
+        &self,
+        consumer: &str,
+        owner: Uuid,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.claim(consumer, owner, lease).await
+    }
+    async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError> {
+        self.inner.release(consumer, owner).await
+    }
+    async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        self.inner.mark_processed(consumer, event_id).await
+    }
+    async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        self.inner.is_processed(consumer, event_id).await
+    }
+}
+
+/// What the idempotent listener delivered and did.
+#[derive(Default)]
+struct Effects {
+    deliveries: AtomicU32,
+    actions: AtomicU32,
+}
+
+#[eventsourcery::listener(consumer = "charger")]
+async fn charger(_: TicketSold, once: Once, effects: Dep<Effects>) -> Result<(), StoreError> {
+    effects.deliveries.fetch_add(1, Ordering::SeqCst);
+    once.run(|| async {
+        effects.actions.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, StoreError>(())
+    })
+    .await?;
+    Ok(())
+}
+
+pub async fn a_crash_before_the_checkpoint_redelivers_and_once_absorbs_it(backend: Backend) {
+    let crashing = Arc::new(CrashBeforeCheckpoint {
+        inner: backend.store.clone(),
+        crash: true.into(),
+    });
+    let s = setup(backend);
+    let effects = Arc::new(Effects::default());
+    let dispatcher = Dispatcher::builder(&s.bus, crashing.clone())
+        .only(["charger"])
+        .config(fast())
+        .service_shared(effects.clone())
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        sell_one(&s, &format!("c{i}@example.com")).await;
+    }
+    // The batch is handled, then the process "dies" before its checkpoint moves.
+    assert!(dispatcher.catch_up().await.is_err());
+    assert_eq!(s.store.consumer_state("charger").await.unwrap().position, 0);
+    assert_eq!(effects.deliveries.load(Ordering::SeqCst), 5);
+    // Redelivered, nothing lost, and the action happened once per event.
+    dispatcher.catch_up().await.unwrap();
+    assert_eq!(effects.deliveries.load(Ordering::SeqCst), 10);
+    assert_eq!(effects.actions.load(Ordering::SeqCst), 5);
+    assert_eq!(s.store.consumer_state("charger").await.unwrap().position, 5);
+}
+
+/// Fails a projection once, after its write, before its checkpoint.
+#[derive(Default)]
+struct CrashAfterWrite(std::sync::atomic::AtomicBool);
+
+#[eventsourcery::projection(consumer = "sold_count", reset = reset_sold_count)]
+async fn sold_count(
+    _: TicketSold,
+    tx: &mut ProjectionTx<'_>,
+    crash: Dep<CrashAfterWrite>,
+) -> Result<(), eventsourcery::BoxError> {
+    const UPSERT: &str = "INSERT INTO sold_count (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = sold_count.n + 1";
+    match tx {
+        #[cfg(feature = "sqlite")]
+        ProjectionTx::Sqlite(conn) => {
+            sqlx::query(UPSERT).execute(&mut **conn).await?;
+        }
+        #[cfg(feature = "postgres")]
+        ProjectionTx::Postgres(conn) => {
+            sqlx::query(UPSERT).execute(&mut **conn).await?;
+        }
+        _ => return Err("this projection lives in a SQL database".into()),
+    }
+    if crash.0.swap(false, Ordering::SeqCst) {
+        return Err("simulated crash after the write, before the checkpoint".into());
+    }
+    Ok(())
+}
+
+async fn reset_sold_count(tx: &mut ProjectionTx<'_>) -> Result<(), eventsourcery::BoxError> {
+    match tx {
+        #[cfg(feature = "sqlite")]
+        ProjectionTx::Sqlite(conn) => {
+            sqlx::query("DELETE FROM sold_count")
+                .execute(&mut **conn)
+                .await?;
+        }
+        #[cfg(feature = "postgres")]
+        ProjectionTx::Postgres(conn) => {
+            sqlx::query("DELETE FROM sold_count")
+                .execute(&mut **conn)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn sold(pool: &Pool) -> i64 {
+    const COUNT: &str = "SELECT COALESCE(MAX(n), 0) FROM sold_count";
+    match pool {
+        #[cfg(feature = "sqlite")]
+        Pool::Sqlite(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await.unwrap(),
+        #[cfg(feature = "postgres")]
+        Pool::Postgres(pool) => sqlx::query_scalar::<_, i64>(COUNT)
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        Pool::Memory => panic!("SQL backends only"),
+    }
+}
+
+async fn create_read_model(pool: &Pool) {
+    const DDL: &str = "CREATE TABLE sold_count (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)";
+    match pool {
+        #[cfg(feature = "sqlite")]
+        Pool::Sqlite(pool) => {
+            sqlx::query(DDL).execute(pool).await.unwrap();
+        }
+        #[cfg(feature = "postgres")]
+        Pool::Postgres(pool) => {
+            sqlx::query(DDL).execute(pool).await.unwrap();
+        }
+        Pool::Memory => panic!("SQL backends only"),
+    }
+}
+
+/// SQL backends: a projection's write and its checkpoint commit together, so a crash between
+/// them rolls the write back and the retry applies each event exactly once.
+pub async fn a_projection_write_and_its_checkpoint_commit_together(backend: Backend) {
+    let s = setup(backend);
+    create_read_model(&s.pool).await;
+    let crash = Arc::new(CrashAfterWrite(true.into()));
+    let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+        .only(["sold_count"])
+        .config(fast())
+        .service_shared(crash.clone())
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        sell_one(&s, &format!("s{i}@example.com")).await;
+    }
+    dispatcher.catch_up().await.unwrap();
+    assert!(!crash.0.load(Ordering::SeqCst), "the crash happened");
+    assert_eq!(sold(&s.pool).await, 20, "every event counted exactly once");
+    assert_eq!(dispatcher.state("sold_count").await.unwrap().position, 20);
+    // A rebuild clears the read model in the reset transaction and counts again.
+    dispatcher.rebuild("sold_count", |_| {}).await.unwrap();
+    assert_eq!(sold(&s.pool).await, 20);
+}
+
+/// The suite as tests; `$make` is an async expression giving `Option<(Backend, finish)>`.
+#[macro_export]
+macro_rules! dispatch_suite {
+    ($make:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                if let Some((backend, finish)) = $make(stringify!($test)).await {
+                    dispatch::$test(backend).await;
+                    finish.await;
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,40 @@
+//! The dispatch suite on PostgreSQL, each test in a database of its own. Runs when
+//! `EVENTSOURCERY_POSTGRES_URL` is set; otherwise each test prints that it was skipped.
+#![cfg(feature = "postgres")]
+
+mod dispatch;
+mod support;
+
+use std::sync::Arc;
+
+use dispatch::{Backend, Pool};
+use eventsourcery::PostgresStore;
+use support::Finish;
+
+async fn postgres(test: &'static str) -> Option<(Backend, Finish)> {
+    let database = support::postgres::TestDatabase::create(test).await?;
+    let pool = database.pool().await;
+    let store = PostgresStore::from_pool(pool.clone()).await.unwrap();
+    let backend = Backend {
+        store: Arc::new(store),
+        pool: Pool::Postgres(pool.clone()),
+    };
+    let finish: Finish = Box::pin(async move {
+        pool.close().await;
+        database.finish().await;
+    });
+    Some((backend, finish))
+}
+
+dispatch_suite!(postgres;
+    a_listener_sees_each_event_once_with_personal_data_decrypted,
+    rebuilding_an_aggregate_never_triggers_a_consumer,
+    a_process_manager_command_carries_correlation_and_causation,
+    a_failing_consumer_is_retried_then_parked_while_others_run,
+    projections_rebuild_to_the_same_read_model_and_hold_no_erased_data,
+    inline_mode_dispatches_before_execute_returns,
+    worker_mode_wakes_on_commit,
+    only_one_instance_runs_a_consumer_at_a_time,
+    a_crash_before_the_checkpoint_redelivers_and_once_absorbs_it,
+    a_projection_write_and_its_checkpoint_commit_together,
+);

@@ -1,0 +1,44 @@
+//! The dispatch suite on SQLite, each test on a fresh file.
+#![cfg(feature = "sqlite")]
+
+mod dispatch;
+mod support;
+
+use std::sync::Arc;
+
+use dispatch::{Backend, Pool};
+use eventsourcery::SqliteStore;
+use support::Finish;
+
+async fn sqlite(test: &'static str) -> Option<(Backend, Finish)> {
+    let path = support::sqlite_file(test);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let pool = store.pool().clone();
+    let finish: Finish = Box::pin({
+        let pool = pool.clone();
+        async move {
+            pool.close().await;
+            support::remove_sqlite(&path);
+        }
+    });
+    Some((
+        Backend {
+            store: Arc::new(store),
+            pool: Pool::Sqlite(pool),
+        },
+        finish,
+    ))
+}
+
+dispatch_suite!(sqlite;
+    a_listener_sees_each_event_once_with_personal_data_decrypted,
+    rebuilding_an_aggregate_never_triggers_a_consumer,
+    a_process_manager_command_carries_correlation_and_causation,
+    a_failing_consumer_is_retried_then_parked_while_others_run,
+    projections_rebuild_to_the_same_read_model_and_hold_no_erased_data,
+    inline_mode_dispatches_before_execute_returns,
+    worker_mode_wakes_on_commit,
+    only_one_instance_runs_a_consumer_at_a_time,
+    a_crash_before_the_checkpoint_redelivers_and_once_absorbs_it,
+    a_projection_write_and_its_checkpoint_commit_together,
+);
