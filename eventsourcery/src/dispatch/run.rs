@@ -85,7 +85,19 @@ impl Dispatcher {
             round.parked.push(name.to_owned());
             return Ok(());
         }
+        let mut first = true;
         loop {
+            // Renew the lease per batch, so a long catch-up keeps it; stop if it was lost.
+            if !first
+                && !self
+                    .store
+                    .claim(name, self.owner, self.config.lease)
+                    .await?
+            {
+                round.not_claimed.push(name.to_owned());
+                return Ok(());
+            }
+            first = false;
             let events = self
                 .store
                 .read_all(state.position, self.config.batch_size)
