@@ -1,0 +1,296 @@
+//! Throughput and latency of eventsourcery against the raw database, in one run.
+//!
+//! Run with `cargo run --release --example bench -- --store sqlite` (or `--store postgres`,
+//! which reads `EVENTSOURCERY_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`,
+//! and works in a database of its own that it drops at the end). `--quick` runs smaller
+//! counts. Prints one `name=value` line per figure, then a table.
+
+mod domain;
+mod figures;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventsourcery::dispatch::{ConsumerStore, DispatchConfig, Dispatcher};
+use eventsourcery::store::{Commit, NewEvent, StreamAppend};
+use eventsourcery::{
+    CommandBus, EventStore, Id, Metadata, PersonalKey, PersonalVault, Repository, StreamId,
+};
+use uuid::Uuid;
+
+use domain::{Counter, CounterId, Increment, Register, SnapCounter, SnapCounterId};
+use figures::Figures;
+
+/// One backend under test: stores, and the raw single-insert baseline.
+#[eventsourcery::async_trait]
+trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn fresh(&self) -> Stores;
+    /// Plain sqlx: `total` single-row INSERTs of an event-like row, one per transaction, over
+    /// `tasks` concurrent tasks. Returns rows per second.
+    async fn raw_inserts(&self, total: usize, tasks: usize) -> f64;
+    async fn cleanup(&self) {}
+}
+
+struct Stores {
+    events: Arc<dyn ConsumerStore>,
+    vault: Arc<PersonalVault>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let store = args
+        .iter()
+        .position(|a| a == "--store")
+        .and_then(|i| args.get(i + 1))
+        .map_or("sqlite", String::as_str)
+        .to_owned();
+    let quick = args.iter().any(|a| a == "--quick");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(&store, quick))
+}
+
+async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let backend: Box<dyn Backend> = match store {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Box::new(backends::Sqlite::new()?),
+        #[cfg(feature = "postgres")]
+        "postgres" => Box::new(backends::Postgres::new().await?),
+        other => {
+            return Err(format!("unknown or disabled store `{other}` (sqlite, postgres)").into());
+        }
+    };
+    let n = if quick { 400 } else { 4_000 };
+    let prefix = match backend.name() {
+        "postgres" => "pg",
+        other => other,
+    };
+    let mut figures = Figures::new(prefix);
+
+    for tasks in [1, 8] {
+        let raw = backend.raw_inserts(n, tasks).await;
+        figures.rate(&format!("raw_insert_{tasks}_tasks"), raw, "rows/s");
+        let stores = backend.fresh().await;
+        let (rate, latencies) = commands(&stores, n, tasks, false).await?;
+        figures.rate(&format!("cmd_{tasks}_tasks"), rate, "commands/s");
+        figures.ratio(&format!("cmd_{tasks}_tasks_ratio_to_raw"), rate / raw);
+        if tasks == 1 {
+            figures.latency("cmd_latency_p50", percentile(&latencies, 50.0));
+            figures.latency("cmd_latency_p99", percentile(&latencies, 99.0));
+        }
+        let stores = backend.fresh().await;
+        let (personal, _) = commands(&stores, n, tasks, true).await?;
+        figures.rate(
+            &format!("cmd_personal_{tasks}_tasks"),
+            personal,
+            "commands/s",
+        );
+        figures.ratio(
+            &format!("cmd_personal_{tasks}_tasks_ratio_to_plain"),
+            personal / rate,
+        );
+    }
+
+    let stores = backend.fresh().await;
+    let mut loads = Vec::new();
+    for events in [1_000u64, 10_000] {
+        let plain = load_time(&stores, events, false).await?;
+        let snap = load_time(&stores, events, true).await?;
+        figures.latency(&format!("load_{events}_events"), plain);
+        figures.latency(&format!("load_{events}_events_snapshot"), snap);
+        loads.push((plain, snap));
+    }
+    figures.ratio(
+        "load_10000_to_1000",
+        loads[1].0.as_secs_f64() / loads[0].0.as_secs_f64(),
+    );
+    figures.ratio(
+        "load_snapshot_10000_to_1000",
+        loads[1].1.as_secs_f64() / loads[0].1.as_secs_f64(),
+    );
+
+    let stores = backend.fresh().await;
+    let total = if quick { 10_000 } else { 100_000 };
+    let rate = catch_up(&stores, total).await?;
+    figures.rate("projection_catch_up", rate, "events/s");
+
+    backend.cleanup().await;
+    figures.print();
+    Ok(())
+}
+
+fn bus(stores: &Stores) -> CommandBus {
+    CommandBus::builder_shared(stores.events.clone())
+        .personal_data_shared(stores.vault.clone())
+        .build()
+        .unwrap_or_else(|e| panic!("building the bus: {e}"))
+}
+
+/// `total` commands over `tasks` tasks, each task on its own aggregates. Returns commands per
+/// second and every command's latency.
+async fn commands(
+    stores: &Stores,
+    total: usize,
+    tasks: usize,
+    personal: bool,
+) -> Result<(f64, Vec<Duration>), Box<dyn std::error::Error>> {
+    let bus = bus(stores);
+    // Warm up: connections, caches, key creation paths.
+    for _ in 0..20 {
+        bus.execute(Increment {
+            counter: CounterId::generate(),
+        })
+        .await?;
+    }
+    let per_task = total / tasks;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_task);
+                let counters: Vec<CounterId> = (0..16).map(|_| CounterId::generate()).collect();
+                for i in 0..per_task {
+                    let counter = counters[i % counters.len()].clone();
+                    let t = Instant::now();
+                    let result = if personal {
+                        bus.execute(Register {
+                            counter,
+                            person: PersonalKey::issue(),
+                            name: domain::Name(format!("Person {i}")),
+                            email: domain::Email(format!("person{i}@example.com")),
+                        })
+                        .await
+                    } else {
+                        bus.execute(Increment { counter }).await
+                    };
+                    result.unwrap_or_else(|e| panic!("command failed: {e}"));
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for handle in handles {
+        latencies.extend(handle.await?);
+    }
+    let rate = (per_task * tasks) as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, latencies))
+}
+
+fn percentile(latencies: &[Duration], p: f64) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let index = ((p / 100.0) * (sorted.len().saturating_sub(1)) as f64).round() as usize;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+/// Appends `events` events to a fresh stream in large commits.
+async fn fill(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    name: &str,
+    events: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut version = 0;
+    while version < events {
+        let count = (events - version).min(1_000);
+        let new = (0..count)
+            .map(|_| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_name: name.to_owned(),
+                schema_version: 1,
+                payload: serde_json::json!({ "by": 1 }),
+                metadata: Metadata::default(),
+            })
+            .collect();
+        store
+            .append(Commit {
+                streams: vec![StreamAppend {
+                    stream_id: stream.clone(),
+                    expected_version: version,
+                    events: new,
+                }],
+                command: None,
+            })
+            .await?;
+        version += count;
+    }
+    Ok(())
+}
+
+/// The median time to load an aggregate of `events` events, with or without a snapshot.
+async fn load_time(
+    stores: &Stores,
+    events: u64,
+    snapshot: bool,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let store: Arc<dyn EventStore> = stores.events.clone();
+    let mut times = Vec::new();
+    if snapshot {
+        let id = SnapCounterId::generate();
+        fill(
+            &*store,
+            &StreamId::for_aggregate("snap_counter", &id),
+            "incremented",
+            events,
+        )
+        .await?;
+        let repository = Repository::<SnapCounter>::new(store);
+        repository.load(&id).await?; // takes the snapshot
+        for _ in 0..5 {
+            let t = Instant::now();
+            let loaded = repository.load(&id).await?;
+            times.push(t.elapsed());
+            assert_eq!(loaded.count, events);
+        }
+    } else {
+        let id = CounterId::generate();
+        fill(
+            &*store,
+            &StreamId::for_aggregate("counter", &id),
+            "incremented",
+            events,
+        )
+        .await?;
+        let repository = Repository::<Counter>::new(store);
+        for _ in 0..5 {
+            let t = Instant::now();
+            let loaded = repository.load(&id).await?;
+            times.push(t.elapsed());
+            assert_eq!(loaded.count, events);
+        }
+    }
+    Ok(percentile(&times, 50.0))
+}
+
+/// Events per second for a projection catching up over `total` events.
+async fn catch_up(stores: &Stores, total: u64) -> Result<f64, Box<dyn std::error::Error>> {
+    let per_stream = 1_000;
+    for _ in 0..total / per_stream {
+        fill(
+            &*stores.events,
+            &StreamId::for_aggregate("counter", &CounterId::generate()),
+            "incremented",
+            per_stream,
+        )
+        .await?;
+    }
+    let bus = bus(stores);
+    let mut config = DispatchConfig::default();
+    config.batch_size = 1_000;
+    let dispatcher = Dispatcher::builder(&bus, stores.events.clone())
+        .only(["bench_totals"])
+        .config(config)
+        .build()?;
+    let started = Instant::now();
+    let done = dispatcher.catch_up().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(done.handled, total, "the projection saw every event");
+    Ok(total as f64 / elapsed)
+}
+
+mod backends;
