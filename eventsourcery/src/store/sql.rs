@@ -32,22 +32,30 @@ pub(super) const COMMANDS: &str = "eventsourcery_commands";
 /// The snapshots table.
 pub(super) const SNAPSHOTS: &str = "eventsourcery_snapshots";
 
-/// One backend's embedded, versioned migrations.
-pub(super) struct Schema {
+/// One backend's embedded, versioned migrations (also used by the personal data and key
+/// stores, each with a migrations table of its own).
+pub(crate) struct Schema {
     /// The database, for messages ("SQLite event store").
-    pub(super) database: &'static str,
+    pub(crate) database: &'static str,
     /// `(version, description, sql)`, in version order.
-    pub(super) migrations: &'static [(i64, &'static str, &'static str)],
+    pub(crate) migrations: &'static [(i64, &'static str, &'static str)],
 }
 
 impl Schema {
     /// The newest schema version this program knows.
-    pub(super) fn latest(&self) -> i64 {
+    pub(crate) fn latest(&self) -> i64 {
         self.migrations.last().map_or(0, |m| m.0)
     }
 
     /// A migrator over the embedded migrations, recording into [`MIGRATIONS_TABLE`].
     pub(super) fn migrator(&self) -> Migrator {
+        self.migrator_recording_into(MIGRATIONS_TABLE)
+    }
+
+    /// A migrator over the embedded migrations, recording into `table`, so that several
+    /// schemas (event store, key store, personal data store) can share one database with
+    /// version sequences of their own.
+    pub(crate) fn migrator_recording_into(&self, table: &'static str) -> Migrator {
         let migrations = self
             .migrations
             .iter()
@@ -62,7 +70,7 @@ impl Schema {
             })
             .collect();
         let mut migrator = Migrator::with_migrations(migrations);
-        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        migrator.dangerous_set_table_name(table);
         migrator
     }
 
@@ -139,7 +147,7 @@ pub(super) fn nanos(time: SystemTime) -> Result<i64, StoreError> {
 }
 
 /// The time `nanos` nanoseconds after (or before) the Unix epoch.
-pub(super) fn time(nanos: i64) -> SystemTime {
+pub(crate) fn time(nanos: i64) -> SystemTime {
     let magnitude = Duration::from_nanos(nanos.unsigned_abs());
     if nanos >= 0 {
         UNIX_EPOCH + magnitude
