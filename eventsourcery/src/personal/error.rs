@@ -110,6 +110,24 @@ pub enum PersonalError {
         /// What is wrong (never a value).
         reason: String,
     },
+    /// A value cannot be stored in the database's columns (a time far outside 1677..2262).
+    #[error("{what} is outside the range the database can store")]
+    OutOfRange {
+        /// What was out of range.
+        what: &'static str,
+    },
+    /// The key or personal data database was migrated by a newer program.
+    #[error(
+        "the {database} schema is at version {found}, newer than version {supported} that this program knows; upgrade eventsourcery"
+    )]
+    SchemaTooNew {
+        /// Which database.
+        database: &'static str,
+        /// The version found.
+        found: i64,
+        /// The newest version this program has.
+        supported: i64,
+    },
     /// The key or personal data database failed.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[error("database error during {operation}: {source}")]

@@ -16,12 +16,18 @@ use crate::value::ValueError;
 pub(crate) mod codec;
 mod crypto;
 mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 mod vault;
 
 pub use codec::{DecodeContext, EncodeContext};
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::PersonalError;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteKeyStore, SqlitePersonalStore};
 pub use store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
     PersonalStore, WrappedKey,

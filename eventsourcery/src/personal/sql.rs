@@ -1,0 +1,262 @@
+//! What the SQLite and PostgreSQL key and personal data stores share: table names, the
+//! migration bookkeeping, and the decoding of rows into API types, where a bad column is a
+//! [`PersonalError::Corrupt`] whose reason names the column but never shows its value.
+//!
+//! Both backends store the same columns. Subjects and references are UUIDs (text on SQLite,
+//! `uuid` on PostgreSQL, selected as text so that one decoder serves both), times are
+//! `BIGINT` nanoseconds since the Unix epoch, and `u32` key versions are `BIGINT`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::migrate::MigrateError;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use uuid::Uuid;
+
+use super::store::{Erasure, PersonalRecord, WrappedKey};
+use super::{PersonalError, PersonalKey};
+use crate::store::sql::Schema;
+
+/// The table in which the key store's migrator records applied schema versions.
+pub(super) const KEY_MIGRATIONS: &str = "eventsourcery_key_store_migrations";
+/// The table in which the personal data store's migrator records applied schema versions.
+pub(super) const PERSONAL_MIGRATIONS: &str = "eventsourcery_personal_store_migrations";
+
+/// The data keys table.
+pub(super) const DATA_KEYS: &str = "eventsourcery_data_keys";
+/// The erasures table.
+pub(super) const ERASURES: &str = "eventsourcery_erasures";
+/// The personal data table.
+pub(super) const PERSONAL_DATA: &str = "eventsourcery_personal_data";
+/// The blind index table.
+pub(super) const BLIND_INDEX: &str = "eventsourcery_blind_index";
+
+/// Wraps a driver error with what was being done.
+pub(super) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> PersonalError {
+    move |source| PersonalError::Database { operation, source }
+}
+
+/// Fails with [`PersonalError::SchemaTooNew`] if the database was migrated by a newer program.
+pub(super) fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
+    match applied {
+        Some(found) if found > schema.latest() => Err(PersonalError::SchemaTooNew {
+            database: schema.database,
+            found,
+            supported: schema.latest(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Maps a migrator error; an applied version this program does not have means the schema is
+/// newer than the program.
+pub(super) fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
+    match error {
+        MigrateError::VersionMissing(found) if found > schema.latest() => {
+            PersonalError::SchemaTooNew {
+                database: schema.database,
+                found,
+                supported: schema.latest(),
+            }
+        }
+        source => PersonalError::Migrate {
+            database: schema.database,
+            source,
+        },
+    }
+}
+
+/// Nanoseconds since the Unix epoch (negative before it).
+pub(super) fn nanos(time: SystemTime, what: &'static str) -> Result<i64, PersonalError> {
+    let out_of_range = PersonalError::OutOfRange { what };
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).map_err(|_| out_of_range),
+        Err(before) => i64::try_from(before.duration().as_nanos())
+            .map(|n| -n)
+            .map_err(|_| out_of_range),
+    }
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub(super) fn now_ns() -> Result<i64, PersonalError> {
+    nanos(SystemTime::now(), "the current time")
+}
+
+/// Reads a row's columns; a column that does not decode is a [`PersonalError::Corrupt`]
+/// naming the table and column, never the value.
+struct Columns<'r, R> {
+    row: &'r R,
+    table: &'static str,
+}
+
+impl<'r, R> Columns<'r, R>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+{
+    fn corrupt(&self, reason: String) -> PersonalError {
+        PersonalError::Corrupt {
+            table: self.table,
+            reason,
+        }
+    }
+
+    fn get<T>(&self, index: usize, column: &str, expected: &str) -> Result<T, PersonalError>
+    where
+        T: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        // The driver's message is not shown: it may quote the stored value.
+        self.row
+            .try_get(index)
+            .map_err(|_| self.corrupt(format!("column `{column}` does not hold {expected}")))
+    }
+
+    fn uuid(&self, index: usize, column: &str) -> Result<Uuid, PersonalError>
+    where
+        String: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let text: String = self.get(index, column, "text")?;
+        // Only the hyphenated form is written.
+        if text.len() != 36 {
+            return Err(self.corrupt(format!("column `{column}` is not a UUID (wrong length)")));
+        }
+        Uuid::parse_str(&text).map_err(|_| self.corrupt(format!("column `{column}` is not a UUID")))
+    }
+
+    fn subject(&self, index: usize, column: &str) -> Result<PersonalKey, PersonalError>
+    where
+        String: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        self.uuid(index, column).map(PersonalKey::from_uuid)
+    }
+
+    fn version(&self, index: usize, column: &str, least: u32) -> Result<u32, PersonalError>
+    where
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let value: i64 = self.get(index, column, "an integer")?;
+        match u32::try_from(value) {
+            Ok(version) if version >= least => Ok(version),
+            _ if value < 0 => Err(self.corrupt(format!("column `{column}` is negative"))),
+            _ => Err(self.corrupt(format!(
+                "column `{column}` is out of range for a key version"
+            ))),
+        }
+    }
+}
+
+/// Decodes a data key row selected as `subject, version, wrapped, master_key_id` (the subject
+/// as text).
+pub(super) fn key_from_row<'r, R>(row: &'r R) -> Result<WrappedKey, PersonalError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let columns = Columns {
+        row,
+        table: DATA_KEYS,
+    };
+    Ok(WrappedKey {
+        subject: columns.subject(0, "subject")?,
+        version: columns.version(1, "version", 1)?,
+        wrapped: columns.get(2, "wrapped", "bytes")?,
+        master_key_id: columns.get(3, "master_key_id", "text")?,
+    })
+}
+
+/// Decodes an erasure row selected as `subject, erased_at_ns, reason, last_key_version,
+/// re_enrolled` (the subject as text).
+pub(super) fn erasure_from_row<'r, R>(row: &'r R) -> Result<Erasure, PersonalError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let columns = Columns {
+        row,
+        table: ERASURES,
+    };
+    Ok(Erasure {
+        subject: columns.subject(0, "subject")?,
+        erased_at: crate::store::sql::time(columns.get(1, "erased_at_ns", "an integer")?),
+        reason: columns.get(2, "reason", "text")?,
+        last_key_version: columns.version(3, "last_key_version", 0)?,
+        re_enrolled: columns.get(4, "re_enrolled", "a boolean")?,
+    })
+}
+
+/// Decodes a personal data row selected as `reference, subject, field, ciphertext` (UUIDs as
+/// text).
+pub(super) fn record_from_row<'r, R>(row: &'r R) -> Result<PersonalRecord, PersonalError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let columns = Columns {
+        row,
+        table: PERSONAL_DATA,
+    };
+    Ok(PersonalRecord {
+        reference: columns.uuid(0, "reference")?,
+        subject: columns.subject(1, "subject")?,
+        field: columns.get(2, "field", "text")?,
+        ciphertext: columns.get(3, "ciphertext", "bytes")?,
+    })
+}
+
+/// Decodes a blind index row selected as `subject` (as text).
+pub(super) fn subject_from_row<'r, R>(row: &'r R) -> Result<PersonalKey, PersonalError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Columns {
+        row,
+        table: BLIND_INDEX,
+    }
+    .subject(0, "subject")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_applied_version_is_schema_too_new() {
+        let schema = Schema {
+            database: "test",
+            migrations: &[(1, "one", "SELECT 1")],
+        };
+        assert!(check_applied(&schema, None).is_ok());
+        assert!(check_applied(&schema, Some(1)).is_ok());
+        assert!(matches!(
+            check_applied(&schema, Some(2)),
+            Err(PersonalError::SchemaTooNew {
+                found: 2,
+                supported: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            migrate_error(&schema, MigrateError::VersionMissing(7)),
+            PersonalError::SchemaTooNew { found: 7, .. }
+        ));
+    }
+
+    #[test]
+    fn times_out_of_range_are_refused() {
+        let far = UNIX_EPOCH + std::time::Duration::from_secs(400 * 365 * 24 * 3600);
+        assert!(matches!(
+            nanos(far, "erasure time"),
+            Err(PersonalError::OutOfRange { .. })
+        ));
+        assert!(now_ns().is_ok());
+    }
+}

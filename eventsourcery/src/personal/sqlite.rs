@@ -1,0 +1,556 @@
+//! The SQLite key store and personal data store: by default two files of their own, apart
+//! from the event store's.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use uuid::Uuid;
+
+use super::sql::{self, db};
+use super::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use super::{PersonalError, PersonalKey};
+use crate::store::sql::Schema;
+
+/// The key store's embedded migrations, newest last.
+const KEY_SCHEMA: Schema = Schema {
+    database: "SQLite key store",
+    migrations: &[(
+        1,
+        "key store",
+        include_str!("../../migrations/sqlite/keys/0001_key_store.sql"),
+    )],
+};
+
+/// The personal data store's embedded migrations, newest last.
+const PERSONAL_SCHEMA: Schema = Schema {
+    database: "SQLite personal data store",
+    migrations: &[(
+        1,
+        "personal data store",
+        include_str!("../../migrations/sqlite/personal/0001_personal_store.sql"),
+    )],
+};
+
+/// How long a writer from another process waits for SQLite's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections of a file-backed store: one writer at a time, readers in parallel (WAL).
+const MAX_CONNECTIONS: u32 = 8;
+
+/// A pool and the queue of this process's writers, shared by clones.
+#[derive(Clone)]
+struct Database {
+    pool: SqlitePool,
+    writer: Arc<Mutex<()>>,
+}
+
+impl Database {
+    /// The file at `path`, created if missing: WAL, `synchronous = FULL`, a busy timeout, and
+    /// `secure_delete`, so that deleted keys and ciphertexts are overwritten with zeros
+    /// rather than left in free pages.
+    async fn open(path: &Path) -> Result<Self, PersonalError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("secure_delete", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(db("open"))?;
+        Ok(Self::new(pool))
+    }
+
+    /// A database in memory, on one connection that is never retired.
+    async fn in_memory() -> Result<Self, PersonalError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(SqliteConnectOptions::new().filename(":memory:"))
+            .await
+            .map_err(db("open"))?;
+        Ok(Self::new(pool))
+    }
+
+    fn new(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Applies the migrations of `schema` that the database does not have yet.
+    async fn migrate(&self, schema: &Schema, table: &'static str) -> Result<(), PersonalError> {
+        let _writer = self.writer.lock().await;
+        // Two statements: SQLite resolves every table name of a statement before running it.
+        let tracked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        )
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("migrate"))?;
+        let applied: Option<i64> = if tracked == 0 {
+            None
+        } else {
+            // `table` is one of this crate's constants, never input.
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("migrate"))?
+        };
+        sql::check_applied(schema, applied)?;
+        schema
+            .migrator_recording_into(table)
+            .run(&self.pool)
+            .await
+            .map_err(|error| sql::migrate_error(schema, error))
+    }
+
+    /// A write transaction, queued behind this process's other writers.
+    async fn begin(
+        &self,
+        operation: &'static str,
+    ) -> Result<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>), PersonalError> {
+        let guard = Arc::clone(&self.writer).lock_owned().await;
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db(operation))?;
+        Ok((guard, tx))
+    }
+
+    fn file(&self) -> String {
+        self.pool
+            .connect_options()
+            .get_filename()
+            .display()
+            .to_string()
+    }
+}
+
+/// Subjects or references as a JSON array of UUID strings, for `json_each`.
+fn uuid_list(ids: impl Iterator<Item = Uuid>) -> String {
+    let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+    serde_json::Value::from(ids).to_string()
+}
+
+/// The encryption key store in a SQLite database: each subject's wrapped data key, and the
+/// PII-free erasure records.
+///
+/// Keep it in a file of its own ([`open`](Self::open)), apart from the personal data and the
+/// events, so that a copy of one database is not a copy of the others. Files are opened in WAL
+/// mode with a busy timeout and `secure_delete`, so that an erased subject's key is
+/// overwritten rather than left in a free page. It may also share a database with the event
+/// and personal data stores: its tables and its migrations table
+/// (`eventsourcery_key_store_migrations`) have names of their own.
+///
+/// Cheap to clone: clones share the connection pool.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventsourcery::personal::KeyStore;
+/// use eventsourcery::{PersonalKey, SqliteKeyStore};
+///
+/// let keys = SqliteKeyStore::in_memory().await?;
+/// assert!(keys.keys(&[PersonalKey::issue()]).await?.is_empty());
+/// # Ok::<(), eventsourcery::personal::PersonalError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SqliteKeyStore {
+    db: Database,
+}
+
+impl fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteKeyStore")
+            .field("file", &self.db.file())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteKeyStore {
+    /// Opens the store in the file at `path`, creating the file if it is missing, and
+    /// migrates its schema.
+    ///
+    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the file.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
+        Self::with(Database::open(path.as_ref()).await?).await
+    }
+
+    /// A store in memory, gone when the store (and its clones) are dropped: for tests.
+    pub async fn in_memory() -> Result<Self, PersonalError> {
+        Self::with(Database::in_memory().await?).await
+    }
+
+    /// A store over an existing pool, whose schema is migrated first.
+    ///
+    /// For several writers, configure the pool's connections with a busy timeout (and
+    /// preferably WAL mode and `secure_delete`), as [`open`](Self::open) does.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, PersonalError> {
+        Self::with(Database::new(pool)).await
+    }
+
+    async fn with(db: Database) -> Result<Self, PersonalError> {
+        let store = Self { db };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.db.pool
+    }
+
+    /// Applies the embedded migrations that the database does not have yet.
+    ///
+    /// Run by every constructor; safe to call again. Fails with
+    /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated the
+    /// database.
+    pub async fn migrate(&self) -> Result<(), PersonalError> {
+        self.db.migrate(&KEY_SCHEMA, sql::KEY_MIGRATIONS).await
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for SqliteKeyStore {
+    async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys
+             WHERE subject IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(uuid_list(subjects.iter().map(PersonalKey::as_uuid)))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("read data keys"))?;
+        rows.iter().map(sql::key_from_row).collect()
+    }
+
+    async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
+        let subject = key.subject.to_string();
+        let created = sql::now_ns()?;
+        let (_writer, mut tx) = self.db.begin("insert data key").await?;
+        sqlx::query(
+            "INSERT INTO eventsourcery_data_keys
+                 (subject, version, wrapped, master_key_id, created_at_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(&subject)
+        .bind(i64::from(key.version))
+        .bind(key.wrapped.as_slice())
+        .bind(&key.master_key_id)
+        .bind(created)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("insert data key"))?;
+        // The key just inserted, or the one a writer stored first.
+        let row = sqlx::query(
+            "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys
+             WHERE subject = ?1",
+        )
+        .bind(&subject)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("insert data key"))?;
+        tx.commit().await.map_err(db("insert data key"))?;
+        match row {
+            Some(row) => sql::key_from_row(&row),
+            None => Err(PersonalError::MissingKey {
+                subject: key.subject,
+            }),
+        }
+    }
+
+    async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError> {
+        let (_writer, mut tx) = self.db.begin("delete data key").await?;
+        sqlx::query("DELETE FROM eventsourcery_data_keys WHERE subject = ?1")
+            .bind(subject.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete data key"))?;
+        tx.commit().await.map_err(db("delete data key"))
+    }
+
+    async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError> {
+        let erased_at = sql::nanos(erasure.erased_at, "the erasure time")?;
+        let (_writer, mut tx) = self.db.begin("record erasure").await?;
+        // A subject erased and not re-enrolled keeps its first record.
+        sqlx::query(
+            "INSERT INTO eventsourcery_erasures
+                 (subject, erased_at_ns, reason, last_key_version, re_enrolled)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (subject) DO UPDATE SET
+                 erased_at_ns = excluded.erased_at_ns,
+                 reason = excluded.reason,
+                 last_key_version = excluded.last_key_version,
+                 re_enrolled = excluded.re_enrolled
+             WHERE eventsourcery_erasures.re_enrolled = 1",
+        )
+        .bind(erasure.subject.to_string())
+        .bind(erased_at)
+        .bind(&erasure.reason)
+        .bind(i64::from(erasure.last_key_version))
+        .bind(erasure.re_enrolled)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("record erasure"))?;
+        tx.commit().await.map_err(db("record erasure"))
+    }
+
+    async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT subject, erased_at_ns, reason, last_key_version, re_enrolled
+             FROM eventsourcery_erasures
+             WHERE subject IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(uuid_list(subjects.iter().map(PersonalKey::as_uuid)))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("read erasures"))?;
+        rows.iter().map(sql::erasure_from_row).collect()
+    }
+
+    async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
+        let (_writer, mut tx) = self.db.begin("re-enroll").await?;
+        sqlx::query("UPDATE eventsourcery_erasures SET re_enrolled = 1 WHERE subject = ?1")
+            .bind(subject.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("re-enroll"))?;
+        tx.commit().await.map_err(db("re-enroll"))
+    }
+
+    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys
+             ORDER BY subject",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("read data keys"))?;
+        rows.iter().map(sql::key_from_row).collect()
+    }
+
+    async fn rewrap_keys(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
+        let (_writer, mut tx) = self.db.begin("rewrap data keys").await?;
+        for key in &keys {
+            sqlx::query(
+                "UPDATE eventsourcery_data_keys SET wrapped = ?3, master_key_id = ?4
+                 WHERE subject = ?1 AND version = ?2",
+            )
+            .bind(key.subject.to_string())
+            .bind(i64::from(key.version))
+            .bind(key.wrapped.as_slice())
+            .bind(&key.master_key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("rewrap data keys"))?;
+        }
+        tx.commit().await.map_err(db("rewrap data keys"))
+    }
+}
+
+/// The personal data store in a SQLite database: encrypted personal values and the keyed
+/// blind index. No column holds a plaintext personal value.
+///
+/// Keep it in a file of its own ([`open`](Self::open)), apart from the keys and the events.
+/// Files are opened in WAL mode with a busy timeout and `secure_delete`, so that an erased
+/// subject's ciphertexts are overwritten rather than left in free pages. It may also share a
+/// database with the event and key stores: its tables and its migrations table
+/// (`eventsourcery_personal_store_migrations`) have names of their own.
+///
+/// Cheap to clone: clones share the connection pool.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use eventsourcery::personal::PersonalStore;
+/// use eventsourcery::{PersonalKey, SqlitePersonalStore};
+///
+/// let data = SqlitePersonalStore::in_memory().await?;
+/// assert!(data.by_subject(PersonalKey::issue()).await?.is_empty());
+/// # Ok::<(), eventsourcery::personal::PersonalError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SqlitePersonalStore {
+    db: Database,
+}
+
+impl fmt::Debug for SqlitePersonalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlitePersonalStore")
+            .field("file", &self.db.file())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlitePersonalStore {
+    /// Opens the store in the file at `path`, creating the file if it is missing, and
+    /// migrates its schema.
+    ///
+    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the file.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
+        Self::with(Database::open(path.as_ref()).await?).await
+    }
+
+    /// A store in memory, gone when the store (and its clones) are dropped: for tests.
+    pub async fn in_memory() -> Result<Self, PersonalError> {
+        Self::with(Database::in_memory().await?).await
+    }
+
+    /// A store over an existing pool, whose schema is migrated first.
+    ///
+    /// For several writers, configure the pool's connections with a busy timeout (and
+    /// preferably WAL mode and `secure_delete`), as [`open`](Self::open) does.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, PersonalError> {
+        Self::with(Database::new(pool)).await
+    }
+
+    async fn with(db: Database) -> Result<Self, PersonalError> {
+        let store = Self { db };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.db.pool
+    }
+
+    /// Applies the embedded migrations that the database does not have yet.
+    ///
+    /// Run by every constructor; safe to call again. Fails with
+    /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated the
+    /// database.
+    pub async fn migrate(&self) -> Result<(), PersonalError> {
+        self.db
+            .migrate(&PERSONAL_SCHEMA, sql::PERSONAL_MIGRATIONS)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl PersonalStore for SqlitePersonalStore {
+    async fn put(
+        &self,
+        mut records: Vec<PersonalRecord>,
+        mut index: Vec<IndexEntry>,
+    ) -> Result<(), PersonalError> {
+        if records.is_empty() && index.is_empty() {
+            return Ok(());
+        }
+        records.sort_by_key(|r| r.reference);
+        index.sort();
+        let created = sql::now_ns()?;
+        let (_writer, mut tx) = self.db.begin("store personal data").await?;
+        for record in &records {
+            sqlx::query(
+                "INSERT INTO eventsourcery_personal_data
+                     (reference, subject, field, ciphertext, created_at_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (reference) DO UPDATE SET
+                     subject = excluded.subject,
+                     field = excluded.field,
+                     ciphertext = excluded.ciphertext",
+            )
+            .bind(record.reference.to_string())
+            .bind(record.subject.to_string())
+            .bind(&record.field)
+            .bind(record.ciphertext.as_slice())
+            .bind(created)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("store personal data"))?;
+        }
+        for (hash, subject) in &index {
+            sqlx::query(
+                "INSERT INTO eventsourcery_blind_index (hash, subject) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(hash.as_slice())
+            .bind(subject.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("store personal data"))?;
+        }
+        tx.commit().await.map_err(db("store personal data"))
+    }
+
+    async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
+        if references.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data
+             WHERE reference IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(uuid_list(references.iter().copied()))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("read personal data"))?;
+        rows.iter().map(sql::record_from_row).collect()
+    }
+
+    async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data
+             WHERE subject = ?1 ORDER BY created_at_ns, reference",
+        )
+        .bind(subject.to_string())
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("read personal data"))?;
+        rows.iter().map(sql::record_from_row).collect()
+    }
+
+    async fn delete_subject(&self, subject: PersonalKey) -> Result<u64, PersonalError> {
+        let subject = subject.to_string();
+        let (_writer, mut tx) = self.db.begin("delete personal data").await?;
+        let deleted = sqlx::query("DELETE FROM eventsourcery_personal_data WHERE subject = ?1")
+            .bind(&subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete personal data"))?
+            .rows_affected();
+        sqlx::query("DELETE FROM eventsourcery_blind_index WHERE subject = ?1")
+            .bind(&subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete personal data"))?;
+        tx.commit().await.map_err(db("delete personal data"))?;
+        Ok(deleted)
+    }
+
+    async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT subject FROM eventsourcery_blind_index WHERE hash = ?1
+             ORDER BY subject",
+        )
+        .bind(hash)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("blind index lookup"))?;
+        rows.iter().map(sql::subject_from_row).collect()
+    }
+}
