@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use eventsourcery::{MemoryStore, PersonalVault};
 
-async fn backend() -> Option<personal::Backend> {
-    Some(personal::Backend {
-        store: Arc::new(MemoryStore::new()),
-        vault: Arc::new(PersonalVault::in_memory().unwrap()),
-    })
+async fn setup(_test: &'static str) -> Option<personal::Backend> {
+    Some(personal::Backend::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(PersonalVault::in_memory().unwrap()),
+    ))
 }
 
-personal_suite!(backend().await);
+personal_suite!(setup);
