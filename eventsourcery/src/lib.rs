@@ -25,6 +25,8 @@ pub use command::{BoxError, Command, CommandError, CommandReceipt, Error};
 pub use dispatch::{Consumer, ConsumerKind, Dispatcher, Envelope, EventMeta, ProjectionTx};
 pub use event::{DomainEvent, EventError, EventRegistry, Metadata, Upcaster};
 pub use personal::{MasterKey, Personal, PersonalKey, PersonalVault};
+#[cfg(feature = "postgres")]
+pub use personal::{PostgresKeyStore, PostgresPersonalStore};
 #[cfg(feature = "sqlite")]
 pub use personal::{SqliteKeyStore, SqlitePersonalStore};
 pub use repository::Repository;

@@ -16,6 +16,8 @@ use crate::value::ValueError;
 pub(crate) mod codec;
 mod crypto;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -26,6 +28,8 @@ mod vault;
 pub use codec::{DecodeContext, EncodeContext};
 pub use crypto::{MASTER_KEY_ENV, MasterKey};
 pub use error::PersonalError;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresKeyStore, PostgresPersonalStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteKeyStore, SqlitePersonalStore};
 pub use store::{

@@ -1,0 +1,451 @@
+//! The PostgreSQL key store and personal data store: by default two databases of their own,
+//! apart from the event store's.
+
+use std::fmt;
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+use super::sql::{self, db};
+use super::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use super::{PersonalError, PersonalKey};
+use crate::store::sql::Schema;
+
+/// The key store's embedded migrations, newest last.
+const KEY_SCHEMA: Schema = Schema {
+    database: "PostgreSQL key store",
+    migrations: &[(
+        1,
+        "key store",
+        include_str!("../../migrations/postgres/keys/0001_key_store.sql"),
+    )],
+};
+
+/// The personal data store's embedded migrations, newest last.
+const PERSONAL_SCHEMA: Schema = Schema {
+    database: "PostgreSQL personal data store",
+    migrations: &[(
+        1,
+        "personal data store",
+        include_str!("../../migrations/postgres/personal/0001_personal_store.sql"),
+    )],
+};
+
+/// Connections opened by `connect`.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// A pool on the database at `url`.
+async fn connect(url: &str) -> Result<PgPool, PersonalError> {
+    PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .connect(url)
+        .await
+        .map_err(db("connect"))
+}
+
+/// Applies the migrations of `schema` that the database does not have yet.
+async fn migrate(pool: &PgPool, schema: &Schema, table: &'static str) -> Result<(), PersonalError> {
+    // Two statements: PostgreSQL resolves every table name of a statement before running it,
+    // so one statement cannot ask for the version only if the table exists.
+    let tracked: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .map_err(db("migrate"))?;
+    let applied: Option<i64> = if tracked {
+        // `table` is one of this crate's constants, never input.
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
+            .fetch_one(pool)
+            .await
+            .map_err(db("migrate"))?
+    } else {
+        None
+    };
+    sql::check_applied(schema, applied)?;
+    // sqlx's migrator serialises migrating processes with a session-level advisory lock, which
+    // it does not release when a migration fails. It gets a connection of its own, closed
+    // afterwards, so a failure cannot leave the lock on a pooled connection.
+    let options = (*pool.connect_options()).clone();
+    let dedicated = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(db("migrate"))?;
+    let migrated = schema.migrator_recording_into(table).run(&dedicated).await;
+    dedicated.close().await;
+    migrated.map_err(|error| sql::migrate_error(schema, error))
+}
+
+/// Shows where a pool connects, without credentials.
+fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let options = pool.connect_options();
+    f.debug_struct(name)
+        .field("host", &options.get_host())
+        .field("database", &options.get_database())
+        .finish_non_exhaustive()
+}
+
+fn uuids(subjects: &[PersonalKey]) -> Vec<Uuid> {
+    subjects.iter().map(PersonalKey::as_uuid).collect()
+}
+
+/// The encryption key store in a PostgreSQL database: each subject's wrapped data key, and the
+/// PII-free erasure records.
+///
+/// Keep it in a database of its own ([`connect`](Self::connect)), apart from the personal data
+/// and the events, so that a copy of one database is not a copy of the others. It may also
+/// share a database with the event and personal data stores: its tables and its migrations
+/// table (`eventsourcery_key_store_migrations`) have names of their own. Tables are created
+/// unqualified, in the first schema of the connections' `search_path`.
+///
+/// Concurrent first writes for one subject agree on one key: the insert does nothing when the
+/// subject has a key, and the stored key is read back.
+///
+/// Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct PostgresKeyStore {
+    pool: PgPool,
+}
+
+impl fmt::Debug for PostgresKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        describe("PostgresKeyStore", &self.pool, f)
+    }
+}
+
+impl PostgresKeyStore {
+    /// Connects to the database at `url` (`postgres://user@host:5432/keys`) with a pool of up
+    /// to 10 connections, and migrates its schema.
+    ///
+    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the database.
+    pub async fn connect(url: &str) -> Result<Self, PersonalError> {
+        Self::from_pool(connect(url).await?).await
+    }
+
+    /// A store over an existing pool, whose schema is migrated first.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, PersonalError> {
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations that the database does not have yet.
+    ///
+    /// Run by every constructor; safe to call again and from several processes at once (they
+    /// take turns on an advisory lock). Fails with [`PersonalError::SchemaTooNew`], changing
+    /// nothing, if a newer program migrated the database.
+    pub async fn migrate(&self) -> Result<(), PersonalError> {
+        migrate(&self.pool, &KEY_SCHEMA, sql::KEY_MIGRATIONS).await
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyStore for PostgresKeyStore {
+    async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
+             WHERE subject = ANY($1)",
+        )
+        .bind(uuids(subjects))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read data keys"))?;
+        rows.iter().map(sql::key_from_row).collect()
+    }
+
+    async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
+        // A concurrent insert for the same subject makes this one wait for it to commit, then
+        // do nothing; the next statement (with a fresh snapshot) reads the winner's key.
+        let inserted = sqlx::query(
+            "INSERT INTO eventsourcery_data_keys
+                 (subject, version, wrapped, master_key_id, created_at_ns)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (subject) DO NOTHING
+             RETURNING subject::text, version, wrapped, master_key_id",
+        )
+        .bind(key.subject.as_uuid())
+        .bind(i64::from(key.version))
+        .bind(key.wrapped.as_slice())
+        .bind(&key.master_key_id)
+        .bind(sql::now_ns()?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("insert data key"))?;
+        if let Some(row) = inserted {
+            return sql::key_from_row(&row);
+        }
+        let stored = sqlx::query(
+            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
+             WHERE subject = $1",
+        )
+        .bind(key.subject.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("insert data key"))?;
+        match stored {
+            Some(row) => sql::key_from_row(&row),
+            // Deleted between the two statements: the subject is being erased.
+            None => Err(PersonalError::SubjectErased {
+                subject: key.subject,
+            }),
+        }
+    }
+
+    async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError> {
+        sqlx::query("DELETE FROM eventsourcery_data_keys WHERE subject = $1")
+            .bind(subject.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete data key"))?;
+        Ok(())
+    }
+
+    async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError> {
+        // A subject erased and not re-enrolled keeps its first record.
+        sqlx::query(
+            "INSERT INTO eventsourcery_erasures
+                 (subject, erased_at_ns, reason, last_key_version, re_enrolled)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (subject) DO UPDATE SET
+                 erased_at_ns = excluded.erased_at_ns,
+                 reason = excluded.reason,
+                 last_key_version = excluded.last_key_version,
+                 re_enrolled = excluded.re_enrolled
+             WHERE eventsourcery_erasures.re_enrolled",
+        )
+        .bind(erasure.subject.as_uuid())
+        .bind(sql::nanos(erasure.erased_at, "the erasure time")?)
+        .bind(&erasure.reason)
+        .bind(i64::from(erasure.last_key_version))
+        .bind(erasure.re_enrolled)
+        .execute(&self.pool)
+        .await
+        .map_err(db("record erasure"))?;
+        Ok(())
+    }
+
+    async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled
+             FROM eventsourcery_erasures WHERE subject = ANY($1)",
+        )
+        .bind(uuids(subjects))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read erasures"))?;
+        rows.iter().map(sql::erasure_from_row).collect()
+    }
+
+    async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
+        sqlx::query("UPDATE eventsourcery_erasures SET re_enrolled = TRUE WHERE subject = $1")
+            .bind(subject.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(db("re-enroll"))?;
+        Ok(())
+    }
+
+    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
+             ORDER BY subject",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read data keys"))?;
+        rows.iter().map(sql::key_from_row).collect()
+    }
+
+    async fn rewrap_keys(&self, mut keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
+        // One lock order for every writer.
+        keys.sort_by_key(|k| k.subject);
+        let mut tx = self.pool.begin().await.map_err(db("rewrap data keys"))?;
+        for key in &keys {
+            sqlx::query(
+                "UPDATE eventsourcery_data_keys SET wrapped = $3, master_key_id = $4
+                 WHERE subject = $1 AND version = $2",
+            )
+            .bind(key.subject.as_uuid())
+            .bind(i64::from(key.version))
+            .bind(key.wrapped.as_slice())
+            .bind(&key.master_key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("rewrap data keys"))?;
+        }
+        tx.commit().await.map_err(db("rewrap data keys"))
+    }
+}
+
+/// The personal data store in a PostgreSQL database: encrypted personal values and the keyed
+/// blind index. No column holds a plaintext personal value.
+///
+/// Keep it in a database of its own ([`connect`](Self::connect)), apart from the keys and the
+/// events. It may also share a database with the event and key stores: its tables and its
+/// migrations table (`eventsourcery_personal_store_migrations`) have names of their own.
+/// Tables are created unqualified, in the first schema of the connections' `search_path`.
+///
+/// Cheap to clone: clones share the connection pool.
+#[derive(Clone)]
+pub struct PostgresPersonalStore {
+    pool: PgPool,
+}
+
+impl fmt::Debug for PostgresPersonalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        describe("PostgresPersonalStore", &self.pool, f)
+    }
+}
+
+impl PostgresPersonalStore {
+    /// Connects to the database at `url` (`postgres://user@host:5432/personal`) with a pool of
+    /// up to 10 connections, and migrates its schema.
+    ///
+    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the database.
+    pub async fn connect(url: &str) -> Result<Self, PersonalError> {
+        Self::from_pool(connect(url).await?).await
+    }
+
+    /// A store over an existing pool, whose schema is migrated first.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, PersonalError> {
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations that the database does not have yet.
+    ///
+    /// Run by every constructor; safe to call again and from several processes at once (they
+    /// take turns on an advisory lock). Fails with [`PersonalError::SchemaTooNew`], changing
+    /// nothing, if a newer program migrated the database.
+    pub async fn migrate(&self) -> Result<(), PersonalError> {
+        migrate(&self.pool, &PERSONAL_SCHEMA, sql::PERSONAL_MIGRATIONS).await
+    }
+}
+
+#[async_trait::async_trait]
+impl PersonalStore for PostgresPersonalStore {
+    async fn put(
+        &self,
+        mut records: Vec<PersonalRecord>,
+        mut index: Vec<IndexEntry>,
+    ) -> Result<(), PersonalError> {
+        if records.is_empty() && index.is_empty() {
+            return Ok(());
+        }
+        // One lock order for every writer, so that two writers cannot deadlock.
+        records.sort_by_key(|r| r.reference);
+        index.sort();
+        let created = sql::now_ns()?;
+        let mut tx = self.pool.begin().await.map_err(db("store personal data"))?;
+        for record in &records {
+            sqlx::query(
+                "INSERT INTO eventsourcery_personal_data
+                     (reference, subject, field, ciphertext, created_at_ns)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (reference) DO UPDATE SET
+                     subject = excluded.subject,
+                     field = excluded.field,
+                     ciphertext = excluded.ciphertext",
+            )
+            .bind(record.reference)
+            .bind(record.subject.as_uuid())
+            .bind(&record.field)
+            .bind(record.ciphertext.as_slice())
+            .bind(created)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("store personal data"))?;
+        }
+        for (hash, subject) in &index {
+            sqlx::query(
+                "INSERT INTO eventsourcery_blind_index (hash, subject) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(hash.as_slice())
+            .bind(subject.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("store personal data"))?;
+        }
+        tx.commit().await.map_err(db("store personal data"))
+    }
+
+    async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
+        if references.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT reference::text, subject::text, field, ciphertext
+             FROM eventsourcery_personal_data WHERE reference = ANY($1)",
+        )
+        .bind(references)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read personal data"))?;
+        rows.iter().map(sql::record_from_row).collect()
+    }
+
+    async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT reference::text, subject::text, field, ciphertext
+             FROM eventsourcery_personal_data WHERE subject = $1
+             ORDER BY created_at_ns, reference",
+        )
+        .bind(subject.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read personal data"))?;
+        rows.iter().map(sql::record_from_row).collect()
+    }
+
+    async fn delete_subject(&self, subject: PersonalKey) -> Result<u64, PersonalError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("delete personal data"))?;
+        let deleted = sqlx::query("DELETE FROM eventsourcery_personal_data WHERE subject = $1")
+            .bind(subject.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete personal data"))?
+            .rows_affected();
+        sqlx::query("DELETE FROM eventsourcery_blind_index WHERE subject = $1")
+            .bind(subject.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("delete personal data"))?;
+        tx.commit().await.map_err(db("delete personal data"))?;
+        Ok(deleted)
+    }
+
+    async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT subject::text FROM eventsourcery_blind_index WHERE hash = $1
+             ORDER BY 1",
+        )
+        .bind(hash)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("blind index lookup"))?;
+        rows.iter().map(sql::subject_from_row).collect()
+    }
+}
