@@ -1,0 +1,359 @@
+//! The personal data suite on PostgreSQL, each test with three databases of its own (events,
+//! keys, personal data), plus what only SQL storage can show: no personal value in any column
+//! of any table, nothing of an erased subject left, corrupt rows as typed errors, and the
+//! migrations of each store kept apart.
+//!
+//! Runs when `EVENTSOURCERY_POSTGRES_URL` is set; otherwise each test prints that it was
+//! skipped. Each test that ran appends `personal_postgres::<test>` to the file named by
+//! `EVENTSOURCERY_POSTGRES_MARKER` (CI counts them).
+#![cfg(feature = "postgres")]
+
+mod personal;
+mod support;
+
+use std::sync::Arc;
+
+use eventsourcery::personal::{KeyStore, PersonalError};
+use eventsourcery::{
+    MasterKey, PersonalKey, PersonalVault, PostgresKeyStore, PostgresPersonalStore, PostgresStore,
+};
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgPool;
+
+use personal::Backend;
+use personal::raw::{self, BoxFuture, Database, Raw};
+use support::postgres::TestDatabase;
+
+/// The three stores of one test, each in a database of its own.
+struct Databases {
+    events: PostgresStore,
+    keys: PostgresKeyStore,
+    data: PostgresPersonalStore,
+    databases: Vec<TestDatabase>,
+}
+
+async fn open(test: &'static str) -> Option<Databases> {
+    let mut databases = Vec::new();
+    for _ in 0..3 {
+        databases.push(TestDatabase::create(test).await?);
+    }
+    Some(Databases {
+        events: PostgresStore::from_pool(databases[0].pool().await)
+            .await
+            .expect("open the event store"),
+        keys: PostgresKeyStore::from_pool(databases[1].pool().await)
+            .await
+            .expect("open the key store"),
+        data: PostgresPersonalStore::from_pool(databases[2].pool().await)
+            .await
+            .expect("open the personal data store"),
+        databases,
+    })
+}
+
+impl Databases {
+    fn backend(&self) -> Backend {
+        let vault = PersonalVault::new(
+            self.keys.clone(),
+            self.data.clone(),
+            MasterKey::generate().unwrap(),
+        );
+        Backend::new(Arc::new(self.events.clone()), Arc::new(vault))
+    }
+
+    fn pool(&self, database: Database) -> &PgPool {
+        match database {
+            Database::Events => self.events.pool(),
+            Database::Keys => self.keys.pool(),
+            Database::Personal => self.data.pool(),
+        }
+    }
+
+    /// Closes the pools, records that the test ran, and drops the databases.
+    async fn finish(self) {
+        for database in Database::ALL {
+            self.pool(database).close().await;
+        }
+        for database in self.databases {
+            database.finish().await;
+        }
+    }
+}
+
+async fn setup(test: &'static str) -> Option<Backend> {
+    let databases = open(test).await?;
+    let backend = databases.backend();
+    Some(backend.with_cleanup(databases.finish()))
+}
+
+personal_suite!(setup);
+
+/// Every column of every table outside the system schemas, each value cast to text (`bytea`
+/// in hex), and `bytea` values also raw and in the escape format.
+async fn dump(pool: &PgPool) -> Vec<u8> {
+    let columns: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT table_schema::text, table_name::text, column_name::text, data_type::text
+         FROM information_schema.columns
+         WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+         ORDER BY table_schema, table_name, ordinal_position",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(!columns.is_empty());
+    let mut out = Vec::new();
+    for (schema, table, column, data_type) in columns {
+        let from = format!("FROM \"{schema}\".\"{table}\"");
+        let text = format!("SELECT \"{column}\"::text {from}");
+        let values: Vec<Option<String>> = sqlx::query_scalar(AssertSqlSafe(text))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for value in values.into_iter().flatten() {
+            out.extend(value.into_bytes());
+            out.push(b'\n');
+        }
+        if data_type == "bytea" {
+            let escape = format!("SELECT encode(\"{column}\", 'escape') {from}");
+            let values: Vec<Option<String>> = sqlx::query_scalar(AssertSqlSafe(escape))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            for value in values.into_iter().flatten() {
+                out.extend(value.into_bytes());
+                out.push(b'\n');
+            }
+            let raw = format!("SELECT \"{column}\" {from}");
+            let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(AssertSqlSafe(raw))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            for value in values.into_iter().flatten() {
+                out.extend(value);
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+impl Raw for Databases {
+    fn dump(&self, database: Database) -> BoxFuture<'_, Vec<u8>> {
+        Box::pin(dump(self.pool(database)))
+    }
+
+    fn rows_of(&self, table: &'static str, subject: PersonalKey) -> BoxFuture<'_, Vec<Vec<u8>>> {
+        Box::pin(async move {
+            let select = format!("SELECT row_to_json(t)::text FROM {table} t WHERE subject = $1");
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(select))
+                .bind(subject.as_uuid())
+                .fetch_all(self.pool(Database::of(table)))
+                .await
+                .unwrap();
+            rows.into_iter().map(String::into_bytes).collect()
+        })
+    }
+}
+
+#[tokio::test]
+async fn no_personal_value_in_any_column_of_the_three_databases() {
+    let Some(databases) = open("no_personal_value_in_any_column_of_the_three_databases").await
+    else {
+        return;
+    };
+    let backend = databases.backend();
+    raw::no_personal_value_in_any_table(&backend, &databases).await;
+    drop(backend);
+    databases.finish().await;
+}
+
+#[tokio::test]
+async fn erasure_leaves_no_row_of_the_subject() {
+    let Some(databases) = open("erasure_leaves_no_row_of_the_subject").await else {
+        return;
+    };
+    let backend = databases.backend();
+    let erased = raw::erasure_leaves_no_row_of_the_subject(&backend, &databases).await;
+    assert!(backend.vault.is_erased(erased.subject).await.unwrap());
+    drop(backend);
+    databases.finish().await;
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(
+    result: Result<T, PersonalError>,
+    table: &str,
+    column: &str,
+    value: &str,
+) {
+    let error = result.unwrap_err();
+    match &error {
+        PersonalError::Corrupt { table: t, reason } => {
+            assert_eq!(*t, table);
+            assert!(reason.contains(column), "{reason}");
+        }
+        other => panic!("expected a corrupt row in {table}, got {other}"),
+    }
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains(value), "the error shows the value: {shown}");
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_typed_errors_that_show_no_value() {
+    let Some(databases) = open("corrupt_rows_are_typed_errors_that_show_no_value").await else {
+        return;
+    };
+    let keys = &databases.keys;
+    let (a, b) = (PersonalKey::issue(), PersonalKey::issue());
+    sqlx::query("INSERT INTO eventsourcery_data_keys VALUES ($1, 98765432109, '\\x00', 'm', 0)")
+        .bind(a.as_uuid())
+        .execute(keys.pool())
+        .await
+        .unwrap();
+    assert_corrupt(
+        keys.keys(&[a]).await,
+        "eventsourcery_data_keys",
+        "version",
+        "98765432109",
+    );
+    assert_corrupt(
+        keys.all_keys().await,
+        "eventsourcery_data_keys",
+        "version",
+        "98765432109",
+    );
+    sqlx::query(
+        "ALTER TABLE eventsourcery_erasures
+         DROP CONSTRAINT eventsourcery_erasures_last_key_version_check",
+    )
+    .execute(keys.pool())
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO eventsourcery_erasures VALUES ($1, 0, 'r', -4242, FALSE)")
+        .bind(b.as_uuid())
+        .execute(keys.pool())
+        .await
+        .unwrap();
+    assert_corrupt(
+        keys.erasures(&[b]).await,
+        "eventsourcery_erasures",
+        "last_key_version",
+        "4242",
+    );
+    databases.finish().await;
+}
+
+/// The three stores in one database, opened at once: their tables and migration sequences
+/// do not clash, and each is migrated once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_three_stores_can_share_one_database() {
+    let Some(database) = TestDatabase::create("the_three_stores_can_share_one_database").await
+    else {
+        return;
+    };
+    let pool = database.pool().await;
+    let (events, keys, data) = tokio::join!(
+        PostgresStore::from_pool(pool.clone()),
+        PostgresKeyStore::from_pool(pool.clone()),
+        PostgresPersonalStore::from_pool(pool.clone()),
+    );
+    let (events, keys, data) = (events.unwrap(), keys.unwrap(), data.unwrap());
+    for table in [
+        "eventsourcery_event_store_migrations",
+        "eventsourcery_key_store_migrations",
+        "eventsourcery_personal_store_migrations",
+    ] {
+        let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT version FROM {table} ORDER BY version"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        // Each migration applied once (the event store has more than one).
+        assert_eq!(versions.first(), Some(&1), "{table}");
+        let mut unique = versions.clone();
+        unique.dedup();
+        assert_eq!(unique, versions, "{table}");
+    }
+    keys.migrate().await.unwrap();
+    data.migrate().await.unwrap();
+    let vault = PersonalVault::new(keys.clone(), data, MasterKey::generate().unwrap());
+    let backend = Backend::new(Arc::new(events), Arc::new(vault));
+    personal::erasing_one_subject_keeps_events_loadable(backend).await;
+    assert_eq!(keys.all_keys().await.unwrap().len(), 3);
+    pool.close().await;
+    database.finish().await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let Some(databases) = open("a_newer_schema_is_refused").await else {
+        return;
+    };
+    for (pool, table) in [
+        (databases.keys.pool(), "eventsourcery_key_store_migrations"),
+        (
+            databases.data.pool(),
+            "eventsourcery_personal_store_migrations",
+        ),
+    ] {
+        let insert = format!(
+            "INSERT INTO {table} (version, description, success, checksum, execution_time)
+             VALUES (999, 'from a newer program', TRUE, '\\x00'::bytea, 0)"
+        );
+        sqlx::query(AssertSqlSafe(insert))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let keys = PostgresKeyStore::from_pool(databases.keys.pool().clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            keys,
+            PersonalError::SchemaTooNew {
+                database: "PostgreSQL key store",
+                found: 999,
+                supported: 1
+            }
+        ),
+        "{keys}"
+    );
+    let data = PostgresPersonalStore::from_pool(databases.data.pool().clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            data,
+            PersonalError::SchemaTooNew {
+                database: "PostgreSQL personal data store",
+                ..
+            }
+        ),
+        "{data}"
+    );
+    databases.finish().await;
+}
+
+/// `connect` takes a URL; `Debug` shows the host and database, never credentials.
+#[tokio::test]
+async fn connect_by_url_and_debug_shows_no_credentials() {
+    let Some(database) =
+        TestDatabase::create("connect_by_url_and_debug_shows_no_credentials").await
+    else {
+        return;
+    };
+    let url = database.url();
+    let keys = PostgresKeyStore::connect(&url).await.unwrap();
+    let data = PostgresPersonalStore::connect(&url).await.unwrap();
+    assert!(keys.all_keys().await.unwrap().is_empty());
+    let debug = format!("{keys:?} {data:?}");
+    assert!(debug.contains(&database.name), "{debug}");
+    assert!(
+        !debug.contains("postgres://") && !debug.contains('@'),
+        "{debug}"
+    );
+    keys.pool().close().await;
+    data.pool().close().await;
+    database.finish().await;
+}
