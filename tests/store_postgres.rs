@@ -93,7 +93,8 @@ mod postgres {
                     .append(true)
                     .open(path)
                     .expect("open the PostgreSQL test marker file");
-                writeln!(file, "{}", self.test).expect("write the PostgreSQL test marker");
+                writeln!(file, "store_postgres::{}", self.test)
+                    .expect("write the PostgreSQL test marker");
             }
         }
     }
