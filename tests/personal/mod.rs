@@ -5,6 +5,7 @@
 //! `personal_suite!(setup);`, which expands to one `#[tokio::test]` per case.
 #![allow(dead_code)]
 
+pub mod integrity;
 mod plaintext;
 pub mod raw;
 pub mod stores;
@@ -13,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use eventsourcery::personal::{KeyStore, PersonalError, PersonalRecord, PersonalStore};
+use eventsourcery::personal::{KeyStore, PersonalError, PersonalStore};
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventError, EventStore, Id,
     MasterKey, Personal, PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
@@ -419,183 +420,6 @@ pub async fn export_and_lookup(backend: Backend) {
     assert_eq!(erasure.reason, "gdpr");
 }
 
-async fn one_registration(backend: &Backend) -> (VoucherId, PersonalKey, Vec<PersonalRecord>) {
-    let voucher = VoucherId::generate();
-    let candidate = PersonalKey::issue();
-    backend
-        .bus()
-        .execute(register_cmd(&voucher, candidate, EMAIL, NAME))
-        .await
-        .unwrap();
-    let records = backend.data().by_subject(candidate).await.unwrap();
-    (voucher, candidate, records)
-}
-
-fn personal_source(error: &StoreError) -> &PersonalError {
-    match error {
-        StoreError::Decode { source, .. } => match &**source {
-            EventError::Personal { source, .. } => source,
-            other => panic!("expected a personal data error, got {other}"),
-        },
-        other => panic!("expected a personal data error, got {other}"),
-    }
-}
-
-pub async fn tampering_is_a_typed_error(backend: Backend) {
-    let (voucher, _, records) = one_registration(&backend).await;
-    let repository = backend.bus().repository::<Voucher>();
-    let record = records
-        .iter()
-        .find(|r| r.field == "candidate_registered.email")
-        .unwrap()
-        .clone();
-    for i in 0..record.ciphertext.len() {
-        let mut tampered = record.clone();
-        tampered.ciphertext[i] ^= 0x01;
-        backend.data().put(vec![tampered], vec![]).await.unwrap();
-        let error = repository.load(&voucher).await.unwrap_err();
-        let source = personal_source(&error);
-        match i {
-            1..=4 => assert!(
-                matches!(source, PersonalError::UnknownKeyVersion { .. }),
-                "byte {i}: {source}"
-            ),
-            _ => assert!(
-                matches!(source, PersonalError::Tampered { .. }),
-                "byte {i}: {source}"
-            ),
-        }
-    }
-    // Truncated.
-    let mut truncated = record.clone();
-    truncated.ciphertext.truncate(20);
-    backend.data().put(vec![truncated], vec![]).await.unwrap();
-    assert!(matches!(
-        personal_source(&repository.load(&voucher).await.unwrap_err()),
-        PersonalError::Tampered { .. }
-    ));
-
-    // Another field's ciphertext copied onto this field's row.
-    let name = records
-        .iter()
-        .find(|r| r.field == "candidate_registered.name")
-        .unwrap();
-    let moved = PersonalRecord {
-        ciphertext: name.ciphertext.clone(),
-        ..record.clone()
-    };
-    backend.data().put(vec![moved], vec![]).await.unwrap();
-    assert!(matches!(
-        personal_source(&repository.load(&voucher).await.unwrap_err()),
-        PersonalError::Tampered { .. }
-    ));
-
-    // Restored, it loads again.
-    backend
-        .data()
-        .put(vec![record.clone()], vec![])
-        .await
-        .unwrap();
-    repository.load(&voucher).await.unwrap();
-
-    // Another subject's ciphertext (under its own key) copied onto this row.
-    let (_, _, others) = one_registration(&backend).await;
-    let other = others
-        .iter()
-        .find(|r| r.field == "candidate_registered.email")
-        .unwrap();
-    let foreign = PersonalRecord {
-        ciphertext: other.ciphertext.clone(),
-        ..record.clone()
-    };
-    backend.data().put(vec![foreign], vec![]).await.unwrap();
-    assert!(matches!(
-        personal_source(&repository.load(&voucher).await.unwrap_err()),
-        PersonalError::Tampered { .. }
-    ));
-
-    // The row moved to another subject: the event's subject no longer matches.
-    let stolen = PersonalRecord {
-        subject: other.subject,
-        ..record.clone()
-    };
-    backend.data().put(vec![stolen], vec![]).await.unwrap();
-    assert!(matches!(
-        personal_source(&repository.load(&voucher).await.unwrap_err()),
-        PersonalError::SubjectMismatch { .. }
-    ));
-
-    // The row gone while its subject was never erased.
-    backend
-        .data()
-        .put(vec![record.clone()], vec![])
-        .await
-        .unwrap();
-    repository.load(&voucher).await.unwrap();
-}
-
-pub async fn master_key_rotation_and_wrong_key(backend: Backend) {
-    let (voucher, candidate, _) = one_registration(&backend).await;
-    let new_master = MasterKey::generate().unwrap();
-    let rotated = backend.vault.rotate_master_key(&new_master).await.unwrap();
-    assert!(
-        rotated >= 2,
-        "the subject's key and the index key, got {rotated}"
-    );
-
-    // The old master key no longer opens the data keys: a typed error, never erased values.
-    let error = backend
-        .bus()
-        .repository::<Voucher>()
-        .load(&voucher)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            personal_source(&error),
-            PersonalError::WrongMasterKey { .. }
-        ),
-        "{error}"
-    );
-
-    let reopened = backend.with_master(new_master);
-    let loaded = reopened
-        .bus()
-        .repository::<Voucher>()
-        .load(&voucher)
-        .await
-        .unwrap();
-    assert_eq!(
-        loaded.emails[0].present().map(|e| e.0.as_str()),
-        Some(EMAIL)
-    );
-    assert_eq!(
-        reopened.vault.lookup(&Email(EMAIL.into())).await.unwrap(),
-        vec![candidate]
-    );
-
-    let wrong = backend.with_master(MasterKey::generate().unwrap());
-    let error = wrong
-        .bus()
-        .repository::<Voucher>()
-        .load(&voucher)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            personal_source(&error),
-            PersonalError::WrongMasterKey { .. }
-        ),
-        "{error}"
-    );
-    let error = wrong
-        .bus()
-        .execute(register_cmd(&voucher, candidate, EMAIL, NAME))
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("master key"), "{error}");
-}
-
 pub async fn concurrent_first_writes_create_one_key(backend: Backend) {
     let candidate = PersonalKey::issue();
     let bus = backend.bus();
@@ -628,7 +452,7 @@ pub async fn concurrent_first_writes_create_one_key(backend: Backend) {
 
 pub async fn debug_output_holds_no_secret(backend: Backend) {
     let master = MasterKey::generate().unwrap();
-    let (_, candidate, records) = one_registration(&backend).await;
+    let (_, candidate, records) = integrity::one_registration(&backend).await;
     let keys = backend.keys().keys(&[candidate]).await.unwrap();
     let debug = format!(
         "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
@@ -665,8 +489,8 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, no_plaintext_in_event_or_command_tables => personal::no_plaintext_in_event_or_command_tables);
         personal_suite!(@case $setup, erasing_one_subject_keeps_events_loadable => personal::erasing_one_subject_keeps_events_loadable);
         personal_suite!(@case $setup, export_and_lookup => personal::export_and_lookup);
-        personal_suite!(@case $setup, tampering_is_a_typed_error => personal::tampering_is_a_typed_error);
-        personal_suite!(@case $setup, master_key_rotation_and_wrong_key => personal::master_key_rotation_and_wrong_key);
+        personal_suite!(@case $setup, tampering_is_a_typed_error => personal::integrity::tampering_is_a_typed_error);
+        personal_suite!(@case $setup, master_key_rotation_and_wrong_key => personal::integrity::master_key_rotation_and_wrong_key);
         personal_suite!(@case $setup, debug_output_holds_no_secret => personal::debug_output_holds_no_secret);
         personal_suite!(@case $setup, erasure_records_keep_the_first_unless_re_enrolled => personal::stores::erasure_records_keep_the_first_unless_re_enrolled);
         personal_suite!(@case $setup, rewrapping_replaces_only_matching_versions => personal::stores::rewrapping_replaces_only_matching_versions);
