@@ -350,42 +350,53 @@ impl PersonalStore for PostgresPersonalStore {
         if records.is_empty() && index.is_empty() {
             return Ok(());
         }
-        // One lock order for every writer, so that two writers cannot deadlock.
+        // One lock order for every writer, so that two writers cannot deadlock; a reference
+        // given twice keeps its last record (one statement cannot update a row twice).
+        records.reverse();
         records.sort_by_key(|r| r.reference);
+        records.dedup_by_key(|r| r.reference);
         index.sort();
         let created = sql::now_ns()?;
-        let mut tx = self.pool.begin().await.map_err(db("store personal data"))?;
-        for record in &records {
-            sqlx::query(
-                "INSERT INTO eventsourcery_personal_data
+        let (mut references, mut subjects, mut fields, mut ciphertexts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for record in records {
+            references.push(record.reference);
+            subjects.push(record.subject.as_uuid());
+            fields.push(record.field);
+            ciphertexts.push(record.ciphertext);
+        }
+        let (hashes, indexed): (Vec<Vec<u8>>, Vec<Uuid>) = index
+            .into_iter()
+            .map(|(hash, subject)| (hash, subject.as_uuid()))
+            .unzip();
+        // One statement: one round trip, and atomic without an explicit transaction.
+        sqlx::query(
+            "WITH records AS (
+                 INSERT INTO eventsourcery_personal_data
                      (reference, subject, field, ciphertext, created_at_ns)
-                 VALUES ($1, $2, $3, $4, $5)
+                 SELECT r.reference, r.subject, r.field, r.ciphertext, $5
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])
+                     AS r(reference, subject, field, ciphertext)
                  ON CONFLICT (reference) DO UPDATE SET
                      subject = excluded.subject,
                      field = excluded.field,
-                     ciphertext = excluded.ciphertext",
-            )
-            .bind(record.reference)
-            .bind(record.subject.as_uuid())
-            .bind(&record.field)
-            .bind(record.ciphertext.as_slice())
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("store personal data"))?;
-        }
-        for (hash, subject) in &index {
-            sqlx::query(
-                "INSERT INTO eventsourcery_blind_index (hash, subject) VALUES ($1, $2)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(hash.as_slice())
-            .bind(subject.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("store personal data"))?;
-        }
-        tx.commit().await.map_err(db("store personal data"))
+                     ciphertext = excluded.ciphertext
+             )
+             INSERT INTO eventsourcery_blind_index (hash, subject)
+             SELECT i.hash, i.subject FROM UNNEST($6::bytea[], $7::uuid[]) AS i(hash, subject)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(references)
+        .bind(subjects)
+        .bind(fields)
+        .bind(ciphertexts)
+        .bind(created)
+        .bind(hashes)
+        .bind(indexed)
+        .execute(&self.pool)
+        .await
+        .map_err(db("store personal data"))?;
+        Ok(())
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
