@@ -1,55 +1,92 @@
-//! Vouchers: issue one, redeem it, and see the second redemption rejected.
+//! Vouchers that people register for with their email address: register two people, forget
+//! one, and see every event still load, the forgotten person's data gone, and a projection
+//! and a process manager at work.
 //!
-//! Run with `cargo run --example vouchers`.
+//! Run with `cargo run --example vouchers`. It keeps its SQLite files (events, personal data,
+//! keys) and a generated master key in a fresh temporary directory; set the variables of
+//! `eventsourcery::config` to use your own.
 
+use eventsourcery::config::{EventsBackend, Settings};
+use eventsourcery::dispatch::{Commands, Dispatcher};
 use eventsourcery::{
-    Aggregate, Apply, Command, CommandBus, DomainEvent, Id, MemoryStore, Repository,
-    SerializableValue,
+    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, Id, Personal, PersonalData,
+    PersonalKey, ProjectionTx, Repository, SerializableValue,
 };
 
 #[derive(SerializableValue, Clone, Debug)]
 struct VoucherId(uuid::Uuid);
 
-#[derive(DomainEvent, Debug)]
+#[derive(PersonalData, Clone)]
+struct Email(String);
+
+#[derive(DomainEvent)]
 #[event(name = "voucher_issued", version = 1)]
 struct VoucherIssued {
     voucher: VoucherId,
-    amount_cents: u64,
+    places: u32,
 }
 
-#[derive(DomainEvent, Debug)]
-struct VoucherRedeemed {
+#[derive(DomainEvent)]
+#[event(name = "candidate_registered", version = 1)]
+struct CandidateRegistered {
     voucher: VoucherId,
+    candidate: PersonalKey,
+    #[personal(subject = candidate, lookup)]
+    email: Personal<Email>,
 }
 
-#[derive(Aggregate, Default, Debug)]
-#[aggregate(id = VoucherId, events(VoucherIssued, VoucherRedeemed))]
+#[derive(DomainEvent)]
+#[event(name = "registration_confirmed", version = 1)]
+struct RegistrationConfirmed {
+    voucher: VoucherId,
+    candidate: PersonalKey,
+}
+
+#[derive(Aggregate, Default)]
+#[aggregate(id = VoucherId, events(VoucherIssued, CandidateRegistered, RegistrationConfirmed))]
 struct Voucher {
-    amount_cents: u64,
-    redeemed: bool,
+    places: u32,
+    candidates: Vec<(PersonalKey, Personal<Email>)>,
+    confirmed: Vec<PersonalKey>,
 }
 
 impl Apply<VoucherIssued> for Voucher {
     fn apply(&mut self, event: &VoucherIssued) {
-        self.amount_cents = event.amount_cents;
+        self.places = event.places;
     }
 }
 
-impl Apply<VoucherRedeemed> for Voucher {
-    fn apply(&mut self, _: &VoucherRedeemed) {
-        self.redeemed = true;
+impl Apply<CandidateRegistered> for Voucher {
+    fn apply(&mut self, event: &CandidateRegistered) {
+        self.candidates.push((event.candidate, event.email.clone()));
+    }
+}
+
+impl Apply<RegistrationConfirmed> for Voucher {
+    fn apply(&mut self, event: &RegistrationConfirmed) {
+        self.confirmed.push(event.candidate);
     }
 }
 
 #[derive(Command, Clone)]
 struct IssueVoucher {
     voucher: VoucherId,
-    amount_cents: u64,
+    places: u32,
 }
 
 #[derive(Command, Clone)]
-struct RedeemVoucher {
+#[command(subject = candidate)]
+struct RegisterCandidate {
     voucher: VoucherId,
+    candidate: PersonalKey,
+    #[personal]
+    email: Email,
+}
+
+#[derive(Command, Clone)]
+struct ConfirmRegistration {
+    voucher: VoucherId,
+    candidate: PersonalKey,
 }
 
 #[eventsourcery::handler]
@@ -63,73 +100,190 @@ async fn issue(
     }
     voucher.raise(VoucherIssued {
         voucher: cmd.voucher,
-        amount_cents: cmd.amount_cents,
+        places: cmd.places,
     });
     vouchers.save(&mut voucher).await?;
     Ok(())
 }
 
 #[eventsourcery::handler]
-async fn redeem(
-    cmd: RedeemVoucher,
+async fn register(
+    cmd: RegisterCandidate,
     vouchers: Repository<Voucher>,
 ) -> Result<(), eventsourcery::Error> {
     let mut voucher = vouchers.load(&cmd.voucher).await?;
-    if voucher.is_new() {
-        return Err(eventsourcery::Error::rejected("no such voucher"));
+    if voucher.candidates.len() as u32 >= voucher.places {
+        return Err(eventsourcery::Error::rejected(
+            "no places left on this voucher",
+        ));
     }
-    if voucher.redeemed {
-        return Err(eventsourcery::Error::rejected("voucher already redeemed"));
-    }
-    voucher.raise(VoucherRedeemed {
+    voucher.raise(CandidateRegistered {
         voucher: cmd.voucher,
+        candidate: cmd.candidate,
+        email: cmd.email.into(),
     });
     vouchers.save(&mut voucher).await?;
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bus = CommandBus::builder(MemoryStore::new()).build()?;
+#[eventsourcery::handler]
+async fn confirm(
+    cmd: ConfirmRegistration,
+    vouchers: Repository<Voucher>,
+) -> Result<(), eventsourcery::Error> {
+    let mut voucher = vouchers.load(&cmd.voucher).await?;
+    if !voucher.confirmed.contains(&cmd.candidate) {
+        voucher.raise(RegistrationConfirmed {
+            voucher: cmd.voucher,
+            candidate: cmd.candidate,
+        });
+        vouchers.save(&mut voucher).await?;
+    }
+    Ok(())
+}
 
-    let voucher = VoucherId::generate();
-    bus.execute(IssueVoucher {
-        voucher: voucher.clone(),
-        amount_cents: 2_500,
-    })
-    .await?;
-    let receipt = bus
-        .execute(RedeemVoucher {
-            voucher: voucher.clone(),
-        })
-        .await?;
-    println!(
-        "redeemed voucher {voucher} (command {})",
-        receipt.command_id
-    );
-
-    match bus
-        .execute(RedeemVoucher {
-            voucher: voucher.clone(),
+/// A process manager: every registration gets confirmed by a command of its own, which carries
+/// the registration's correlation id and has the registration event as its cause.
+#[eventsourcery::process_manager(consumer = "confirmations")]
+async fn confirmations(event: CandidateRegistered, commands: Commands) -> Result<(), CommandError> {
+    commands
+        .execute(ConfirmRegistration {
+            voucher: event.voucher,
+            candidate: event.candidate,
         })
         .await
-    {
-        Err(error) => println!("second redemption refused: {error}"),
-        Ok(_) => return Err("a voucher was redeemed twice".into()),
+        .map(drop)
+}
+
+/// A projection in the event store's own database: registrations per voucher, updated in the
+/// transaction that moves its checkpoint. It holds no personal data.
+#[eventsourcery::projection(consumer = "registrations_per_voucher", reset = clear_counts)]
+async fn count_registrations(
+    event: CandidateRegistered,
+    tx: &mut ProjectionTx<'_>,
+) -> Result<(), sqlx::Error> {
+    if let Some(conn) = tx.sqlite() {
+        sqlx::query(
+            "INSERT INTO registrations_per_voucher (voucher, registrations) VALUES (?1, 1)
+             ON CONFLICT (voucher) DO UPDATE SET registrations = registrations + 1",
+        )
+        .bind(event.voucher.to_string())
+        .execute(conn)
+        .await?;
     }
+    Ok(())
+}
 
-    let state = bus.repository::<Voucher>().load(&voucher).await?;
-    println!(
-        "voucher at version {}: {:?}",
-        state.version(),
-        state.state()
-    );
+async fn clear_counts(tx: &mut ProjectionTx<'_>) -> Result<(), sqlx::Error> {
+    if let Some(conn) = tx.sqlite() {
+        sqlx::query("DELETE FROM registrations_per_voucher")
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
 
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Shows the warning about the generated master key, among others.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let dir = std::env::temp_dir().join(format!("eventsourcery-vouchers-{}", uuid::Uuid::now_v7()));
+    println!("data in {}", dir.display());
+    // Three SQLite files and a generated master key; see `Settings::from_env` for production.
+    let stores = Settings::defaults(&dir).open().await?;
+    let bus = CommandBus::builder_shared(stores.events.clone())
+        .personal_data_shared(stores.vault.clone())
+        .build()?;
+    bus.check().map_err(|problems| format!("{problems:?}"))?;
+
+    // The projection's table lives in the event store's database.
+    if let EventsBackend::Sqlite(sqlite) = &stores.backend {
+        sqlx::query("CREATE TABLE IF NOT EXISTS registrations_per_voucher (voucher TEXT PRIMARY KEY, registrations INTEGER NOT NULL)")
+            .execute(sqlite.pool())
+            .await?;
+    }
+    let dispatcher = Dispatcher::builder(&bus, stores.events.clone()).build()?;
+    dispatcher.dispatch_inline();
+
+    let voucher = VoucherId::generate();
+    let (ann, bob) = (PersonalKey::issue(), PersonalKey::issue());
+    bus.execute(IssueVoucher {
+        voucher: voucher.clone(),
+        places: 10,
+    })
+    .await?;
+    bus.execute(RegisterCandidate {
+        voucher: voucher.clone(),
+        candidate: ann,
+        email: Email("ann@example.com".into()),
+    })
+    .await?;
+    bus.execute(RegisterCandidate {
+        voucher: voucher.clone(),
+        candidate: bob,
+        email: Email("bob@example.com".into()),
+    })
+    .await?;
+
+    println!("\nthe event log (personal fields are references, never values):");
     for event in bus.store().read_all(0, 100).await? {
         println!(
-            "#{} {} v{} {}",
-            event.position, event.stream_id, event.stream_version, event.event_name
+            "  #{} {} {}",
+            event.position, event.event_name, event.payload
         );
     }
+
+    let loaded = bus.repository::<Voucher>().load(&voucher).await?;
+    println!(
+        "\nbefore erasure: {} candidates, {} confirmed by the process manager",
+        loaded.candidates.len(),
+        loaded.confirmed.len()
+    );
+    for (who, email) in &loaded.candidates {
+        println!(
+            "  {who}: {}",
+            email.present().map_or("<erased>", |e| e.0.as_str())
+        );
+    }
+
+    // Ann asks to be forgotten; her email finds her through the blind index.
+    let found = stores
+        .vault
+        .lookup(&Email("ann@example.com".into()))
+        .await?;
+    assert_eq!(found, vec![ann]);
+    stores.vault.erase(ann, "erasure request 2026-0042").await?;
+
+    let replayed = bus.repository::<Voucher>().load(&voucher).await?;
+    println!(
+        "\nafter erasing Ann, every event still loads and replays (version {}):",
+        replayed.version()
+    );
+    for (who, email) in &replayed.candidates {
+        println!(
+            "  {who}: {}",
+            email.present().map_or("<erased>", |e| e.0.as_str())
+        );
+    }
+    assert!(replayed.candidates[0].1.is_erased());
+    assert!(replayed.candidates[1].1.present().is_some());
+
+    let export = stores.vault.export(ann).await?;
+    println!("\nexport of Ann's data: {}", export.to_json());
+    println!(
+        "export of Bob's data: {}",
+        stores.vault.export(bob).await?.to_json()
+    );
+    assert!(export.fields.is_empty() && export.erased);
+
+    let progress = dispatcher
+        .rebuild("registrations_per_voucher", |_| {})
+        .await?;
+    println!(
+        "\nprojection rebuilt over {} events ({:.0} events/s)",
+        progress.done, progress.rate
+    );
     Ok(())
 }

@@ -5,6 +5,8 @@ pub mod aggregate;
 mod bus;
 mod cache;
 pub mod command;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod config;
 pub mod dispatch;
 pub mod event;
 pub mod personal;
