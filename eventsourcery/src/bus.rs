@@ -422,11 +422,9 @@ impl CommandBus {
         let payload = command
             .encode(&mut log_cx)
             .map_err(|e| store_error(e.into()))?;
-        // The command's personal values are stored once, before any log entry refers to them.
-        engine
-            .store_personal(log_cx)
-            .await
-            .map_err(|e| store_error(personal_error(C::NAME, e)))?;
+        // The command's personal values are stored once, with the first attempt's events (one
+        // vault round trip per command), and always before a log entry refers to them.
+        let mut log_personal = Some(log_cx);
         let record = |outcome| CommandRecord {
             command_id,
             name: C::NAME.to_owned(),
@@ -476,15 +474,19 @@ impl CommandBus {
                     let outcome = CommandOutcome::Failed {
                         error: source.to_string(),
                     };
-                    self.log_only(record(outcome)).await;
+                    self.log_only(record(outcome), log_personal.take()).await;
                     return Err(CommandError::Rejected {
                         command: C::NAME,
                         source,
                     });
                 }
                 Ok(()) => {
+                    let mut personal = staged.encode;
+                    if let Some(log) = log_personal.take() {
+                        personal.merge(log);
+                    }
                     engine
-                        .store_personal(staged.encode)
+                        .store_personal(personal)
                         .await
                         .map_err(|e| store_error(personal_error(C::NAME, e)))?;
                     let count = staged.streams.iter().map(|s| s.events.len() as u64).sum();
@@ -525,17 +527,28 @@ impl CommandBus {
             }
         }
         let attempts = engine.max_attempts;
-        self.log_only(record(CommandOutcome::Conflicted { attempts }))
-            .await;
+        self.log_only(
+            record(CommandOutcome::Conflicted { attempts }),
+            log_personal.take(),
+        )
+        .await;
         Err(CommandError::Conflict {
             command: C::NAME,
             attempts,
         })
     }
 
-    /// Logs a command that appended nothing. A failure to log is traced, not returned: the
-    /// caller gets the command's own error.
-    async fn log_only(&self, record: CommandRecord) {
+    /// Logs a command that appended nothing, after storing its personal values if they are not
+    /// stored yet. A failure to log is traced, not returned: the caller gets the command's own
+    /// error.
+    async fn log_only(&self, record: CommandRecord, personal: Option<EncodeContext>) {
+        if let Some(personal) = personal
+            && let Err(error) = self.engine.store_personal(personal).await
+        {
+            // The entry would refer to personal data that is not stored: leave it out.
+            tracing::warn!(command_id = %record.command_id, %error, "could not log a failed command");
+            return;
+        }
         let commit = Commit {
             streams: Vec::new(),
             command: Some(record),
