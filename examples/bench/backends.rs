@@ -47,8 +47,8 @@ where
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-fn vault() -> Arc<PersonalVault> {
-    Arc::new(PersonalVault::in_memory().unwrap_or_else(|e| panic!("vault: {e}")))
+fn master() -> eventsourcery::MasterKey {
+    eventsourcery::MasterKey::generate().unwrap_or_else(|e| panic!("master key: {e}"))
 }
 
 #[cfg(feature = "sqlite")]
@@ -87,9 +87,17 @@ impl Backend for Sqlite {
         let events = eventsourcery::SqliteStore::open(self.path("events"))
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
+        // The default layout: keys and personal data in files of their own.
+        let keys = eventsourcery::SqliteKeyStore::open(self.path("keys"))
+            .await
+            .unwrap_or_else(|e| panic!("keys: {e}"));
+        let personal = eventsourcery::SqlitePersonalStore::open(self.path("personal"))
+            .await
+            .unwrap_or_else(|e| panic!("personal: {e}"));
+        let vault = PersonalVault::new(keys, personal, master());
         Stores {
             events: Arc::new(events),
-            vault: vault(),
+            vault: Arc::new(vault),
         }
     }
 
@@ -198,9 +206,17 @@ impl Backend for Postgres {
         let events = eventsourcery::PostgresStore::from_pool(pool)
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
+        // The default layout: keys and personal data in databases of their own.
+        let keys = eventsourcery::PostgresKeyStore::from_pool(self.database().await)
+            .await
+            .unwrap_or_else(|e| panic!("keys: {e}"));
+        let personal = eventsourcery::PostgresPersonalStore::from_pool(self.database().await)
+            .await
+            .unwrap_or_else(|e| panic!("personal: {e}"));
+        let vault = PersonalVault::new(keys, personal, master());
         Stores {
             events: Arc::new(events),
-            vault: vault(),
+            vault: Arc::new(vault),
         }
     }
 
