@@ -126,14 +126,10 @@ mod postgres {
         fn insert_event(&self, row: RawEvent) -> BoxFuture<'_, ()> {
             Box::pin(async move {
                 sqlx::query(
-                    "WITH head AS (
-                         UPDATE eventsourcery_log_head SET last_position = last_position + 1
-                         RETURNING last_position
-                     )
-                     INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                    "INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
                          event_name, schema_version, payload, metadata, recorded_at_ns)
-                     SELECT head.last_position, $1::uuid, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 0
-                     FROM head",
+                     VALUES (nextval('eventsourcery_position_seq'), $1::uuid, $2, $3, $4, $5,
+                             $6::jsonb, $7::jsonb, 0)",
                 )
                 .bind(row.event_id)
                 .bind(row.stream_id)
@@ -241,12 +237,17 @@ mod postgres {
         for handle in opening {
             stores.push(handle.await.expect("task"));
         }
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM eventsourcery_event_store_migrations")
-                .fetch_one(stores[0].pool())
-                .await
-                .expect("count migrations");
-        assert_eq!(applied, 1);
+        // Each migration ran once (the version is the table's key) and succeeded.
+        let (applied, succeeded): (i64, bool) = sqlx::query_as(
+            "SELECT COUNT(*), BOOL_AND(success) FROM eventsourcery_event_store_migrations",
+        )
+        .fetch_one(stores[0].pool())
+        .await
+        .expect("count migrations");
+        assert!(
+            applied >= 1 && succeeded,
+            "{applied} migrations, all succeeded: {succeeded}"
+        );
         // Two "processes" see each other's appends and conflicts.
         let a = conformance::stream("a");
         stores[0]
@@ -303,6 +304,86 @@ mod postgres {
         .await
         .expect("find the table");
         assert_eq!(schema, "event_store");
+        let pool = store.pool().clone();
+        database.finish(pool).await;
+    }
+
+    /// A database written by a program from before parallel appends (schema version 2, with
+    /// positions from a locked counter row) keeps its events and positions after migrating.
+    #[tokio::test]
+    async fn a_counter_schema_database_upgrades_in_place() {
+        use sqlx::SqlSafeStr;
+        use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+        let Some(database) =
+            TestDatabase::create("a_counter_schema_database_upgrades_in_place").await
+        else {
+            return;
+        };
+        let pool = database.pool().await;
+        // What the older program ran: the first two migrations, recorded in our table.
+        let old = [
+            (
+                1,
+                include_str!("../eventsourcery/migrations/postgres/0001_event_store.sql"),
+            ),
+            (
+                2,
+                include_str!("../eventsourcery/migrations/postgres/0002_consumers.sql"),
+            ),
+        ];
+        let descriptions = ["event store", "consumers"];
+        let mut migrator = Migrator::with_migrations(
+            old.iter()
+                .zip(descriptions)
+                .map(|(&(version, sql), description)| {
+                    Migration::new(
+                        version,
+                        description.into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        );
+        migrator.dangerous_set_table_name("eventsourcery_event_store_migrations");
+        migrator
+            .run(&pool)
+            .await
+            .expect("the older program's migrations");
+        // Two events appended the older program's way.
+        for version in 1..=2_i64 {
+            sqlx::query(
+                "WITH head AS (
+                     UPDATE eventsourcery_log_head SET last_position = last_position + 1
+                     RETURNING last_position
+                 )
+                 INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                     event_name, schema_version, payload, metadata, recorded_at_ns)
+                 SELECT head.last_position, $1, 'old-1', $2, 'numbered', 1, '{}', '{}', 0
+                 FROM head",
+            )
+            .bind(Uuid::now_v7())
+            .bind(version)
+            .execute(&pool)
+            .await
+            .expect("old append");
+        }
+
+        let store = PostgresStore::from_pool(pool)
+            .await
+            .expect("open and migrate");
+        let old_events = store.read_all(0, 10).await.expect("read_all");
+        let positions: Vec<u64> = old_events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [1, 2], "old events are read at once");
+        let stream = eventsourcery::StreamId::new("old-1");
+        let next = store
+            .append(conformance::commit(&stream, 2, conformance::events(1)))
+            .await
+            .expect("append after the upgrade");
+        assert_eq!((next[0].position, next[0].stream_version), (3, 3));
+        assert_eq!(store.read_all(2, 10).await.expect("read_all").len(), 1);
         let pool = store.pool().clone();
         database.finish(pool).await;
     }
