@@ -4,11 +4,13 @@
 //! `EVENTSOURCERY_POSTGRES_URL` names a server (`postgres://postgres@127.0.0.1:5432/test`):
 //! otherwise every test passes after printing that it was skipped. Each test creates its own
 //! database on that server (`es_test_<uuid>`), dropped when the test passes, so tests run in
-//! parallel without seeing each other. With `EVENTSOURCERY_POSTGRES_MARKER` set to a file
-//! path, each test that really ran appends its name to that file (CI checks it).
+//! parallel without seeing each other (see `tests/support`, which also records each test that
+//! really ran for CI).
 
 #[cfg(feature = "postgres")]
 mod conformance;
+#[cfg(feature = "postgres")]
+mod support;
 
 #[cfg(not(feature = "postgres"))]
 #[test]
@@ -18,85 +20,21 @@ fn postgres_store_tests_need_the_postgres_feature() {
 
 #[cfg(feature = "postgres")]
 mod postgres {
-    use std::io::Write;
     use std::sync::Arc;
 
     use eventsourcery::{EventStore, PostgresStore, StoreError};
     use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
     use uuid::Uuid;
 
     use super::conformance::bad_data::{BoxFuture, Raw, RawEvent};
     use super::conformance::{self, Harness};
 
-    const URL: &str = "EVENTSOURCERY_POSTGRES_URL";
-    const MARKER: &str = "EVENTSOURCERY_POSTGRES_MARKER";
+    use super::support::postgres::TestDatabase;
 
-    /// A database of its own for one test.
-    struct TestDatabase {
-        test: &'static str,
-        admin: PgConnectOptions,
-        name: String,
-        options: PgConnectOptions,
-    }
-
-    impl TestDatabase {
-        /// Creates the database, or says the test is skipped when no server is configured.
-        async fn create(test: &'static str) -> Option<Self> {
-            let Ok(url) = std::env::var(URL) else {
-                println!(
-                    "skipped {test}: set {URL} (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL store tests"
-                );
-                return None;
-            };
-            let admin: PgConnectOptions = url
-                .parse()
-                .expect("EVENTSOURCERY_POSTGRES_URL is a PostgreSQL URL");
-            let name = format!("es_test_{}", Uuid::new_v4().simple());
-            let mut conn = PgConnection::connect_with(&admin)
-                .await
-                .expect("connect to EVENTSOURCERY_POSTGRES_URL");
-            // The name is generated above, never input.
-            conn.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .expect("create test database");
-            let _ = conn.close().await;
-            let options = admin.clone().database(&name);
-            Some(Self {
-                test,
-                admin,
-                name,
-                options,
-            })
-        }
-
-        /// A pool on the test database, big enough for the 16-writer tests.
-        async fn pool(&self) -> PgPool {
-            PgPoolOptions::new()
-                .max_connections(20)
-                .connect_with(self.options.clone())
-                .await
-                .expect("connect to the test database")
-        }
-
-        /// Closes `pool`, drops the database (best effort) and records that the test ran.
-        async fn finish(self, pool: PgPool) {
-            pool.close().await;
-            if let Ok(mut conn) = PgConnection::connect_with(&self.admin).await {
-                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                let _ = conn.execute(AssertSqlSafe(drop)).await;
-                let _ = conn.close().await;
-            }
-            if let Ok(path) = std::env::var(MARKER) {
-                let mut file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .expect("open the PostgreSQL test marker file");
-                writeln!(file, "store_postgres::{}", self.test)
-                    .expect("write the PostgreSQL test marker");
-            }
-        }
+    /// Closes the store's pool, then drops the database and records that the test ran.
+    async fn finish(database: TestDatabase, pool: PgPool) {
+        pool.close().await;
+        database.finish().await;
     }
 
     async fn open(test: &'static str) -> Option<(Harness, PostgresStore, TestDatabase)> {
@@ -111,7 +49,7 @@ mod postgres {
     async fn setup(test: &'static str) -> Option<Harness> {
         let (harness, store, database) = open(test).await?;
         let pool = store.pool().clone();
-        Some(harness.with_cleanup(database.finish(pool)))
+        Some(harness.with_cleanup(finish(database, pool)))
     }
 
     conformance::suite!(setup);
@@ -126,14 +64,10 @@ mod postgres {
         fn insert_event(&self, row: RawEvent) -> BoxFuture<'_, ()> {
             Box::pin(async move {
                 sqlx::query(
-                    "WITH head AS (
-                         UPDATE eventsourcery_log_head SET last_position = last_position + 1
-                         RETURNING last_position
-                     )
-                     INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                    "INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
                          event_name, schema_version, payload, metadata, recorded_at_ns)
-                     SELECT head.last_position, $1::uuid, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 0
-                     FROM head",
+                     VALUES (nextval('eventsourcery_position_seq'), $1::uuid, $2, $3, $4, $5,
+                             $6::jsonb, $7::jsonb, 0)",
                 )
                 .bind(row.event_id)
                 .bind(row.stream_id)
@@ -202,7 +136,7 @@ mod postgres {
             options: database.options.clone(),
         };
         let pool = store.pool().clone();
-        Some((harness.with_cleanup(database.finish(pool)), Box::new(raw)))
+        Some((harness.with_cleanup(finish(database, pool)), Box::new(raw)))
     }
 
     conformance::bad_data::suite!(
@@ -241,12 +175,17 @@ mod postgres {
         for handle in opening {
             stores.push(handle.await.expect("task"));
         }
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM eventsourcery_event_store_migrations")
-                .fetch_one(stores[0].pool())
-                .await
-                .expect("count migrations");
-        assert_eq!(applied, 1);
+        // Each migration ran once (the version is the table's key) and succeeded.
+        let (applied, succeeded): (i64, bool) = sqlx::query_as(
+            "SELECT COUNT(*), BOOL_AND(success) FROM eventsourcery_event_store_migrations",
+        )
+        .fetch_one(stores[0].pool())
+        .await
+        .expect("count migrations");
+        assert!(
+            applied >= 1 && succeeded,
+            "{applied} migrations, all succeeded: {succeeded}"
+        );
         // Two "processes" see each other's appends and conflicts.
         let a = conformance::stream("a");
         stores[0]
@@ -264,7 +203,7 @@ mod postgres {
             store.pool().close().await;
         }
         let pool = stores[0].pool().clone();
-        database.finish(pool).await;
+        finish(database, pool).await;
     }
 
     /// The documented way to keep the tables in a schema of their own: `search_path` in the
@@ -304,6 +243,86 @@ mod postgres {
         .expect("find the table");
         assert_eq!(schema, "event_store");
         let pool = store.pool().clone();
-        database.finish(pool).await;
+        finish(database, pool).await;
+    }
+
+    /// A database written by a program from before parallel appends (schema version 2, with
+    /// positions from a locked counter row) keeps its events and positions after migrating.
+    #[tokio::test]
+    async fn a_counter_schema_database_upgrades_in_place() {
+        use sqlx::SqlSafeStr;
+        use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+        let Some(database) =
+            TestDatabase::create("a_counter_schema_database_upgrades_in_place").await
+        else {
+            return;
+        };
+        let pool = database.pool().await;
+        // What the older program ran: the first two migrations, recorded in our table.
+        let old = [
+            (
+                1,
+                include_str!("../eventsourcery/migrations/postgres/0001_event_store.sql"),
+            ),
+            (
+                2,
+                include_str!("../eventsourcery/migrations/postgres/0002_consumers.sql"),
+            ),
+        ];
+        let descriptions = ["event store", "consumers"];
+        let mut migrator = Migrator::with_migrations(
+            old.iter()
+                .zip(descriptions)
+                .map(|(&(version, sql), description)| {
+                    Migration::new(
+                        version,
+                        description.into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        );
+        migrator.dangerous_set_table_name("eventsourcery_event_store_migrations");
+        migrator
+            .run(&pool)
+            .await
+            .expect("the older program's migrations");
+        // Two events appended the older program's way.
+        for version in 1..=2_i64 {
+            sqlx::query(
+                "WITH head AS (
+                     UPDATE eventsourcery_log_head SET last_position = last_position + 1
+                     RETURNING last_position
+                 )
+                 INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                     event_name, schema_version, payload, metadata, recorded_at_ns)
+                 SELECT head.last_position, $1, 'old-1', $2, 'numbered', 1, '{}', '{}', 0
+                 FROM head",
+            )
+            .bind(Uuid::now_v7())
+            .bind(version)
+            .execute(&pool)
+            .await
+            .expect("old append");
+        }
+
+        let store = PostgresStore::from_pool(pool)
+            .await
+            .expect("open and migrate");
+        let old_events = store.read_all(0, 10).await.expect("read_all");
+        let positions: Vec<u64> = old_events.iter().map(|e| e.position).collect();
+        assert_eq!(positions, [1, 2], "old events are read at once");
+        let stream = eventsourcery::StreamId::new("old-1");
+        let next = store
+            .append(conformance::commit(&stream, 2, conformance::events(1)))
+            .await
+            .expect("append after the upgrade");
+        assert_eq!((next[0].position, next[0].stream_version), (3, 3));
+        assert_eq!(store.read_all(2, 10).await.expect("read_all").len(), 1);
+        let pool = store.pool().clone();
+        finish(database, pool).await;
     }
 }

@@ -2,31 +2,19 @@
 //! test on a fresh database file in the temporary directory.
 #![cfg(feature = "sqlite")]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use eventsourcery::{EventStore, SqliteStore, StoreError};
 
 mod conformance;
+mod support;
 
 use conformance::Harness;
 use conformance::bad_data::{BoxFuture, Raw, RawEvent};
 
-/// A fresh database file; removed (with its WAL files) when the test passes.
-fn database_file(test: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("eventsourcery-{test}-{}.db", uuid::Uuid::now_v7()))
-}
-
-fn remove(path: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut file = path.as_os_str().to_owned();
-        file.push(suffix);
-        let _ = std::fs::remove_file(file);
-    }
-}
-
 async fn open(test: &'static str) -> (SqliteStore, PathBuf) {
-    let path = database_file(test);
+    let path = support::sqlite_file(test);
     let store = SqliteStore::open(&path).await.expect("open SQLite store");
     (store, path)
 }
@@ -35,7 +23,7 @@ fn harness(store: &SqliteStore, path: PathBuf) -> Harness {
     let pool = store.pool().clone();
     Harness::new("sqlite", Arc::new(store.clone())).with_cleanup(async move {
         pool.close().await;
-        remove(&path);
+        support::remove_sqlite(&path);
     })
 }
 
@@ -173,5 +161,5 @@ async fn a_file_keeps_its_events_and_is_migrated_once() {
         .expect("append");
     assert_eq!(more[0].position, 3);
     reopened.pool().close().await;
-    remove(&path);
+    support::remove_sqlite(&path);
 }

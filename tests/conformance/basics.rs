@@ -15,7 +15,8 @@ use super::domain::{Account, AccountId, Deposited};
 use super::{Harness, commit, event, events, stream};
 
 /// Every event in the store, in position order.
-pub(crate) async fn everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
+pub(crate) async fn everything(h: &Harness) -> Vec<RecordedEvent> {
+    let store = &*h.store;
     let mut all = Vec::new();
     loop {
         let after = all.last().map_or(0, |e: &RecordedEvent| e.position);
@@ -171,7 +172,7 @@ pub(crate) async fn stale_expected_version_conflicts_and_changes_nothing(h: &Har
         .append(commit(&a, 0, events(2)))
         .await
         .expect("append");
-    let before = everything(store).await;
+    let before = everything(h).await;
     let commands_before = all_commands(store).await;
 
     for expected in [0, 1, 3, 9] {
@@ -213,11 +214,7 @@ pub(crate) async fn stale_expected_version_conflicts_and_changes_nothing(h: &Har
             .is_empty()
     );
 
-    assert_eq!(
-        everything(store).await,
-        before,
-        "a conflict changes no event"
-    );
+    assert_eq!(everything(h).await, before, "a conflict changes no event");
     assert_eq!(
         all_commands(store).await,
         commands_before,
@@ -241,7 +238,7 @@ pub(crate) async fn duplicate_event_id_is_rejected_and_changes_nothing(h: &Harne
         .append(commit(&a, 0, events(1)))
         .await
         .expect("append");
-    let before = everything(store).await;
+    let before = everything(h).await;
 
     let mut again = event("numbered", json!({}));
     again.event_id = stored[0].event_id;
@@ -263,7 +260,7 @@ pub(crate) async fn duplicate_event_id_is_rejected_and_changes_nothing(h: &Harne
         Err(StoreError::InvalidAppend(_))
     ));
 
-    assert_eq!(everything(store).await, before);
+    assert_eq!(everything(h).await, before);
     assert!(all_commands(store).await.is_empty());
     assert!(store.read_stream(&b, 0).await.expect("read").is_empty());
 }
@@ -275,7 +272,7 @@ pub(crate) async fn multi_stream_commit_is_all_or_nothing(h: &Harness) {
         .append(commit(&b, 0, events(1)))
         .await
         .expect("append");
-    let before = everything(store).await;
+    let before = everything(h).await;
 
     let both = |b_expected| Commit {
         streams: vec![
@@ -301,7 +298,7 @@ pub(crate) async fn multi_stream_commit_is_all_or_nothing(h: &Harness) {
         other => panic!("expected a conflict on the second stream, got {other:?}"),
     }
     assert_eq!(
-        everything(store).await,
+        everything(h).await,
         before,
         "the first stream was not appended either"
     );
@@ -359,7 +356,7 @@ pub(crate) async fn command_only_commit_logs_the_command(h: &Harness) {
         .await
         .expect("command-only commit");
     assert!(recorded.is_empty());
-    assert!(everything(store).await.is_empty(), "no event");
+    assert!(everything(h).await.is_empty(), "no event");
     assert_eq!(all_commands(store).await, [failed]);
     assert!(
         store
@@ -451,7 +448,7 @@ pub(crate) async fn invalid_appends_are_rejected(h: &Harness) {
         store.append(twice).await,
         Err(StoreError::InvalidAppend(_))
     ));
-    assert!(everything(store).await.is_empty());
+    assert!(everything(h).await.is_empty());
 }
 
 pub(crate) async fn snapshots_are_replaced_only_by_newer_ones(h: &Harness) {

@@ -252,8 +252,8 @@ impl StoreError {
 /// The event store.
 ///
 /// Every implementation appends atomically, checks the expected version per stream, assigns
-/// global positions in commit order (a reader of the global log never skips an event that
-/// commits late) and never changes what it stored.
+/// strictly increasing global positions that a reader of the global log can follow without
+/// ever skipping an event that commits late, and never changes what it stored.
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends the commit's events and its command log entry in one transaction.

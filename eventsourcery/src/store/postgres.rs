@@ -1,10 +1,10 @@
 //! The PostgreSQL event store: many processes, one database.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
-use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -28,11 +28,19 @@ const SCHEMA: Schema = Schema {
             "consumers",
             include_str!("../../migrations/postgres/0002_consumers.sql"),
         ),
+        (
+            3,
+            "parallel appends",
+            include_str!("../../migrations/postgres/0003_parallel_appends.sql"),
+        ),
     ],
 };
 
 /// Connections opened by [`PostgresStore::connect`].
 const MAX_CONNECTIONS: u32 = 10;
+
+/// How long `read_all` waits for committed events that older transactions hold back.
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// The constraint a second writer at the same stream version violates.
 const STREAM_VERSION_KEY: &str = "eventsourcery_events_stream_version_key";
@@ -46,29 +54,37 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 ///
 /// A reader of [`read_all`](EventStore::read_all) must never skip an event that commits late.
 /// PostgreSQL sequences hand out values in call order, but transactions commit in any order:
-/// with a sequence, a reader can see position 11 committed while position 10 is still in
-/// flight, move its checkpoint past 10, and never see it. This store therefore allocates
-/// positions from a one-row counter (`eventsourcery_log_head`) that the appending transaction
-/// updates, and so locks, in the statement that inserts its events. The row lock is held until
-/// the transaction ends, so positions are handed out in commit order, with no gaps (a
-/// rolled-back append releases its positions), and every event below a visible position is
-/// already visible. An append is also visible to `read_all` as soon as it returns.
+/// with positions from a plain sequence, a reader can see position 11 committed while 10 is
+/// still in flight, move its checkpoint past 10, and never see it.
 ///
-/// The cost is that appends with events commit one at a time, so their throughput is bound
-/// by the latency of one commit (its WAL flush), whatever the number of writers. To keep the
-/// locked part short, an append is a single statement (one round trip, one implicit
-/// transaction): it checks the stream versions and logs the command, and takes the lock as
-/// late as it can, so the lock is held for the rest of that statement and the commit, never
-/// across a round trip to the client. Command-only commits take no lock.
+/// This store lets appends commit in parallel and makes readers wait instead. Each event
+/// records its transaction's id (`xid8`). An append's positions come from
+/// `eventsourcery_allocate_positions`, which assigns the transaction its id and takes the
+/// positions from a sequence inside one short critical section (an advisory lock held only
+/// for those two steps, not until commit), so transaction ids and positions are handed out in
+/// the same order. `read_all` returns events in position order and stops at the first one
+/// whose transaction is not older than the oldest transaction still running,
+/// `pg_snapshot_xmin(pg_current_snapshot())`: every event before a returned one belongs to a
+/// transaction that has already ended, so none can appear behind a reader's checkpoint later.
+/// An event whose transaction id is beyond any this cluster has issued (restored from another
+/// cluster) counts as ended. Transaction ids as `xid8` need PostgreSQL 13 or newer.
 ///
-/// The known alternative that lets writers commit in parallel was considered and rejected.
-/// Readers filter on the writing transaction's id (`xid8`) against the oldest running one,
-/// `pg_snapshot_xmin(pg_current_snapshot())`; that is only sound for a `u64` position if
-/// transaction ids and positions are assigned in the same order, which takes its own short
-/// critical section. Its costs: `read_all` lags behind the oldest transaction that writes
-/// anything anywhere in the cluster (so an append is not visible to `read_all` when it
-/// returns), and stored transaction ids mean nothing after a restore into another cluster,
-/// where they would hold readers back indefinitely.
+/// What this costs: an event can be returned by `read_all` only once every transaction that
+/// writes anything and is older than its own has ended, anywhere in the cluster. That is
+/// normally a matter of milliseconds, and `read_all` waits for it (up to ten seconds) rather
+/// than return a short page, so a page holds every event committed before the call. A
+/// writing transaction longer than that holds readers back until it ends (it never holds
+/// appends back). `read_stream` is not affected. Positions increase strictly but may skip a
+/// value where an append lost a race and rolled back.
+///
+/// The alternative, allocating positions from a counter row that each append locks until it
+/// commits, gives gapless positions and immediate visibility, but commits appends one at a
+/// time, so throughput is bounded by one commit's latency whatever the number of writers.
+/// Measured on PostgreSQL 15 with 2 cores, 8 writers of single-event appends against a loop of
+/// raw single-row inserts on one connection: 0.7 times its rate with the counter row, 1.2
+/// times with this design.
+///
+/// An append is one statement, hence one round trip and one implicit transaction.
 ///
 /// # Concurrency
 ///
@@ -200,11 +216,11 @@ impl PostgresStore {
         commit: PreparedCommit,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self.append_statement(&commit).await {
-            Ok((Some(base), _)) => {
-                let first = u64::try_from(base + 1).map_err(|_| StoreError::Corrupt {
-                    table: "eventsourcery_log_head",
-                    location: "its one row".into(),
-                    reason: format!("the last position is negative: {base}"),
+            Ok((Some(first), _)) => {
+                let first = u64::try_from(first).map_err(|_| StoreError::Corrupt {
+                    table: "eventsourcery_position_seq",
+                    location: "the sequence".into(),
+                    reason: format!("it allocated a negative position: {first}"),
                 })?;
                 Ok(commit.into_recorded(first))
             }
@@ -223,10 +239,9 @@ impl PostgresStore {
 
     /// The whole append as one statement, so one round trip and one implicit transaction.
     ///
-    /// It checks every stream's version; only if all match does it log the command, take the
-    /// log head's row lock to allocate positions, and insert the events. The lock is taken
-    /// inside the statement, so it is held for the rest of the statement and the commit,
-    /// never for a round trip to the client. Returns the position before the first event
+    /// It checks every stream's version; only if all match does it allocate positions (which
+    /// also gives the transaction its id: nothing may write before it, so the command is
+    /// logged after it), log the command, and insert the events. Returns the first position
     /// (`None` if nothing was inserted) and each stream's version as checked.
     async fn append_statement(
         &self,
@@ -260,29 +275,29 @@ impl PostgresStore {
                  FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY AS s(stream_id, expected, ord)
              ), verdict AS (
                  SELECT COALESCE(bool_and(actual = expected), TRUE) AS ok FROM current
+             ), allocated AS (
+                 SELECT eventsourcery_allocate_positions($10) AS first
+                 FROM verdict WHERE verdict.ok AND $10 > 0
              ), command AS (
                  INSERT INTO eventsourcery_commands (command_id, name, payload, metadata,
                      outcome, outcome_detail, recorded_at_ns)
                  SELECT $3::uuid, $4::text, $5::jsonb, $6::jsonb, $7::text, $8::jsonb, $9::bigint
-                 FROM verdict WHERE verdict.ok AND $3::uuid IS NOT NULL
+                 FROM verdict LEFT JOIN allocated ON TRUE
+                 WHERE verdict.ok AND $3::uuid IS NOT NULL AND ($10 = 0 OR allocated.first IS NOT NULL)
                  RETURNING 1
-             ), head AS (
-                 UPDATE eventsourcery_log_head SET last_position = last_position + $10
-                 FROM verdict WHERE verdict.ok AND $10 > 0
-                 RETURNING last_position - $10 AS base
              ), inserted AS (
                  INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
                      event_name, schema_version, payload, metadata, recorded_at_ns)
-                 SELECT head.base + e.ord, e.event_id, e.stream_id, e.stream_version,
+                 SELECT allocated.first + e.ord - 1, e.event_id, e.stream_id, e.stream_version,
                         e.event_name, e.schema_version, e.payload::jsonb, e.metadata::jsonb, $11
-                 FROM head,
+                 FROM allocated,
                       UNNEST($12::uuid[], $13::text[], $14::bigint[], $15::text[], $16::bigint[],
                              $17::text[], $18::text[])
                       WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_name,
                                            schema_version, payload, metadata, ord)
                  RETURNING 1
              )
-             SELECT (SELECT base FROM head), ARRAY(SELECT actual FROM current ORDER BY ord)",
+             SELECT (SELECT first FROM allocated), ARRAY(SELECT actual FROM current ORDER BY ord)",
         )
         .bind(streams)
         .bind(expected)
@@ -304,6 +319,42 @@ impl PostgresStore {
         .bind(metadata)
         .fetch_one(&self.pool)
         .await
+    }
+
+    /// Up to `limit` events after `after_position`, stopping at the first one whose
+    /// transaction may have predecessors still running (an event after it could move a
+    /// reader's checkpoint past one that commits late); and whether one was held back.
+    async fn read_settled(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<(Vec<RecordedEvent>, bool), StoreError> {
+        // One statement, so the horizon is taken from the snapshot the rows are read with.
+        let rows = sqlx::query(
+            "WITH horizon AS (SELECT pg_current_snapshot() AS snapshot)
+             SELECT position, event_id::text, stream_id, stream_version, event_name,
+                    schema_version, payload::text, metadata::text, recorded_at_ns,
+                    transaction_id < pg_snapshot_xmin(horizon.snapshot)
+                        OR transaction_id >= pg_snapshot_xmax(horizon.snapshot) AS settled
+             FROM eventsourcery_events, horizon
+             WHERE position > $1
+             ORDER BY position
+             LIMIT $2",
+        )
+        .bind(sql::bound(after_position))
+        .bind(sql::limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read_all"))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let settled: bool = row.try_get(9).map_err(db("read_all"))?;
+            if !settled {
+                return Ok((events, true));
+            }
+            events.push(sql::event_from_row(row)?);
+        }
+        Ok((events, false))
     }
 
     /// The conflict of an append that lost a race after its version check passed.
@@ -374,20 +425,20 @@ impl EventStore for PostgresStore {
         after_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, event_id::text, stream_id, stream_version, event_name,
-                    schema_version, payload::text, metadata::text, recorded_at_ns
-             FROM eventsourcery_events
-             WHERE position > $1
-             ORDER BY position
-             LIMIT $2",
-        )
-        .bind(sql::bound(after_position))
-        .bind(sql::limit(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_all"))?;
-        rows.iter().map(sql::event_from_row).collect()
+        // When an event of the page is held back by older transactions, wait for them (they
+        // are usually done within milliseconds) rather than return a short page, so that a
+        // page holds every event committed before the call. Past the deadline, return the
+        // events that are settled.
+        let deadline = Instant::now() + SETTLE_WAIT;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let (events, held_back) = self.read_settled(after_position, limit).await?;
+            if !held_back || Instant::now() >= deadline {
+                return Ok(events);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
     }
 
     async fn read_commands(
