@@ -37,4 +37,5 @@ dispatch_suite!(postgres;
     only_one_instance_runs_a_consumer_at_a_time,
     a_crash_before_the_checkpoint_redelivers_and_once_absorbs_it,
     a_projection_write_and_its_checkpoint_commit_together,
+    a_worker_wakes_on_appends_from_another_process,
 );

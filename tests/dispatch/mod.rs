@@ -685,3 +685,51 @@ macro_rules! dispatch_suite {
         )*
     };
 }
+
+/// PostgreSQL: a worker wakes when another process appends (LISTEN/NOTIFY), long before its
+/// poll interval.
+#[cfg(feature = "postgres")]
+pub async fn a_worker_wakes_on_appends_from_another_process(backend: Backend) {
+    let Pool::Postgres(pool) = &backend.pool else {
+        panic!("PostgreSQL only")
+    };
+    let other: Arc<dyn ConsumerStore> = Arc::new(
+        eventsourcery::PostgresStore::from_pool(pool.clone())
+            .await
+            .unwrap(),
+    );
+    let s = setup(backend);
+    let mut config = fast();
+    config.poll_interval = Duration::from_secs(60);
+    let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+        .only(["mailer"])
+        .config(config)
+        .build()
+        .unwrap();
+    let worker = dispatcher.spawn();
+    // Let the worker finish its first round and start listening.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // "Another process": a bus of its own, which the dispatcher knows nothing about.
+    let elsewhere = CommandBus::builder_shared(other)
+        .personal_data_shared(s.vault.clone())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    elsewhere
+        .execute(SellTicket {
+            ticket: TicketId::generate(),
+            holder: PersonalKey::issue(),
+            email: Email("far@example.com".into()),
+        })
+        .await
+        .unwrap();
+    while s.seen.emails.lock().unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker did not wake on NOTIFY"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("woke after {:?}", started.elapsed());
+    worker.shutdown().await;
+}

@@ -413,8 +413,9 @@ impl Dispatcher {
         self.bus.set_after_commit(Arc::downgrade(self), true);
     }
 
-    /// Runs consumers in a background task that polls, and wakes when `bus` commits (worker
-    /// mode). Stop it with [`Worker::shutdown`].
+    /// Runs consumers in a background task (worker mode). It wakes when `bus` commits, when
+    /// another process appends (PostgreSQL LISTEN/NOTIFY), and otherwise every
+    /// `poll_interval`. Stop it with [`Worker::shutdown`].
     pub fn spawn(self: &Arc<Self>) -> Worker {
         self.bus.set_after_commit(Arc::downgrade(self), false);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -426,7 +427,12 @@ impl Dispatcher {
                 }
                 tokio::select! {
                     _ = dispatcher.wake.notified() => {}
-                    _ = tokio::time::sleep(dispatcher.config.poll_interval) => {}
+                    waited = dispatcher.store.wait_for_append(dispatcher.config.poll_interval) => {
+                        if let Err(error) = waited {
+                            tracing::warn!(%error, "waiting for appends failed; polling");
+                            tokio::time::sleep(dispatcher.config.poll_interval).await;
+                        }
+                    }
                     _ = stopped.changed() => break,
                 }
             }

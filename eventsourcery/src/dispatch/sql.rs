@@ -94,7 +94,7 @@ fn lease_until(lease: Duration) -> i64 {
 /// Implements [`ConsumerStore`] for one SQL store. `$sql` turns a `$n` statement into the
 /// backend's dialect; `$begin` opens a write transaction and yields `(guard, tx)`.
 macro_rules! sql_consumer_store {
-    ($store:ty, $variant:ident, $sql:path, $begin:path, $lock:literal) => {
+    ($store:ty, $variant:ident, $sql:path, $begin:path, $lock:literal $(, $wait:path)?) => {
         #[async_trait::async_trait]
         impl ConsumerStore for $store {
             async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
@@ -317,6 +317,12 @@ macro_rules! sql_consumer_store {
                     .map_err(db("is processed"))?;
                 Ok(found.is_some())
             }
+
+            $(
+                async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
+                    $wait(self, timeout).await
+                }
+            )?
         }
     };
 }
@@ -360,5 +366,9 @@ mod postgres {
         Ok(((), store.pool().begin().await.map_err(db("begin"))?))
     }
 
-    sql_consumer_store!(PostgresStore, Postgres, sql, begin, " FOR UPDATE");
+    async fn wait(store: &PostgresStore, timeout: Duration) -> Result<(), StoreError> {
+        store.wait_for_append(timeout).await
+    }
+
+    sql_consumer_store!(PostgresStore, Postgres, sql, begin, " FOR UPDATE", wait);
 }

@@ -98,6 +98,13 @@ pub trait ConsumerStore: EventStore {
 
     /// Whether `event_id` was marked as processed by `consumer`.
     async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Waits until events may have been appended by another process, or `timeout` passes.
+    /// The default just waits (polling); PostgreSQL wakes on LISTEN/NOTIFY.
+    async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]

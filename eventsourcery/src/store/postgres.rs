@@ -33,6 +33,11 @@ const SCHEMA: Schema = Schema {
             "parallel appends",
             include_str!("../../migrations/postgres/0003_parallel_appends.sql"),
         ),
+        (
+            4,
+            "notify appends",
+            include_str!("../../migrations/postgres/0004_notify_appends.sql"),
+        ),
     ],
 };
 
@@ -103,6 +108,9 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The connection that LISTENs for appends of other processes, opened on first use by a
+    /// dispatch worker.
+    listener: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -131,7 +139,10 @@ impl PostgresStore {
 
     /// A store over an existing pool, whose schema is migrated first.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            listener: std::sync::Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -139,6 +150,35 @@ impl PostgresStore {
     /// The connection pool, for tables of the application kept beside the event store.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Waits up to `timeout` for a notification that events were appended (by any process).
+    pub(crate) async fn wait_for_append(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let mut slot = self.listener.lock().await;
+        if slot.is_none() {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+                .await
+                .map_err(db("listen"))?;
+            listener
+                .listen("eventsourcery_events")
+                .await
+                .map_err(db("listen"))?;
+            *slot = Some(listener);
+        }
+        let Some(listener) = slot.as_mut() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(timeout, listener.recv()).await {
+            Ok(Ok(_)) | Err(_) => Ok(()),
+            Ok(Err(error)) => {
+                // Reconnect on the next wait.
+                *slot = None;
+                Err(db("listen")(error))
+            }
+        }
     }
 
     /// Applies the embedded migrations that the database does not have yet.
