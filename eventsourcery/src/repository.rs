@@ -111,13 +111,11 @@ impl<A: Aggregate> Repository<A> {
             let registry = EventRegistry::global();
             let replayed = events.len() as u64;
             let mut upcast = Vec::with_capacity(events.len());
-            for event in events {
+            for mut event in events {
+                // The payload moves on; the event keeps what error messages need.
+                let payload = std::mem::take(&mut event.payload);
                 let payload = registry
-                    .upcast(
-                        &event.event_name,
-                        event.schema_version,
-                        event.payload.clone(),
-                    )
+                    .upcast(&event.event_name, event.schema_version, payload)
                     .map_err(|source| decode_error(&event, source))?;
                 upcast.push((event, payload));
             }

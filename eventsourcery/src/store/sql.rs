@@ -305,7 +305,43 @@ impl PreparedCommit {
 struct Columns<'r, R> {
     row: &'r R,
     table: &'static str,
-    location: String,
+    location: Location,
+}
+
+/// Where a row is, formatted only when an error names it (reads decode many rows).
+enum Location {
+    Text(String),
+    Position(u64),
+    Event {
+        stream: String,
+        version: u64,
+        position: u64,
+    },
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(text) => f.write_str(text),
+            Self::Position(position) => write!(f, "position {position}"),
+            Self::Event {
+                stream,
+                version,
+                position,
+            } => {
+                write!(
+                    f,
+                    "stream `{stream}` version {version} (position {position})"
+                )
+            }
+        }
+    }
+}
+
+impl From<String> for Location {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
 }
 
 impl<'r, R> Columns<'r, R>
@@ -313,18 +349,18 @@ where
     R: Row,
     usize: ColumnIndex<R>,
 {
-    fn new(row: &'r R, table: &'static str, location: String) -> Self {
+    fn new(row: &'r R, table: &'static str, location: impl Into<Location>) -> Self {
         Self {
             row,
             table,
-            location,
+            location: location.into(),
         }
     }
 
     fn corrupt(&self, reason: String) -> StoreError {
         StoreError::Corrupt {
             table: self.table,
-            location: self.location.clone(),
+            location: self.location.to_string(),
             reason,
         }
     }
@@ -390,19 +426,15 @@ where
     // Read the row's identity first, so every later error can say where the row is.
     let columns = Columns::new(row, EVENTS, "a row with an unreadable position".to_owned());
     let position = columns.unsigned(0, "position")?;
-    let columns = Columns::new(row, EVENTS, format!("position {position}"));
+    let columns = Columns::new(row, EVENTS, Location::Position(position));
     let stream_id: String = columns.get(2, "stream_id")?;
-    let columns = Columns::new(
-        row,
-        EVENTS,
-        format!("stream `{stream_id}`, position {position}"),
-    );
     let stream_version = columns.unsigned(3, "stream_version")?;
-    let columns = Columns::new(
-        row,
-        EVENTS,
-        format!("stream `{stream_id}` version {stream_version} (position {position})"),
-    );
+    let location = Location::Event {
+        stream: stream_id.clone(),
+        version: stream_version,
+        position,
+    };
+    let columns = Columns::new(row, EVENTS, location);
     Ok(RecordedEvent {
         position,
         event_id: columns.uuid(1, "event_id")?,
