@@ -139,28 +139,27 @@ impl PersonalVault {
             .unwrap_key(key.subject, key.version, &key.wrapped)
     }
 
-    /// The data keys of `subjects`, creating those that are missing. Refuses erased subjects
-    /// that were not re-enrolled.
+    /// The data keys of `subjects`. Refuses erased subjects that were not re-enrolled. Keys
+    /// that are missing are generated and returned wrapped, not yet stored, so the caller can
+    /// store them together with the data they encrypt (the index key is stored at once).
     async fn keys_for_writing(
         &self,
         subjects: &[PersonalKey],
-    ) -> Result<HashMap<PersonalKey, DataKey>, PersonalError> {
-        let erasures: HashMap<PersonalKey, Erasure> = self
-            .keys
-            .erasures(subjects)
-            .await?
-            .into_iter()
-            .map(|e| (e.subject, e))
-            .collect();
+    ) -> Result<(HashMap<PersonalKey, DataKey>, Vec<WrappedKey>), PersonalError> {
+        let (erasures, existing) =
+            tokio::join!(self.keys.erasures(subjects), self.keys.keys(subjects));
+        let erasures: HashMap<PersonalKey, Erasure> =
+            erasures?.into_iter().map(|e| (e.subject, e)).collect();
         if let Some(erasure) = erasures.values().find(|e| !e.re_enrolled) {
             return Err(PersonalError::SubjectErased {
                 subject: erasure.subject,
             });
         }
         let mut keys = HashMap::new();
-        for key in self.keys.keys(subjects).await? {
+        for key in existing? {
             keys.insert(key.subject, self.unwrap(&key)?);
         }
+        let mut pending = Vec::new();
         for &subject in subjects {
             if keys.contains_key(&subject) {
                 continue;
@@ -173,11 +172,36 @@ impl PersonalVault {
                 wrapped: self.master.wrap(subject, version, &fresh)?,
                 master_key_id: self.master.id(),
             };
-            // Another writer may have created the subject's key first: use the stored one.
-            let stored = self.keys.insert_key(wrapped).await?;
-            keys.insert(subject, self.unwrap(&stored)?);
+            if subject == INDEX_SUBJECT {
+                // Another writer may have created it first: use the stored one.
+                let stored = self.keys.insert_key(wrapped).await?;
+                keys.insert(subject, self.unwrap(&stored)?);
+            } else {
+                keys.insert(subject, fresh);
+                pending.push(wrapped);
+            }
         }
-        Ok(keys)
+        Ok((keys, pending))
+    }
+
+    fn encrypt(
+        keys: &HashMap<PersonalKey, DataKey>,
+        write: &PersonalWrite,
+    ) -> Result<PersonalRecord, PersonalError> {
+        let key = keys.get(&write.subject).ok_or(PersonalError::MissingKey {
+            subject: write.subject,
+        })?;
+        Ok(PersonalRecord {
+            reference: write.reference,
+            subject: write.subject,
+            field: write.field.clone(),
+            ciphertext: key.encrypt(
+                write.subject,
+                write.reference,
+                &write.field,
+                write.plaintext.as_bytes(),
+            )?,
+        })
     }
 
     /// Encrypts and stores personal values, before the payloads that refer to them.
@@ -197,24 +221,11 @@ impl PersonalVault {
         if needs_index {
             subjects.push(INDEX_SUBJECT);
         }
-        let keys = self.keys_for_writing(&subjects).await?;
+        let (mut keys, pending) = self.keys_for_writing(&subjects).await?;
         let mut records = Vec::with_capacity(writes.len());
         let mut index = Vec::new();
         for write in &writes {
-            let key = keys.get(&write.subject).ok_or(PersonalError::MissingKey {
-                subject: write.subject,
-            })?;
-            records.push(PersonalRecord {
-                reference: write.reference,
-                subject: write.subject,
-                field: write.field.clone(),
-                ciphertext: key.encrypt(
-                    write.subject,
-                    write.reference,
-                    &write.field,
-                    write.plaintext.as_bytes(),
-                )?,
-            });
+            records.push(Self::encrypt(&keys, write)?);
             if let Some((kind, form)) = &write.lookup {
                 let index_key = keys.get(&INDEX_SUBJECT).ok_or(PersonalError::MissingKey {
                     subject: INDEX_SUBJECT,
@@ -222,7 +233,37 @@ impl PersonalVault {
                 index.push((blind_index(index_key, kind, form), write.subject));
             }
         }
-        self.data.put(records, index).await
+        if pending.is_empty() {
+            return self.data.put(records, index).await;
+        }
+        // A new subject's key and the values it encrypts go to their two stores at once. Until
+        // this returns nothing refers to the values, so if another writer created the subject's
+        // key first, the values are encrypted again under that key and overwritten.
+        let insert_keys = async {
+            let mut stored = Vec::with_capacity(pending.len());
+            for key in &pending {
+                stored.push(self.keys.insert_key(key.clone()).await?);
+            }
+            Ok::<_, PersonalError>(stored)
+        };
+        let (stored, put) = tokio::join!(insert_keys, self.data.put(records, index));
+        put?;
+        let mut lost = Vec::new();
+        for (stored, ours) in stored?.into_iter().zip(&pending) {
+            if stored.wrapped != ours.wrapped {
+                keys.insert(stored.subject, self.unwrap(&stored)?);
+                lost.push(stored.subject);
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let again = writes
+            .iter()
+            .filter(|w| lost.contains(&w.subject))
+            .map(|w| Self::encrypt(&keys, w))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.data.put(again, Vec::new()).await
     }
 
     /// Fetches and decrypts the values behind these references.
