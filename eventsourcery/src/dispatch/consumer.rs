@@ -28,7 +28,9 @@ pub enum ConsumerKind {
     /// correlation id and the event id as causation id.
     ProcessManager,
     /// A read model in the store's own database: its update and its checkpoint commit in one
-    /// transaction, so each event is applied exactly once.
+    /// transaction, so each event is applied exactly once. A projection only writes its read
+    /// model: it must not execute commands (on SQLite that would wait for the write lock its
+    /// own transaction holds); react with a process manager instead.
     Projection,
 }
 
