@@ -12,7 +12,7 @@ pub use zeroize::Zeroizing;
 
 pub use crate::DomainEvent;
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
-pub use crate::event::codec::{EventField, decode_field, encode_field, object};
+pub use crate::event::codec::{EventField, object};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
 pub use crate::personal::{DecodeContext, EncodeContext};
@@ -40,12 +40,6 @@ pub fn downcast_command<C: Any>(command: Box<dyn Any + Send>) -> Result<C, Handl
 pub fn handler_output<O: HandlerOutput>(output: O) -> Result<(), HandlerFailure> {
     output.into_result().map_err(HandlerFailure::Failed)
 }
-
-/// Asserts at compile time that `T` is a serializable value (for ids).
-pub const fn assert_value<T: crate::SerializableValue>() {}
-
-/// Asserts that an aggregate applies an event.
-pub const fn assert_apply<A: crate::Apply<E>, E: crate::DomainEvent>() {}
 
 /// The id type of the stub `Aggregate` impl emitted after a derive error: a serializable value,
 /// so the stub adds no error of its own to the one the derive reports.

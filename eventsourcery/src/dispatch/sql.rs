@@ -16,17 +16,24 @@ pub(crate) const ENSURE: &str =
     "INSERT INTO eventsourcery_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
 pub(crate) const STATE: &str = "SELECT position, parked_position, parked_error, parked_at_ns \
      FROM eventsourcery_consumers WHERE name = $1";
-pub(crate) const ADVANCE: &str =
-    "UPDATE eventsourcery_consumers SET position = $3 WHERE name = $1 AND position = $2";
-pub(crate) const PARK: &str = "UPDATE eventsourcery_consumers \
-     SET parked_position = $2, parked_error = $3, parked_at_ns = $4 WHERE name = $1";
+/// Moves the checkpoint from `$2` to `$3` (a missing row is created): one statement, one row
+/// changed or none if another instance moved it.
+pub(crate) const ADVANCE: &str = "INSERT INTO eventsourcery_consumers (name, position) \
+     VALUES ($1, $3) ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+     WHERE eventsourcery_consumers.position = $2";
+pub(crate) const PARK: &str = "INSERT INTO eventsourcery_consumers \
+     (name, parked_position, parked_error, parked_at_ns) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (name) DO UPDATE SET parked_position = excluded.parked_position, \
+         parked_error = excluded.parked_error, parked_at_ns = excluded.parked_at_ns";
 pub(crate) const UNPARK: &str = "UPDATE eventsourcery_consumers \
      SET parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
 pub(crate) const SKIP_RECORD: &str = "INSERT INTO eventsourcery_consumer_skips \
      (consumer, position, reason, skipped_at_ns) VALUES ($1, $2, $3, $4)";
-pub(crate) const SKIP_MOVE: &str = "UPDATE eventsourcery_consumers \
-     SET position = CASE WHEN position < $2 THEN $2 ELSE position END, \
-         parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
+pub(crate) const SKIP_MOVE: &str = "INSERT INTO eventsourcery_consumers (name, position) \
+     VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = CASE \
+         WHEN eventsourcery_consumers.position < excluded.position THEN excluded.position \
+         ELSE eventsourcery_consumers.position END, \
+         parked_position = NULL, parked_error = NULL, parked_at_ns = NULL";
 pub(crate) const SKIPPED: &str = "SELECT position, reason FROM eventsourcery_consumer_skips \
      WHERE consumer = $1 ORDER BY skipped_at_ns, position";
 pub(crate) const CLAIM: &str = "INSERT INTO eventsourcery_consumers (name, lease_owner, lease_expires_at_ns) \
@@ -108,11 +115,6 @@ macro_rules! sql_consumer_store {
 
             async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE))
-                    .bind(consumer)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("advance"))?;
                 let moved = sqlx::query($sql(ADVANCE))
                     .bind(consumer)
                     .bind(to_i64(from)?)
@@ -191,11 +193,6 @@ macro_rules! sql_consumer_store {
                 error: &str,
             ) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE))
-                    .bind(consumer)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("park"))?;
                 sqlx::query($sql(PARK))
                     .bind(consumer)
                     .bind(to_i64(position)?)
@@ -224,11 +221,6 @@ macro_rules! sql_consumer_store {
                 reason: &str,
             ) -> Result<(), StoreError> {
                 let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE))
-                    .bind(consumer)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("skip"))?;
                 sqlx::query($sql(SKIP_RECORD))
                     .bind(consumer)
                     .bind(to_i64(position)?)
