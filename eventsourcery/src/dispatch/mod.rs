@@ -369,7 +369,7 @@ impl Dispatcher {
         }
         self.store.unpark(&name).await?;
         let started = Instant::now();
-        let head = self.head().await?;
+        let head = self.store.head_position().await?;
         let mut done_progress = Progress {
             done: 0,
             total: head,
@@ -388,18 +388,6 @@ impl Dispatcher {
         self.run_consumer(&consumer, &mut round, &mut report)
             .await?;
         Ok(done_progress)
-    }
-
-    /// The position of the last event in the log.
-    async fn head(&self) -> Result<u64, StoreError> {
-        let mut position = 0;
-        loop {
-            let batch = self.store.read_all(position, 10_000).await?;
-            match batch.last() {
-                Some(last) => position = last.position,
-                None => return Ok(position),
-            }
-        }
     }
 
     /// Wakes a worker started with [`Dispatcher::spawn`].

@@ -119,6 +119,10 @@ impl EventStore for MemoryStore {
         }))
     }
 
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().events.len() as u64)
+    }
+
     async fn read_all(
         &self,
         after_position: u64,

@@ -277,6 +277,20 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// The position of the last event in the global log (0 when empty), for progress reports.
+    ///
+    /// The default reads the log through; the stores answer from an index.
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        let mut position = 0;
+        loop {
+            let batch = self.read_all(position, 10_000).await?;
+            match batch.last() {
+                Some(last) => position = last.position,
+                None => return Ok(position),
+            }
+        }
+    }
+
     /// At most `limit` command log entries, oldest first, skipping the first `offset`.
     async fn read_commands(
         &self,

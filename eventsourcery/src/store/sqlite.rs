@@ -339,6 +339,15 @@ impl EventStore for SqliteStore {
         rows.iter().map(sql::event_from_row).collect()
     }
 
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(position) FROM eventsourcery_events")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("head position"))?;
+        Ok(last.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+    }
+
     async fn read_all(
         &self,
         after_position: u64,
