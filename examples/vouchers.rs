@@ -285,5 +285,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nprojection rebuilt over {} events ({:.0} events/s)",
         progress.done, progress.rate
     );
+    // The read model the projection keeps in the event store's database.
+    if let EventsBackend::Sqlite(sqlite) = &stores.backend {
+        let (voucher, count): (String, i64) =
+            sqlx::query_as("SELECT voucher, registrations FROM registrations_per_voucher")
+                .fetch_one(sqlite.pool())
+                .await?;
+        println!("registrations per voucher: {voucher} -> {count}");
+    }
     Ok(())
 }
