@@ -73,6 +73,12 @@ async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>>
         let raw = backend.raw_inserts(n, tasks).await;
         figures.rate(&format!("raw_insert_{tasks}_tasks"), raw, "rows/s");
         let stores = backend.fresh().await;
+        let appended = appends(&stores, n, tasks).await?;
+        figures.rate(&format!("append_{tasks}_tasks"), appended, "appends/s");
+        figures.ratio(
+            &format!("append_{tasks}_tasks_ratio_to_raw"),
+            appended / raw,
+        );
         let (rate, latencies) = commands(&stores, n, tasks, false).await?;
         figures.rate(&format!("cmd_{tasks}_tasks"), rate, "commands/s");
         figures.ratio(&format!("cmd_{tasks}_tasks_ratio_to_raw"), rate / raw);
@@ -179,6 +185,49 @@ async fn commands(
     }
     let rate = (per_task * tasks) as f64 / started.elapsed().as_secs_f64();
     Ok((rate, latencies))
+}
+
+/// `total` appends of one event to distinct streams, straight to the store (no bus), over
+/// `tasks` tasks: the store's share of a command. Returns appends per second.
+async fn appends(
+    stores: &Stores,
+    total: usize,
+    tasks: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let per_task = total / tasks;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let store = stores.events.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let stream = StreamId::for_aggregate("appended", &CounterId::generate());
+                    let commit = Commit {
+                        streams: vec![StreamAppend {
+                            stream_id: stream,
+                            expected_version: 0,
+                            events: vec![NewEvent {
+                                event_id: Uuid::now_v7(),
+                                event_name: "incremented".to_owned(),
+                                schema_version: 1,
+                                payload: serde_json::json!({ "by": 1 }),
+                                metadata: Metadata::default(),
+                            }],
+                        }],
+                        command: None,
+                    };
+                    store
+                        .append(commit)
+                        .await
+                        .unwrap_or_else(|e| panic!("append failed: {e}"));
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await?;
+    }
+    Ok((per_task * tasks) as f64 / started.elapsed().as_secs_f64())
 }
 
 fn percentile(latencies: &[Duration], p: f64) -> Duration {

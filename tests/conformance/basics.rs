@@ -36,7 +36,7 @@ pub(crate) async fn all_commands(store: &dyn EventStore) -> Vec<CommandRecord> {
         .expect("read_commands")
 }
 
-fn command(outcome: CommandOutcome) -> CommandRecord {
+pub(crate) fn command(outcome: CommandOutcome) -> CommandRecord {
     let id = Uuid::now_v7();
     CommandRecord {
         command_id: id,

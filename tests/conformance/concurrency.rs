@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::domain::{Account, AccountId, Deposit};
-use super::{Harness, all_commands, below, commit, event, everything, stream};
+use super::{Harness, all_commands, below, command, commit, event, everything, stream};
 use eventsourcery::store::CommandOutcome;
 
 /// Concurrent writers in the race tests.
@@ -284,5 +284,114 @@ pub(crate) async fn command_bus_retries_conflicts_until_every_command_lands(h: &
         "[{}] command bus: {total} commands from {TASKS} tasks on one aggregate in {:.2?}, {retries} retries",
         h.backend,
         started.elapsed(),
+    );
+}
+
+/// What a commit sent in `commits_sent_at_once_each_get_their_own_result` must get back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Appended,
+    Conflict,
+    DuplicateId,
+    /// One of two commits to the same new stream: either wins.
+    Contested,
+}
+
+/// Rounds of `commits_sent_at_once_each_get_their_own_result`.
+const AT_ONCE_ROUNDS: usize = 20;
+
+/// Commits sent at the same moment (which a store may write together) succeed or fail each on
+/// its own: a stale one, one reusing a stored event id, or the loser of a race for a stream
+/// never takes the others down with it, and nothing of a failed one is stored.
+pub(crate) async fn commits_sent_at_once_each_get_their_own_result(h: &Harness) {
+    let mut appended: Vec<RecordedEvent> = Vec::new();
+    let mut logged = Vec::new();
+    for round in 0..AT_ONCE_ROUNDS {
+        let taken = stream("taken");
+        let stored = h
+            .store
+            .append(commit(
+                &taken,
+                0,
+                vec![event("first", json!({ "round": round }))],
+            ))
+            .await
+            .expect("first event");
+        appended.extend(stored.iter().cloned());
+        let contested = stream("contested");
+
+        let mut sent: Vec<(Expect, Commit)> = Vec::new();
+        for n in 0..6 {
+            let mut fresh = commit(&stream("fresh"), 0, vec![event("fresh", json!({ "n": n }))]);
+            fresh.command = Some(command(CommandOutcome::Succeeded { events: 1 }));
+            sent.push((Expect::Appended, fresh));
+        }
+        for n in 0..2 {
+            let stale = commit(&taken, 0, vec![event("stale", json!({ "n": n }))]);
+            sent.push((Expect::Conflict, stale));
+            let mut race = commit(&contested, 0, vec![event("race", json!({ "n": n }))]);
+            race.command = Some(command(CommandOutcome::Succeeded { events: 1 }));
+            sent.push((Expect::Contested, race));
+        }
+        let mut reused = event("reused", json!({}));
+        reused.event_id = stored[0].event_id;
+        let mut duplicate = commit(&stream("duplicate"), 0, vec![reused]);
+        duplicate.command = Some(command(CommandOutcome::Succeeded { events: 1 }));
+        sent.push((Expect::DuplicateId, duplicate));
+        let only_command = Commit {
+            streams: Vec::new(),
+            command: Some(command(CommandOutcome::Failed {
+                error: "refused".into(),
+            })),
+        };
+        sent.push((Expect::Appended, only_command));
+
+        let mut tasks = JoinSet::new();
+        for (expect, commit) in sent {
+            let store = Arc::clone(&h.store);
+            tasks.spawn(async move {
+                let command_id = commit.command.as_ref().map(|c| c.command_id);
+                (expect, command_id, store.append(commit).await)
+            });
+        }
+        let mut contest_winners = 0;
+        while let Some(done) = tasks.join_next().await {
+            let (expect, command_id, result) = done.expect("append task");
+            match (expect, result) {
+                (Expect::Appended, Ok(events)) => {
+                    appended.extend(events);
+                    logged.extend(command_id);
+                }
+                (Expect::Contested, Ok(events)) => {
+                    contest_winners += 1;
+                    appended.extend(events);
+                    logged.extend(command_id);
+                }
+                (Expect::Conflict | Expect::Contested, Err(StoreError::Conflict { .. })) => {}
+                (Expect::DuplicateId, Err(StoreError::InvalidAppend(message))) => {
+                    assert!(message.contains("already stored"), "{message}");
+                }
+                (expect, other) => panic!("[{}] {expect:?} got {other:?}", h.backend),
+            }
+        }
+        assert_eq!(contest_winners, 1, "exactly one writer wins a new stream");
+    }
+
+    let all = everything(h).await;
+    appended.sort_by_key(|e| e.position);
+    assert_eq!(
+        all, appended,
+        "exactly the successful commits are stored, as returned"
+    );
+    let commands: Vec<_> = all_commands(&*h.store)
+        .await
+        .into_iter()
+        .map(|c| c.command_id)
+        .collect();
+    let commands: HashSet<_> = commands.into_iter().collect();
+    let logged: HashSet<_> = logged.into_iter().collect();
+    assert_eq!(
+        commands, logged,
+        "exactly the successful commits' commands are logged"
     );
 }

@@ -86,6 +86,7 @@ macro_rules! suite {
             concurrent_writers_on_many_streams,
             reader_sees_every_event_once_in_order_while_writers_commit,
             command_bus_retries_conflicts_until_every_command_lands,
+            commits_sent_at_once_each_get_their_own_result,
         );
     };
     ($setup:path; $($case:ident),* $(,)?) => {

@@ -1,10 +1,12 @@
 //! The PostgreSQL event store: many processes, one database.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -14,6 +16,8 @@ use super::{
 };
 use crate::value::StreamId;
 
+mod group;
+
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
     database: "PostgreSQL event store",
@@ -21,22 +25,27 @@ const SCHEMA: Schema = Schema {
         (
             1,
             "event store",
-            include_str!("../../migrations/postgres/0001_event_store.sql"),
+            include_str!("../../../migrations/postgres/0001_event_store.sql"),
         ),
         (
             2,
             "consumers",
-            include_str!("../../migrations/postgres/0002_consumers.sql"),
+            include_str!("../../../migrations/postgres/0002_consumers.sql"),
         ),
         (
             3,
             "parallel appends",
-            include_str!("../../migrations/postgres/0003_parallel_appends.sql"),
+            include_str!("../../../migrations/postgres/0003_parallel_appends.sql"),
         ),
         (
             4,
             "notify appends",
-            include_str!("../../migrations/postgres/0004_notify_appends.sql"),
+            include_str!("../../../migrations/postgres/0004_notify_appends.sql"),
+        ),
+        (
+            5,
+            "notify from the store",
+            include_str!("../../../migrations/postgres/0005_notify_from_the_store.sql"),
         ),
     ],
 };
@@ -46,6 +55,10 @@ const MAX_CONNECTIONS: u32 = 10;
 
 /// How long `read_all` waits for committed events that older transactions hold back.
 const SETTLE_WAIT: Duration = Duration::from_secs(10);
+
+/// The shortest time between two notifications of appends to other processes: the longest a
+/// busy store delays their wake-up, against one notifying transaction per append.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The constraint a second writer at the same stream version violates.
 const STREAM_VERSION_KEY: &str = "eventsourcery_events_stream_version_key";
@@ -89,7 +102,26 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 /// raw single-row inserts on one connection: 0.7 times its rate with the counter row, 1.2
 /// times with this design.
 ///
-/// An append is one statement, hence one round trip and one implicit transaction.
+/// # Group commit
+///
+/// An append is one statement, hence one round trip and one implicit transaction. Appends
+/// made at the same time by one store (and its clones) share a statement: while one is being
+/// written, the next queue up and go together, so one round trip and one WAL flush serve them
+/// all. Each still gets its own result: a commit that conflicts, reuses a stored event id or
+/// holds a payload PostgreSQL refuses fails alone, having changed nothing, and the others are
+/// written. Commits written together take consecutive positions, and at most two statements
+/// per store are in flight. Measured with 8 writers on a 2-core machine, against single-row
+/// inserts of the same rows in a plain table: 0.9 times their rate, against 0.5 times with one
+/// statement per append (see BENCHMARKS.md).
+///
+/// # Notifications
+///
+/// Dispatch workers of other processes LISTEN on the channel `eventsourcery_events`. The
+/// store notifies it after its appends commit, from a statement of its own, at most once
+/// every 5 ms while appends keep coming (a notifying transaction holds a database-wide lock
+/// through its commit, so notifying from the appends would queue them behind each other).
+/// Workers also poll, so events inserted by anything but a `PostgresStore` reach them at their
+/// next poll.
 ///
 /// # Concurrency
 ///
@@ -108,9 +140,28 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share.
+#[derive(Default)]
+struct Shared {
     /// The connection that LISTENs for appends of other processes, opened on first use by a
     /// dispatch worker.
-    listener: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>>,
+    listener: tokio::sync::Mutex<Option<sqlx::postgres::PgListener>>,
+    /// Appends waiting to be written together.
+    group: group::Group,
+    /// Wakes the task that notifies other processes of appends; started on the first append.
+    notifier: OnceLock<mpsc::Sender<()>>,
+}
+
+/// The error of a sequence that handed out a negative position.
+fn negative_position(first: i64) -> StoreError {
+    StoreError::Corrupt {
+        table: "eventsourcery_position_seq",
+        location: "the sequence".into(),
+        reason: format!("it allocated a negative position: {first}"),
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -141,7 +192,7 @@ impl PostgresStore {
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
         let store = Self {
             pool,
-            listener: std::sync::Arc::default(),
+            shared: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -157,7 +208,7 @@ impl PostgresStore {
         &self,
         timeout: std::time::Duration,
     ) -> Result<(), StoreError> {
-        let mut slot = self.listener.lock().await;
+        let mut slot = self.shared.listener.lock().await;
         if slot.is_none() {
             let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
                 .await
@@ -179,6 +230,37 @@ impl PostgresStore {
                 Err(db("listen")(error))
             }
         }
+    }
+
+    /// Tells dispatch workers of other processes (LISTENing on `eventsourcery_events`) that
+    /// events were appended.
+    ///
+    /// The notification is sent by a task of its own, from a statement of its own after the
+    /// append committed: PostgreSQL makes a transaction that notifies hold a database-wide lock
+    /// through its commit, which would queue every append's commit behind the others'. While
+    /// one notification is being sent, and for [`NOTIFY_INTERVAL`] after, the appends that
+    /// follow share the next one.
+    fn appended(&self) {
+        let sender = self.shared.notifier.get_or_init(|| {
+            let (sender, mut poked) = mpsc::channel::<()>(1);
+            let pool = self.pool.clone();
+            // Ends when the last clone of the store is dropped, with the sender.
+            tokio::spawn(async move {
+                while poked.recv().await.is_some() {
+                    let notified = sqlx::query("SELECT pg_notify('eventsourcery_events', '')")
+                        .execute(&pool)
+                        .await;
+                    if let Err(error) = notified {
+                        // Workers also poll, so they only notice later.
+                        tracing::warn!(%error, "could not notify other processes of appends");
+                    }
+                    tokio::time::sleep(NOTIFY_INTERVAL).await;
+                }
+            });
+            sender
+        });
+        // Full means a notification is already due, and it will cover this append.
+        let _ = sender.try_send(());
     }
 
     /// Applies the embedded migrations that the database does not have yet.
@@ -255,13 +337,10 @@ impl PostgresStore {
         &self,
         commit: PreparedCommit,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self.append_statement(&commit).await {
+        match group::append_statement(&self.pool, &[&commit]).await {
             Ok((Some(first), _)) => {
-                let first = u64::try_from(first).map_err(|_| StoreError::Corrupt {
-                    table: "eventsourcery_position_seq",
-                    location: "the sequence".into(),
-                    reason: format!("it allocated a negative position: {first}"),
-                })?;
+                let first = u64::try_from(first).map_err(|_| negative_position(first))?;
+                self.appended();
                 Ok(commit.into_recorded(first))
             }
             Ok((None, versions)) => match Self::first_conflict(&commit, &versions) {
@@ -275,90 +354,6 @@ impl PostgresStore {
                 _ => Err(db("append")(error)),
             },
         }
-    }
-
-    /// The whole append as one statement, so one round trip and one implicit transaction.
-    ///
-    /// It checks every stream's version; only if all match does it allocate positions (which
-    /// also gives the transaction its id: nothing may write before it, so the command is
-    /// logged after it), log the command, and insert the events. Returns the first position
-    /// (`None` if nothing was inserted) and each stream's version as checked.
-    async fn append_statement(
-        &self,
-        commit: &PreparedCommit,
-    ) -> Result<(Option<i64>, Vec<i64>), sqlx::Error> {
-        let streams: Vec<&str> = commit.streams.iter().map(|(s, _)| s.as_str()).collect();
-        let expected: Vec<i64> = commit.streams.iter().map(|(_, v)| *v).collect();
-        let count = commit.events.len() as i64;
-        let mut ids: Vec<Uuid> = Vec::with_capacity(commit.events.len());
-        let mut event_streams: Vec<&str> = Vec::with_capacity(commit.events.len());
-        let mut versions = Vec::with_capacity(commit.events.len());
-        let mut names: Vec<&str> = Vec::with_capacity(commit.events.len());
-        let mut schema_versions = Vec::with_capacity(commit.events.len());
-        let mut payloads: Vec<&str> = Vec::with_capacity(commit.events.len());
-        let mut metadata: Vec<&str> = Vec::with_capacity(commit.events.len());
-        for event in &commit.events {
-            ids.push(event.event.event_id);
-            event_streams.push(commit.streams[event.stream].0.as_str());
-            versions.push(event.stream_version);
-            names.push(&event.event.event_name);
-            schema_versions.push(event.schema_version);
-            payloads.push(&event.payload);
-            metadata.push(&event.metadata);
-        }
-        let command = commit.command.as_ref();
-        sqlx::query_as(
-            "WITH current AS (
-                 SELECT s.ord, s.expected,
-                        (SELECT COALESCE(MAX(e.stream_version), 0) FROM eventsourcery_events e
-                         WHERE e.stream_id = s.stream_id) AS actual
-                 FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY AS s(stream_id, expected, ord)
-             ), verdict AS (
-                 SELECT COALESCE(bool_and(actual = expected), TRUE) AS ok FROM current
-             ), allocated AS (
-                 SELECT eventsourcery_allocate_positions($10) AS first
-                 FROM verdict WHERE verdict.ok AND $10 > 0
-             ), command AS (
-                 INSERT INTO eventsourcery_commands (command_id, name, payload, metadata,
-                     outcome, outcome_detail, recorded_at_ns)
-                 SELECT $3::uuid, $4::text, $5::jsonb, $6::jsonb, $7::text, $8::jsonb, $9::bigint
-                 FROM verdict LEFT JOIN allocated ON TRUE
-                 WHERE verdict.ok AND $3::uuid IS NOT NULL AND ($10 = 0 OR allocated.first IS NOT NULL)
-                 RETURNING 1
-             ), inserted AS (
-                 INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
-                     event_name, schema_version, payload, metadata, recorded_at_ns)
-                 SELECT allocated.first + e.ord - 1, e.event_id, e.stream_id, e.stream_version,
-                        e.event_name, e.schema_version, e.payload::jsonb, e.metadata::jsonb, $11
-                 FROM allocated,
-                      UNNEST($12::uuid[], $13::text[], $14::bigint[], $15::text[], $16::bigint[],
-                             $17::text[], $18::text[])
-                      WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_name,
-                                           schema_version, payload, metadata, ord)
-                 RETURNING 1
-             )
-             SELECT (SELECT first FROM allocated), ARRAY(SELECT actual FROM current ORDER BY ord)",
-        )
-        .bind(streams)
-        .bind(expected)
-        .bind(command.map(|c| c.command_id))
-        .bind(command.map(|c| c.name.as_str()))
-        .bind(command.map(|c| c.payload.as_str()))
-        .bind(command.map(|c| c.metadata.as_str()))
-        .bind(command.map(|c| c.outcome))
-        .bind(command.map(|c| c.outcome_detail.as_str()))
-        .bind(command.map(|c| c.recorded_at_ns))
-        .bind(count)
-        .bind(commit.recorded_at_ns)
-        .bind(ids)
-        .bind(event_streams)
-        .bind(versions)
-        .bind(names)
-        .bind(schema_versions)
-        .bind(payloads)
-        .bind(metadata)
-        .fetch_one(&self.pool)
-        .await
     }
 
     /// Up to `limit` events after `after_position`, stopping at the first one whose
@@ -437,7 +432,11 @@ impl EventStore for PostgresStore {
             streams = commit.streams.len(),
             events = commit.events.len(),
         );
-        self.append_prepared(commit).instrument(span).await
+        self.shared
+            .group
+            .append(self, commit)
+            .instrument(span)
+            .await
     }
 
     async fn read_stream(
