@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+mod batch;
 mod bus;
 mod cache;
 pub mod command;

@@ -1,29 +1,21 @@
 //! Group commit: concurrent appends share one statement, so one round trip, one transaction and
-//! one WAL flush serve many commits.
-//!
-//! Every append joins a queue, then waits for one of a few statement slots. Whoever gets a
-//! slot takes everything queued (its own commit, unless an earlier slot holder took it) and
-//! writes it as one statement in a task of its own, so a caller that gives up waiting cannot
-//! cut a statement short that carries other callers' commits. While a statement is in flight
-//! the queue fills, and the next one carries it all: the busier the store, the larger the
-//! groups, and a lone writer pays for a queue it never waits in.
+//! one WAL flush serve many commits (queued by [`Batcher`]).
 //!
 //! A group is all or nothing in the database, but each commit gets its own answer: the
 //! statement checks every stream's version first and writes nothing unless all match; commits
 //! that do not match are answered with their conflict and the rest go again. Commits that
-//! write to the same stream go in successive groups, and any other failure of a group (a lost
+//! write to the same stream go in successive rounds, and any other failure of a group (a lost
 //! race on the unique constraints, an event id already stored, a payload PostgreSQL refuses)
 //! sends its commits one by one, each to its own precise result.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, oneshot};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::PostgresStore;
+use crate::batch::{Batcher, Queued, Reply};
 use crate::store::sql::PreparedCommit;
 use crate::store::{RecordedEvent, StoreError};
 use crate::value::StreamId;
@@ -43,24 +35,17 @@ const MAX_EVENTS: usize = 2_048;
 
 type Answer = Result<Vec<RecordedEvent>, StoreError>;
 
-/// A commit waiting for its group, and where to send its result.
-struct Pending {
-    commit: PreparedCommit,
-    reply: oneshot::Sender<Answer>,
-}
+/// A commit waiting for its group.
+type Pending = Queued<PreparedCommit, Answer>;
 
 /// The append queue of one store and its clones.
-pub(super) struct Group {
-    queue: Mutex<Vec<Pending>>,
-    slots: Arc<Semaphore>,
-}
+pub(super) struct Group(Batcher<PreparedCommit, Answer>);
 
 impl Default for Group {
     fn default() -> Self {
-        Self {
-            queue: Mutex::new(Vec::new()),
-            slots: Arc::new(Semaphore::new(SLOTS)),
-        }
+        Self(Batcher::new(SLOTS, MAX_COMMITS, MAX_EVENTS, |commit| {
+            commit.events.len()
+        }))
     }
 }
 
@@ -71,60 +56,20 @@ impl Group {
     /// unwritten; after that, it is written (or not) with its group, as a statement already
     /// sent would be.
     pub(super) async fn append(&self, store: &PostgresStore, commit: PreparedCommit) -> Answer {
-        let (reply, mut answer) = oneshot::channel();
-        self.lock().push(Pending { commit, reply });
-        let slot = tokio::select! {
-            // A slot holder took this commit with its group and has answered.
-            answered = &mut answer => return answered.map_err(|_| unanswered())?,
-            slot = self.slots.clone().acquire_owned() => slot.map_err(|_| unanswered())?,
-        };
-        let group = self.take();
-        if group.is_empty() {
-            // An earlier slot holder took this commit with its group.
-            drop(slot);
-        } else {
-            let store = store.clone();
-            let span = tracing::debug_span!("append_group", commits = group.len());
-            tokio::spawn(
-                async move {
-                    store.write_group(group).await;
-                    drop(slot);
-                }
-                .instrument(span),
-            );
-        }
-        answer.await.map_err(|_| unanswered())?
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        // The queue is a plain list; a panic elsewhere cannot leave it half changed.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The next group: queued commits whose callers still wait, oldest first, within the
-    /// group's limits.
-    fn take(&self) -> Vec<Pending> {
-        let mut queue = self.lock();
-        queue.retain(|pending| !pending.reply.is_closed());
-        let mut events = 0;
-        let mut count = 0;
-        for pending in queue.iter() {
-            if count == MAX_COMMITS || (count > 0 && events >= MAX_EVENTS) {
-                break;
-            }
-            events += pending.commit.events.len();
-            count += 1;
-        }
-        queue.drain(..count).collect()
-    }
-}
-
-/// The error of an append whose writing task ended without answering (it panicked): whether
-/// the commit was written is unknown.
-fn unanswered() -> StoreError {
-    StoreError::Database {
-        operation: "append",
-        source: sqlx::Error::WorkerCrashed,
+        let store = store.clone();
+        self.0
+            .submit(commit, move |group| {
+                let span = tracing::debug_span!("append_group", commits = group.len());
+                async move { store.write_group(group).await }.instrument(span)
+            })
+            .await
+            .unwrap_or_else(|| {
+                // The writing task panicked: whether the commit was written is unknown.
+                Err(StoreError::Database {
+                    operation: "append",
+                    source: sqlx::Error::WorkerCrashed,
+                })
+            })
     }
 }
 
@@ -141,15 +86,15 @@ impl PostgresStore {
             let mut now = Vec::new();
             let mut later = Vec::new();
             for pending in group {
-                if let Some(conflict) = stale(&pending.commit, &written) {
-                    let _ = pending.reply.send(Err(conflict));
+                if let Some(conflict) = stale(&pending.item, &written) {
+                    pending.answer(Err(conflict));
                 } else if pending
-                    .commit
+                    .item
                     .streams
                     .iter()
                     .all(|(s, _)| !streams.contains(s))
                 {
-                    streams.extend(pending.commit.streams.iter().map(|(s, _)| s.clone()));
+                    streams.extend(pending.item.streams.iter().map(|(s, _)| s.clone()));
                     now.push(pending);
                 } else {
                     later.push(pending);
@@ -166,22 +111,22 @@ impl PostgresStore {
     async fn write_round(&self, mut round: Vec<Pending>, written: &mut HashMap<StreamId, i64>) {
         loop {
             if let [_] = round.as_slice() {
-                if let Some(Pending { commit, reply }) = round.pop() {
+                if let Some((commit, reply)) = round.pop().map(Queued::split) {
                     answer(reply, self.append_prepared(commit).await, written);
                 }
                 return;
             }
-            let commits: Vec<&PreparedCommit> = round.iter().map(|p| &p.commit).collect();
+            let commits: Vec<&PreparedCommit> = round.iter().map(|p| &p.item).collect();
             match append_statement(&self.pool, &commits).await {
                 Ok((Some(first), _)) => {
                     let Ok(mut position) = u64::try_from(first) else {
                         for pending in round {
-                            let _ = pending.reply.send(Err(super::negative_position(first)));
+                            pending.answer(Err(super::negative_position(first)));
                         }
                         return;
                     };
                     self.appended();
-                    for Pending { commit, reply } in round {
+                    for (commit, reply) in round.into_iter().map(Queued::split) {
                         let count = commit.events.len() as u64;
                         answer(reply, Ok(commit.into_recorded(position)), written);
                         position += count;
@@ -195,20 +140,20 @@ impl PostgresStore {
                     let mut waiting = Vec::with_capacity(round.len());
                     let mut conflicts = false;
                     for pending in round {
-                        let streams = pending.commit.streams.len();
+                        let streams = pending.item.streams.len();
                         let checked = versions.get(offset..offset + streams).unwrap_or(&[]);
                         offset += streams;
-                        match PostgresStore::first_conflict(&pending.commit, checked) {
+                        match PostgresStore::first_conflict(&pending.item, checked) {
                             Some(conflict) => {
                                 conflicts = true;
-                                let _ = pending.reply.send(Err(conflict));
+                                pending.answer(Err(conflict));
                             }
                             None => waiting.push(pending),
                         }
                     }
                     if !conflicts {
                         for pending in waiting {
-                            let _ = pending.reply.send(Ok(Vec::new()));
+                            pending.answer(Ok(Vec::new()));
                         }
                         return;
                     }
@@ -220,7 +165,7 @@ impl PostgresStore {
                 Err(_) => {
                     // Nothing was written. One by one, each commit gets its precise error
                     // (or succeeds, if another's failed the group).
-                    for Pending { commit, reply } in round {
+                    for (commit, reply) in round.into_iter().map(Queued::split) {
                         answer(reply, self.append_prepared(commit).await, written);
                     }
                     return;
@@ -231,13 +176,13 @@ impl PostgresStore {
 }
 
 /// Sends a commit its result, first noting in `written` the versions it left its streams at.
-fn answer(reply: oneshot::Sender<Answer>, result: Answer, written: &mut HashMap<StreamId, i64>) {
+fn answer(reply: Reply<Answer>, result: Answer, written: &mut HashMap<StreamId, i64>) {
     if let Ok(events) = &result {
         for event in events {
             written.insert(event.stream_id.clone(), event.stream_version as i64);
         }
     }
-    let _ = reply.send(result);
+    reply.send(result);
 }
 
 /// The conflict of a commit expecting a stream version that this group already moved past.

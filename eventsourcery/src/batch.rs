@@ -1,0 +1,206 @@
+//! Merging concurrent requests, so that one round trip and one commit serve many.
+//!
+//! Every request joins a queue, then waits for its answer or for one of a few slots, whichever
+//! comes first. Whoever gets a slot takes everything queued (its own request, unless an earlier
+//! slot holder took it) and runs it in a task of its own, so a caller that gives up waiting
+//! cannot cut short work that carries other callers' requests. While a batch is running the
+//! queue fills, and the next batch takes it all: the busier the store, the larger the batches,
+//! and a lone caller pays for a queue it never waits in.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{Semaphore, oneshot};
+
+/// A request in a batch, and where its answer goes.
+pub(crate) struct Queued<T, R> {
+    /// The request.
+    pub(crate) item: T,
+    reply: oneshot::Sender<R>,
+}
+
+impl<T, R> Queued<T, R> {
+    /// Sends the answer; a caller that stopped waiting does not mind.
+    pub(crate) fn answer(self, answer: R) {
+        let _ = self.reply.send(answer);
+    }
+
+    /// The request and its reply slot, for answering after the request was consumed.
+    pub(crate) fn split(self) -> (T, Reply<R>) {
+        (self.item, Reply(self.reply))
+    }
+}
+
+/// Where the answer of a [`Queued`] request goes, once the request was taken out.
+pub(crate) struct Reply<R>(oneshot::Sender<R>);
+
+impl<R> Reply<R> {
+    /// Sends the answer; a caller that stopped waiting does not mind.
+    pub(crate) fn send(self, answer: R) {
+        let _ = self.0.send(answer);
+    }
+}
+
+/// The queue of one kind of request.
+pub(crate) struct Batcher<T, R> {
+    queue: Mutex<Vec<Queued<T, R>>>,
+    slots: Arc<Semaphore>,
+    max_items: usize,
+    max_weight: usize,
+    weight: fn(&T) -> usize,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// A batcher running at most `slots` batches at once, each of at most `max_items` requests
+    /// and, past its first request, at most `max_weight` in total by `weight`.
+    pub(crate) fn new(
+        slots: usize,
+        max_items: usize,
+        max_weight: usize,
+        weight: fn(&T) -> usize,
+    ) -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(slots)),
+            max_items,
+            max_weight,
+            weight,
+        }
+    }
+
+    /// Queues `item` and returns its answer. If this caller gets a slot while requests are
+    /// queued, `run` makes the work for that batch, which is spawned.
+    ///
+    /// `None` means the task running the batch ended without answering (it panicked), so
+    /// whether the request was carried out is unknown. A caller that stops waiting before its
+    /// request left the queue withdraws it; after that, it is carried out with its batch.
+    pub(crate) async fn submit<F, Fut>(&self, item: T, run: F) -> Option<R>
+    where
+        F: FnOnce(Vec<Queued<T, R>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (reply, mut answer) = oneshot::channel();
+        self.lock().push(Queued { item, reply });
+        let slot = tokio::select! {
+            // A slot holder took this request with its batch and has answered.
+            answered = &mut answer => return answered.ok(),
+            slot = Arc::clone(&self.slots).acquire_owned() => slot.ok()?,
+        };
+        let batch = self.take();
+        if batch.is_empty() {
+            // An earlier slot holder took this request with its batch.
+            drop(slot);
+        } else {
+            let work = run(batch);
+            tokio::spawn(async move {
+                work.await;
+                drop(slot);
+            });
+        }
+        answer.await.ok()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Queued<T, R>>> {
+        // The queue is a plain list; a panic elsewhere cannot leave it half changed.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next batch: queued requests whose callers still wait, oldest first, within the
+    /// limits.
+    fn take(&self) -> Vec<Queued<T, R>> {
+        let mut queue = self.lock();
+        queue.retain(|queued| !queued.reply.is_closed());
+        let mut weight = 0;
+        let mut count = 0;
+        for queued in queue.iter() {
+            if count == self.max_items || (count > 0 && weight >= self.max_weight) {
+                break;
+            }
+            weight += (self.weight)(&queued.item);
+            count += 1;
+        }
+        queue.drain(..count).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Concurrent requests are answered each with its own result, in batches that grow while
+    /// a batch is running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_batches_and_get_their_own_answers() {
+        let batcher = Arc::new(Batcher::<usize, usize>::new(1, 100, 100, |_| 1));
+        let batches = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..64 {
+            let batcher = Arc::clone(&batcher);
+            let batches = Arc::clone(&batches);
+            tasks.spawn(async move {
+                let answer = batcher
+                    .submit(n, move |batch| async move {
+                        batches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        for queued in batch {
+                            let doubled = queued.item * 2;
+                            queued.answer(doubled);
+                        }
+                    })
+                    .await;
+                (n, answer)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (n, answer) = done.expect("task");
+            assert_eq!(answer, Some(n * 2));
+        }
+        let batches = batches.load(Ordering::SeqCst);
+        assert!(batches < 64, "{batches} batches for 64 requests");
+    }
+
+    /// A batch stops at its limits, and a request too heavy for any batch still goes alone.
+    #[tokio::test]
+    async fn batches_keep_to_their_limits() {
+        let batcher = Batcher::<usize, ()>::new(1, 3, 10, |w| *w);
+        let mut waiting = Vec::new();
+        for weight in [4, 4, 4, 20, 1, 1, 1, 1] {
+            let (reply, answer) = oneshot::channel();
+            batcher.lock().push(Queued {
+                item: weight,
+                reply,
+            });
+            waiting.push(answer);
+        }
+        let batches: Vec<Vec<usize>> = (0..5)
+            .map(|_| batcher.take().into_iter().map(|q| q.item).collect())
+            .collect();
+        assert_eq!(
+            batches,
+            [vec![4, 4, 4], vec![20], vec![1, 1, 1], vec![1], vec![]]
+        );
+    }
+
+    /// A request whose caller stopped waiting is dropped from the queue.
+    #[tokio::test]
+    async fn withdrawn_requests_are_dropped() {
+        let batcher = Batcher::<usize, ()>::new(1, 10, 10, |_| 1);
+        let (reply, answer) = oneshot::channel();
+        batcher.lock().push(Queued { item: 1, reply });
+        drop(answer);
+        assert!(batcher.take().is_empty());
+    }
+
+    /// A batch panicking answers `None`, not a hang.
+    #[tokio::test]
+    async fn a_batch_that_panics_answers_none() {
+        let batcher = Batcher::<(), ()>::new(1, 10, 10, |_| 1);
+        let answer = batcher
+            .submit((), |_batch| async move { panic!("deliberate") })
+            .await;
+        assert_eq!(answer, None);
+    }
+}
