@@ -46,14 +46,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or("sqlite", String::as_str)
         .to_owned();
     let quick = args.iter().any(|a| a == "--quick");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(&store, quick))
+    match value("--only") {
+        Some(phase) => {
+            let tasks = value("--tasks").map_or(Ok(8), |t| t.parse())?;
+            let total = value("--count").map_or(Ok(20_000), |t| t.parse())?;
+            runtime.block_on(only(&store, &phase, tasks, total))
+        }
+        None => runtime.block_on(run(&store, quick)),
+    }
 }
 
-async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let backend: Box<dyn Backend> = match store {
+/// One phase alone, for profiling: `--only append|cmd|personal [--tasks 8] [--count 20000]`.
+async fn only(
+    store: &str,
+    phase: &str,
+    tasks: usize,
+    total: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let backend = backend(store).await?;
+    let stores = backend.fresh().await;
+    let rate = match phase {
+        "append" => appends(&stores, total, tasks).await?,
+        "cmd" => commands(&stores, total, tasks, false).await?.0,
+        "personal" => commands(&stores, total, tasks, true).await?.0,
+        other => return Err(format!("unknown phase `{other}` (append, cmd, personal)").into()),
+    };
+    println!("{phase}_{tasks}_tasks={rate:.0}");
+    backend.cleanup().await;
+    Ok(())
+}
+
+async fn backend(store: &str) -> Result<Box<dyn Backend>, Box<dyn std::error::Error>> {
+    Ok(match store {
         #[cfg(feature = "sqlite")]
         "sqlite" => Box::new(backends::Sqlite::new()?),
         #[cfg(feature = "postgres")]
@@ -61,7 +94,11 @@ async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>>
         other => {
             return Err(format!("unknown or disabled store `{other}` (sqlite, postgres)").into());
         }
-    };
+    })
+}
+
+async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let backend = backend(store).await?;
     let n = if quick { 400 } else { 4_000 };
     let prefix = match backend.name() {
         "postgres" => "pg",

@@ -450,6 +450,139 @@ pub async fn concurrent_first_writes_create_one_key(backend: Backend) {
     );
 }
 
+/// The master key `vaults_that_never_saw_a_subject_*` hand to a second vault.
+const SECOND_MASTER: &str = "5ec0dd0000000000000000000000000000000000000000000000000000005ec0";
+
+/// A vault that never wrote for a subject (another process, or this one after a restart)
+/// writes under the key the subject already has: every value stays readable, and no value
+/// is left twice.
+pub async fn vaults_that_never_saw_a_subject_use_its_stored_key(backend: Backend) {
+    let voucher = VoucherId::generate();
+    let ann = PersonalKey::issue();
+    backend
+        .bus()
+        .execute(register_cmd(&voucher, ann, EMAIL, NAME))
+        .await
+        .unwrap();
+    // The first vault's keys move to a master key a second vault can be given too.
+    let master = || MasterKey::from_hex(SECOND_MASTER).unwrap();
+    backend.vault.rotate_master_key(&master()).await.unwrap();
+    let second = backend.with_master(master());
+    // Someone else first, so that the second vault knows the blind index's key and writes
+    // for subjects it has not seen without reading their keys.
+    second
+        .bus()
+        .execute(register_cmd(
+            &VoucherId::generate(),
+            PersonalKey::issue(),
+            "b@example.com",
+            "B",
+        ))
+        .await
+        .unwrap();
+    second
+        .bus()
+        .execute(register_cmd(&voucher, ann, "ann@second.example", NAME))
+        .await
+        .unwrap();
+
+    let keys = backend.keys().keys(&[ann]).await.unwrap();
+    assert_eq!(keys.len(), 1, "one key for the subject");
+    assert_eq!(keys[0].version, 1);
+    let loaded = second
+        .bus()
+        .repository::<Voucher>()
+        .load(&voucher)
+        .await
+        .unwrap();
+    let emails: Vec<Option<&str>> = loaded
+        .emails
+        .iter()
+        .map(|e| e.present().map(|e| e.0.as_str()))
+        .collect();
+    assert_eq!(emails, [Some(EMAIL), Some("ann@second.example")]);
+    let export = second.vault.export(ann).await.unwrap();
+    assert_eq!(export.fields.len(), 2 * 5, "every value once, all readable");
+    let stored = backend.data().by_subject(ann).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        2 * 5,
+        "no value left behind under another key"
+    );
+}
+
+/// A vault that never saw an erased subject refuses its new data like any other, keeps none
+/// of it, and the writes sent at the same time for other subjects succeed.
+pub async fn vaults_that_never_saw_an_erased_subject_refuse_it(backend: Backend) {
+    let ann = PersonalKey::issue();
+    backend
+        .bus()
+        .execute(register_cmd(&VoucherId::generate(), ann, EMAIL, NAME))
+        .await
+        .unwrap();
+    backend.vault.erase(ann, "request 7").await.unwrap();
+    let events_before = backend.store.read_all(0, 1000).await.unwrap().len();
+
+    backend
+        .vault
+        .rotate_master_key(&MasterKey::from_hex(SECOND_MASTER).unwrap())
+        .await
+        .unwrap();
+    let second = backend.with_master(MasterKey::from_hex(SECOND_MASTER).unwrap());
+    let bus = second.bus();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let bus = bus.clone();
+        // Every third registration is Ann's.
+        let subject = if n % 3 == 0 {
+            ann
+        } else {
+            PersonalKey::issue()
+        };
+        tasks.spawn(async move {
+            let voucher = VoucherId::generate();
+            let result = bus
+                .execute(register_cmd(&voucher, subject, EMAIL, NAME))
+                .await;
+            (subject, voucher, result)
+        });
+    }
+    let mut registered = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (subject, voucher, result) = done.unwrap();
+        if subject == ann {
+            let error = result.unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    CommandError::Store { source: StoreError::Encode(e), .. }
+                        if matches!(&**e, EventError::Personal { source: PersonalError::SubjectErased { .. }, .. })
+                ),
+                "{error}"
+            );
+        } else {
+            result.unwrap();
+            registered += 1;
+            let loaded = bus.repository::<Voucher>().load(&voucher).await.unwrap();
+            assert_eq!(
+                loaded.emails[0].present().map(|e| e.0.as_str()),
+                Some(EMAIL)
+            );
+        }
+    }
+    assert_eq!(registered, 4);
+    assert!(
+        backend.data().by_subject(ann).await.unwrap().is_empty(),
+        "nothing is kept for the erased subject"
+    );
+    assert!(backend.keys().keys(&[ann]).await.unwrap().is_empty());
+    assert_eq!(
+        backend.store.read_all(0, 1000).await.unwrap().len(),
+        events_before + 4,
+        "only the other subjects' events are appended"
+    );
+}
+
 pub async fn debug_output_holds_no_secret(backend: Backend) {
     let master = MasterKey::generate().unwrap();
     let (_, candidate, records) = integrity::one_registration(&backend).await;
@@ -498,6 +631,8 @@ macro_rules! personal_suite {
         // Real concurrency: tasks on several threads.
         personal_suite!(@case $setup, concurrent_first_writes_create_one_key => personal::concurrent_first_writes_create_one_key, multi);
         personal_suite!(@case $setup, racing_key_inserts_store_one_key => personal::stores::racing_key_inserts_store_one_key, multi);
+        personal_suite!(@case $setup, vaults_that_never_saw_a_subject_use_its_stored_key => personal::vaults_that_never_saw_a_subject_use_its_stored_key);
+        personal_suite!(@case $setup, vaults_that_never_saw_an_erased_subject_refuse_it => personal::vaults_that_never_saw_an_erased_subject_refuse_it, multi);
     };
     (@case $setup:path, $case:ident => $function:path) => {
         #[tokio::test]

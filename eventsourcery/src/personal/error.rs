@@ -102,6 +102,10 @@ pub enum PersonalError {
     /// The system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
+    /// The task writing a batch of personal data ended without finishing (it panicked), so
+    /// whether these values were stored is unknown. Nothing refers to them yet.
+    #[error("the task writing personal data ended without an answer")]
+    Unanswered,
     /// A stored row is malformed.
     #[error("corrupt row in `{table}`: {reason}")]
     Corrupt {

@@ -86,6 +86,47 @@ pub trait KeyStore: Send + Sync + 'static {
     /// so that concurrent first writes agree on exactly one key.
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError>;
 
+    /// [`insert_key`](Self::insert_key) for several keys of distinct subjects: returns each
+    /// subject's key, in the order given. The default inserts them one by one; the SQL stores
+    /// write them in one statement or transaction.
+    async fn insert_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<WrappedKey>, PersonalError> {
+        let mut stored = Vec::with_capacity(keys.len());
+        for key in keys {
+            stored.push(self.insert_key(key).await?);
+        }
+        Ok(stored)
+    }
+
+    /// Stores each key whose subject has neither a key nor an erasure record, and tells, in
+    /// the order given, which were stored. The vault writes the values of a subject it has
+    /// not seen before under a new key, claimed this way while the values are stored.
+    ///
+    /// The default reads the erasure records, then inserts with
+    /// [`insert_keys`](Self::insert_keys); the SQL stores do both in one statement or
+    /// transaction, so an erasure cannot slip in between.
+    async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
+        let subjects: Vec<PersonalKey> = keys.iter().map(|k| k.subject).collect();
+        let erased: std::collections::HashSet<PersonalKey> = self
+            .erasures(&subjects)
+            .await?
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        let candidates: Vec<WrappedKey> = keys
+            .iter()
+            .filter(|k| !erased.contains(&k.subject))
+            .cloned()
+            .collect();
+        let stored = self.insert_keys(candidates.clone()).await?;
+        let claimed: std::collections::HashSet<PersonalKey> = stored
+            .iter()
+            .zip(&candidates)
+            .filter(|(stored, ours)| stored.wrapped == ours.wrapped)
+            .map(|(stored, _)| stored.subject)
+            .collect();
+        Ok(keys.iter().map(|k| claimed.contains(&k.subject)).collect())
+    }
+
     /// Deletes a subject's key (crypto-shredding).
     async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError>;
 

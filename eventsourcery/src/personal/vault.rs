@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -13,10 +13,11 @@ use zeroize::Zeroizing;
 use super::codec::{PersonalWrite, Resolved};
 use super::crypto::{DataKey, MasterKey, blind_index, ciphertext_version};
 use super::store::{
-    Erasure, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord, PersonalStore,
-    WrappedKey,
+    Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
+    PersonalStore, WrappedKey,
 };
 use super::{PersonalData, PersonalError, PersonalKey};
+use crate::batch::{Batcher, Queued};
 
 /// The reserved subject whose data key keys the blind index.
 const INDEX_SUBJECT: PersonalKey = PersonalKey(Uuid::nil());
@@ -29,7 +30,30 @@ pub struct PersonalVault {
     master: MasterKey,
     /// Bumped by every erasure, so caches of decrypted state know to drop it.
     epoch: AtomicU64,
+    /// Concurrent `store` calls, written together.
+    writes: Batcher<Vec<PersonalWrite>, Result<(), PersonalError>>,
+    /// Subjects known to have a key or an erasure record: their writes read it first.
+    seen: Mutex<HashSet<PersonalKey>>,
+    /// The blind index's key, once read. Unlike a subject's key it is never destroyed.
+    index_key: OnceLock<DataKey>,
 }
+
+/// At most this many subjects are remembered in `seen` (16 bytes each).
+const MAX_SEEN: usize = 100_000;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A set of ids: a panic elsewhere cannot leave it half changed.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Personal data batches written at once.
+const WRITE_SLOTS: usize = 2;
+
+/// At most this many `store` calls in one batch.
+const MAX_WRITE_CALLS: usize = 64;
+
+/// A batch stops taking calls once it holds this many values.
+const MAX_WRITE_VALUES: usize = 1_024;
 
 impl fmt::Debug for PersonalVault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,6 +131,9 @@ impl PersonalVault {
             data,
             master,
             epoch: AtomicU64::new(0),
+            writes: Batcher::new(WRITE_SLOTS, MAX_WRITE_CALLS, MAX_WRITE_VALUES, Vec::len),
+            seen: Mutex::new(HashSet::new()),
+            index_key: OnceLock::new(),
         }
     }
 
@@ -181,6 +208,10 @@ impl PersonalVault {
                 pending.push(wrapped);
             }
         }
+        if let Some(index_key) = keys.get(&INDEX_SUBJECT) {
+            let _ = self.index_key.set(index_key.clone());
+        }
+        self.remember(subjects);
         Ok((keys, pending))
     }
 
@@ -205,10 +236,53 @@ impl PersonalVault {
     }
 
     /// Encrypts and stores personal values, before the payloads that refer to them.
-    pub(crate) async fn store(&self, writes: Vec<PersonalWrite>) -> Result<(), PersonalError> {
+    ///
+    /// Concurrent calls share their reads and writes (see [`crate::batch`]): one read of keys
+    /// and erasures, one key insert and one put serve them all. If the shared write fails, each
+    /// call's values are written again on their own, so each gets its own result (every step
+    /// is safe to repeat: keys are inserted only if missing, values are upserted by reference).
+    pub(crate) async fn store(
+        self: &Arc<Self>,
+        writes: Vec<PersonalWrite>,
+    ) -> Result<(), PersonalError> {
         if writes.is_empty() {
             return Ok(());
         }
+        let vault = Arc::clone(self);
+        self.writes
+            .submit(writes, move |batch| async move {
+                vault.write_batch(batch).await
+            })
+            .await
+            .unwrap_or(Err(PersonalError::Unanswered))
+    }
+
+    /// Writes the values of several `store` calls together, or one by one if that fails.
+    async fn write_batch(&self, batch: Vec<Queued<Vec<PersonalWrite>, Result<(), PersonalError>>>) {
+        if let [only] = batch.as_slice() {
+            let writes: Vec<&PersonalWrite> = only.item.iter().collect();
+            let result = self.write_all(&writes).await;
+            if let Some(only) = batch.into_iter().next() {
+                only.answer(result);
+            }
+            return;
+        }
+        let writes: Vec<&PersonalWrite> = batch.iter().flat_map(|q| q.item.iter()).collect();
+        if self.write_all(&writes).await.is_ok() {
+            for queued in batch {
+                queued.answer(Ok(()));
+            }
+            return;
+        }
+        for queued in batch {
+            let writes: Vec<&PersonalWrite> = queued.item.iter().collect();
+            let result = self.write_all(&writes).await;
+            queued.answer(result);
+        }
+    }
+
+    /// Encrypts and stores `writes`.
+    async fn write_all(&self, writes: &[&PersonalWrite]) -> Result<(), PersonalError> {
         let mut subjects: Vec<PersonalKey> = writes.iter().map(|w| w.subject).collect();
         subjects.sort_unstable();
         subjects.dedup();
@@ -218,35 +292,107 @@ impl PersonalVault {
             });
         }
         let needs_index = writes.iter().any(|w| w.lookup.is_some());
-        if needs_index {
-            subjects.push(INDEX_SUBJECT);
-        }
-        let (mut keys, pending) = self.keys_for_writing(&subjects).await?;
-        let mut records = Vec::with_capacity(writes.len());
-        let mut index = Vec::new();
-        for write in &writes {
-            records.push(Self::encrypt(&keys, write)?);
-            if let Some((kind, form)) = &write.lookup {
-                let index_key = keys.get(&INDEX_SUBJECT).ok_or(PersonalError::MissingKey {
-                    subject: INDEX_SUBJECT,
-                })?;
-                index.push((blind_index(index_key, kind, form), write.subject));
+        let index_key = self.index_key.get();
+        let unseen = {
+            let seen = lock(&self.seen);
+            subjects.iter().all(|s| !seen.contains(s))
+        };
+        match index_key {
+            Some(index_key) if unseen => {
+                self.write_unseen(writes, &subjects, Some(index_key)).await
+            }
+            _ if unseen && !needs_index => self.write_unseen(writes, &subjects, None).await,
+            _ => {
+                if needs_index {
+                    subjects.push(INDEX_SUBJECT);
+                }
+                self.write_read_first(writes, &subjects).await
             }
         }
+    }
+
+    /// Writes the values of subjects this vault has not seen without reading their keys
+    /// first: each subject gets a new key, claimed in the key store (stored only if the subject
+    /// has neither a key nor an erasure record) while the values it encrypts are stored. A new
+    /// subject, the common case for a first write, so costs one round trip to each store.
+    ///
+    /// Subjects whose claim fails (they had a key, or an erasure record) are written again the
+    /// usual way: their values are encrypted again under their stored key and overwrite the
+    /// first ones, or, for an erased subject, refused, and what was stored for it deleted. The
+    /// key those first values were encrypted under was never stored anywhere.
+    async fn write_unseen(
+        &self,
+        writes: &[&PersonalWrite],
+        subjects: &[PersonalKey],
+        index_key: Option<&DataKey>,
+    ) -> Result<(), PersonalError> {
+        let mut keys = HashMap::with_capacity(subjects.len());
+        let mut claims = Vec::with_capacity(subjects.len());
+        for &subject in subjects {
+            let fresh = DataKey::generate(1)?;
+            claims.push(WrappedKey {
+                subject,
+                version: 1,
+                wrapped: self.master.wrap(subject, 1, &fresh)?,
+                master_key_id: self.master.id(),
+            });
+            keys.insert(subject, fresh);
+        }
+        let (records, index) = Self::encrypt_all(&keys, index_key, writes)?;
+        let (claimed, put) =
+            tokio::join!(self.keys.claim_keys(claims), self.data.put(records, index));
+        put?;
+        let claimed = claimed?;
+        self.remember(subjects);
+        let lost: Vec<PersonalKey> = subjects
+            .iter()
+            .zip(&claimed)
+            .filter(|(_, claimed)| !**claimed)
+            .map(|(subject, _)| *subject)
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let again: Vec<&PersonalWrite> = writes
+            .iter()
+            .copied()
+            .filter(|w| lost.contains(&w.subject))
+            .collect();
+        let mut subjects = lost.clone();
+        if again.iter().any(|w| w.lookup.is_some()) {
+            subjects.push(INDEX_SUBJECT);
+        }
+        let written = self.write_read_first(&again, &subjects).await;
+        if matches!(written, Err(PersonalError::SubjectErased { .. })) {
+            for erasure in self.keys.erasures(&lost).await? {
+                if !erasure.re_enrolled {
+                    self.data.delete_subject(erasure.subject).await?;
+                }
+            }
+        }
+        written
+    }
+
+    /// Encrypts and stores `writes` of `subjects` (with the index subject if they need the
+    /// blind index): one read of keys and erasures, then the new subjects' keys and the values
+    /// at once.
+    async fn write_read_first(
+        &self,
+        writes: &[&PersonalWrite],
+        subjects: &[PersonalKey],
+    ) -> Result<(), PersonalError> {
+        let (mut keys, pending) = self.keys_for_writing(subjects).await?;
+        let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), writes)?;
         if pending.is_empty() {
             return self.data.put(records, index).await;
         }
         // A new subject's key and the values it encrypts go to their two stores at once. Until
         // this returns nothing refers to the values, so if another writer created the subject's
         // key first, the values are encrypted again under that key and overwritten.
-        let insert_keys = async {
-            let mut stored = Vec::with_capacity(pending.len());
-            for key in &pending {
-                stored.push(self.keys.insert_key(key.clone()).await?);
-            }
-            Ok::<_, PersonalError>(stored)
-        };
-        let (stored, put) = tokio::join!(insert_keys, self.data.put(records, index));
+        let (stored, put) = tokio::join!(
+            self.keys.insert_keys(pending.clone()),
+            self.data.put(records, index)
+        );
         put?;
         let mut lost = Vec::new();
         for (stored, ours) in stored?.into_iter().zip(&pending) {
@@ -264,6 +410,37 @@ impl PersonalVault {
             .map(|w| Self::encrypt(&keys, w))
             .collect::<Result<Vec<_>, _>>()?;
         self.data.put(again, Vec::new()).await
+    }
+
+    /// The records and blind-index entries of `writes`.
+    fn encrypt_all(
+        keys: &HashMap<PersonalKey, DataKey>,
+        index_key: Option<&DataKey>,
+        writes: &[&PersonalWrite],
+    ) -> Result<(Vec<PersonalRecord>, Vec<IndexEntry>), PersonalError> {
+        let mut records = Vec::with_capacity(writes.len());
+        let mut index = Vec::new();
+        for write in writes {
+            records.push(Self::encrypt(keys, write)?);
+            if let Some((kind, form)) = &write.lookup {
+                let index_key = index_key.ok_or(PersonalError::MissingKey {
+                    subject: INDEX_SUBJECT,
+                })?;
+                index.push((blind_index(index_key, kind, form), write.subject));
+            }
+        }
+        Ok((records, index))
+    }
+
+    /// Notes that `subjects` have a key (or an erasure record), so that their next writes read
+    /// it first.
+    fn remember(&self, subjects: &[PersonalKey]) {
+        let mut seen = lock(&self.seen);
+        if seen.len() + subjects.len() > MAX_SEEN {
+            // Forgetting costs a forgotten subject's next write a second put, nothing more.
+            seen.clear();
+        }
+        seen.extend(subjects.iter().copied().filter(|s| *s != INDEX_SUBJECT));
     }
 
     /// Fetches and decrypts the values behind these references.
