@@ -3,7 +3,8 @@
 //! Run with `cargo run --release --example bench -- --store sqlite` (or `--store postgres`,
 //! which reads `EVENTSOURCERY_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`,
 //! and works in a database of its own that it drops at the end). `--quick` runs smaller
-//! counts. Prints one `name=value` line per figure, then a table.
+//! counts. Prints one `name=value` line per figure, then a table. `--only append|cmd|personal`
+//! runs one phase alone (`--tasks`, default 8; `--count`, default 20,000), for a profiler.
 
 mod domain;
 mod figures;
