@@ -628,6 +628,7 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, erasure_records_keep_the_first_unless_re_enrolled => personal::stores::erasure_records_keep_the_first_unless_re_enrolled);
         personal_suite!(@case $setup, rewrapping_replaces_only_matching_versions => personal::stores::rewrapping_replaces_only_matching_versions);
         personal_suite!(@case $setup, put_upserts_and_delete_subject_removes_everything => personal::stores::put_upserts_and_delete_subject_removes_everything);
+        personal_suite!(@case $setup, claims_store_keys_only_for_subjects_that_may_take_them => personal::stores::claims_store_keys_only_for_subjects_that_may_take_them);
         // Real concurrency: tasks on several threads.
         personal_suite!(@case $setup, concurrent_first_writes_create_one_key => personal::concurrent_first_writes_create_one_key, multi);
         personal_suite!(@case $setup, racing_key_inserts_store_one_key => personal::stores::racing_key_inserts_store_one_key, multi);

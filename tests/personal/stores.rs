@@ -198,3 +198,59 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
     assert!(data.find(&h2).await.unwrap().is_empty());
     assert_eq!(data.get(&[r3.reference]).await.unwrap(), vec![r3]);
 }
+
+fn erasure(subject: PersonalKey, last_key_version: u32) -> Erasure {
+    Erasure {
+        subject,
+        erased_at: SystemTime::now(),
+        reason: "test".into(),
+        last_key_version,
+        re_enrolled: false,
+    }
+}
+
+/// A key is claimed only by a subject without a key that may take it: never by one erased and
+/// not re-enrolled (whatever the writer read before), and by a re-enrolled one only above the
+/// versions it had.
+pub async fn claims_store_keys_only_for_subjects_that_may_take_them(backend: Backend) {
+    let keys = backend.keys();
+    let fresh = PersonalKey::issue();
+    let keyed = PersonalKey::issue();
+    let erased = PersonalKey::issue();
+    let never_keyed = PersonalKey::issue();
+    let re_enrolled = PersonalKey::issue();
+    keys.insert_key(key(keyed, 1, 1)).await.unwrap();
+    keys.record_erasure(erasure(erased, 1)).await.unwrap();
+    keys.record_erasure(erasure(never_keyed, 0)).await.unwrap();
+    keys.record_erasure(erasure(re_enrolled, 2)).await.unwrap();
+    keys.re_enroll(re_enrolled).await.unwrap();
+
+    let claimed = keys
+        .claim_keys(vec![
+            key(fresh, 1, 2),
+            key(keyed, 1, 2),
+            key(erased, 2, 2),
+            key(never_keyed, 1, 2),
+            key(re_enrolled, 2, 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, false, false, false, false]);
+    assert_eq!(keys.keys(&[fresh]).await.unwrap(), [key(fresh, 1, 2)]);
+    assert_eq!(keys.keys(&[keyed]).await.unwrap(), [key(keyed, 1, 1)]);
+    assert!(
+        keys.keys(&[erased, never_keyed, re_enrolled])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Re-enrolled, the subject takes a key above its old versions.
+    let claimed = keys.claim_keys(vec![key(re_enrolled, 3, 3)]).await.unwrap();
+    assert_eq!(claimed, [true]);
+    assert_eq!(
+        keys.keys(&[re_enrolled]).await.unwrap(),
+        [key(re_enrolled, 3, 3)]
+    );
+    assert!(keys.claim_keys(Vec::new()).await.unwrap().is_empty());
+}

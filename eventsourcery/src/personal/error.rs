@@ -102,6 +102,13 @@ pub enum PersonalError {
     /// The system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
+    /// The subject's data key changed again and again while its values were written (it was
+    /// erased and re-enrolled meanwhile). Nothing refers to the values; write them again.
+    #[error("the data key of subject {subject} changed while its personal data was written")]
+    KeyRace {
+        /// The subject.
+        subject: PersonalKey,
+    },
     /// The task writing a batch of personal data ended without finishing (it panicked), so
     /// whether these values were stored is unknown. Nothing refers to them yet.
     #[error("the task writing personal data ended without an answer")]

@@ -1,7 +1,6 @@
 //! The PostgreSQL key store and personal data store: by default two databases of their own,
 //! apart from the event store's.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use sqlx::AssertSqlSafe;
@@ -201,77 +200,6 @@ impl KeyStore for PostgresKeyStore {
         }
     }
 
-    async fn insert_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<WrappedKey>, PersonalError> {
-        if keys.len() < 2 {
-            let mut stored = Vec::with_capacity(keys.len());
-            for key in keys {
-                stored.push(self.insert_key(key).await?);
-            }
-            return Ok(stored);
-        }
-        // One lock order for every writer, so that two batches cannot deadlock.
-        let mut sorted: Vec<&WrappedKey> = keys.iter().collect();
-        sorted.sort_by_key(|k| k.subject);
-        let subjects: Vec<Uuid> = sorted.iter().map(|k| k.subject.as_uuid()).collect();
-        let versions: Vec<i64> = sorted.iter().map(|k| i64::from(k.version)).collect();
-        let wrapped: Vec<&[u8]> = sorted.iter().map(|k| k.wrapped.as_slice()).collect();
-        let master_keys: Vec<&str> = sorted.iter().map(|k| k.master_key_id.as_str()).collect();
-        // As in `insert_key`: a concurrent insert for one of the subjects makes this one wait
-        // for it to commit and skip that subject; a second statement reads the winners' keys.
-        let inserted = sqlx::query(
-            "INSERT INTO eventsourcery_data_keys
-                 (subject, version, wrapped, master_key_id, created_at_ns)
-             SELECT k.subject, k.version, k.wrapped, k.master_key_id, $5
-             FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::text[])
-                 AS k(subject, version, wrapped, master_key_id)
-             ORDER BY k.subject
-             ON CONFLICT (subject) DO NOTHING
-             RETURNING subject::text, version, wrapped, master_key_id",
-        )
-        .bind(&subjects)
-        .bind(versions)
-        .bind(wrapped)
-        .bind(master_keys)
-        .bind(sql::now_ns()?)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("insert data keys"))?;
-        let mut stored = HashMap::with_capacity(keys.len());
-        for row in &inserted {
-            let key = sql::key_from_row(row)?;
-            stored.insert(key.subject, key);
-        }
-        if stored.len() < keys.len() {
-            let others: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| !stored.contains_key(&k.subject))
-                .map(|k| k.subject.as_uuid())
-                .collect();
-            let rows = sqlx::query(
-                "SELECT subject::text, version, wrapped, master_key_id
-                 FROM eventsourcery_data_keys WHERE subject = ANY($1::uuid[])",
-            )
-            .bind(others)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("insert data keys"))?;
-            for row in &rows {
-                let key = sql::key_from_row(row)?;
-                stored.insert(key.subject, key);
-            }
-        }
-        keys.iter()
-            .map(|key| {
-                // Deleted between the two statements: the subject is being erased.
-                stored
-                    .remove(&key.subject)
-                    .ok_or(PersonalError::SubjectErased {
-                        subject: key.subject,
-                    })
-            })
-            .collect()
-    }
-
     async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -288,7 +216,8 @@ impl KeyStore for PostgresKeyStore {
              SELECT k.subject, k.version, k.wrapped, k.master_key_id, $5
              FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::text[])
                  AS k(subject, version, wrapped, master_key_id)
-             WHERE NOT EXISTS (SELECT 1 FROM eventsourcery_erasures e WHERE e.subject = k.subject)
+             WHERE NOT EXISTS (SELECT 1 FROM eventsourcery_erasures e WHERE e.subject = k.subject
+                               AND (NOT e.re_enrolled OR e.last_key_version >= k.version))
              ORDER BY k.subject
              ON CONFLICT (subject) DO NOTHING
              RETURNING subject::text",

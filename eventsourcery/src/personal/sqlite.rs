@@ -279,49 +279,6 @@ impl KeyStore for SqliteKeyStore {
         }
     }
 
-    async fn insert_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<WrappedKey>, PersonalError> {
-        // One transaction, so one commit for them all.
-        let created = sql::now_ns()?;
-        let (_writer, mut tx) = self.db.begin("insert data keys").await?;
-        let mut stored = Vec::with_capacity(keys.len());
-        for key in keys {
-            let subject = key.subject.to_string();
-            sqlx::query(
-                "INSERT INTO eventsourcery_data_keys
-                     (subject, version, wrapped, master_key_id, created_at_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (subject) DO NOTHING",
-            )
-            .bind(&subject)
-            .bind(i64::from(key.version))
-            .bind(key.wrapped.as_slice())
-            .bind(&key.master_key_id)
-            .bind(created)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("insert data keys"))?;
-            // The key just inserted, or the one a writer stored first.
-            let row = sqlx::query(
-                "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys
-                 WHERE subject = ?1",
-            )
-            .bind(&subject)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("insert data keys"))?;
-            stored.push(match row {
-                Some(row) => sql::key_from_row(&row)?,
-                None => {
-                    return Err(PersonalError::MissingKey {
-                        subject: key.subject,
-                    });
-                }
-            });
-        }
-        tx.commit().await.map_err(db("insert data keys"))?;
-        Ok(stored)
-    }
-
     async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
         // One write transaction: no erasure can come between the check and the insert.
         let created = sql::now_ns()?;
@@ -332,7 +289,8 @@ impl KeyStore for SqliteKeyStore {
                 "INSERT INTO eventsourcery_data_keys
                      (subject, version, wrapped, master_key_id, created_at_ns)
                  SELECT ?1, ?2, ?3, ?4, ?5
-                 WHERE NOT EXISTS (SELECT 1 FROM eventsourcery_erasures WHERE subject = ?1)
+                 WHERE NOT EXISTS (SELECT 1 FROM eventsourcery_erasures WHERE subject = ?1
+                                   AND (NOT re_enrolled OR last_key_version >= ?2))
                  ON CONFLICT (subject) DO NOTHING",
             )
             .bind(key.subject.to_string())

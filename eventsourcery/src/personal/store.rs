@@ -49,6 +49,14 @@ pub struct Erasure {
     pub re_enrolled: bool,
 }
 
+impl Erasure {
+    /// Whether the subject may take a new key of `version`: only once re-enrolled, and only
+    /// above every version it had before.
+    pub fn allows(&self, version: u32) -> bool {
+        self.re_enrolled && version > self.last_key_version
+    }
+}
+
 /// One encrypted personal value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PersonalRecord {
@@ -86,44 +94,34 @@ pub trait KeyStore: Send + Sync + 'static {
     /// so that concurrent first writes agree on exactly one key.
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError>;
 
-    /// [`insert_key`](Self::insert_key) for several keys of distinct subjects: returns each
-    /// subject's key, in the order given. The default inserts them one by one; the SQL stores
-    /// write them in one statement or transaction.
-    async fn insert_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<WrappedKey>, PersonalError> {
-        let mut stored = Vec::with_capacity(keys.len());
-        for key in keys {
-            stored.push(self.insert_key(key).await?);
-        }
-        Ok(stored)
-    }
-
-    /// Stores each key whose subject has neither a key nor an erasure record, and tells, in
-    /// the order given, which were stored. The vault writes the values of a subject it has
-    /// not seen before under a new key, claimed this way while the values are stored.
+    /// Stores each key whose subject has no key and may take it, and tells, in the order given,
+    /// which were stored. A subject may take a key unless it was erased and not re-enrolled,
+    /// or was re-enrolled but had a key of this version or a later one before its erasure.
     ///
-    /// The default reads the erasure records, then inserts with
-    /// [`insert_keys`](Self::insert_keys); the SQL stores do both in one statement or
-    /// transaction, so an erasure cannot slip in between.
+    /// The vault stores new keys this way, while the values encrypted under them are stored,
+    /// so the key store has the last word on erasures. The default reads the erasure records,
+    /// then inserts with [`insert_key`](Self::insert_key); the SQL stores check and insert in
+    /// one statement or transaction.
     async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
         let subjects: Vec<PersonalKey> = keys.iter().map(|k| k.subject).collect();
-        let erased: std::collections::HashSet<PersonalKey> = self
+        let erasures: std::collections::HashMap<PersonalKey, Erasure> = self
             .erasures(&subjects)
             .await?
             .into_iter()
-            .map(|e| e.subject)
+            .map(|e| (e.subject, e))
             .collect();
         let candidates: Vec<WrappedKey> = keys
             .iter()
-            .filter(|k| !erased.contains(&k.subject))
+            .filter(|k| erasures.get(&k.subject).is_none_or(|e| e.allows(k.version)))
             .cloned()
             .collect();
-        let stored = self.insert_keys(candidates.clone()).await?;
-        let claimed: std::collections::HashSet<PersonalKey> = stored
-            .iter()
-            .zip(&candidates)
-            .filter(|(stored, ours)| stored.wrapped == ours.wrapped)
-            .map(|(stored, _)| stored.subject)
-            .collect();
+        let mut claimed = std::collections::HashSet::new();
+        for key in candidates {
+            let stored = self.insert_key(key.clone()).await?;
+            if stored.wrapped == key.wrapped {
+                claimed.insert(key.subject);
+            }
+        }
         Ok(keys.iter().map(|k| claimed.contains(&k.subject)).collect())
     }
 

@@ -312,14 +312,10 @@ impl PersonalVault {
     }
 
     /// Writes the values of subjects this vault has not seen without reading their keys
-    /// first: each subject gets a new key, claimed in the key store (stored only if the subject
-    /// has neither a key nor an erasure record) while the values it encrypts are stored. A new
-    /// subject, the common case for a first write, so costs one round trip to each store.
-    ///
-    /// Subjects whose claim fails (they had a key, or an erasure record) are written again the
-    /// usual way: their values are encrypted again under their stored key and overwrite the
-    /// first ones, or, for an erased subject, refused, and what was stored for it deleted. The
-    /// key those first values were encrypted under was never stored anywhere.
+    /// first: each subject gets a new key, claimed in the key store while the values it
+    /// encrypts are stored. A new subject, the common case for a first write, so costs one
+    /// round trip to each store. Subjects whose claim fails (they had a key, or an erasure
+    /// record) are written again by [`rewrite_lost`](Self::rewrite_lost).
     async fn write_unseen(
         &self,
         writes: &[&PersonalWrite],
@@ -339,38 +335,9 @@ impl PersonalVault {
             keys.insert(subject, fresh);
         }
         let (records, index) = Self::encrypt_all(&keys, index_key, writes)?;
-        let (claimed, put) =
-            tokio::join!(self.keys.claim_keys(claims), self.data.put(records, index));
-        put?;
-        let claimed = claimed?;
+        let lost = self.claim_and_put(claims, records, index).await?;
         self.remember(subjects);
-        let lost: Vec<PersonalKey> = subjects
-            .iter()
-            .zip(&claimed)
-            .filter(|(_, claimed)| !**claimed)
-            .map(|(subject, _)| *subject)
-            .collect();
-        if lost.is_empty() {
-            return Ok(());
-        }
-        let again: Vec<&PersonalWrite> = writes
-            .iter()
-            .copied()
-            .filter(|w| lost.contains(&w.subject))
-            .collect();
-        let mut subjects = lost.clone();
-        if again.iter().any(|w| w.lookup.is_some()) {
-            subjects.push(INDEX_SUBJECT);
-        }
-        let written = self.write_read_first(&again, &subjects).await;
-        if matches!(written, Err(PersonalError::SubjectErased { .. })) {
-            for erasure in self.keys.erasures(&lost).await? {
-                if !erasure.re_enrolled {
-                    self.data.delete_subject(erasure.subject).await?;
-                }
-            }
-        }
-        written
+        self.rewrite_lost(writes, lost).await
     }
 
     /// Encrypts and stores `writes` of `subjects` (with the index subject if they need the
@@ -381,35 +348,82 @@ impl PersonalVault {
         writes: &[&PersonalWrite],
         subjects: &[PersonalKey],
     ) -> Result<(), PersonalError> {
-        let (mut keys, pending) = self.keys_for_writing(subjects).await?;
+        let (keys, pending) = self.keys_for_writing(subjects).await?;
         let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), writes)?;
         if pending.is_empty() {
             return self.data.put(records, index).await;
         }
-        // A new subject's key and the values it encrypts go to their two stores at once. Until
-        // this returns nothing refers to the values, so if another writer created the subject's
-        // key first, the values are encrypted again under that key and overwritten.
-        let (stored, put) = tokio::join!(
-            self.keys.insert_keys(pending.clone()),
-            self.data.put(records, index)
-        );
+        let lost = self.claim_and_put(pending, records, index).await?;
+        self.rewrite_lost(writes, lost).await
+    }
+
+    /// Claims new keys in the key store while the values encrypted under them are stored.
+    /// Returns the subjects whose key was not stored: until the caller returns nothing refers
+    /// to their values, which it writes again.
+    async fn claim_and_put(
+        &self,
+        claims: Vec<WrappedKey>,
+        records: Vec<PersonalRecord>,
+        index: Vec<IndexEntry>,
+    ) -> Result<Vec<PersonalKey>, PersonalError> {
+        let subjects: Vec<PersonalKey> = claims.iter().map(|k| k.subject).collect();
+        let (claimed, put) =
+            tokio::join!(self.keys.claim_keys(claims), self.data.put(records, index));
         put?;
-        let mut lost = Vec::new();
-        for (stored, ours) in stored?.into_iter().zip(&pending) {
-            if stored.wrapped != ours.wrapped {
-                keys.insert(stored.subject, self.unwrap(&stored)?);
-                lost.push(stored.subject);
+        Ok(subjects
+            .into_iter()
+            .zip(claimed?)
+            .filter(|(_, claimed)| !claimed)
+            .map(|(subject, _)| subject)
+            .collect())
+    }
+
+    /// Writes again the values of subjects whose new key was not stored: encrypted under the
+    /// key another writer stored first, they overwrite the first ones (same references); for a
+    /// subject that was erased, they are refused and what was stored for it is deleted. The
+    /// key the first values were encrypted under was never stored anywhere.
+    async fn rewrite_lost(
+        &self,
+        writes: &[&PersonalWrite],
+        mut lost: Vec<PersonalKey>,
+    ) -> Result<(), PersonalError> {
+        // Each round loses only to an erasure or re-enrolment racing this write.
+        for _ in 0..3 {
+            if lost.is_empty() {
+                return Ok(());
             }
+            let again: Vec<&PersonalWrite> = writes
+                .iter()
+                .copied()
+                .filter(|w| lost.contains(&w.subject))
+                .collect();
+            let mut subjects = lost.clone();
+            if again.iter().any(|w| w.lookup.is_some()) {
+                subjects.push(INDEX_SUBJECT);
+            }
+            let (keys, pending) = match self.keys_for_writing(&subjects).await {
+                Ok(found) => found,
+                Err(error) => {
+                    if matches!(error, PersonalError::SubjectErased { .. }) {
+                        for erasure in self.keys.erasures(&lost).await? {
+                            if !erasure.re_enrolled {
+                                self.data.delete_subject(erasure.subject).await?;
+                            }
+                        }
+                    }
+                    return Err(error);
+                }
+            };
+            let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), &again)?;
+            if pending.is_empty() {
+                return self.data.put(records, index).await;
+            }
+            lost = self.claim_and_put(pending, records, index).await?;
         }
-        if lost.is_empty() {
-            return Ok(());
+        match lost.first() {
+            Some(&subject) => Err(PersonalError::KeyRace { subject }),
+            None => Ok(()),
         }
-        let again = writes
-            .iter()
-            .filter(|w| lost.contains(&w.subject))
-            .map(|w| Self::encrypt(&keys, w))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.data.put(again, Vec::new()).await
     }
 
     /// The records and blind-index entries of `writes`.
