@@ -202,6 +202,8 @@ fn stale(commit: &PreparedCommit, written: &HashMap<StreamId, i64>) -> Option<St
 /// It checks every stream's version; only if all match does it allocate positions (which also
 /// gives the transaction its id: nothing may write before it, so the commands are logged after
 /// it), log the commands, and insert the events, the commits' events one after the other.
+/// Rows go in in stream order, whatever their positions, so that two statements that touch
+/// the same streams take their unique-index locks in the same order and cannot deadlock.
 /// Returns the first position (`None` if nothing was inserted) and each stream's version as
 /// checked, in commit order.
 pub(super) async fn append_statement(
@@ -287,6 +289,7 @@ pub(super) async fn append_statement(
                          $16::text[], $17::text[], $18::bigint[])
                   WITH ORDINALITY AS e(event_id, stream_id, stream_version, event_name,
                                        schema_version, payload, metadata, recorded_at_ns, ord)
+             ORDER BY e.stream_id, e.stream_version
              RETURNING 1
          )
          SELECT (SELECT first FROM allocated), ARRAY(SELECT actual FROM current ORDER BY ord)",
