@@ -8,6 +8,7 @@
 
 use eventsourcery::config::{EventsBackend, Settings};
 use eventsourcery::dispatch::{Commands, Dispatcher};
+use eventsourcery::sqlx; // the sqlx eventsourcery is built with
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, Id, Personal, PersonalData,
     PersonalKey, ProjectionTx, Repository, SerializableValue,

@@ -45,6 +45,13 @@ pub use value::{Id, SerializableValue, StreamId, ValueError};
 /// hand: `#[eventsourcery::async_trait]`.
 pub use async_trait::async_trait;
 
+/// The sqlx this crate was built with, with the drivers its features enable: pools given to
+/// `from_pool`, returned by `pool()` and used in a `ProjectionTx` are its types, so use this
+/// path (`eventsourcery::sqlx::PgPool`) rather than a separate sqlx dependency that could
+/// resolve to another version.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;
+
 /// Derives [`SerializableValue`]: a string form, serde through it, and value equality.
 ///
 /// On a newtype (`struct VoucherId(Uuid)`) the string form is the inner value's; on a struct
