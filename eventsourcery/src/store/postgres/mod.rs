@@ -1,7 +1,7 @@
 //! The PostgreSQL event store: many processes, one database.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -152,7 +152,7 @@ struct Shared {
     /// Appends waiting to be written together.
     group: group::Group,
     /// Wakes the task that notifies other processes of appends; started on the first append.
-    notifier: OnceLock<mpsc::Sender<()>>,
+    notifier: std::sync::Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// The error of a sequence that handed out a negative position.
@@ -241,26 +241,38 @@ impl PostgresStore {
     /// one notification is being sent, and for [`NOTIFY_INTERVAL`] after, the appends that
     /// follow share the next one.
     fn appended(&self) {
-        let sender = self.shared.notifier.get_or_init(|| {
-            let (sender, mut poked) = mpsc::channel::<()>(1);
-            let pool = self.pool.clone();
-            // Ends when the last clone of the store is dropped, with the sender.
-            tokio::spawn(async move {
-                while poked.recv().await.is_some() {
-                    let notified = sqlx::query("SELECT pg_notify('eventsourcery_events', '')")
-                        .execute(&pool)
-                        .await;
-                    if let Err(error) = notified {
-                        // Workers also poll, so they only notice later.
-                        tracing::warn!(%error, "could not notify other processes of appends");
-                    }
-                    tokio::time::sleep(NOTIFY_INTERVAL).await;
-                }
-            });
-            sender
-        });
+        let mut notifier = self
+            .shared
+            .notifier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Started on the first append, and again if the runtime it ran on has shut down.
+        let sender = match notifier.as_ref() {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => notifier.insert(self.spawn_notifier()),
+        };
         // Full means a notification is already due, and it will cover this append.
         let _ = sender.try_send(());
+    }
+
+    /// The task that sends the notifications; it ends when the last clone of the store is
+    /// dropped, with the sender.
+    fn spawn_notifier(&self) -> mpsc::Sender<()> {
+        let (sender, mut poked) = mpsc::channel::<()>(1);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            while poked.recv().await.is_some() {
+                let notified = sqlx::query("SELECT pg_notify('eventsourcery_events', '')")
+                    .execute(&pool)
+                    .await;
+                if let Err(error) = notified {
+                    // Workers also poll, so they only notice later.
+                    tracing::warn!(%error, "could not notify other processes of appends");
+                }
+                tokio::time::sleep(NOTIFY_INTERVAL).await;
+            }
+        });
+        sender
     }
 
     /// Applies the embedded migrations that the database does not have yet.
