@@ -1,11 +1,11 @@
 //! Merging concurrent requests, so that one round trip and one commit serve many.
 //!
 //! Every request joins a queue, then waits for its answer or for one of a few slots, whichever
-//! comes first. Whoever gets a slot takes everything queued (its own request, unless an earlier
-//! slot holder took it) and runs it in a task of its own, so a caller that gives up waiting
-//! cannot cut short work that carries other callers' requests. While a batch is running the
-//! queue fills, and the next batch takes it all: the busier the store, the larger the batches,
-//! and a lone caller pays for a queue it never waits in.
+//! comes first. Whoever gets a slot takes the oldest queued requests, up to the batch limits,
+//! and runs them in a task of its own, so a caller that gives up waiting cannot cut short work
+//! that carries other callers' requests; then it waits again, until its own request is
+//! answered. While a batch is running the queue fills, and the next batch takes it: the busier
+//! the store, the larger the batches, and a lone caller pays for a queue it never waits in.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -26,14 +26,17 @@ impl<T, R> Queued<T, R> {
     }
 
     /// The request and its reply slot, for answering after the request was consumed.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn split(self) -> (T, Reply<R>) {
         (self.item, Reply(self.reply))
     }
 }
 
 /// Where the answer of a [`Queued`] request goes, once the request was taken out.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct Reply<R>(oneshot::Sender<R>);
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl<R> Reply<R> {
     /// Sends the answer; a caller that stopped waiting does not mind.
     pub(crate) fn send(self, answer: R) {
@@ -51,8 +54,9 @@ pub(crate) struct Batcher<T, R> {
 }
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
-    /// A batcher running at most `slots` batches at once, each of at most `max_items` requests
-    /// and, past its first request, at most `max_weight` in total by `weight`.
+    /// A batcher running at most `slots` batches at once, each of at most `max_items` requests,
+    /// and taking no more requests once they weigh `max_weight` in total by `weight` (so a
+    /// batch may go over it by its last request, and a request heavier than it goes alone).
     pub(crate) fn new(
         slots: usize,
         max_items: usize,
@@ -68,36 +72,39 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         }
     }
 
-    /// Queues `item` and returns its answer. If this caller gets a slot while requests are
-    /// queued, `run` makes the work for that batch, which is spawned.
+    /// Queues `item` and returns its answer. Whenever this caller gets a slot while requests
+    /// are queued, `run` makes the work for the oldest of them, which is spawned; the caller
+    /// then waits again for its answer or a slot, since its own request may not have fitted
+    /// in that batch.
     ///
     /// `None` means the task running the batch ended without answering (it panicked), so
     /// whether the request was carried out is unknown. A caller that stops waiting before its
     /// request left the queue withdraws it; after that, it is carried out with its batch.
     pub(crate) async fn submit<F, Fut>(&self, item: T, run: F) -> Option<R>
     where
-        F: FnOnce(Vec<Queued<T, R>>) -> Fut,
+        F: Fn(Vec<Queued<T, R>>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (reply, mut answer) = oneshot::channel();
         self.lock().push(Queued { item, reply });
-        let slot = tokio::select! {
-            // A slot holder took this request with its batch and has answered.
-            answered = &mut answer => return answered.ok(),
-            slot = Arc::clone(&self.slots).acquire_owned() => slot.ok()?,
-        };
-        let batch = self.take();
-        if batch.is_empty() {
-            // An earlier slot holder took this request with its batch.
-            drop(slot);
-        } else {
+        loop {
+            let slot = tokio::select! {
+                // A slot holder took this request with its batch and has answered.
+                answered = &mut answer => return answered.ok(),
+                slot = Arc::clone(&self.slots).acquire_owned() => slot.ok()?,
+            };
+            let batch = self.take();
+            if batch.is_empty() {
+                // The queue is empty, so an earlier slot holder took this request.
+                drop(slot);
+                return answer.await.ok();
+            }
             let work = run(batch);
             tokio::spawn(async move {
                 work.await;
                 drop(slot);
             });
         }
-        answer.await.ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Queued<T, R>>> {
@@ -142,12 +149,15 @@ mod tests {
             let batches = Arc::clone(&batches);
             tasks.spawn(async move {
                 let answer = batcher
-                    .submit(n, move |batch| async move {
-                        batches.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        for queued in batch {
-                            let doubled = queued.item * 2;
-                            queued.answer(doubled);
+                    .submit(n, |batch| {
+                        let batches = Arc::clone(&batches);
+                        async move {
+                            batches.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            for queued in batch {
+                                let doubled = queued.item * 2;
+                                queued.answer(doubled);
+                            }
                         }
                     })
                     .await;
@@ -192,6 +202,28 @@ mod tests {
         batcher.lock().push(Queued { item: 1, reply });
         drop(answer);
         assert!(batcher.take().is_empty());
+    }
+
+    /// A caller whose request did not fit in the batch it started still gets its answer, with
+    /// nobody else submitting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_left_out_of_its_callers_batch_is_answered() {
+        let batcher = Batcher::<usize, usize>::new(1, 1, 10, |_| 1);
+        // An earlier request that is queued but whose caller has not asked for a slot yet.
+        let (reply, mut earlier) = oneshot::channel();
+        batcher.lock().push(Queued { item: 1, reply });
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            batcher.submit(2, |batch| async move {
+                for queued in batch {
+                    let doubled = queued.item * 2;
+                    queued.answer(doubled);
+                }
+            }),
+        )
+        .await;
+        assert_eq!(answer, Ok(Some(4)), "answered, not left in the queue");
+        assert_eq!(earlier.try_recv(), Ok(2));
     }
 
     /// A batch panicking answers `None`, not a hang.

@@ -453,6 +453,18 @@ pub async fn concurrent_first_writes_create_one_key(backend: Backend) {
 /// The master key `vaults_that_never_saw_a_subject_*` hand to a second vault.
 const SECOND_MASTER: &str = "5ec0dd0000000000000000000000000000000000000000000000000000005ec0";
 
+/// A referral: two subjects, and no blind-index entry, so a vault writes it without reading
+/// the keys of subjects it has not seen.
+fn refer_cmd(voucher: &VoucherId, referrer: PersonalKey, referrer_name: &str) -> Refer {
+    Refer {
+        voucher: voucher.clone(),
+        referrer,
+        referee: PersonalKey::issue(),
+        referrer_name: FullName(referrer_name.into()),
+        referee_name: FullName(format!("referred by {referrer_name}")),
+    }
+}
+
 /// A vault that never wrote for a subject (another process, or this one after a restart)
 /// writes under the key the subject already has: every value stays readable, and no value
 /// is left twice.
@@ -461,28 +473,16 @@ pub async fn vaults_that_never_saw_a_subject_use_its_stored_key(backend: Backend
     let ann = PersonalKey::issue();
     backend
         .bus()
-        .execute(register_cmd(&voucher, ann, EMAIL, NAME))
+        .execute(refer_cmd(&voucher, ann, "Ann"))
         .await
         .unwrap();
     // The first vault's keys move to a master key a second vault can be given too.
     let master = || MasterKey::from_hex(SECOND_MASTER).unwrap();
     backend.vault.rotate_master_key(&master()).await.unwrap();
     let second = backend.with_master(master());
-    // Someone else first, so that the second vault knows the blind index's key and writes
-    // for subjects it has not seen without reading their keys.
     second
         .bus()
-        .execute(register_cmd(
-            &VoucherId::generate(),
-            PersonalKey::issue(),
-            "b@example.com",
-            "B",
-        ))
-        .await
-        .unwrap();
-    second
-        .bus()
-        .execute(register_cmd(&voucher, ann, "ann@second.example", NAME))
+        .execute(refer_cmd(&voucher, ann, "Ann again"))
         .await
         .unwrap();
 
@@ -495,18 +495,27 @@ pub async fn vaults_that_never_saw_a_subject_use_its_stored_key(backend: Backend
         .load(&voucher)
         .await
         .unwrap();
-    let emails: Vec<Option<&str>> = loaded
-        .emails
+    let names: Vec<Option<&str>> = loaded
+        .names
         .iter()
-        .map(|e| e.present().map(|e| e.0.as_str()))
+        .map(|n| n.present().map(|n| n.0.as_str()))
         .collect();
-    assert_eq!(emails, [Some(EMAIL), Some("ann@second.example")]);
+    assert_eq!(
+        names,
+        [
+            Some("Ann"),
+            Some("referred by Ann"),
+            Some("Ann again"),
+            Some("referred by Ann again")
+        ]
+    );
+    // Per referral, Ann's name in the command log and in the event.
     let export = second.vault.export(ann).await.unwrap();
-    assert_eq!(export.fields.len(), 2 * 5, "every value once, all readable");
+    assert_eq!(export.fields.len(), 2 * 2, "every value once, all readable");
     let stored = backend.data().by_subject(ann).await.unwrap();
     assert_eq!(
         stored.len(),
-        2 * 5,
+        2 * 2,
         "no value left behind under another key"
     );
 }
@@ -517,40 +526,35 @@ pub async fn vaults_that_never_saw_an_erased_subject_refuse_it(backend: Backend)
     let ann = PersonalKey::issue();
     backend
         .bus()
-        .execute(register_cmd(&VoucherId::generate(), ann, EMAIL, NAME))
+        .execute(refer_cmd(&VoucherId::generate(), ann, "Ann"))
         .await
         .unwrap();
     backend.vault.erase(ann, "request 7").await.unwrap();
     let events_before = backend.store.read_all(0, 1000).await.unwrap().len();
 
-    backend
-        .vault
-        .rotate_master_key(&MasterKey::from_hex(SECOND_MASTER).unwrap())
-        .await
-        .unwrap();
-    let second = backend.with_master(MasterKey::from_hex(SECOND_MASTER).unwrap());
+    let master = || MasterKey::from_hex(SECOND_MASTER).unwrap();
+    backend.vault.rotate_master_key(&master()).await.unwrap();
+    let second = backend.with_master(master());
     let bus = second.bus();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..6 {
         let bus = bus.clone();
-        // Every third registration is Ann's.
-        let subject = if n % 3 == 0 {
+        // Every third referral is Ann's.
+        let referrer = if n % 3 == 0 {
             ann
         } else {
             PersonalKey::issue()
         };
         tasks.spawn(async move {
             let voucher = VoucherId::generate();
-            let result = bus
-                .execute(register_cmd(&voucher, subject, EMAIL, NAME))
-                .await;
-            (subject, voucher, result)
+            let result = bus.execute(refer_cmd(&voucher, referrer, "R")).await;
+            (referrer, voucher, result)
         });
     }
-    let mut registered = 0;
+    let mut referred = 0;
     while let Some(done) = tasks.join_next().await {
-        let (subject, voucher, result) = done.unwrap();
-        if subject == ann {
+        let (referrer, voucher, result) = done.unwrap();
+        if referrer == ann {
             let error = result.unwrap_err();
             assert!(
                 matches!(
@@ -562,15 +566,12 @@ pub async fn vaults_that_never_saw_an_erased_subject_refuse_it(backend: Backend)
             );
         } else {
             result.unwrap();
-            registered += 1;
+            referred += 1;
             let loaded = bus.repository::<Voucher>().load(&voucher).await.unwrap();
-            assert_eq!(
-                loaded.emails[0].present().map(|e| e.0.as_str()),
-                Some(EMAIL)
-            );
+            assert_eq!(loaded.names[0].present().map(|n| n.0.as_str()), Some("R"));
         }
     }
-    assert_eq!(registered, 4);
+    assert_eq!(referred, 4);
     assert!(
         backend.data().by_subject(ann).await.unwrap().is_empty(),
         "nothing is kept for the erased subject"

@@ -219,7 +219,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// One subject's data key, in memory only while it is used; zeroed on drop.
-#[derive(Clone)]
 pub(crate) struct DataKey {
     key: Zeroizing<[u8; KEY_LEN]>,
     pub(crate) version: u32,

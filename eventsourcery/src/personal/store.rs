@@ -99,9 +99,11 @@ pub trait KeyStore: Send + Sync + 'static {
     /// or was re-enrolled but had a key of this version or a later one before its erasure.
     ///
     /// The vault stores new keys this way, while the values encrypted under them are stored,
-    /// so the key store has the last word on erasures. The default reads the erasure records,
-    /// then inserts with [`insert_key`](Self::insert_key); the SQL stores check and insert in
-    /// one statement or transaction.
+    /// so that a write which read the subject as not erased cannot give it a key once the
+    /// erasure is recorded. The default reads the erasure records, then inserts with
+    /// [`insert_key`](Self::insert_key); SQLite checks and inserts in one write transaction
+    /// (no erasure can come between); PostgreSQL in one statement, which still misses an
+    /// erasure recorded and applied while that statement runs.
     async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
         let subjects: Vec<PersonalKey> = keys.iter().map(|k| k.subject).collect();
         let erasures: std::collections::HashMap<PersonalKey, Erasure> = self

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -34,8 +34,6 @@ pub struct PersonalVault {
     writes: Batcher<Vec<PersonalWrite>, Result<(), PersonalError>>,
     /// Subjects known to have a key or an erasure record: their writes read it first.
     seen: Mutex<HashSet<PersonalKey>>,
-    /// The blind index's key, once read. Unlike a subject's key it is never destroyed.
-    index_key: OnceLock<DataKey>,
 }
 
 /// At most this many subjects are remembered in `seen` (16 bytes each).
@@ -133,7 +131,6 @@ impl PersonalVault {
             epoch: AtomicU64::new(0),
             writes: Batcher::new(WRITE_SLOTS, MAX_WRITE_CALLS, MAX_WRITE_VALUES, Vec::len),
             seen: Mutex::new(HashSet::new()),
-            index_key: OnceLock::new(),
         }
     }
 
@@ -208,9 +205,6 @@ impl PersonalVault {
                 pending.push(wrapped);
             }
         }
-        if let Some(index_key) = keys.get(&INDEX_SUBJECT) {
-            let _ = self.index_key.set(index_key.clone());
-        }
         self.remember(subjects);
         Ok((keys, pending))
     }
@@ -248,10 +242,10 @@ impl PersonalVault {
         if writes.is_empty() {
             return Ok(());
         }
-        let vault = Arc::clone(self);
         self.writes
-            .submit(writes, move |batch| async move {
-                vault.write_batch(batch).await
+            .submit(writes, |batch| {
+                let vault = Arc::clone(self);
+                async move { vault.write_batch(batch).await }
             })
             .await
             .unwrap_or(Err(PersonalError::Unanswered))
@@ -268,12 +262,32 @@ impl PersonalVault {
             return;
         }
         let writes: Vec<&PersonalWrite> = batch.iter().flat_map(|q| q.item.iter()).collect();
-        if self.write_all(&writes).await.is_ok() {
+        let error = match self.write_all(&writes).await {
+            Ok(()) => {
+                for queued in batch {
+                    queued.answer(Ok(()));
+                }
+                return;
+            }
+            Err(error) => error,
+        };
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if let PersonalError::Database { operation, source } = &error
+            && !matches!(source, sqlx::Error::Database(_))
+        {
+            // A failed connection, not a refusal: writing each call again would only wait
+            // for it to fail once more, call after call.
             for queued in batch {
-                queued.answer(Ok(()));
+                queued.answer(Err(PersonalError::Database {
+                    operation,
+                    source: crate::store::sql::copy_error(source),
+                }));
             }
             return;
         }
+        drop(error);
+        // Refused for one call's sake (an erased subject, say): each call on its own, for its
+        // own result. Every step is safe to repeat.
         for queued in batch {
             let writes: Vec<&PersonalWrite> = queued.item.iter().collect();
             let result = self.write_all(&writes).await;
@@ -291,23 +305,22 @@ impl PersonalVault {
                 subject: INDEX_SUBJECT,
             });
         }
+        // Blind-index entries are written only once the subject is known not to be erased:
+        // unlike a value under a key that was never stored, an entry links a keyed hash of
+        // the value to the subject, and nothing would delete it if this write were cut short.
         let needs_index = writes.iter().any(|w| w.lookup.is_some());
-        let index_key = self.index_key.get();
+        if needs_index {
+            subjects.push(INDEX_SUBJECT);
+            return self.write_read_first(writes, &subjects).await;
+        }
         let unseen = {
             let seen = lock(&self.seen);
             subjects.iter().all(|s| !seen.contains(s))
         };
-        match index_key {
-            Some(index_key) if unseen => {
-                self.write_unseen(writes, &subjects, Some(index_key)).await
-            }
-            _ if unseen && !needs_index => self.write_unseen(writes, &subjects, None).await,
-            _ => {
-                if needs_index {
-                    subjects.push(INDEX_SUBJECT);
-                }
-                self.write_read_first(writes, &subjects).await
-            }
+        if unseen {
+            self.write_unseen(writes, &subjects).await
+        } else {
+            self.write_read_first(writes, &subjects).await
         }
     }
 
@@ -320,7 +333,6 @@ impl PersonalVault {
         &self,
         writes: &[&PersonalWrite],
         subjects: &[PersonalKey],
-        index_key: Option<&DataKey>,
     ) -> Result<(), PersonalError> {
         let mut keys = HashMap::with_capacity(subjects.len());
         let mut claims = Vec::with_capacity(subjects.len());
@@ -334,7 +346,7 @@ impl PersonalVault {
             });
             keys.insert(subject, fresh);
         }
-        let (records, index) = Self::encrypt_all(&keys, index_key, writes)?;
+        let (records, index) = Self::encrypt_all(&keys, None, writes)?;
         let lost = self.claim_and_put(claims, records, index).await?;
         self.remember(subjects);
         self.rewrite_lost(writes, lost).await

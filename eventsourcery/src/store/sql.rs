@@ -110,6 +110,18 @@ pub(super) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
     move |source| StoreError::Database { operation, source }
 }
 
+/// A copy of `error`, for reporting one failure to several callers (sqlx errors are not
+/// `Clone`): the same variant where it carries no data, its message otherwise.
+pub(crate) fn copy_error(error: &sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
+        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
 /// Which unique constraint an insert violated, if it violated one.
 ///
 /// Recognised from the error kind (SQLSTATE 23505, SQLite extended codes 2067 and 1555),

@@ -6,7 +6,8 @@
 //! that do not match are answered with their conflict and the rest go again. Commits that
 //! write to the same stream go in successive rounds, and any other failure of a group (a lost
 //! race on the unique constraints, an event id already stored, a payload PostgreSQL refuses)
-//! sends its commits one by one, each to its own precise result.
+//! sends its commits one by one, each to its own precise result. A failed connection is the
+//! exception: whether the group was written is unknown, so every commit of it gets the error.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::batch::{Batcher, Queued, Reply};
-use crate::store::sql::PreparedCommit;
+use crate::store::sql::{self, PreparedCommit};
 use crate::store::{RecordedEvent, StoreError};
 use crate::value::StreamId;
 
@@ -56,9 +57,9 @@ impl Group {
     /// unwritten; after that, it is written (or not) with its group, as a statement already
     /// sent would be.
     pub(super) async fn append(&self, store: &PostgresStore, commit: PreparedCommit) -> Answer {
-        let store = store.clone();
         self.0
-            .submit(commit, move |group| {
+            .submit(commit, |group| {
+                let store = store.clone();
                 let span = tracing::debug_span!("append_group", commits = group.len());
                 async move { store.write_group(group).await }.instrument(span)
             })
@@ -162,11 +163,24 @@ impl PostgresStore {
                         return;
                     }
                 }
-                Err(_) => {
-                    // Nothing was written. One by one, each commit gets its precise error
-                    // (or succeeds, if another's failed the group).
+                Err(sqlx::Error::Database(_)) => {
+                    // The server refused the statement and rolled it back: nothing was
+                    // written. One by one, each commit gets its precise error (or succeeds, if
+                    // another's failed the group).
                     for (commit, reply) in round.into_iter().map(Queued::split) {
                         answer(reply, self.append_prepared(commit).await, written);
+                    }
+                    return;
+                }
+                Err(error) => {
+                    // The connection failed: the group may have been written or not, and
+                    // sending each commit again would misreport one that was written as a
+                    // conflict. Every commit gets the error, as a single append would.
+                    for pending in round {
+                        pending.answer(Err(StoreError::Database {
+                            operation: "append",
+                            source: sql::copy_error(&error),
+                        }));
                     }
                     return;
                 }
