@@ -179,6 +179,49 @@ async fn erasure_leaves_no_row_of_the_subject() {
     databases.finish().await;
 }
 
+/// A claim that starts while the subject's erasure is being recorded waits for it, then sees
+/// it: no key is stored for the erased subject (the race the subject lock closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_racing_an_erasure_waits_for_it_and_stores_no_key() {
+    let Some(databases) = open("a_claim_racing_an_erasure_waits_for_it_and_stores_no_key").await
+    else {
+        return;
+    };
+    let subject = PersonalKey::issue();
+    // An erasure under way: it holds the subject's lock, its record not yet committed.
+    let mut erasure = databases.keys.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(eventsourcery_subject_lock($1))")
+        .bind(subject.as_uuid())
+        .execute(&mut *erasure)
+        .await
+        .unwrap();
+    let keys = databases.keys.clone();
+    let claim = tokio::spawn(async move {
+        keys.claim_keys(vec![eventsourcery::personal::WrappedKey {
+            subject,
+            version: 1,
+            wrapped: vec![7; 60],
+            master_key_id: "master".into(),
+        }])
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!claim.is_finished(), "the claim waits for the erasure");
+    sqlx::query(
+        "INSERT INTO eventsourcery_erasures
+             (subject, erased_at_ns, reason, last_key_version, re_enrolled)
+         VALUES ($1, 0, 'test', 0, FALSE)",
+    )
+    .bind(subject.as_uuid())
+    .execute(&mut *erasure)
+    .await
+    .unwrap();
+    erasure.commit().await.unwrap();
+    assert_eq!(claim.await.unwrap().unwrap(), [false]);
+    assert!(databases.keys.keys(&[subject]).await.unwrap().is_empty());
+    databases.finish().await;
+}
+
 fn assert_corrupt<T: std::fmt::Debug>(
     result: Result<T, PersonalError>,
     table: &str,
@@ -314,7 +357,7 @@ async fn a_newer_schema_is_refused() {
             PersonalError::SchemaTooNew {
                 database: "PostgreSQL key store",
                 found: 999,
-                supported: 1
+                supported: 2
             }
         ),
         "{keys}"

@@ -15,11 +15,18 @@ use crate::store::sql::Schema;
 /// The key store's embedded migrations, newest last.
 const KEY_SCHEMA: Schema = Schema {
     database: "PostgreSQL key store",
-    migrations: &[(
-        1,
-        "key store",
-        include_str!("../../migrations/postgres/keys/0001_key_store.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "key store",
+            include_str!("../../migrations/postgres/keys/0001_key_store.sql"),
+        ),
+        (
+            2,
+            "subject locks",
+            include_str!("../../migrations/postgres/keys/0002_subject_locks.sql"),
+        ),
+    ],
 };
 
 /// The personal data store's embedded migrations, newest last.
@@ -208,19 +215,10 @@ impl KeyStore for PostgresKeyStore {
         let versions: Vec<i64> = keys.iter().map(|k| i64::from(k.version)).collect();
         let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
         let master_keys: Vec<&str> = keys.iter().map(|k| k.master_key_id.as_str()).collect();
-        // In subject order, so that two claims cannot deadlock. A subject inserted by a
-        // concurrent transaction makes this one wait for it to commit, then skip it.
+        // See migration 0002: the claim waits for an erasure of one of the subjects under
+        // way, and reads the erasure records only once it holds their locks.
         let claimed: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO eventsourcery_data_keys
-                 (subject, version, wrapped, master_key_id, created_at_ns)
-             SELECT k.subject, k.version, k.wrapped, k.master_key_id, $5
-             FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::text[])
-                 AS k(subject, version, wrapped, master_key_id)
-             WHERE NOT EXISTS (SELECT 1 FROM eventsourcery_erasures e WHERE e.subject = k.subject
-                               AND (NOT e.re_enrolled OR e.last_key_version >= k.version))
-             ORDER BY k.subject
-             ON CONFLICT (subject) DO NOTHING
-             RETURNING subject::text",
+            "SELECT s::text FROM eventsourcery_claim_keys($1, $2, $3, $4, $5) AS s",
         )
         .bind(&subjects)
         .bind(versions)
@@ -246,6 +244,14 @@ impl KeyStore for PostgresKeyStore {
     }
 
     async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError> {
+        // Alone on the subject's lock, so the claims under way end first (their keys are
+        // deleted next) and later ones see this record (migration 0002).
+        let mut tx = self.pool.begin().await.map_err(db("record erasure"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(eventsourcery_subject_lock($1))")
+            .bind(erasure.subject.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("record erasure"))?;
         // A subject erased and not re-enrolled keeps its first record.
         sqlx::query(
             "INSERT INTO eventsourcery_erasures
@@ -263,10 +269,10 @@ impl KeyStore for PostgresKeyStore {
         .bind(&erasure.reason)
         .bind(i64::from(erasure.last_key_version))
         .bind(erasure.re_enrolled)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db("record erasure"))?;
-        Ok(())
+        tx.commit().await.map_err(db("record erasure"))
     }
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {

@@ -102,8 +102,8 @@ pub trait KeyStore: Send + Sync + 'static {
     /// so that a write which read the subject as not erased cannot give it a key once the
     /// erasure is recorded. The default reads the erasure records, then inserts with
     /// [`insert_key`](Self::insert_key); SQLite checks and inserts in one write transaction
-    /// (no erasure can come between); PostgreSQL in one statement, which still misses an
-    /// erasure recorded and applied while that statement runs.
+    /// (no erasure can come between); PostgreSQL takes the subjects' advisory locks, which
+    /// [`record_erasure`](Self::record_erasure) takes alone, before it checks and inserts.
     async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
         let subjects: Vec<PersonalKey> = keys.iter().map(|k| k.subject).collect();
         let erasures: std::collections::HashMap<PersonalKey, Erasure> = self
