@@ -26,17 +26,17 @@ impl<T, R> Queued<T, R> {
     }
 
     /// The request and its reply slot, for answering after the request was consumed.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn split(self) -> (T, Reply<R>) {
         (self.item, Reply(self.reply))
     }
 }
 
 /// Where the answer of a [`Queued`] request goes, once the request was taken out.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) struct Reply<R>(oneshot::Sender<R>);
 
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 impl<R> Reply<R> {
     /// Sends the answer; a caller that stopped waiting does not mind.
     pub(crate) fn send(self, answer: R) {

@@ -16,6 +16,7 @@ use super::sql::{self, PreparedCommit, Schema, db};
 use super::{
     CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
+use crate::batch::{Batcher, Queued};
 use crate::value::StreamId;
 
 /// The embedded migrations, newest last.
@@ -50,6 +51,13 @@ const MAX_CONNECTIONS: u32 = 8;
 /// handler. Because writers are serialised, global positions follow commit order and a reader
 /// of [`read_all`](EventStore::read_all) never skips an event.
 ///
+/// Appends made at the same time through one store (and its clones) share a transaction, so
+/// one fsync serves them all (group commit): each commit runs in a savepoint of its own, and
+/// one that fails (a conflict, an event id already stored) is rolled back alone and answered
+/// with its error while the others are written. Measured with 8 writers on a 2-core machine:
+/// 1.35 times the rate of single-row inserts one per transaction, against 0.6 times with a
+/// transaction per append (see BENCHMARKS.md).
+///
 /// Cheap to clone: clones share the connection pool.
 ///
 /// ```
@@ -65,7 +73,18 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Mutex<()>>,
+    /// Appends waiting to be written together.
+    group: Arc<Batcher<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>>,
 }
+
+/// Group transactions at once: SQLite has one writer.
+const GROUP_SLOTS: usize = 1;
+
+/// At most this many commits in one group transaction.
+const GROUP_COMMITS: usize = 128;
+
+/// A group stops taking commits once it holds this many events.
+const GROUP_EVENTS: usize = 2_048;
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,6 +140,12 @@ impl SqliteStore {
         let store = Self {
             pool,
             writer: Arc::new(Mutex::new(())),
+            group: Arc::new(Batcher::new(
+                GROUP_SLOTS,
+                GROUP_COMMITS,
+                GROUP_EVENTS,
+                |commit: &PreparedCommit| commit.events.len(),
+            )),
         };
         store.migrate().await?;
         Ok(store)
@@ -180,87 +205,159 @@ impl SqliteStore {
             .map_err(db("append"))
     }
 
-    async fn append_locked(
-        &self,
-        commit: PreparedCommit,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        for (index, (stream, expected)) in commit.streams.iter().enumerate() {
-            let actual = stream_version(&mut *tx, stream).await?;
-            if actual != *expected {
-                tx.rollback().await.map_err(db("append"))?;
-                return Err(commit.conflict(index, actual));
-            }
-            for event in commit.events.iter().filter(|e| e.stream == index) {
-                let id = event.event.event_id.to_string();
-                let stored = sqlx::query("SELECT 1 FROM eventsourcery_events WHERE event_id = ?1")
-                    .bind(&id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db("append"))?;
-                if stored.is_some() {
-                    tx.rollback().await.map_err(db("append"))?;
-                    return Err(StoreError::InvalidAppend(format!(
-                        "event id {id} is already stored"
-                    )));
-                }
-            }
-        }
-        let last: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM eventsourcery_events")
+    /// Writes `group` in one transaction, each commit in a savepoint of its own: a commit
+    /// that fails (a conflict, an event id already stored) is rolled back alone and answered
+    /// with its error, and one commit (one fsync) serves the rest.
+    async fn write_group(&self, group: Vec<Pending>) {
+        let _writer = self.writer.lock().await;
+        let mut tx = match self.begin_write().await {
+            Ok(tx) => tx,
+            Err(error) => return fail_all(group, &error),
+        };
+        let mut last: i64 =
+            match sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM eventsourcery_events")
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(db("append"))?;
-        for (offset, event) in commit.events.iter().enumerate() {
-            let (stream, _) = &commit.streams[event.stream];
-            let inserted = sqlx::query(
-                "INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
-                     event_name, schema_version, payload, metadata, recorded_at_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .bind(last + 1 + offset as i64)
-            .bind(event.event.event_id.to_string())
-            .bind(stream.as_str())
-            .bind(event.stream_version)
-            .bind(&event.event.event_name)
-            .bind(event.schema_version)
-            .bind(&event.payload)
-            .bind(&event.metadata)
-            .bind(commit.recorded_at_ns)
-            .execute(&mut *tx)
-            .await;
-            if let Err(error) = inserted {
-                // Writers are serialised and event ids were checked above, so a unique
-                // violation here is another writer bypassing this store: report it as the
-                // conflict it is, with the version now stored.
-                if sql::unique_violation(&error).is_some() {
-                    let actual = stream_version(&mut *tx, stream).await?;
-                    tx.rollback().await.map_err(db("append"))?;
-                    return Err(commit.conflict(event.stream, actual));
+            {
+                Ok(last) => last,
+                Err(error) => return fail_all(group, &db("append")(error)),
+            };
+        let mut written = Vec::with_capacity(group.len());
+        let mut pending = group.into_iter();
+        while let Some(queued) = pending.next() {
+            let savepoint = sqlx::query("SAVEPOINT eventsourcery_commit")
+                .execute(&mut *tx)
+                .await;
+            let appended = match savepoint {
+                Ok(_) => append_in(&mut tx, &queued.item, last).await,
+                Err(error) => Err(db("append")(error)),
+            };
+            let closed = match &appended {
+                Ok(()) => sqlx::query("RELEASE eventsourcery_commit")
+                    .execute(&mut *tx)
+                    .await
+                    .map(drop),
+                Err(_) => {
+                    sqlx::query("ROLLBACK TO eventsourcery_commit; RELEASE eventsourcery_commit")
+                        .execute(&mut *tx)
+                        .await
+                        .map(drop)
                 }
-                return Err(db("append")(error));
+            };
+            if let Err(error) = closed {
+                // The transaction is unusable: nothing of the group is written.
+                let error = db("append")(error);
+                let rest = written.into_iter().map(|(queued, _)| queued);
+                return fail_all(rest.chain([queued]).chain(pending).collect(), &error);
+            }
+            match appended {
+                Ok(()) => {
+                    let first = last + 1;
+                    last += queued.item.events.len() as i64;
+                    written.push((queued, first));
+                }
+                Err(error) => queued.answer(Err(error)),
             }
         }
-        if let Some(command) = &commit.command {
-            sqlx::query(
-                "INSERT INTO eventsourcery_commands (command_id, name, payload, metadata,
-                     outcome, outcome_detail, recorded_at_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .bind(command.command_id.to_string())
-            .bind(&command.name)
-            .bind(&command.payload)
-            .bind(&command.metadata)
-            .bind(command.outcome)
-            .bind(&command.outcome_detail)
-            .bind(command.recorded_at_ns)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("append"))?;
+        if let Err(error) = tx.commit().await {
+            let error = db("append")(error);
+            return fail_all(written.into_iter().map(|(q, _)| q).collect(), &error);
         }
-        tx.commit().await.map_err(db("append"))?;
-        Ok(commit.into_recorded(last as u64 + 1))
+        for (queued, first) in written {
+            let (commit, reply) = queued.split();
+            reply.send(Ok(commit.into_recorded(first as u64)));
+        }
     }
+}
+
+/// A commit waiting for its group.
+type Pending = Queued<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>;
+
+/// Answers every commit of `group` with `error`, which failed them all.
+fn fail_all(group: Vec<Pending>, error: &StoreError) {
+    for queued in group {
+        queued.answer(Err(match error {
+            StoreError::Database { operation, source } => StoreError::Database {
+                operation,
+                source: sql::copy_error(source),
+            },
+            other => StoreError::InvalidAppend(other.to_string()),
+        }));
+    }
+}
+
+/// Appends `commit` in `tx` (changing nothing on error), its first event at `last + 1`.
+async fn append_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    commit: &PreparedCommit,
+    last: i64,
+) -> Result<(), StoreError> {
+    for (index, (stream, expected)) in commit.streams.iter().enumerate() {
+        let actual = stream_version(&mut **tx, stream).await?;
+        if actual != *expected {
+            return Err(commit.conflict(index, actual));
+        }
+        for event in commit.events.iter().filter(|e| e.stream == index) {
+            let id = event.event.event_id.to_string();
+            let stored = sqlx::query("SELECT 1 FROM eventsourcery_events WHERE event_id = ?1")
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db("append"))?;
+            if stored.is_some() {
+                return Err(StoreError::InvalidAppend(format!(
+                    "event id {id} is already stored"
+                )));
+            }
+        }
+    }
+    for (offset, event) in commit.events.iter().enumerate() {
+        let (stream, _) = &commit.streams[event.stream];
+        let inserted = sqlx::query(
+            "INSERT INTO eventsourcery_events (position, event_id, stream_id, stream_version,
+                 event_name, schema_version, payload, metadata, recorded_at_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(last + 1 + offset as i64)
+        .bind(event.event.event_id.to_string())
+        .bind(stream.as_str())
+        .bind(event.stream_version)
+        .bind(&event.event.event_name)
+        .bind(event.schema_version)
+        .bind(&event.payload)
+        .bind(&event.metadata)
+        .bind(commit.recorded_at_ns)
+        .execute(&mut **tx)
+        .await;
+        if let Err(error) = inserted {
+            // Writers are serialised and event ids were checked above, so a unique
+            // violation here is another writer bypassing this store: report it as the
+            // conflict it is, with the version now stored.
+            if sql::unique_violation(&error).is_some() {
+                let actual = stream_version(&mut **tx, stream).await?;
+                return Err(commit.conflict(event.stream, actual));
+            }
+            return Err(db("append")(error));
+        }
+    }
+    if let Some(command) = &commit.command {
+        sqlx::query(
+            "INSERT INTO eventsourcery_commands (command_id, name, payload, metadata,
+                 outcome, outcome_detail, recorded_at_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(command.command_id.to_string())
+        .bind(&command.name)
+        .bind(&command.payload)
+        .bind(&command.metadata)
+        .bind(command.outcome)
+        .bind(&command.outcome_detail)
+        .bind(command.recorded_at_ns)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("append"))?;
+    }
+    Ok(())
 }
 
 /// The newest schema version recorded in the database, if it has the migrations table.
@@ -307,13 +404,23 @@ impl EventStore for SqliteStore {
         );
         async {
             // Versions only grow, so a stale expected version seen outside the transaction
-            // is a conflict already. Losers of a race find out in parallel before queueing
-            // for the write lock, and with one read (not a transaction) once they hold it;
-            // the check is repeated in the transaction for writers of other processes.
+            // is a conflict already: losers of a race find out in parallel, before queueing.
+            // The check is repeated in the transaction.
             self.check_versions(&commit).await?;
-            let _writer = self.writer.lock().await;
-            self.check_versions(&commit).await?;
-            self.append_locked(commit).await
+            self.group
+                .submit(commit, |group| {
+                    let store = self.clone();
+                    let span = tracing::debug_span!("append_group", commits = group.len());
+                    async move { store.write_group(group).await }.instrument(span)
+                })
+                .await
+                .unwrap_or_else(|| {
+                    // The writing task panicked: whether the commit was written is unknown.
+                    Err(StoreError::Database {
+                        operation: "append",
+                        source: sqlx::Error::WorkerCrashed,
+                    })
+                })
         }
         .instrument(span)
         .await
