@@ -511,6 +511,33 @@ where
 mod tests {
     use super::*;
 
+    /// One failure reported to several callers keeps what a caller acts on: the variant where
+    /// it carries no data, the I/O error kind, and the message.
+    #[test]
+    fn copied_errors_keep_their_kind_and_message() {
+        assert!(matches!(
+            copy_error(&sqlx::Error::PoolTimedOut),
+            sqlx::Error::PoolTimedOut
+        ));
+        assert!(matches!(
+            copy_error(&sqlx::Error::PoolClosed),
+            sqlx::Error::PoolClosed
+        ));
+        let io = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset by peer",
+        ));
+        match copy_error(&io) {
+            sqlx::Error::Io(copy) => {
+                assert_eq!(copy.kind(), std::io::ErrorKind::ConnectionReset);
+                assert!(copy.to_string().contains("reset by peer"));
+            }
+            other => panic!("expected an I/O error, got {other}"),
+        }
+        let other = sqlx::Error::Protocol("unexpected message".into());
+        assert_eq!(copy_error(&other).to_string(), other.to_string());
+    }
+
     #[test]
     fn times_round_trip_exactly() {
         let now = SystemTime::now();
