@@ -111,14 +111,17 @@ pub(super) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
 }
 
 /// A copy of `error`, for reporting one failure to several callers (sqlx errors are not
-/// `Clone`): the same variant where it carries no data, its message otherwise.
+/// `Clone`): the same variant where it carries no data or a message, an I/O error with its
+/// message otherwise.
 pub(crate) fn copy_error(error: &sqlx::Error) -> sqlx::Error {
     match error {
         sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
         sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
         sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
         sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        other => sqlx::Error::Protocol(other.to_string()),
+        sqlx::Error::Protocol(message) => sqlx::Error::Protocol(message.clone()),
+        // Whatever else broke the exchange with the database, told as such.
+        other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
     }
 }
 
@@ -534,8 +537,10 @@ mod tests {
             }
             other => panic!("expected an I/O error, got {other}"),
         }
-        let other = sqlx::Error::Protocol("unexpected message".into());
-        assert_eq!(copy_error(&other).to_string(), other.to_string());
+        let protocol = sqlx::Error::Protocol("unexpected message".into());
+        assert_eq!(copy_error(&protocol).to_string(), protocol.to_string());
+        let tls = sqlx::Error::Tls("handshake failed".into());
+        assert!(copy_error(&tls).to_string().contains("handshake failed"));
     }
 
     #[test]
