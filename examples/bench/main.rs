@@ -66,7 +66,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// One phase alone, for profiling: `--only append|cmd|personal [--tasks 8] [--count 20000]`.
+/// One phase alone, for profiling: `--only append|cmd|personal|hot [--tasks 8] [--count
+/// 20000]`.
 async fn only(
     store: &str,
     phase: &str,
@@ -79,7 +80,10 @@ async fn only(
         "append" => appends(&stores, total, tasks).await?,
         "cmd" => commands(&stores, total, tasks, false).await?.0,
         "personal" => commands(&stores, total, tasks, true).await?.0,
-        other => return Err(format!("unknown phase `{other}` (append, cmd, personal)").into()),
+        "hot" => hot(&stores, total, tasks).await?,
+        other => {
+            return Err(format!("unknown phase `{other}` (append, cmd, personal, hot)").into());
+        }
     };
     println!("{phase}_{tasks}_tasks={rate:.0}");
     backend.cleanup().await;
@@ -266,6 +270,47 @@ async fn appends(
         handle.await?;
     }
     Ok((per_task * tasks) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `total` commands over `tasks` tasks all on one aggregate, with the bus's default retries:
+/// contention. Prints how many gave up on conflicts; returns commands per second.
+async fn hot(
+    stores: &Stores,
+    total: usize,
+    tasks: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let bus = bus(stores);
+    let counter = CounterId::generate();
+    let per_task = total / tasks;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let bus = bus.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut gave_up = 0;
+                for _ in 0..per_task {
+                    match bus
+                        .execute(Increment {
+                            counter: counter.clone(),
+                        })
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(eventsourcery::CommandError::Conflict { .. }) => gave_up += 1,
+                        Err(e) => panic!("command failed: {e}"),
+                    }
+                }
+                gave_up
+            })
+        })
+        .collect();
+    let mut gave_up = 0;
+    for handle in handles {
+        gave_up += handle.await?;
+    }
+    println!("hot_gave_up={gave_up}");
+    Ok((per_task * tasks - gave_up) as f64 / started.elapsed().as_secs_f64())
 }
 
 fn percentile(latencies: &[Duration], p: f64) -> Duration {
