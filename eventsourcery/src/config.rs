@@ -17,7 +17,7 @@
 //! nothing against someone who copies the directory).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::dispatch::ConsumerStore;
@@ -197,11 +197,12 @@ impl Settings {
         })
     }
 
-    fn sqlite_path<'a>(&self, url: &'a str) -> Result<Option<&'a Path>, ConfigError> {
+    #[cfg(feature = "sqlite")]
+    fn sqlite_path<'a>(&self, url: &'a str) -> Result<Option<&'a std::path::Path>, ConfigError> {
         let Some(rest) = url.strip_prefix("sqlite:") else {
             return Ok(None);
         };
-        let path = Path::new(rest.trim_start_matches("//"));
+        let path = std::path::Path::new(rest.trim_start_matches("//"));
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| ConfigError::DataDir {
                 path: parent.to_owned(),

@@ -93,6 +93,51 @@ fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Resul
         .finish_non_exhaustive()
 }
 
+/// The `Debug` impl and the constructors of a PostgreSQL personal data backend store (a struct
+/// with one field, `pool`), identical but for its name, URL example and schema.
+macro_rules! postgres_store {
+    ($store:ident, $example:literal, $schema:expr, $migrations:expr) => {
+        impl fmt::Debug for $store {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                describe(stringify!($store), &self.pool, f)
+            }
+        }
+
+        impl $store {
+            #[doc = concat!("Connects to the database at `url` (`", $example, "`) with a pool of up")]
+            /// to 10 connections, and migrates its schema.
+            ///
+            /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the
+            /// database.
+            pub async fn connect(url: &str) -> Result<Self, PersonalError> {
+                Self::from_pool(connect(url).await?).await
+            }
+
+            /// A store over an existing pool, whose schema is migrated first.
+            pub async fn from_pool(pool: PgPool) -> Result<Self, PersonalError> {
+                let store = Self { pool };
+                store.migrate().await?;
+                Ok(store)
+            }
+
+            /// The connection pool.
+            pub fn pool(&self) -> &PgPool {
+                &self.pool
+            }
+
+            /// Applies the embedded migrations that the database does not have yet.
+            ///
+            /// Run by every constructor; safe to call again and from several processes at once
+            /// (they take turns on an advisory lock). Fails with
+            /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated
+            /// the database.
+            pub async fn migrate(&self) -> Result<(), PersonalError> {
+                migrate(&self.pool, &$schema, $migrations).await
+            }
+        }
+    };
+}
+
 fn uuids(subjects: &[PersonalKey]) -> Vec<Uuid> {
     subjects.iter().map(PersonalKey::as_uuid).collect()
 }
@@ -115,42 +160,12 @@ pub struct PostgresKeyStore {
     pool: PgPool,
 }
 
-impl fmt::Debug for PostgresKeyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        describe("PostgresKeyStore", &self.pool, f)
-    }
-}
-
-impl PostgresKeyStore {
-    /// Connects to the database at `url` (`postgres://user@host:5432/keys`) with a pool of up
-    /// to 10 connections, and migrates its schema.
-    ///
-    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the database.
-    pub async fn connect(url: &str) -> Result<Self, PersonalError> {
-        Self::from_pool(connect(url).await?).await
-    }
-
-    /// A store over an existing pool, whose schema is migrated first.
-    pub async fn from_pool(pool: PgPool) -> Result<Self, PersonalError> {
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Applies the embedded migrations that the database does not have yet.
-    ///
-    /// Run by every constructor; safe to call again and from several processes at once (they
-    /// take turns on an advisory lock). Fails with [`PersonalError::SchemaTooNew`], changing
-    /// nothing, if a newer program migrated the database.
-    pub async fn migrate(&self) -> Result<(), PersonalError> {
-        migrate(&self.pool, &KEY_SCHEMA, sql::KEY_MIGRATIONS).await
-    }
-}
+postgres_store!(
+    PostgresKeyStore,
+    "postgres://user@host:5432/keys",
+    KEY_SCHEMA,
+    sql::KEY_MIGRATIONS
+);
 
 #[async_trait::async_trait]
 impl KeyStore for PostgresKeyStore {
@@ -345,42 +360,12 @@ pub struct PostgresPersonalStore {
     pool: PgPool,
 }
 
-impl fmt::Debug for PostgresPersonalStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        describe("PostgresPersonalStore", &self.pool, f)
-    }
-}
-
-impl PostgresPersonalStore {
-    /// Connects to the database at `url` (`postgres://user@host:5432/personal`) with a pool of
-    /// up to 10 connections, and migrates its schema.
-    ///
-    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the database.
-    pub async fn connect(url: &str) -> Result<Self, PersonalError> {
-        Self::from_pool(connect(url).await?).await
-    }
-
-    /// A store over an existing pool, whose schema is migrated first.
-    pub async fn from_pool(pool: PgPool) -> Result<Self, PersonalError> {
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Applies the embedded migrations that the database does not have yet.
-    ///
-    /// Run by every constructor; safe to call again and from several processes at once (they
-    /// take turns on an advisory lock). Fails with [`PersonalError::SchemaTooNew`], changing
-    /// nothing, if a newer program migrated the database.
-    pub async fn migrate(&self) -> Result<(), PersonalError> {
-        migrate(&self.pool, &PERSONAL_SCHEMA, sql::PERSONAL_MIGRATIONS).await
-    }
-}
+postgres_store!(
+    PostgresPersonalStore,
+    "postgres://user@host:5432/personal",
+    PERSONAL_SCHEMA,
+    sql::PERSONAL_MIGRATIONS
+);
 
 #[async_trait::async_trait]
 impl PersonalStore for PostgresPersonalStore {

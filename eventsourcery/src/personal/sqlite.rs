@@ -148,6 +148,63 @@ fn uuid_list(ids: impl Iterator<Item = Uuid>) -> String {
     serde_json::Value::from(ids).to_string()
 }
 
+/// The `Debug` impl and the constructors of a SQLite personal data backend store (a struct with
+/// one field, `db`), identical but for its name and schema.
+macro_rules! sqlite_store {
+    ($store:ident, $schema:expr, $migrations:expr) => {
+        impl fmt::Debug for $store {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("file", &self.db.file())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $store {
+            /// Opens the store in the file at `path`, creating the file if it is missing, and
+            /// migrates its schema.
+            ///
+            /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the file.
+            pub async fn open(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
+                Self::with(Database::open(path.as_ref()).await?).await
+            }
+
+            /// A store in memory, gone when the store (and its clones) are dropped: for tests.
+            pub async fn in_memory() -> Result<Self, PersonalError> {
+                Self::with(Database::in_memory().await?).await
+            }
+
+            /// A store over an existing pool, whose schema is migrated first.
+            ///
+            /// For several writers, configure the pool's connections with a busy timeout (and
+            /// preferably WAL mode and `secure_delete`), as [`open`](Self::open) does.
+            pub async fn from_pool(pool: SqlitePool) -> Result<Self, PersonalError> {
+                Self::with(Database::new(pool)).await
+            }
+
+            async fn with(db: Database) -> Result<Self, PersonalError> {
+                let store = Self { db };
+                store.migrate().await?;
+                Ok(store)
+            }
+
+            /// The connection pool.
+            pub fn pool(&self) -> &SqlitePool {
+                &self.db.pool
+            }
+
+            /// Applies the embedded migrations that the database does not have yet.
+            ///
+            /// Run by every constructor; safe to call again. Fails with
+            /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated
+            /// the database.
+            pub async fn migrate(&self) -> Result<(), PersonalError> {
+                self.db.migrate(&$schema, $migrations).await
+            }
+        }
+    };
+}
+
 /// The encryption key store in a SQLite database: each subject's wrapped data key, and the
 /// PII-free erasure records.
 ///
@@ -175,56 +232,7 @@ pub struct SqliteKeyStore {
     db: Database,
 }
 
-impl fmt::Debug for SqliteKeyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteKeyStore")
-            .field("file", &self.db.file())
-            .finish_non_exhaustive()
-    }
-}
-
-impl SqliteKeyStore {
-    /// Opens the store in the file at `path`, creating the file if it is missing, and
-    /// migrates its schema.
-    ///
-    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the file.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
-        Self::with(Database::open(path.as_ref()).await?).await
-    }
-
-    /// A store in memory, gone when the store (and its clones) are dropped: for tests.
-    pub async fn in_memory() -> Result<Self, PersonalError> {
-        Self::with(Database::in_memory().await?).await
-    }
-
-    /// A store over an existing pool, whose schema is migrated first.
-    ///
-    /// For several writers, configure the pool's connections with a busy timeout (and
-    /// preferably WAL mode and `secure_delete`), as [`open`](Self::open) does.
-    pub async fn from_pool(pool: SqlitePool) -> Result<Self, PersonalError> {
-        Self::with(Database::new(pool)).await
-    }
-
-    async fn with(db: Database) -> Result<Self, PersonalError> {
-        let store = Self { db };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.db.pool
-    }
-
-    /// Applies the embedded migrations that the database does not have yet.
-    ///
-    /// Run by every constructor; safe to call again. Fails with
-    /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated the
-    /// database.
-    pub async fn migrate(&self) -> Result<(), PersonalError> {
-        self.db.migrate(&KEY_SCHEMA, sql::KEY_MIGRATIONS).await
-    }
-}
+sqlite_store!(SqliteKeyStore, KEY_SCHEMA, sql::KEY_MIGRATIONS);
 
 #[async_trait::async_trait]
 impl KeyStore for SqliteKeyStore {
@@ -425,58 +433,11 @@ pub struct SqlitePersonalStore {
     db: Database,
 }
 
-impl fmt::Debug for SqlitePersonalStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlitePersonalStore")
-            .field("file", &self.db.file())
-            .finish_non_exhaustive()
-    }
-}
-
-impl SqlitePersonalStore {
-    /// Opens the store in the file at `path`, creating the file if it is missing, and
-    /// migrates its schema.
-    ///
-    /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the file.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
-        Self::with(Database::open(path.as_ref()).await?).await
-    }
-
-    /// A store in memory, gone when the store (and its clones) are dropped: for tests.
-    pub async fn in_memory() -> Result<Self, PersonalError> {
-        Self::with(Database::in_memory().await?).await
-    }
-
-    /// A store over an existing pool, whose schema is migrated first.
-    ///
-    /// For several writers, configure the pool's connections with a busy timeout (and
-    /// preferably WAL mode and `secure_delete`), as [`open`](Self::open) does.
-    pub async fn from_pool(pool: SqlitePool) -> Result<Self, PersonalError> {
-        Self::with(Database::new(pool)).await
-    }
-
-    async fn with(db: Database) -> Result<Self, PersonalError> {
-        let store = Self { db };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.db.pool
-    }
-
-    /// Applies the embedded migrations that the database does not have yet.
-    ///
-    /// Run by every constructor; safe to call again. Fails with
-    /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated the
-    /// database.
-    pub async fn migrate(&self) -> Result<(), PersonalError> {
-        self.db
-            .migrate(&PERSONAL_SCHEMA, sql::PERSONAL_MIGRATIONS)
-            .await
-    }
-}
+sqlite_store!(
+    SqlitePersonalStore,
+    PERSONAL_SCHEMA,
+    sql::PERSONAL_MIGRATIONS
+);
 
 #[async_trait::async_trait]
 impl PersonalStore for SqlitePersonalStore {

@@ -169,7 +169,9 @@ pub trait PersonalStore: Send + Sync + 'static {
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError>;
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `mutex`; its data are plain collections, which a panic elsewhere cannot leave half
+/// changed.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

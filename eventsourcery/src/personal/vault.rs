@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use super::codec::{PersonalWrite, Resolved};
 use super::crypto::{DataKey, MasterKey, blind_index, ciphertext_version};
 use super::store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
-    PersonalStore, WrappedKey,
+    PersonalStore, WrappedKey, lock,
 };
 use super::{PersonalData, PersonalError, PersonalKey};
 use crate::batch::{Batcher, Queued};
@@ -38,11 +38,6 @@ pub struct PersonalVault {
 
 /// At most this many subjects are remembered in `seen` (16 bytes each).
 const MAX_SEEN: usize = 100_000;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A set of ids: a panic elsewhere cannot leave it half changed.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Personal data batches written at once.
 const WRITE_SLOTS: usize = 2;

@@ -110,6 +110,32 @@ pub(super) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
     move |source| StoreError::Database { operation, source }
 }
 
+/// A commit waiting for its group (see `crate::batch`), and where its result goes.
+pub(super) type PendingAppend =
+    crate::batch::Queued<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>;
+
+/// Answers every commit of `group` with `error`, which failed them all.
+pub(super) fn fail_group(group: Vec<PendingAppend>, error: &StoreError) {
+    for queued in group {
+        queued.answer(Err(match error {
+            StoreError::Database { operation, source } => StoreError::Database {
+                operation,
+                source: copy_error(source),
+            },
+            other => StoreError::InvalidAppend(other.to_string()),
+        }));
+    }
+}
+
+/// The error of an append whose group-writing task ended without answering (it panicked):
+/// whether the commit was written is unknown.
+pub(super) fn unanswered() -> StoreError {
+    StoreError::Database {
+        operation: "append",
+        source: sqlx::Error::WorkerCrashed,
+    }
+}
+
 /// A copy of `error`, for reporting one failure to several callers (sqlx errors are not
 /// `Clone`): the same variant where it carries no data or a message, an I/O error with its
 /// message otherwise.

@@ -16,7 +16,7 @@ use super::sql::{self, PreparedCommit, Schema, db};
 use super::{
     CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
-use crate::batch::{Batcher, Queued};
+use crate::batch::Batcher;
 use crate::value::StreamId;
 
 /// The embedded migrations, newest last.
@@ -208,11 +208,11 @@ impl SqliteStore {
     /// Writes `group` in one transaction, each commit in a savepoint of its own: a commit
     /// that fails (a conflict, an event id already stored) is rolled back alone and answered
     /// with its error, and one commit (one fsync) serves the rest.
-    async fn write_group(&self, group: Vec<Pending>) {
+    async fn write_group(&self, group: Vec<sql::PendingAppend>) {
         let _writer = self.writer.lock().await;
         let mut tx = match self.begin_write().await {
             Ok(tx) => tx,
-            Err(error) => return fail_all(group, &error),
+            Err(error) => return sql::fail_group(group, &error),
         };
         let mut last: i64 =
             match sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM eventsourcery_events")
@@ -220,7 +220,7 @@ impl SqliteStore {
                 .await
             {
                 Ok(last) => last,
-                Err(error) => return fail_all(group, &db("append")(error)),
+                Err(error) => return sql::fail_group(group, &db("append")(error)),
             };
         let mut written = Vec::with_capacity(group.len());
         let mut pending = group.into_iter();
@@ -248,7 +248,7 @@ impl SqliteStore {
                 // The transaction is unusable: nothing of the group is written.
                 let error = db("append")(error);
                 let rest = written.into_iter().map(|(queued, _)| queued);
-                return fail_all(rest.chain([queued]).chain(pending).collect(), &error);
+                return sql::fail_group(rest.chain([queued]).chain(pending).collect(), &error);
             }
             match appended {
                 Ok(()) => {
@@ -261,28 +261,12 @@ impl SqliteStore {
         }
         if let Err(error) = tx.commit().await {
             let error = db("append")(error);
-            return fail_all(written.into_iter().map(|(q, _)| q).collect(), &error);
+            return sql::fail_group(written.into_iter().map(|(q, _)| q).collect(), &error);
         }
         for (queued, first) in written {
             let (commit, reply) = queued.split();
             reply.send(Ok(commit.into_recorded(first as u64)));
         }
-    }
-}
-
-/// A commit waiting for its group.
-type Pending = Queued<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>;
-
-/// Answers every commit of `group` with `error`, which failed them all.
-fn fail_all(group: Vec<Pending>, error: &StoreError) {
-    for queued in group {
-        queued.answer(Err(match error {
-            StoreError::Database { operation, source } => StoreError::Database {
-                operation,
-                source: sql::copy_error(source),
-            },
-            other => StoreError::InvalidAppend(other.to_string()),
-        }));
     }
 }
 
@@ -414,13 +398,7 @@ impl EventStore for SqliteStore {
                     async move { store.write_group(group).await }.instrument(span)
                 })
                 .await
-                .unwrap_or_else(|| {
-                    // The writing task panicked: whether the commit was written is unknown.
-                    Err(StoreError::Database {
-                        operation: "append",
-                        source: sqlx::Error::WorkerCrashed,
-                    })
-                })
+                .unwrap_or_else(|| Err(sql::unanswered()))
         }
         .instrument(span)
         .await

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::batch::{Batcher, Queued, Reply};
-use crate::store::sql::{self, PreparedCommit};
+use crate::store::sql::{self, PreparedCommit, db};
 use crate::store::{RecordedEvent, StoreError};
 use crate::value::StreamId;
 
@@ -37,7 +37,7 @@ const MAX_EVENTS: usize = 2_048;
 type Answer = Result<Vec<RecordedEvent>, StoreError>;
 
 /// A commit waiting for its group.
-type Pending = Queued<PreparedCommit, Answer>;
+type Pending = sql::PendingAppend;
 
 /// The append queue of one store and its clones.
 pub(super) struct Group(Batcher<PreparedCommit, Answer>);
@@ -64,13 +64,7 @@ impl Group {
                 async move { store.write_group(group).await }.instrument(span)
             })
             .await
-            .unwrap_or_else(|| {
-                // The writing task panicked: whether the commit was written is unknown.
-                Err(StoreError::Database {
-                    operation: "append",
-                    source: sqlx::Error::WorkerCrashed,
-                })
-            })
+            .unwrap_or_else(|| Err(sql::unanswered()))
     }
 }
 
@@ -176,13 +170,7 @@ impl PostgresStore {
                     // The connection failed: the group may have been written or not, and
                     // sending each commit again would misreport one that was written as a
                     // conflict. Every commit gets the error, as a single append would.
-                    for pending in round {
-                        pending.answer(Err(StoreError::Database {
-                            operation: "append",
-                            source: sql::copy_error(&error),
-                        }));
-                    }
-                    return;
+                    return sql::fail_group(round, &db("append")(error));
                 }
             }
         }
