@@ -187,17 +187,6 @@ impl SqliteStore {
             .map_err(|error| SCHEMA.migrate_error(error))
     }
 
-    /// Fails with a conflict if a stream has moved past its expected version.
-    async fn check_versions(&self, commit: &PreparedCommit) -> Result<(), StoreError> {
-        for (index, (stream, expected)) in commit.streams.iter().enumerate() {
-            let actual = stream_version(&self.pool, stream).await?;
-            if actual > *expected {
-                return Err(commit.conflict(index, actual));
-            }
-        }
-        Ok(())
-    }
-
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
@@ -387,10 +376,6 @@ impl EventStore for SqliteStore {
             events = commit.events.len(),
         );
         async {
-            // Versions only grow, so a stale expected version seen outside the transaction
-            // is a conflict already: losers of a race find out in parallel, before queueing.
-            // The check is repeated in the transaction.
-            self.check_versions(&commit).await?;
             self.group
                 .submit(commit, |group| {
                     let store = self.clone();
