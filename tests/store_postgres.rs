@@ -206,6 +206,44 @@ mod postgres {
         finish(database, pool).await;
     }
 
+    /// The append statement settles on its prepared generic plan instead of being planned
+    /// again for every append (planning it costs as much as running it), whatever the number of
+    /// commits per statement; on a pool built from `PostgresStore::pool_options`.
+    #[tokio::test]
+    async fn appends_settle_on_the_generic_plan() {
+        let Some(database) = TestDatabase::create("appends_settle_on_the_generic_plan").await
+        else {
+            return;
+        };
+        // One connection, so the statement's plan statistics are that connection's.
+        let pool = PostgresStore::pool_options()
+            .max_connections(1)
+            .connect_with(database.options.clone())
+            .await
+            .expect("connect");
+        let store = PostgresStore::from_pool(pool).await.expect("open");
+        for i in 0..12 {
+            let a = conformance::stream(&format!("a{i}"));
+            store
+                .append(conformance::commit(&a, 0, conformance::events(1 + i % 3)))
+                .await
+                .expect("append");
+        }
+        let (generic, custom): (i64, i64) = sqlx::query_as(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+             WHERE statement LIKE 'WITH current AS%'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("the append statement is prepared");
+        assert!(
+            generic >= 7 && custom <= 5,
+            "{generic} generic plans, {custom} custom plans"
+        );
+        let pool = store.pool().clone();
+        finish(database, pool).await;
+    }
+
     /// The documented way to keep the tables in a schema of their own: `search_path` in the
     /// connect options.
     #[tokio::test]
