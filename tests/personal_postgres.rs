@@ -357,7 +357,7 @@ async fn a_newer_schema_is_refused() {
             PersonalError::SchemaTooNew {
                 database: "PostgreSQL key store",
                 found: 999,
-                supported: 2
+                supported: 3
             }
         ),
         "{keys}"

@@ -26,6 +26,11 @@ const KEY_SCHEMA: Schema = Schema {
             "subject locks",
             include_str!("../../migrations/postgres/keys/0002_subject_locks.sql"),
         ),
+        (
+            3,
+            "generic claim plans",
+            include_str!("../../migrations/postgres/keys/0003_generic_claim_plans.sql"),
+        ),
     ],
 };
 
