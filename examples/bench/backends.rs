@@ -186,7 +186,8 @@ impl Postgres {
             Some(slash) => format!("{}/{name}", &self.base[..slash]),
             None => panic!("EVENTSOURCERY_POSTGRES_URL has no database part"),
         };
-        sqlx::postgres::PgPoolOptions::new()
+        // Every pool, the raw baseline's too, has the options `PostgresStore::connect` uses.
+        eventsourcery::PostgresStore::pool_options()
             .max_connections(16)
             .connect(&url)
             .await

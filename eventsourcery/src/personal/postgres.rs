@@ -44,13 +44,9 @@ const PERSONAL_SCHEMA: Schema = Schema {
     )],
 };
 
-/// Connections opened by `connect`.
-const MAX_CONNECTIONS: u32 = 10;
-
-/// A pool on the database at `url`.
+/// A pool on the database at `url`, with the event store's pool options.
 async fn connect(url: &str) -> Result<PgPool, PersonalError> {
-    PgPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
+    crate::PostgresStore::pool_options()
         .connect(url)
         .await
         .map_err(db("connect"))
