@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsourcery::dispatch::{ConsumerStore, DispatchConfig, Dispatcher};
-use eventsourcery::store::{Commit, NewEvent, StreamAppend};
+use eventsourcery::store::{CommandOutcome, CommandRecord, Commit, NewEvent, StreamAppend};
 use eventsourcery::{
     CommandBus, EventStore, Id, Metadata, PersonalKey, PersonalVault, Repository, StreamId,
 };
@@ -66,8 +66,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// One phase alone, for profiling: `--only append|cmd|personal|hot [--tasks 8] [--count
-/// 20000]`.
+/// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot [--tasks 8]
+/// [--count 20000]`.
 async fn only(
     store: &str,
     phase: &str,
@@ -77,12 +77,16 @@ async fn only(
     let backend = backend(store).await?;
     let stores = backend.fresh().await;
     let rate = match phase {
-        "append" => appends(&stores, total, tasks).await?,
+        "append" => appends(&stores, total, tasks, false).await?,
+        "append-logged" => appends(&stores, total, tasks, true).await?,
         "cmd" => commands(&stores, total, tasks, false).await?.0,
         "personal" => commands(&stores, total, tasks, true).await?.0,
         "hot" => hot(&stores, total, tasks).await?,
         other => {
-            return Err(format!("unknown phase `{other}` (append, cmd, personal, hot)").into());
+            return Err(format!(
+                "unknown phase `{other}` (append, append-logged, cmd, personal, hot)"
+            )
+            .into());
         }
     };
     println!("{phase}_{tasks}_tasks={rate:.0}");
@@ -115,11 +119,18 @@ async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>>
         let raw = backend.raw_inserts(n, tasks).await;
         figures.rate(&format!("raw_insert_{tasks}_tasks"), raw, "rows/s");
         let stores = backend.fresh().await;
-        let appended = appends(&stores, n, tasks).await?;
+        let appended = appends(&stores, n, tasks, false).await?;
         figures.rate(&format!("append_{tasks}_tasks"), appended, "appends/s");
         figures.ratio(
             &format!("append_{tasks}_tasks_ratio_to_raw"),
             appended / raw,
+        );
+        // The same appends, each with a command log entry: the store's share of a command.
+        let logged = appends(&stores, n, tasks, true).await?;
+        figures.rate(&format!("append_logged_{tasks}_tasks"), logged, "appends/s");
+        figures.ratio(
+            &format!("append_logged_{tasks}_tasks_ratio_to_raw"),
+            logged / raw,
         );
         let (rate, latencies) = commands(&stores, n, tasks, false).await?;
         figures.rate(&format!("cmd_{tasks}_tasks"), rate, "commands/s");
@@ -230,11 +241,13 @@ async fn commands(
 }
 
 /// `total` appends of one event to distinct streams, straight to the store (no bus), over
-/// `tasks` tasks: the store's share of a command. Returns appends per second.
+/// `tasks` tasks; with `logged`, each also carries a command log entry like the bus writes,
+/// so it is the store's share of a command. Returns appends per second.
 async fn appends(
     stores: &Stores,
     total: usize,
     tasks: usize,
+    logged: bool,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let per_task = total / tasks;
     let started = Instant::now();
@@ -256,7 +269,18 @@ async fn appends(
                                 metadata: Metadata::default(),
                             }],
                         }],
-                        command: None,
+                        command: logged.then(|| CommandRecord {
+                            command_id: Uuid::now_v7(),
+                            name: "increment".to_owned(),
+                            payload: serde_json::json!({ "counter": "counter-1" }),
+                            metadata: Metadata::for_command(
+                                Uuid::now_v7(),
+                                Uuid::now_v7(),
+                                Uuid::now_v7(),
+                            ),
+                            outcome: CommandOutcome::Succeeded { events: 1 },
+                            recorded_at: std::time::SystemTime::now(),
+                        }),
                     };
                     store
                         .append(commit)
