@@ -5,10 +5,11 @@
 #
 #   examples/bench/ceiling/run.sh        # EVENTSOURCERY_POSTGRES_URL, default as the bench
 #
-# Each case is a statement and a number of clients (statements in flight). With 8 writers the
-# store's group commit keeps at most 2 statements in flight, so groups hold about 4 commits:
-# store_4 with 2 clients is where 8 command tasks run; store_8 with 1 client is the same
-# writers with one slot; store_1 with 8 clients is one statement per append.
+# Each case is a statement template (store or lean), a group size (commits per statement) and
+# a number of clients (statements in flight); CEILING_CASES="store 4 2,lean 4 2" picks others.
+# With 8 writers the store's group commit keeps at most 2 statements in flight, so groups hold
+# about 4 commits: store 4 2 is where 8 command tasks run; store 8 1 is the same writers with
+# one slot; store 1 8 is one statement per append.
 set -euo pipefail
 
 url=${EVENTSOURCERY_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -19,7 +20,9 @@ db=es_ceiling_$$
 target=${url%/*}/$db
 
 psql "$url" -qAtX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db"
-trap 'psql "$url" -qAtX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
+scripts=$(mktemp -d)
+trap 'rm -rf "$scripts"; psql "$url" -qAtX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
+
 for migration in "$migrations"/0*.sql; do
     psql "$target" -qX -v ON_ERROR_STOP=1 -f "$migration" >/dev/null
 done
@@ -29,22 +32,40 @@ psql "$target" -qX -v ON_ERROR_STOP=1 -c "CREATE TABLE raw_events (
     payload JSONB NOT NULL, metadata JSONB NOT NULL, recorded_at_ns BIGINT NOT NULL,
     UNIQUE (stream_id, stream_version))"
 
+# Writes template $1.sql.in out for groups of $2 commits as $scripts/$1_$2.sql: @G@ is the
+# group size, @SETS@ draws a random stream number per commit, @STREAMS@ lists their stream ids
+# and @REPEAT(x)@ lists x once per commit.
+script() {
+    local sets="" streams="" i
+    for ((i = 0; i < $2; i++)); do
+        sets+="\\set n$i random(1, 1000000000000)"$'\n'
+        streams+="${streams:+, }'c-' || :n$i"
+    done
+    G=$2 SETS=${sets%$'\n'} STREAMS=$streams perl -pe '
+        s/\@SETS\@/$ENV{SETS}/g;
+        s/\@STREAMS\@/$ENV{STREAMS}/g;
+        s/\@G\@/$ENV{G}/g;
+        s/\@REPEAT\((.*?)\)\@/join(", ", ($1) x $ENV{G})/ge;
+    ' "$here/$1.sql.in" >"$scripts/$1_$2.sql"
+}
+
 # Rows per second of script $1 with $2 clients, $3 rows per statement.
 rows() {
     local tps
-    tps=$(pgbench -n -M prepared -c "$2" -j 2 -T "$seconds" -f "$here/$1" "$target" 2>/dev/null |
+    tps=$(pgbench -n -M prepared -c "$2" -j 2 -T "$seconds" -f "$1" "$target" 2>/dev/null |
         awk '/^tps/ { print $3 }')
     awk -v tps="$tps" -v rows="$3" 'BEGIN { printf "%.0f", tps * rows }'
 }
 
-first=$(rows raw.sql 8 1)
+first=$(rows "$here/raw.sql" 8 1)
 results=()
-IFS=, read -r -a cases <<<"${CEILING_CASES:-store_1.sql 8 1,store_4.sql 2 4,store_8.sql 1 8,lean_4.sql 2 4}"
+IFS=, read -r -a cases <<<"${CEILING_CASES:-store 1 8,store 4 2,store 8 1,lean 4 2}"
 for case in "${cases[@]}"; do
-    read -r script clients per <<<"$case"
-    results+=("${script%.sql}_${clients}_clients $(rows "$script" "$clients" "$per")")
+    read -r template group clients <<<"$case"
+    script "$template" "$group"
+    results+=("${template}_${group}_${clients}_clients $(rows "$scripts/${template}_$group.sql" "$clients" "$group")")
 done
-last=$(rows raw.sql 8 1)
+last=$(rows "$here/raw.sql" 8 1)
 raw=$(( (first + last) / 2 ))
 
 echo "ceiling_raw_insert_8_clients=$raw"
