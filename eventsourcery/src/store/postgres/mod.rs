@@ -114,8 +114,8 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 /// holds a payload PostgreSQL refuses fails alone, having changed nothing, and the others are
 /// written. Commits written together take consecutive positions, and at most two statements
 /// per store are in flight. Measured with 8 writers on a 2-core machine, against single-row
-/// inserts of the same rows in a plain table: 0.9 times their rate, against 0.5 times with one
-/// statement per append (see BENCHMARKS.md).
+/// inserts of the same rows in a plain table: 0.8 to 0.9 times their rate, against 0.5 times
+/// with one statement per append (see BENCHMARKS.md).
 ///
 /// # Notifications
 ///
