@@ -11,17 +11,21 @@
 # about 4 commits: store 4 2 is where 8 command tasks run; store 8 1 is the same writers with
 # one slot; store 1 8 is one statement per append.
 set -euo pipefail
+shopt -s inherit_errexit
 
 url=${EVENTSOURCERY_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 seconds=${CEILING_SECONDS:-10}
 here=$(cd "$(dirname "$0")" && pwd)
 migrations=$here/../../../eventsourcery/migrations/postgres
 db=es_ceiling_$$
-target=${url%/*}/$db
+# The same server and options, another database.
+base=${url%%\?*}
+query=${url#"$base"}
+target=${base%/*}/$db$query
 
-psql "$url" -qAtX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db"
 scripts=$(mktemp -d)
 trap 'rm -rf "$scripts"; psql "$url" -qAtX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
+psql "$url" -qAtX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db"
 
 for migration in "$migrations"/0*.sql; do
     psql "$target" -qX -v ON_ERROR_STOP=1 -f "$migration" >/dev/null
@@ -52,8 +56,13 @@ script() {
 # Rows per second of script $1 with $2 clients, $3 rows per statement.
 rows() {
     local tps
-    tps=$(pgbench -n -M prepared -c "$2" -j 2 -T "$seconds" -f "$1" "$target" 2>/dev/null |
-        awk '/^tps/ { print $3 }')
+    tps=$(pgbench -n -M prepared -c "$2" -j 2 -T "$seconds" -f "$1" "$target" 2>>"$scripts/log" |
+        awk '/^tps/ && !/including/ { print $3; exit }')
+    if [[ -z $tps ]]; then
+        echo "pgbench failed on $1:" >&2
+        cat "$scripts/log" >&2
+        exit 1
+    fi
     awk -v tps="$tps" -v rows="$3" 'BEGIN { printf "%.0f", tps * rows }'
 }
 

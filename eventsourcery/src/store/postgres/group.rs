@@ -209,10 +209,11 @@ fn stale(commit: &PreparedCommit, written: &HashMap<StreamId, i64>) -> Option<St
 /// Returns the first position (`None` if nothing was inserted) and each stream's version as
 /// checked, in commit order.
 ///
-/// The first array of each `UNNEST` is read through a scalar subquery. That hides the number of
-/// rows from the planner in every execution, so a plan made for the bound arrays is no cheaper
-/// than the prepared statement's generic plan, and PostgreSQL keeps using the generic plan
-/// after its first five executions instead of planning the statement again on every bind.
+/// The first array of each `UNNEST` is read through a scalar subquery, which hides its length
+/// from the planner. PostgreSQL estimates an `UNNEST`'s rows as the largest of its arrays'
+/// estimates, and a hidden array counts as 10 rows, so a plan made for the bound arrays never
+/// looks cheaper than the prepared statement's generic plan: after its first five executions
+/// PostgreSQL keeps the generic plan instead of planning the statement again on every bind.
 /// Planning this statement costs about as much as running it: measured with one writer, this
 /// made appends 30% faster (1,250 to 1,620 a second).
 pub(super) async fn append_statement(

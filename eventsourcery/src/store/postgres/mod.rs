@@ -191,27 +191,28 @@ impl PostgresStore {
     }
 
     /// The pool options that [`connect`](Self::connect) and the PostgreSQL personal data stores'
-    /// `connect` use, for a pool of your own that behaves the same (one that sets a
-    /// `search_path` in `after_connect`, say): up to 10 connections, and a connection is checked
-    /// with a ping only if it sat idle in the pool for more than a second.
+    /// `connect` use, for a pool of your own that behaves the same (with more connections, or
+    /// a `search_path` in its connect options, say): up to 10 connections, and a connection is
+    /// checked with a ping on its way out of the pool only if it sat idle there for more than a
+    /// second.
     ///
-    /// sqlx's default pings every connection on its way out of the pool, which adds a round
-    /// trip to every statement: measured with one writer, appends are 10 to 15% faster
-    /// without it. A connection that broke while in use fails its statement either way.
+    /// sqlx's default pings every connection on its way out, a round trip in front of every
+    /// statement: measured with one writer, appends are 10 to 15% faster without it. (sqlx
+    /// still pings a connection when it goes back to the pool, off the caller's path.) The
+    /// cost: a connection that broke while idle for less than a second, in a server restart
+    /// say, fails its next statement instead of being replaced before it.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use eventsourcery::PostgresStore;
-    /// use eventsourcery::sqlx::Executor;
+    /// use eventsourcery::sqlx::postgres::PgConnectOptions;
     ///
+    /// // The tables in a schema of their own, which must exist: set in the connect options,
+    /// // so that the connection that migrates the schema has it too.
+    /// let options: PgConnectOptions = "postgres://postgres@localhost/app".parse()?;
     /// let pool = PostgresStore::pool_options()
-    ///     .after_connect(|conn, _| {
-    ///         Box::pin(async move {
-    ///             conn.execute("SET search_path TO orders").await?;
-    ///             Ok(())
-    ///         })
-    ///     })
-    ///     .connect("postgres://postgres@localhost/app")
+    ///     .max_connections(20)
+    ///     .connect_with(options.options([("search_path", "orders")]))
     ///     .await?;
     /// let store = PostgresStore::from_pool(pool).await?;
     /// # Ok(())
