@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot [--tasks 8]
-/// [--count 20000]`.
+/// [--count 20000]`, or `--only load` (loads of 1,000 and 10,000 events).
 async fn only(
     store: &str,
     phase: &str,
@@ -76,6 +76,18 @@ async fn only(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let backend = backend(store).await?;
     let stores = backend.fresh().await;
+    if phase == "load" {
+        let small = load_time(&stores, 1_000, false).await?;
+        let large = load_time(&stores, 10_000, false).await?;
+        println!("load_1000_events_us={}", small.as_micros());
+        println!("load_10000_events_us={}", large.as_micros());
+        println!(
+            "load_10000_to_1000={:.2}",
+            large.as_secs_f64() / small.as_secs_f64()
+        );
+        backend.cleanup().await;
+        return Ok(());
+    }
     let rate = match phase {
         "append" => appends(&stores, total, tasks, false).await?,
         "append-logged" => appends(&stores, total, tasks, true).await?,
@@ -84,7 +96,7 @@ async fn only(
         "hot" => hot(&stores, total, tasks).await?,
         other => {
             return Err(format!(
-                "unknown phase `{other}` (append, append-logged, cmd, personal, hot)"
+                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, load)"
             )
             .into());
         }
