@@ -295,14 +295,7 @@ pub async fn erasing_one_subject_keeps_events_loadable(backend: Backend) {
         .execute(register_cmd(&voucher, ann, EMAIL, "Ann"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            &error,
-            CommandError::Store { source: StoreError::Encode(e), .. }
-                if matches!(&**e, EventError::Personal { source: PersonalError::SubjectErased { .. }, .. })
-        ),
-        "{error}"
-    );
+    assert!(refused_as_erased(&error), "{error}");
     assert_eq!(backend.store.read_all(0, 100).await.unwrap().len(), before);
 
     // Re-enrolled, Ann may register again; the old data stays erased.
@@ -453,6 +446,23 @@ pub async fn concurrent_first_writes_create_one_key(backend: Backend) {
 /// The master key `vaults_that_never_saw_a_subject_*` hand to a second vault.
 const SECOND_MASTER: &str = "5ec0dd0000000000000000000000000000000000000000000000000000005ec0";
 
+/// A second vault on the same stores, which has seen no subject (another process, or this one
+/// after a restart): the first vault's keys move to a master key it can be given too.
+async fn second_vault(backend: &Backend) -> Backend {
+    let master = || MasterKey::from_hex(SECOND_MASTER).unwrap();
+    backend.vault.rotate_master_key(&master()).await.unwrap();
+    backend.with_master(master())
+}
+
+/// Whether a command failed because personal data of an erased subject was refused.
+fn refused_as_erased(error: &CommandError) -> bool {
+    matches!(
+        error,
+        CommandError::Store { source: StoreError::Encode(e), .. }
+            if matches!(&**e, EventError::Personal { source: PersonalError::SubjectErased { .. }, .. })
+    )
+}
+
 /// A referral: two subjects, and no blind-index entry, so a vault writes it without reading
 /// the keys of subjects it has not seen.
 fn refer_cmd(voucher: &VoucherId, referrer: PersonalKey, referrer_name: &str) -> Refer {
@@ -476,10 +486,7 @@ pub async fn vaults_that_never_saw_a_subject_use_its_stored_key(backend: Backend
         .execute(refer_cmd(&voucher, ann, "Ann"))
         .await
         .unwrap();
-    // The first vault's keys move to a master key a second vault can be given too.
-    let master = || MasterKey::from_hex(SECOND_MASTER).unwrap();
-    backend.vault.rotate_master_key(&master()).await.unwrap();
-    let second = backend.with_master(master());
+    let second = second_vault(&backend).await;
     second
         .bus()
         .execute(refer_cmd(&voucher, ann, "Ann again"))
@@ -532,9 +539,7 @@ pub async fn vaults_that_never_saw_an_erased_subject_refuse_it(backend: Backend)
     backend.vault.erase(ann, "request 7").await.unwrap();
     let events_before = backend.store.read_all(0, 1000).await.unwrap().len();
 
-    let master = || MasterKey::from_hex(SECOND_MASTER).unwrap();
-    backend.vault.rotate_master_key(&master()).await.unwrap();
-    let second = backend.with_master(master());
+    let second = second_vault(&backend).await;
     let bus = second.bus();
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..6 {
@@ -556,14 +561,7 @@ pub async fn vaults_that_never_saw_an_erased_subject_refuse_it(backend: Backend)
         let (referrer, voucher, result) = done.unwrap();
         if referrer == ann {
             let error = result.unwrap_err();
-            assert!(
-                matches!(
-                    &error,
-                    CommandError::Store { source: StoreError::Encode(e), .. }
-                        if matches!(&**e, EventError::Personal { source: PersonalError::SubjectErased { .. }, .. })
-                ),
-                "{error}"
-            );
+            assert!(refused_as_erased(&error), "{error}");
         } else {
             result.unwrap();
             referred += 1;
