@@ -114,6 +114,39 @@ pub(super) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreEr
 pub(super) type PendingAppend =
     crate::batch::Queued<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>;
 
+/// The append queue of one store and its clones: commits made at the same time are written
+/// as one group (group commit).
+pub(super) type AppendQueue =
+    crate::batch::Batcher<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>;
+
+/// Queues `commit` on `queue` together with whatever else is queued, and returns its own
+/// result; `write` writes one group of `store`, answering each of its commits.
+///
+/// If the caller stops waiting before its commit left the queue, the commit is dropped
+/// unwritten; after that, it is written (or not) with its group, as a statement already sent
+/// would be.
+pub(super) async fn append_in_group<S, W, Fut>(
+    queue: &AppendQueue,
+    store: &S,
+    commit: PreparedCommit,
+    write: W,
+) -> Result<Vec<RecordedEvent>, StoreError>
+where
+    S: Clone,
+    W: Fn(S, Vec<PendingAppend>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tracing::Instrument;
+
+    queue
+        .submit(commit, |group| {
+            let span = tracing::debug_span!("append_group", commits = group.len());
+            write(store.clone(), group).instrument(span)
+        })
+        .await
+        .unwrap_or_else(|| Err(unanswered()))
+}
+
 /// Answers every commit of `group` with `error`, which failed them all.
 pub(super) fn fail_group(group: Vec<PendingAppend>, error: &StoreError) {
     for queued in group {
@@ -129,7 +162,7 @@ pub(super) fn fail_group(group: Vec<PendingAppend>, error: &StoreError) {
 
 /// The error of an append whose group-writing task ended without answering (it panicked):
 /// whether the commit was written is unknown.
-pub(super) fn unanswered() -> StoreError {
+fn unanswered() -> StoreError {
     StoreError::Database {
         operation: "append",
         source: sqlx::Error::WorkerCrashed,

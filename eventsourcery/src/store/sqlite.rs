@@ -16,7 +16,6 @@ use super::sql::{self, PreparedCommit, Schema, db};
 use super::{
     CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
-use crate::batch::Batcher;
 use crate::value::StreamId;
 
 /// The embedded migrations, newest last.
@@ -74,7 +73,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Mutex<()>>,
     /// Appends waiting to be written together.
-    group: Arc<Batcher<PreparedCommit, Result<Vec<RecordedEvent>, StoreError>>>,
+    group: Arc<sql::AppendQueue>,
 }
 
 /// Group transactions at once: SQLite has one writer.
@@ -140,7 +139,7 @@ impl SqliteStore {
         let store = Self {
             pool,
             writer: Arc::new(Mutex::new(())),
-            group: Arc::new(Batcher::new(
+            group: Arc::new(sql::AppendQueue::new(
                 GROUP_SLOTS,
                 GROUP_COMMITS,
                 GROUP_EVENTS,
@@ -375,16 +374,9 @@ impl EventStore for SqliteStore {
             streams = commit.streams.len(),
             events = commit.events.len(),
         );
-        async {
-            self.group
-                .submit(commit, |group| {
-                    let store = self.clone();
-                    let span = tracing::debug_span!("append_group", commits = group.len());
-                    async move { store.write_group(group).await }.instrument(span)
-                })
-                .await
-                .unwrap_or_else(|| Err(sql::unanswered()))
-        }
+        sql::append_in_group(&self.group, self, commit, |store, group| async move {
+            store.write_group(group).await
+        })
         .instrument(span)
         .await
     }

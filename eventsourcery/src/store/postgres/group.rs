@@ -12,7 +12,6 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::PgPool;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::PostgresStore;
@@ -40,7 +39,7 @@ type Answer = Result<Vec<RecordedEvent>, StoreError>;
 type Pending = sql::PendingAppend;
 
 /// The append queue of one store and its clones.
-pub(super) struct Group(Batcher<PreparedCommit, Answer>);
+pub(super) struct Group(sql::AppendQueue);
 
 impl Default for Group {
     fn default() -> Self {
@@ -51,20 +50,13 @@ impl Default for Group {
 }
 
 impl Group {
-    /// Appends `commit` together with whatever else is queued, and returns its own result.
-    ///
-    /// If the caller stops waiting before its commit left the queue, the commit is dropped
-    /// unwritten; after that, it is written (or not) with its group, as a statement already
-    /// sent would be.
+    /// Appends `commit` together with whatever else is queued (see
+    /// [`sql::append_in_group`]), and returns its own result.
     pub(super) async fn append(&self, store: &PostgresStore, commit: PreparedCommit) -> Answer {
-        self.0
-            .submit(commit, |group| {
-                let store = store.clone();
-                let span = tracing::debug_span!("append_group", commits = group.len());
-                async move { store.write_group(group).await }.instrument(span)
-            })
-            .await
-            .unwrap_or_else(|| Err(sql::unanswered()))
+        sql::append_in_group(&self.0, store, commit, |store, group| async move {
+            store.write_group(group).await
+        })
+        .await
     }
 }
 
