@@ -4,12 +4,14 @@ mod personal;
 
 use std::sync::Arc;
 
-use eventsourcery::{MemoryStore, PersonalVault};
+use eventsourcery::MemoryStore;
+use eventsourcery::personal::{MemoryKeyStore, MemoryPersonalStore};
 
 async fn setup(_test: &'static str) -> Option<personal::Backend> {
     Some(personal::Backend::new(
         Arc::new(MemoryStore::new()),
-        Arc::new(PersonalVault::in_memory().unwrap()),
+        Arc::new(MemoryKeyStore::new()),
+        Arc::new(MemoryPersonalStore::new()),
     ))
 }
 

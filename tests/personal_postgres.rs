@@ -14,9 +14,7 @@ mod support;
 use std::sync::Arc;
 
 use eventsourcery::personal::{KeyStore, PersonalError};
-use eventsourcery::{
-    MasterKey, PersonalKey, PersonalVault, PostgresKeyStore, PostgresPersonalStore, PostgresStore,
-};
+use eventsourcery::{PersonalKey, PostgresKeyStore, PostgresPersonalStore, PostgresStore};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 
@@ -53,12 +51,11 @@ async fn open(test: &'static str) -> Option<Databases> {
 
 impl Databases {
     fn backend(&self) -> Backend {
-        let vault = PersonalVault::new(
-            self.keys.clone(),
-            self.data.clone(),
-            MasterKey::generate().unwrap(),
-        );
-        Backend::new(Arc::new(self.events.clone()), Arc::new(vault))
+        Backend::new(
+            Arc::new(self.events.clone()),
+            Arc::new(self.keys.clone()),
+            Arc::new(self.data.clone()),
+        )
     }
 
     fn pool(&self, database: Database) -> &PgPool {
@@ -319,8 +316,7 @@ async fn the_three_stores_can_share_one_database() {
     }
     keys.migrate().await.unwrap();
     data.migrate().await.unwrap();
-    let vault = PersonalVault::new(keys.clone(), data, MasterKey::generate().unwrap());
-    let backend = Backend::new(Arc::new(events), Arc::new(vault));
+    let backend = Backend::new(Arc::new(events), Arc::new(keys.clone()), Arc::new(data));
     personal::erasing_one_subject_keeps_events_loadable(backend).await;
     assert_eq!(keys.all_keys().await.unwrap().len(), 3);
     pool.close().await;
@@ -357,7 +353,7 @@ async fn a_newer_schema_is_refused() {
             PersonalError::SchemaTooNew {
                 database: "PostgreSQL key store",
                 found: 999,
-                supported: 3
+                supported: 4
             }
         ),
         "{keys}"

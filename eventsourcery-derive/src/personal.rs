@@ -39,8 +39,8 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                     ::std::string::ToString::to_string(&self.0)
                 };
                 quote! {
-                    fn to_plaintext(&self) -> ::eventsourcery::__private::Zeroizing<::std::string::String> {
-                        ::eventsourcery::__private::Zeroizing::new(#display)
+                    fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
+                        ::core::result::Result::Ok(::eventsourcery::__private::Zeroizing::new(#display))
                     }
                     fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
                         #parse
@@ -51,14 +51,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                 let names: Vec<_> = f.named.iter().filter_map(|f| f.ident.as_ref()).collect();
                 let types: Vec<_> = f.named.iter().map(|f| &f.ty).collect();
                 quote! {
-                    fn to_plaintext(&self) -> ::eventsourcery::__private::Zeroizing<::std::string::String> {
+                    fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
                         #[derive(::eventsourcery::__private::serde::Serialize)]
                         #[serde(crate = "::eventsourcery::__private::serde")]
                         struct __Ser<'a> { #(#names: &'a #types,)* }
-                        ::eventsourcery::__private::Zeroizing::new(
-                            ::eventsourcery::__private::serde_json::to_string(&__Ser { #(#names: &self.#names,)* })
-                                .unwrap_or_default(),
-                        )
+                        ::eventsourcery::__private::serde_json::to_string(&__Ser { #(#names: &self.#names,)* })
+                            .map(::eventsourcery::__private::Zeroizing::new)
+                            .map_err(|_| ::eventsourcery::__private::ValueError::new(#type_name, "a part does not serialize"))
                     }
                     fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
                         #[derive(::eventsourcery::__private::serde::Deserialize)]
@@ -100,7 +99,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         #[automatically_derived]
         impl ::eventsourcery::__private::PersonalData for #ident {
             const KIND: &'static str = #kind;
-            fn to_plaintext(&self) -> ::eventsourcery::__private::Zeroizing<::std::string::String> {
+            fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
                 ::core::unimplemented!()
             }
             fn from_plaintext(_: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {

@@ -15,8 +15,8 @@ use crate::cache::{AggregateCache, DEFAULT_CAPACITY};
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
 use crate::dispatch::Dispatcher;
 use crate::event::{EventRegistry, Metadata, RegistryError};
-use crate::personal::codec::Resolved;
-use crate::personal::{EncodeContext, PersonalError, PersonalVault, collect_references};
+use crate::personal::codec::{Reference, Resolved};
+use crate::personal::{EncodeContext, PersonalError, PersonalVault};
 use crate::repository::Repository;
 use crate::service::{HandlerContext, ResolveError, Services};
 use crate::store::{CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend};
@@ -50,11 +50,6 @@ impl Engine {
         }
     }
 
-    /// The personal data epoch, which every erasure moves on.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.vault.as_ref().map_or(0, |vault| vault.epoch())
-    }
-
     /// Stores personal values before anything refers to them.
     pub(crate) async fn store_personal(&self, cx: EncodeContext) -> Result<(), PersonalError> {
         if !cx.has_personal_data() {
@@ -64,18 +59,30 @@ impl Engine {
         vault.store(cx.writes).await
     }
 
-    /// Resolves the personal values that these payloads refer to.
-    pub(crate) async fn resolve_personal<'a>(
-        &self,
-        payloads: impl Iterator<Item = &'a serde_json::Value>,
-    ) -> Result<Resolved, PersonalError> {
-        let mut references = Vec::new();
-        for payload in payloads {
-            collect_references(payload, &mut references);
+    /// Deletes personal values stored for an attempt that did not commit. A failure is traced:
+    /// the values are under keys of subjects that nothing refers to.
+    pub(crate) async fn discard_personal(&self, references: &[Uuid]) {
+        if let Some(vault) = &self.vault
+            && let Err(error) = vault.discard(references).await
+        {
+            tracing::warn!(%error, values = references.len(), "could not delete the personal values of an attempt that did not commit");
         }
+    }
+
+    /// The erasure epoch, for caching a state that holds personal values.
+    pub(crate) async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
+        let vault = self.vault.as_ref().ok_or(PersonalError::NoVault)?;
+        vault.erasure_epoch().await
+    }
+
+    /// Resolves the personal values that these references point at.
+    pub(crate) async fn resolve_personal(
+        &self,
+        references: &[Reference],
+    ) -> Result<Resolved, PersonalError> {
         match (&self.vault, references.is_empty()) {
             (_, true) => Ok(Resolved::default()),
-            (Some(vault), false) => vault.resolve(&references).await,
+            (Some(vault), false) => vault.resolve(references).await,
             (None, false) => Err(PersonalError::NoVault),
         }
     }
@@ -86,13 +93,18 @@ pub(crate) struct UnitOfWork {
     pub(crate) command_id: Uuid,
     pub(crate) correlation_id: Uuid,
     pub(crate) causation_id: Uuid,
-    /// The personal data epoch when the attempt started.
-    pub(crate) epoch: u64,
     staged: Mutex<Staged>,
 }
 
 /// An aggregate state to cache once the command commits.
-type CacheUpdate = (StreamId, u64, Box<dyn Any + Send + Sync>);
+pub(crate) struct CacheUpdate {
+    pub(crate) stream: StreamId,
+    pub(crate) version: u64,
+    /// The erasure epoch read before the state's personal values were decrypted, if it holds
+    /// any.
+    pub(crate) personal: Option<u64>,
+    pub(crate) state: Box<dyn Any + Send + Sync>,
+}
 
 #[derive(Default)]
 struct Staged {
@@ -100,6 +112,11 @@ struct Staged {
     encode: EncodeContext,
     /// Streams whose state came from the cache in this attempt.
     from_cache: Vec<StreamId>,
+    /// The erasure epoch of each cached aggregate's state as loaded, if it holds personal
+    /// values (read before they were decrypted).
+    loaded_personal: HashMap<StreamId, u64>,
+    /// Whether a load in this attempt decrypted personal values.
+    read_personal: bool,
     cache_updates: Vec<CacheUpdate>,
 }
 
@@ -134,17 +151,33 @@ impl UnitOfWork {
         Ok(())
     }
 
-    pub(crate) fn loaded_from_cache(&self, stream: StreamId) {
-        self.lock().from_cache.push(stream);
+    pub(crate) fn loaded_from_cache(&self, stream: StreamId, personal: Option<u64>) {
+        let mut staged = self.lock();
+        if let Some(epoch) = personal {
+            staged.loaded_personal.insert(stream.clone(), epoch);
+            staged.read_personal = true;
+        }
+        staged.from_cache.push(stream);
     }
 
-    pub(crate) fn cache_after_commit(
-        &self,
-        stream: StreamId,
-        version: u64,
-        state: Box<dyn Any + Send + Sync>,
-    ) {
-        self.lock().cache_updates.push((stream, version, state));
+    /// Notes that a load in this attempt read personal values.
+    pub(crate) fn read_personal(&self) {
+        self.lock().read_personal = true;
+    }
+
+    /// Notes that a cached aggregate's state, read from its stream, holds personal values
+    /// decrypted after the erasure epoch was `epoch`.
+    pub(crate) fn loaded_personal(&self, stream: StreamId, epoch: u64) {
+        self.lock().loaded_personal.insert(stream, epoch);
+    }
+
+    /// The erasure epoch of a stream's state as loaded, if it holds personal values.
+    pub(crate) fn personal_epoch(&self, stream: &StreamId) -> Option<u64> {
+        self.lock().loaded_personal.get(stream).copied()
+    }
+
+    pub(crate) fn cache_after_commit(&self, update: CacheUpdate) {
+        self.lock().cache_updates.push(update);
     }
 
     fn take(&self) -> Staged {
@@ -422,6 +455,7 @@ impl CommandBus {
         let payload = command
             .encode(&mut log_cx)
             .map_err(|e| store_error(e.into()))?;
+        let carries_personal_data = log_cx.has_personal_data();
         // The command's personal values are stored once, with the first attempt's events (one
         // vault round trip per command), and always before a log entry refers to them.
         let mut log_personal = Some(log_cx);
@@ -443,7 +477,6 @@ impl CommandBus {
                 command_id,
                 correlation_id,
                 causation_id,
-                epoch: engine.epoch(),
                 staged: Mutex::new(Staged::default()),
             });
             let cx = HandlerContext {
@@ -471,9 +504,17 @@ impl CommandBus {
                         backoff(attempt).await;
                         continue;
                     }
-                    let outcome = CommandOutcome::Failed {
-                        error: source.to_string(),
+                    // The log keeps a handler's message only if no personal value could be in it:
+                    // a handler that writes "ann@example.com is already registered" must not
+                    // put the address in the command table, where no erasure reaches.
+                    let touched_personal_data = carries_personal_data
+                        || staged.read_personal
+                        || staged.encode.has_personal_data();
+                    let error = match touched_personal_data {
+                        true => crate::command::WITHHELD.to_owned(),
+                        false => source.to_string(),
                     };
+                    let outcome = CommandOutcome::Failed { error };
                     self.log_only(record(outcome), log_personal.take()).await;
                     return Err(CommandError::Rejected {
                         command: C::NAME,
@@ -481,6 +522,23 @@ impl CommandBus {
                     });
                 }
                 Ok(()) => {
+                    // The events' values (not the log entry's) are deleted again if the
+                    // append loses a race: a retry writes its own.
+                    let attempt_values = staged.encode.references();
+                    let mut cache_updates = staged.cache_updates;
+                    if staged.encode.has_personal_data() && !cache_updates.is_empty() {
+                        // The states to cache hold the values about to be written: they are
+                        // stale once an erasure moves the epoch past the one read now.
+                        let epoch = engine
+                            .erasure_epoch()
+                            .await
+                            .map_err(|e| store_error(personal_error(C::NAME, e)))?;
+                        cache_updates.retain_mut(|update| {
+                            let current = update.personal.is_none_or(|loaded| loaded == epoch);
+                            update.personal = Some(epoch);
+                            current
+                        });
+                    }
                     let mut personal = staged.encode;
                     if let Some(log) = log_personal.take() {
                         personal.merge(log);
@@ -499,8 +557,13 @@ impl CommandBus {
                     match engine.store.append(commit).await {
                         Ok(events) => {
                             tracing::debug!(attempt, events = events.len(), "command committed");
-                            for (stream, version, state) in staged.cache_updates {
-                                engine.cache.put(stream, version, uow.epoch, state);
+                            for update in cache_updates {
+                                engine.cache.put(
+                                    update.stream,
+                                    update.version,
+                                    update.personal,
+                                    update.state,
+                                );
                             }
                             if !events.is_empty() {
                                 self.committed().await;
@@ -514,6 +577,7 @@ impl CommandBus {
                         }
                         Err(error) if error.is_conflict() => {
                             tracing::debug!(attempt, %error, "retrying after conflict");
+                            engine.discard_personal(&attempt_values).await;
                             engine
                                 .cache
                                 .remove(touched.iter().chain(&staged.from_cache));

@@ -1,6 +1,11 @@
 //! The aggregate cache: states of `#[aggregate(cache)]` aggregates kept between commands, so a
 //! command need not read the stream. The append's concurrency check validates the cached
 //! version; a conflict evicts the entry and the bus retries against fresh state.
+//!
+//! A state that holds decrypted personal values carries the key store's erasure epoch, read
+//! before its values were decrypted (or written). A hit on such an entry is served only if the
+//! epoch has not moved since: an erasure made by any process sharing the key store makes every
+//! such entry stale, so a cached state never shows an erased subject's values.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -14,9 +19,17 @@ pub(crate) const DEFAULT_CAPACITY: usize = 10_000;
 
 struct Entry {
     version: u64,
-    /// The personal data epoch when the state was read: an erasure since then makes it stale.
-    epoch: u64,
+    /// For a state holding personal values: the erasure epoch read before they were decrypted.
+    personal: Option<u64>,
     state: Box<dyn Any + Send + Sync>,
+}
+
+/// A cached state: its version, the erasure epoch it must still be at if it holds personal
+/// values, and a copy of it.
+pub(crate) struct Cached<A> {
+    pub(crate) version: u64,
+    pub(crate) personal: Option<u64>,
+    pub(crate) state: A,
 }
 
 pub(crate) struct AggregateCache {
@@ -38,19 +51,24 @@ impl AggregateCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A copy of the cached state of `stream` and its version, if current.
-    pub(crate) fn get<A: Aggregate>(&self, stream: &StreamId, epoch: u64) -> Option<(u64, A)> {
+    /// A copy of the cached state of `stream`. If it holds personal values, the caller checks
+    /// its epoch before using it.
+    pub(crate) fn get<A: Aggregate>(&self, stream: &StreamId) -> Option<Cached<A>> {
         let entries = self.lock();
-        let entry = entries.get(stream).filter(|e| e.epoch == epoch)?;
+        let entry = entries.get(stream)?;
         let state = entry.state.downcast_ref::<A>()?.cached_clone()?;
-        Some((entry.version, state))
+        Some(Cached {
+            version: entry.version,
+            personal: entry.personal,
+            state,
+        })
     }
 
     pub(crate) fn put(
         &self,
         stream: StreamId,
         version: u64,
-        epoch: u64,
+        personal: Option<u64>,
         state: Box<dyn Any + Send + Sync>,
     ) {
         if self.capacity == 0 {
@@ -67,7 +85,7 @@ impl AggregateCache {
             stream,
             Entry {
                 version,
-                epoch,
+                personal,
                 state,
             },
         );

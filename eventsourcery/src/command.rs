@@ -57,6 +57,13 @@ inventory::collect!(HandlerRegistration);
 pub type HandlerFn =
     fn(HandlerContext, Box<dyn Any + Send>) -> BoxFuture<'static, Result<(), HandlerFailure>>;
 
+/// What the command log stores instead of a handler's error message when the command touched
+/// personal data (it carries some, or its handler read or raised some): the message could hold
+/// personal values, and the command log is never erased. The caller still gets the handler's
+/// own error.
+pub const WITHHELD: &str =
+    "rejected by the handler; message withheld: the command touched personal data";
+
 /// Why a handler call did not succeed.
 #[derive(Debug)]
 #[doc(hidden)]

@@ -189,7 +189,8 @@ fn encode_personal<F: PersonalField>(
     value: &F,
     lookup: bool,
 ) -> Result<serde_json::Value, EventError> {
-    Ok(cx.personal(name, field, subject, value, lookup))
+    cx.personal(name, field, subject, value, lookup)
+        .map_err(crate::personal::codec::field_error(name, field))
 }
 
 fn decode_personal<F: PersonalField>(

@@ -8,7 +8,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
-use crate::bus::{Engine, UnitOfWork};
+use crate::bus::{CacheUpdate, Engine, UnitOfWork};
 use crate::event::{EventError, EventRegistry, Metadata};
 use crate::personal::PersonalVault;
 use crate::personal::{DecodeContext, EncodeContext};
@@ -94,10 +94,31 @@ impl<A: Aggregate> Repository<A> {
             let store = &self.engine.store;
             if A::CACHED
                 && let Some(uow) = &self.uow
-                && let Some((version, state)) = self.engine.cache.get::<A>(&stream, uow.epoch)
+                && let Some(cached) = self.engine.cache.get::<A>(&stream)
             {
-                uow.loaded_from_cache(stream.clone());
-                return Ok(AggregateRoot::from_state(id.clone(), version, state));
+                let current = match cached.personal {
+                    None => true,
+                    // Decrypted values are served only if no erasure happened since, in any
+                    // process sharing the key store.
+                    Some(epoch) => {
+                        self.engine.erasure_epoch().await.map_err(|source| {
+                            StoreError::from(EventError::Personal {
+                                name: A::NAME.to_owned(),
+                                field: "*".to_owned(),
+                                source,
+                            })
+                        })? == epoch
+                    }
+                };
+                if current {
+                    uow.loaded_from_cache(stream.clone(), cached.personal);
+                    return Ok(AggregateRoot::from_state(
+                        id.clone(),
+                        cached.version,
+                        cached.state,
+                    ));
+                }
+                self.engine.cache.remove([&stream]);
             }
             if A::SNAPSHOT_EVERY.is_some()
                 && let Some(snapshot) = store.load_snapshot(&stream).await?
@@ -110,34 +131,47 @@ impl<A: Aggregate> Repository<A> {
             let events = store.read_stream(&stream, from).await?;
             let registry = EventRegistry::global();
             let replayed = events.len() as u64;
-            let mut upcast = Vec::with_capacity(events.len());
+            // References are read from the payloads as stored, so that each is checked against
+            // the field it was written for, whatever upcasters do with the payload afterwards.
+            let references = crate::personal::codec::references(
+                events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
+            );
+            let vault_error = |event: &RecordedEvent, source| {
+                decode_error(
+                    event,
+                    EventError::Personal {
+                        name: event.event_name.clone(),
+                        field: "*".to_owned(),
+                        source,
+                    },
+                )
+            };
+            if let Some(uow) = &self.uow
+                && !references.is_empty()
+            {
+                uow.read_personal();
+            }
+            let caching = A::CACHED && self.uow.is_some();
+            let personal_epoch = match (&references.first(), caching) {
+                (Some(_), true) => Some(
+                    self.engine
+                        .erasure_epoch()
+                        .await
+                        .map_err(|source| vault_error(&events[0], source))?,
+                ),
+                _ => None,
+            };
+            let resolved = match self.engine.resolve_personal(&references).await {
+                Ok(resolved) => resolved,
+                Err(source) => return Err(vault_error(&events[0], source)),
+            };
+            let mut cx = DecodeContext::with(&resolved);
             for mut event in events {
                 // The payload moves on; the event keeps what error messages need.
                 let payload = std::mem::take(&mut event.payload);
                 let payload = registry
                     .upcast(&event.event_name, event.schema_version, payload)
                     .map_err(|source| decode_error(&event, source))?;
-                upcast.push((event, payload));
-            }
-            let resolved = self
-                .engine
-                .resolve_personal(upcast.iter().map(|(_, payload)| payload))
-                .await
-                .map_err(|source| {
-                    let (event, _) = &upcast[0];
-                    let name = event.event_name.clone();
-                    let field = "*".to_owned();
-                    decode_error(
-                        event,
-                        EventError::Personal {
-                            name,
-                            field,
-                            source,
-                        },
-                    )
-                })?;
-            let mut cx = DecodeContext::with(&resolved);
-            for (event, payload) in upcast {
                 root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
                     .map_err(|source| decode_error(&event, source))?;
             }
@@ -158,9 +192,12 @@ impl<A: Aggregate> Repository<A> {
                 && let Some(uow) = &self.uow
                 && let Some(copy) = root.state().cached_clone()
             {
+                if let Some(epoch) = personal_epoch {
+                    uow.loaded_personal(stream.clone(), epoch);
+                }
                 self.engine
                     .cache
-                    .put(stream, root.version(), uow.epoch, Box::new(copy));
+                    .put(stream, root.version(), personal_epoch, Box::new(copy));
             }
             Ok(root)
         }
@@ -204,15 +241,17 @@ impl<A: Aggregate> Repository<A> {
                 if A::CACHED
                     && let Some(copy) = root.state().cached_clone()
                 {
-                    uow.cache_after_commit(
-                        root.stream_id().clone(),
-                        root.version(),
-                        Box::new(copy),
-                    );
+                    uow.cache_after_commit(CacheUpdate {
+                        stream: root.stream_id().clone(),
+                        version: root.version(),
+                        personal: uow.personal_epoch(root.stream_id()),
+                        state: Box::new(copy),
+                    });
                 }
                 Ok(())
             }
             None => {
+                let values = cx.references();
                 self.engine.store_personal(cx).await.map_err(|source| {
                     StoreError::from(EventError::Personal {
                         name: A::NAME.to_owned(),
@@ -220,14 +259,24 @@ impl<A: Aggregate> Repository<A> {
                         source,
                     })
                 })?;
-                self.engine
+                let appended = self
+                    .engine
                     .store
                     .append(Commit {
                         streams: vec![append],
                         command: None,
                     })
-                    .await?;
-                Ok(())
+                    .await;
+                match appended {
+                    Ok(_) => Ok(()),
+                    Err(error) => {
+                        if error.is_conflict() {
+                            // Nothing will refer to the values written for these events.
+                            self.engine.discard_personal(&values).await;
+                        }
+                        Err(error)
+                    }
+                }
             }
         }
     }

@@ -317,11 +317,10 @@ pub async fn a_failing_consumer_is_retried_then_parked_while_others_run(backend:
     let state = dispatcher.state("mailer").await.unwrap();
     let parked = state.parked.clone().unwrap();
     assert_eq!(parked.position, 4);
-    assert!(
-        parked.error.contains("rejects this one"),
-        "{}",
-        parked.error
-    );
+    // The event carries personal data, which the consumer saw decrypted: its message is not
+    // kept, since a parked error is never erased.
+    assert!(parked.error.contains("withheld"), "{}", parked.error);
+    assert!(!parked.error.contains("@example.com"), "{}", parked.error);
     assert_eq!(
         state.position, 3,
         "the events before the poison one are done"

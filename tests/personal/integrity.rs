@@ -1,10 +1,10 @@
 //! Integrity cases: a tampered, truncated or moved ciphertext, a rotated or wrong master key,
 //! each a typed error and never an erased value or garbage.
 
-use eventsourcery::personal::{PersonalError, PersonalRecord};
-use eventsourcery::{EventError, Id, MasterKey, PersonalKey, StoreError};
+use eventsourcery::personal::{MasterKeyRing, PersonalError, PersonalRecord, WrappedKey};
+use eventsourcery::{AggregateRoot, EventError, Id, MasterKey, PersonalKey, StoreError};
 
-use super::{Backend, EMAIL, Email, NAME, Voucher, VoucherId, register_cmd};
+use super::{Backend, EMAIL, Email, NAME, Voucher, VoucherId, random_master_hex, register_cmd};
 
 pub async fn one_registration(backend: &Backend) -> (VoucherId, PersonalKey, Vec<PersonalRecord>) {
     let voucher = VoucherId::generate();
@@ -121,32 +121,33 @@ pub async fn tampering_is_a_typed_error(backend: Backend) {
     repository.load(&voucher).await.unwrap();
 }
 
-pub async fn master_key_rotation_and_wrong_key(backend: Backend) {
-    let (voucher, candidate, _) = one_registration(&backend).await;
-    let new_master = MasterKey::generate().unwrap();
-    let rotated = backend.vault.rotate_master_key(&new_master).await.unwrap();
+/// The message of a load that failed because no master key opens a data key.
+fn load_error(result: Result<AggregateRoot<Voucher>, StoreError>) -> String {
+    let Err(error) = result else {
+        panic!("the load succeeded");
+    };
+    let source = personal_source(&error);
     assert!(
-        rotated >= 2,
-        "the subject's key and the index key, got {rotated}"
-    );
-
-    // The old master key no longer opens the data keys: a typed error, never erased values.
-    let error = backend
-        .bus()
-        .repository::<Voucher>()
-        .load(&voucher)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            personal_source(&error),
-            PersonalError::WrongMasterKey { .. }
-        ),
+        matches!(source, PersonalError::WrongMasterKey { .. }),
         "{error}"
     );
+    source.to_string()
+}
 
-    let reopened = backend.with_master(new_master);
-    let loaded = reopened
+/// Online rotation with two vaults over one set of stores (two processes): the new master key
+/// reaches every process first, one rotates, the running vault keeps reading and writing, a
+/// rerun has nothing left to do, a key no master key opens is reported without stopping the
+/// rest, and a wrong master key is a typed error, never erased values.
+pub async fn master_key_rotation_works_online_and_can_be_rerun(backend: Backend) {
+    let (voucher, ann, _) = one_registration(&backend).await;
+    let old = backend.master();
+    let new_hex = random_master_hex();
+    let new = || MasterKey::from_hex(&new_hex).unwrap();
+    let new_id = new().id();
+
+    // Step 1: every process gets the new key as current and the old one as previous.
+    let b = backend.with_masters(MasterKeyRing::new(new()).with_previous(old), &new_hex);
+    let loaded = b
         .bus()
         .repository::<Voucher>()
         .load(&voucher)
@@ -156,28 +157,125 @@ pub async fn master_key_rotation_and_wrong_key(backend: Backend) {
         loaded.emails[0].present().map(|e| e.0.as_str()),
         Some(EMAIL)
     );
+    let (bob_voucher, bob) = (VoucherId::generate(), PersonalKey::issue());
+    b.bus()
+        .execute(register_cmd(&bob_voucher, bob, "bob@example.com", "Bob"))
+        .await
+        .unwrap();
     assert_eq!(
-        reopened.vault.lookup(&Email(EMAIL.into())).await.unwrap(),
-        vec![candidate]
+        b.keys().keys(&[bob]).await.unwrap()[0].master_key_id,
+        new_id
+    );
+    // A process still on the old key alone cannot read what was wrapped under the new one:
+    // why the new key goes to every process before anything is rotated.
+    load_error(
+        backend
+            .bus()
+            .repository::<Voucher>()
+            .load(&bob_voucher)
+            .await,
     );
 
-    let wrong = backend.with_master(MasterKey::generate().unwrap());
-    let error = wrong
+    // Step 2: one process rotates, online.
+    let rotation = b.vault.rotate_master_key().await.unwrap();
+    assert!(rotation.is_complete(), "{rotation:?}");
+    assert!(
+        rotation.rewrapped >= 2,
+        "Ann's key and the index key: {rotation:?}"
+    );
+    assert!(rotation.already_current >= 1, "Bob's key: {rotation:?}");
+    for key in b.keys().all_keys().await.unwrap() {
+        assert_eq!(
+            key.master_key_id, new_id,
+            "every key under the new master key"
+        );
+    }
+    // The rotating vault reads and writes on.
+    let loaded = b
         .bus()
         .repository::<Voucher>()
         .load(&voucher)
         .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            personal_source(&error),
-            PersonalError::WrongMasterKey { .. }
-        ),
-        "{error}"
+        .unwrap();
+    assert_eq!(
+        loaded.emails[0].present().map(|e| e.0.as_str()),
+        Some(EMAIL)
     );
+    b.bus()
+        .execute(register_cmd(
+            &voucher,
+            PersonalKey::issue(),
+            "carl@example.com",
+            "Carl",
+        ))
+        .await
+        .unwrap();
+    // A rerun has nothing left to do.
+    let again = b.vault.rotate_master_key().await.unwrap();
+    assert_eq!(again.rewrapped, 0, "{again:?}");
+    assert!(again.is_complete());
+
+    // Step 3: the old key leaves the configuration; everything still reads, lookups too.
+    let c = backend.with_masters(new(), &new_hex);
+    let loaded = c
+        .bus()
+        .repository::<Voucher>()
+        .load(&voucher)
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.emails[0].present().map(|e| e.0.as_str()),
+        Some(EMAIL)
+    );
+    assert_eq!(loaded.emails.len(), 2);
+    assert_eq!(
+        c.vault.lookup(&Email(EMAIL.into())).await.unwrap(),
+        vec![ann]
+    );
+    // The old key alone: a typed error, never erased values.
+    load_error(backend.bus().repository::<Voucher>().load(&voucher).await);
+
+    // A key that no master key of the ring opens is reported; the others are rotated, and the
+    // next rotation is not stopped by it.
+    let stray = PersonalKey::issue();
+    c.keys()
+        .insert_key(WrappedKey {
+            subject: stray,
+            version: 1,
+            wrapped: vec![7; 60],
+            master_key_id: "0000000000000000".into(),
+        })
+        .await
+        .unwrap();
+    let newer_hex = random_master_hex();
+    let d = backend.with_masters(
+        MasterKeyRing::new(MasterKey::from_hex(&newer_hex).unwrap()).with_previous(new()),
+        &newer_hex,
+    );
+    let rotation = d.vault.rotate_master_key().await.unwrap();
+    assert!(!rotation.is_complete());
+    assert_eq!(rotation.failed.len(), 1);
+    assert_eq!(rotation.failed[0].subject, stray);
+    assert!(rotation.rewrapped >= 4, "{rotation:?}");
+    let again = d.vault.rotate_master_key().await.unwrap();
+    assert_eq!((again.rewrapped, again.failed.len()), (0, 1), "{again:?}");
+    let loaded = d
+        .bus()
+        .repository::<Voucher>()
+        .load(&voucher)
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.emails[0].present().map(|e| e.0.as_str()),
+        Some(EMAIL)
+    );
+
+    // A wrong master key: typed errors on read and on write, never erased values.
+    let wrong = backend.with_master(MasterKey::generate().unwrap());
+    load_error(wrong.bus().repository::<Voucher>().load(&voucher).await);
     let error = wrong
         .bus()
-        .execute(register_cmd(&voucher, candidate, EMAIL, NAME))
+        .execute(register_cmd(&voucher, ann, EMAIL, NAME))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("master key"), "{error}");

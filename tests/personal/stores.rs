@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eventsourcery::PersonalKey;
-use eventsourcery::personal::{Erasure, PersonalRecord, WrappedKey};
+use eventsourcery::personal::{PersonalRecord, WrappedKey};
 use uuid::Uuid;
 
 use super::Backend;
@@ -56,26 +56,25 @@ pub async fn erasure_records_keep_the_first_unless_re_enrolled(backend: Backend)
     let (subject, other) = (PersonalKey::issue(), PersonalKey::issue());
     assert!(keys.erasures(&[]).await.unwrap().is_empty());
     assert!(keys.erasures(&[subject]).await.unwrap().is_empty());
-    let first = Erasure {
-        subject,
-        erased_at: SystemTime::now() - Duration::from_secs(60),
-        reason: "request 1".into(),
-        last_key_version: 3,
-        re_enrolled: false,
-    };
-    keys.record_erasure(first.clone()).await.unwrap();
-    keys.record_erasure(Erasure {
-        erased_at: SystemTime::now(),
-        reason: "request 2".into(),
-        last_key_version: 4,
-        ..first.clone()
-    })
-    .await
-    .unwrap();
+    let epoch = keys.erasure_epoch().await.unwrap();
+    let early = SystemTime::now() - Duration::from_secs(60);
+    let first = keys.erase(subject, early, "request 1").await.unwrap();
+    assert_eq!(first.reason, "request 1");
+    assert!(!first.re_enrolled);
+    // Never keyed: version 1, which a racing first write would claim, is destroyed too.
+    assert_eq!(first.last_key_version, 1);
+    let again = keys
+        .erase(subject, SystemTime::now(), "request 2")
+        .await
+        .unwrap();
+    assert_eq!(again, first, "the first record stays, time and all");
     assert_eq!(
         keys.erasures(&[subject, other]).await.unwrap(),
-        vec![first.clone()],
-        "the first record stays, time and all"
+        vec![first.clone()]
+    );
+    assert!(
+        keys.erasure_epoch().await.unwrap() > epoch,
+        "the epoch moved"
     );
 
     keys.re_enroll(subject).await.unwrap();
@@ -84,15 +83,52 @@ pub async fn erasure_records_keep_the_first_unless_re_enrolled(backend: Backend)
     assert!(re_enrolled[0].re_enrolled);
     assert!(keys.erasures(&[other]).await.unwrap().is_empty());
 
-    let second = Erasure {
-        subject,
-        erased_at: SystemTime::now(),
-        reason: "request 3".into(),
-        last_key_version: 4,
-        re_enrolled: false,
-    };
-    keys.record_erasure(second.clone()).await.unwrap();
+    let second = keys
+        .erase(subject, SystemTime::now(), "request 3")
+        .await
+        .unwrap();
+    assert_eq!(second.reason, "request 3");
+    assert!(!second.re_enrolled);
+    // Re-enrolled and not yet keyed: the next claimable version is destroyed as well.
+    assert_eq!(second.last_key_version, 2);
     assert_eq!(keys.erasures(&[subject]).await.unwrap(), vec![second]);
+}
+
+/// An erasure counts the key it destroys, decided in the same step: a re-enrolled subject
+/// always gets a version above every key it had.
+pub async fn erasure_destroys_and_counts_the_current_key(backend: Backend) {
+    let keys = backend.keys();
+    let subject = PersonalKey::issue();
+    assert_eq!(
+        keys.claim_keys(vec![key(subject, 1, 1)]).await.unwrap(),
+        [true]
+    );
+    let erasure = keys.erase(subject, SystemTime::now(), "r").await.unwrap();
+    assert_eq!(erasure.last_key_version, 1);
+    assert!(
+        keys.keys(&[subject]).await.unwrap().is_empty(),
+        "key destroyed"
+    );
+    keys.re_enroll(subject).await.unwrap();
+    assert_eq!(
+        keys.claim_keys(vec![key(subject, 1, 2)]).await.unwrap(),
+        [false]
+    );
+    assert_eq!(
+        keys.claim_keys(vec![key(subject, 2, 2)]).await.unwrap(),
+        [true]
+    );
+    let erasure = keys.erase(subject, SystemTime::now(), "r").await.unwrap();
+    assert_eq!(erasure.last_key_version, 2);
+    keys.re_enroll(subject).await.unwrap();
+    // A key claimed far above (by a vault that read an old record): counted too.
+    assert_eq!(
+        keys.claim_keys(vec![key(subject, 7, 3)]).await.unwrap(),
+        [true]
+    );
+    let erasure = keys.erase(subject, SystemTime::now(), "r").await.unwrap();
+    assert_eq!(erasure.last_key_version, 7);
+    assert!(keys.keys(&[subject]).await.unwrap().is_empty());
 }
 
 pub async fn rewrapping_replaces_only_matching_versions(backend: Backend) {
@@ -123,20 +159,32 @@ pub async fn rewrapping_replaces_only_matching_versions(backend: Backend) {
     expected.sort_by_key(|k| k.subject);
     assert_eq!(all, expected);
 
-    keys.delete_key(a).await.unwrap();
-    keys.delete_key(a).await.unwrap();
+    keys.erase(a, SystemTime::now(), "r").await.unwrap();
+    keys.erase(a, SystemTime::now(), "r").await.unwrap();
+    assert!(keys.keys(&[a]).await.unwrap().is_empty());
+    // Rewrapping an erased subject's key does not bring it back.
+    keys.rewrap_keys(vec![key(a, 1, 8)]).await.unwrap();
     assert!(keys.keys(&[a]).await.unwrap().is_empty());
     assert_eq!(keys.keys(&[a, b]).await.unwrap(), vec![key(b, 2, 2)]);
     assert!(keys.keys(&[]).await.unwrap().is_empty());
 }
 
-fn record(subject: PersonalKey, field: &str, fill: u8) -> PersonalRecord {
+/// A record whose ciphertext has a well-formed header for key `version` (format byte, version,
+/// nonce) and `fill` bytes for the rest.
+fn versioned(subject: PersonalKey, field: &str, version: u32, fill: u8) -> PersonalRecord {
+    let mut ciphertext = vec![1];
+    ciphertext.extend(version.to_be_bytes());
+    ciphertext.extend([fill; 35]);
     PersonalRecord {
         reference: Uuid::now_v7(),
         subject,
         field: field.into(),
-        ciphertext: vec![fill; 40],
+        ciphertext,
     }
+}
+
+fn record(subject: PersonalKey, field: &str, fill: u8) -> PersonalRecord {
+    versioned(subject, field, 1, fill)
 }
 
 pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend) {
@@ -146,7 +194,7 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
     let r1 = record(a, "e.email", 1);
     let r2 = record(a, "e.name", 2);
     let r3 = record(b, "e.email", 3);
-    data.put(vec![], vec![]).await.unwrap();
+    assert!(data.put(vec![], vec![]).await.unwrap().is_empty());
     data.put(
         vec![r1.clone(), r2.clone(), r3.clone()],
         vec![
@@ -160,7 +208,7 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
     .unwrap();
     // Index entries are idempotent; records are replaced by reference.
     let tampered = PersonalRecord {
-        ciphertext: vec![9; 41],
+        ciphertext: versioned(a, "e.email", 1, 9).ciphertext,
         ..r1.clone()
     };
     data.put(vec![tampered.clone()], vec![(h1.clone(), a)])
@@ -185,8 +233,8 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
     assert_eq!(data.find(&h2).await.unwrap(), vec![a]);
     assert!(data.find(&[3u8; 32]).await.unwrap().is_empty());
 
-    assert_eq!(data.delete_subject(a).await.unwrap(), 2);
-    assert_eq!(data.delete_subject(a).await.unwrap(), 0);
+    assert_eq!(data.erase_subject(a, 1).await.unwrap(), 2);
+    assert_eq!(data.erase_subject(a, 1).await.unwrap(), 0);
     assert!(data.by_subject(a).await.unwrap().is_empty());
     assert!(
         data.get(&[r1.reference, r2.reference])
@@ -196,17 +244,68 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
     );
     assert_eq!(data.find(&h1).await.unwrap(), vec![b]);
     assert!(data.find(&h2).await.unwrap().is_empty());
-    assert_eq!(data.get(&[r3.reference]).await.unwrap(), vec![r3]);
+    assert_eq!(data.get(&[r3.reference]).await.unwrap(), vec![r3.clone()]);
+
+    // Deleting by reference: only those records, and idempotent.
+    let r4 = record(b, "e.name", 4);
+    data.put(vec![r4.clone()], vec![]).await.unwrap();
+    assert_eq!(
+        data.delete(&[r4.reference, Uuid::now_v7()]).await.unwrap(),
+        1
+    );
+    assert_eq!(data.delete(&[r4.reference]).await.unwrap(), 0);
+    assert!(data.delete(&[]).await.is_ok());
+    assert_eq!(data.by_subject(b).await.unwrap(), vec![r3]);
 }
 
-fn erasure(subject: PersonalKey, last_key_version: u32) -> Erasure {
-    Erasure {
-        subject,
-        erased_at: SystemTime::now(),
-        reason: "test".into(),
-        last_key_version,
-        re_enrolled: false,
-    }
+/// Once a subject is erased through a key version, the personal data store refuses its values
+/// under that version or an older one (a write that raced the erasure), and its index entries,
+/// in the put that brings them, while storing the other subjects' values of the same put.
+pub async fn puts_refuse_values_of_erased_key_versions(backend: Backend) {
+    let data = backend.data();
+    let (a, b) = (PersonalKey::issue(), PersonalKey::issue());
+    data.erase_subject(a, 2).await.unwrap();
+    // Recording a lower version later keeps the higher one.
+    data.erase_subject(a, 1).await.unwrap();
+    let stale = versioned(a, "e.email", 2, 1);
+    let older = versioned(a, "e.name", 1, 2);
+    let other = versioned(b, "e.email", 1, 3);
+    let refused = data
+        .put(
+            vec![stale.clone(), older.clone(), other.clone()],
+            vec![(vec![7u8; 32], a), (vec![8u8; 32], b)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, vec![a]);
+    assert!(data.by_subject(a).await.unwrap().is_empty(), "nothing of a");
+    assert!(
+        data.find(&[7u8; 32]).await.unwrap().is_empty(),
+        "no index entry of a"
+    );
+    assert_eq!(data.by_subject(b).await.unwrap(), vec![other]);
+    assert_eq!(data.find(&[8u8; 32]).await.unwrap(), vec![b]);
+    // An index entry without a value of the subject is refused too.
+    assert_eq!(
+        data.put(vec![], vec![(vec![9u8; 32], a)]).await.unwrap(),
+        vec![a]
+    );
+    // One stale value refuses the subject's whole share of the put.
+    let fresh = versioned(a, "e.email", 3, 4);
+    assert_eq!(
+        data.put(vec![fresh.clone(), older], vec![]).await.unwrap(),
+        vec![a]
+    );
+    assert!(data.by_subject(a).await.unwrap().is_empty());
+    // Values under a version above the erased ones (a re-enrolled subject's new key) go in.
+    assert!(
+        data.put(vec![fresh.clone()], vec![(vec![7u8; 32], a)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(data.by_subject(a).await.unwrap(), vec![fresh]);
+    assert_eq!(data.find(&[7u8; 32]).await.unwrap(), vec![a]);
 }
 
 /// A key is claimed only by a subject without a key that may take it: never by one erased and
@@ -220,9 +319,13 @@ pub async fn claims_store_keys_only_for_subjects_that_may_take_them(backend: Bac
     let never_keyed = PersonalKey::issue();
     let re_enrolled = PersonalKey::issue();
     keys.insert_key(key(keyed, 1, 1)).await.unwrap();
-    keys.record_erasure(erasure(erased, 1)).await.unwrap();
-    keys.record_erasure(erasure(never_keyed, 0)).await.unwrap();
-    keys.record_erasure(erasure(re_enrolled, 2)).await.unwrap();
+    keys.insert_key(key(erased, 1, 1)).await.unwrap();
+    keys.insert_key(key(re_enrolled, 2, 1)).await.unwrap();
+    for subject in [erased, never_keyed, re_enrolled] {
+        keys.erase(subject, SystemTime::now(), "test")
+            .await
+            .unwrap();
+    }
     keys.re_enroll(re_enrolled).await.unwrap();
 
     let claimed = keys

@@ -39,6 +39,8 @@ pub struct Envelope {
     event: RecordedEvent,
     payload: Value,
     resolved: Arc<Resolved>,
+    /// Whether the stored event refers to personal values.
+    personal: bool,
 }
 
 impl fmt::Debug for Envelope {
@@ -52,12 +54,24 @@ impl fmt::Debug for Envelope {
 }
 
 impl Envelope {
-    pub(crate) fn new(event: RecordedEvent, payload: Value, resolved: Arc<Resolved>) -> Self {
+    pub(crate) fn new(
+        event: RecordedEvent,
+        payload: Value,
+        resolved: Arc<Resolved>,
+        personal: bool,
+    ) -> Self {
         Self {
             event,
             payload,
             resolved,
+            personal,
         }
+    }
+
+    /// Whether the event refers to personal values (decrypted for the consumer, so its error
+    /// messages are not kept).
+    pub(crate) fn carries_personal_data(&self) -> bool {
+        self.personal
     }
 
     /// The event as stored (its payload holds references, not personal values).

@@ -41,6 +41,10 @@ pub enum DispatchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The personal data vault failed while a batch's personal values were read; the batch is
+    /// tried again on the next round.
+    #[error("reading the personal values of a batch: {0}")]
+    Personal(#[from] crate::personal::PersonalError),
     /// Functions registered under one consumer name declare different kinds.
     #[error(
         "consumer `{consumer}` is registered both as a projection and as another kind; give them different names"

@@ -10,6 +10,7 @@ use super::store::TxWork;
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::command::BoxError;
 use crate::event::EventRegistry;
+use crate::personal::codec::collect_references;
 use crate::store::{RecordedEvent, StoreError};
 
 /// An event ready for a consumer, or why it is not, with its position.
@@ -145,49 +146,34 @@ impl Dispatcher {
         }
     }
 
-    /// Upcasts events and resolves their personal data; an event that fails gets its error.
-    async fn prepare(&self, events: Vec<RecordedEvent>) -> Vec<Prepared> {
+    /// Resolves the personal data of a batch in one round trip per store, and upcasts its
+    /// events; an event that fails (an unknown version, a tampered value) gets its error when
+    /// it is decoded. A failing vault fails the round, to be tried again.
+    async fn prepare(&self, events: Vec<RecordedEvent>) -> Result<Vec<Prepared>, DispatchError> {
         let registry = EventRegistry::global();
-        let upcast: Vec<_> = events
-            .into_iter()
-            .map(|event| {
-                let payload = registry.upcast(
-                    &event.event_name,
-                    event.schema_version,
-                    event.payload.clone(),
-                );
-                (event, payload)
-            })
-            .collect();
         let engine = self.bus.engine();
-        let ok_payloads = upcast.iter().filter_map(|(_, p)| p.as_ref().ok());
-        if let Ok(resolved) = engine.resolve_personal(ok_payloads).await {
-            let resolved = Arc::new(resolved);
-            return upcast
-                .into_iter()
-                .map(|(event, payload)| {
-                    let position = event.position;
-                    let envelope = payload
-                        .map_err(BoxError::from)
-                        .map(|payload| Envelope::new(event, payload, Arc::clone(&resolved)));
-                    (position, envelope)
-                })
-                .collect();
+        // References are read from the payloads as stored (see `Repository::load`).
+        let mut references = Vec::new();
+        let mut personal = Vec::with_capacity(events.len());
+        for event in &events {
+            let before = references.len();
+            collect_references(&event.event_name, &event.payload, &mut references);
+            personal.push(references.len() > before);
         }
-        // One event's personal data is bad: resolve each alone to find which.
-        let mut out = Vec::with_capacity(upcast.len());
-        for (event, payload) in upcast {
-            let position = event.position;
-            let envelope = match payload {
-                Err(error) => Err(BoxError::from(error)),
-                Ok(payload) => match engine.resolve_personal(std::iter::once(&payload)).await {
-                    Ok(resolved) => Ok(Envelope::new(event, payload, Arc::new(resolved))),
-                    Err(error) => Err(BoxError::from(error)),
-                },
-            };
-            out.push((position, envelope));
-        }
-        out
+        let resolved = Arc::new(engine.resolve_personal(&references).await?);
+        Ok(events
+            .into_iter()
+            .zip(personal)
+            .map(|(mut event, personal)| {
+                let position = event.position;
+                let payload = std::mem::take(&mut event.payload);
+                let envelope = registry
+                    .upcast(&event.event_name, event.schema_version, payload)
+                    .map_err(BoxError::from)
+                    .map(|payload| Envelope::new(event, payload, Arc::clone(&resolved), personal));
+                (position, envelope)
+            })
+            .collect())
     }
 
     async fn backoff(&self, attempt: u32) {
@@ -209,7 +195,7 @@ impl Dispatcher {
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
         let name = consumer.name();
-        let envelopes = self.prepare(events).await;
+        let envelopes = self.prepare(events).await?;
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
@@ -226,7 +212,10 @@ impl Dispatcher {
                             envelope,
                             tx: ProjectionTx::None,
                         };
-                        consumer.handle(&mut cx).await
+                        consumer
+                            .handle(&mut cx)
+                            .await
+                            .map_err(|error| withhold(error, envelope.carries_personal_data()))
                     }
                     Err(error) => Err(error.to_string().into()),
                 };
@@ -281,7 +270,7 @@ impl Dispatcher {
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
         let name = consumer.name();
-        let prepared = self.prepare(events).await;
+        let prepared = self.prepare(events).await?;
         if prepared.iter().all(|(_, e)| e.is_ok()) {
             let envelopes: Vec<Envelope> =
                 prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();
@@ -294,6 +283,8 @@ impl Dispatcher {
                 match self.store.advance_with(name, from, last, &batch).await {
                     Ok(Ok(())) => return Ok(Outcome::Done(envelopes.len() as u64)),
                     Ok(Err(error)) => {
+                        let personal = envelopes.iter().any(Envelope::carries_personal_data);
+                        let error = withhold(error, personal);
                         tracing::debug!(consumer = name, attempt, %error, "projection batch failed");
                         if attempt < self.config.max_attempts {
                             self.backoff(attempt).await;
@@ -335,7 +326,14 @@ impl Dispatcher {
                             consumer,
                             envelopes: std::slice::from_ref(envelope),
                         };
-                        self.store.advance_with(name, from, position, &batch).await
+                        self.store
+                            .advance_with(name, from, position, &batch)
+                            .await
+                            .map(|result| {
+                                result.map_err(|error| {
+                                    withhold(error, envelope.carries_personal_data())
+                                })
+                            })
                     }
                     Err(error) => Ok(Err(error.to_string().into())),
                 };
@@ -366,3 +364,18 @@ impl Dispatcher {
         Ok(Outcome::Done(handled))
     }
 }
+
+/// What a consumer's error becomes before it is logged or stored with a parked consumer: for
+/// an event that carries personal data, a fixed text, since the consumer saw the decrypted
+/// values and its message may quote them (the parked error is never erased).
+fn withhold(error: BoxError, personal: bool) -> BoxError {
+    if personal {
+        WITHHELD_CONSUMER_ERROR.into()
+    } else {
+        error
+    }
+}
+
+/// The text that replaces a consumer's error message for an event with personal data.
+const WITHHELD_CONSUMER_ERROR: &str =
+    "the consumer failed; message withheld: the event carries personal data";

@@ -66,20 +66,40 @@ impl EncodeContext {
         subject: PersonalKey,
         value: &F,
         lookup: bool,
-    ) -> Value {
+    ) -> Result<Value, PersonalError> {
         let Some(data) = value.data() else {
             // An erased value stays erased: the reference points at nothing.
-            return reference(Uuid::nil(), subject);
+            return Ok(reference(Uuid::nil(), subject));
+        };
+        let plaintext =
+            data.to_plaintext()
+                .map_err(|_| PersonalError::UnserializablePlaintext {
+                    type_name: std::any::type_name::<F::Data>(),
+                })?;
+        let lookup = match lookup {
+            true => Some((
+                F::Data::KIND,
+                data.lookup_form()
+                    .map_err(|_| PersonalError::UnserializablePlaintext {
+                        type_name: std::any::type_name::<F::Data>(),
+                    })?,
+            )),
+            false => None,
         };
         let id = Uuid::now_v7();
         self.writes.push(PersonalWrite {
             reference: id,
             subject,
             field: format!("{name}.{field}"),
-            plaintext: data.to_plaintext(),
-            lookup: lookup.then(|| (F::Data::KIND, data.lookup_form())),
+            plaintext,
+            lookup,
         });
-        reference(id, subject)
+        Ok(reference(id, subject))
+    }
+
+    /// The references of the values collected so far.
+    pub(crate) fn references(&self) -> Vec<Uuid> {
+        self.writes.iter().map(|w| w.reference).collect()
     }
 }
 
@@ -97,23 +117,62 @@ fn parse_reference(value: &Value) -> Option<(Uuid, PersonalKey)> {
     Some((id, subject))
 }
 
-/// Every personal data reference in a payload (top-level fields).
-pub(crate) fn collect_references(payload: &Value, out: &mut Vec<(Uuid, PersonalKey)>) {
-    if let Some(object) = payload.as_object() {
-        out.extend(
-            object
-                .values()
-                .filter_map(parse_reference)
-                .filter(|(id, _)| !id.is_nil()),
-        );
+/// A personal data reference found in a stored payload, with the field it sits in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reference {
+    pub(crate) id: Uuid,
+    pub(crate) subject: PersonalKey,
+    /// `"{event or command}.{field}"`: the field the value must be bound to.
+    pub(crate) field: String,
+}
+
+/// Every personal data reference in a payload as stored (before any upcaster ran), with the
+/// field each sits in: a top-level field, or an element of one (optional and collection
+/// fields). The value each points at must be bound to that field, so a reference moved to
+/// another field is found out.
+pub(crate) fn collect_references(name: &str, payload: &Value, out: &mut Vec<Reference>) {
+    let Some(object) = payload.as_object() else {
+        return;
+    };
+    for (key, value) in object {
+        let mut push = |value: &Value| {
+            if let Some((id, subject)) = parse_reference(value)
+                && !id.is_nil()
+            {
+                out.push(Reference {
+                    id,
+                    subject,
+                    field: format!("{name}.{key}"),
+                });
+            }
+        };
+        match value {
+            Value::Array(items) => items.iter().for_each(&mut push),
+            value => push(value),
+        }
     }
 }
 
-/// Personal values fetched and decrypted for a batch of payloads.
+/// The personal data references in these stored payloads (`(event or command name,
+/// payload)`, before any upcaster ran).
+pub(crate) fn references<'a>(
+    payloads: impl Iterator<Item = (&'a str, &'a Value)>,
+) -> Vec<Reference> {
+    let mut references = Vec::new();
+    for (name, payload) in payloads {
+        collect_references(name, payload, &mut references);
+    }
+    references
+}
+
+/// Personal values fetched and decrypted for a batch of payloads: per reference, its value,
+/// that it was erased, or what is wrong with it (so that the event holding it is the one
+/// that fails, naming its field).
 #[derive(Default)]
 pub(crate) struct Resolved {
     pub(crate) values: HashMap<Uuid, (PersonalKey, Zeroizing<String>)>,
     pub(crate) erased: HashSet<Uuid>,
+    pub(crate) failed: HashMap<Uuid, PersonalError>,
 }
 
 /// Supplies the personal values that a payload refers to while it is decoded.
@@ -159,6 +218,9 @@ impl<'a> DecodeContext<'a> {
             return F::from_data(None);
         }
         let resolved = self.resolved.ok_or(PersonalError::NoVault)?;
+        if let Some(error) = resolved.failed.get(&id) {
+            return Err(error.duplicate());
+        }
         if let Some((owner, plaintext)) = resolved.values.get(&id) {
             if *owner != subject {
                 return Err(PersonalError::SubjectMismatch {

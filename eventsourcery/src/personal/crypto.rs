@@ -28,13 +28,23 @@ const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
 /// `openssl rand -hex 32`), or keep it in a file and use [`MasterKey::from_file`].
 pub struct MasterKey {
     key: Zeroizing<[u8; KEY_LEN]>,
+    /// Built once: its key schedule is zeroed when the key is dropped.
+    cipher: Aes256Gcm,
+    id: String,
 }
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MasterKey(id {})", self.id())
+        write!(f, "MasterKey(id {})", self.id)
     }
 }
+
+// The AES key schedules of every key this module holds are zeroed on drop: the `aes` crate is
+// built with its `zeroize` feature (see the crate's Cargo.toml), which this checks.
+const _: fn() = || {
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    zeroized_on_drop::<aes::Aes256>();
+};
 
 /// The environment variable read by [`MasterKey::from_env`].
 pub const MASTER_KEY_ENV: &str = "EVENTSOURCERY_MASTER_KEY";
@@ -44,7 +54,19 @@ impl MasterKey {
     pub fn generate() -> Result<Self, PersonalError> {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(&mut key[..]).map_err(|_| PersonalError::Random)?;
-        Ok(Self { key })
+        Ok(Self::from_bytes(key))
+    }
+
+    fn from_bytes(key: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key[..])
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"eventsourcery/master-key-id/v1");
+        let id = hex(&mac.finalize().into_bytes()[..8]);
+        Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..])),
+            key,
+            id,
+        }
     }
 
     /// The key from 64 hex digits (surrounding whitespace ignored).
@@ -63,7 +85,7 @@ impl MasterKey {
             *byte = u8::from_str_radix(pair, 16)
                 .map_err(|_| PersonalError::MasterKey("not hex".into()))?;
         }
-        Ok(Self { key })
+        Ok(Self::from_bytes(key))
     }
 
     /// The key from the environment variable [`MASTER_KEY_ENV`].
@@ -112,17 +134,11 @@ impl MasterKey {
     /// A non-secret identifier of this key, stored beside the data keys it wraps so that a
     /// wrong master key is recognised as such.
     pub fn id(&self) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key[..])
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(b"eventsourcery/master-key-id/v1");
-        mac.finalize().into_bytes()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        self.id.clone()
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.key[..]))
+    pub(crate) fn id_str(&self) -> &str {
+        &self.id
     }
 
     /// Wraps a data key for `subject`.
@@ -135,7 +151,7 @@ impl MasterKey {
         let aad = wrap_aad(subject, version);
         let nonce = random_nonce()?;
         let sealed = self
-            .cipher()
+            .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -164,7 +180,7 @@ impl MasterKey {
         let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
         let aad = wrap_aad(subject, version);
         let plain = Zeroizing::new(
-            self.cipher()
+            self.cipher
                 .decrypt(
                     Nonce::from_slice(nonce),
                     Payload {
@@ -174,12 +190,93 @@ impl MasterKey {
                 )
                 .map_err(|_| wrong())?,
         );
-        let key: [u8; KEY_LEN] = plain.as_slice().try_into().map_err(|_| wrong())?;
-        Ok(DataKey {
-            key: Zeroizing::new(key),
-            version,
-        })
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        if plain.len() != KEY_LEN {
+            return Err(wrong());
+        }
+        key.copy_from_slice(&plain);
+        Ok(DataKey::from_bytes(key, version))
     }
+}
+
+/// The master keys a vault holds: the current one, which wraps every new data key, and
+/// previous ones, which still unwrap the data keys they wrapped until
+/// [`PersonalVault::rotate_master_key`](super::PersonalVault::rotate_master_key) has re-wrapped
+/// them under the current key.
+///
+/// Every stored data key names the master key that wrapped it (by [`MasterKey::id`]), so a read
+/// picks the right one; a data key wrapped by a master key the ring does not hold is
+/// [`PersonalError::WrongMasterKey`].
+///
+/// ```
+/// use eventsourcery::personal::{MasterKey, MasterKeyRing};
+///
+/// let old = MasterKey::generate()?;
+/// let new = MasterKey::generate()?;
+/// let (old_id, new_id) = (old.id(), new.id());
+/// let ring = MasterKeyRing::new(new).with_previous(old);
+/// assert_eq!(ring.current().id(), new_id);
+/// assert!(ring.get(&old_id).is_some());
+/// # Ok::<(), eventsourcery::personal::PersonalError>(())
+/// ```
+pub struct MasterKeyRing {
+    current: MasterKey,
+    previous: Vec<MasterKey>,
+}
+
+impl MasterKeyRing {
+    /// A ring holding only `current`.
+    pub fn new(current: MasterKey) -> Self {
+        Self {
+            current,
+            previous: Vec::new(),
+        }
+    }
+
+    /// Adds a previous master key, which unwraps the data keys it wrapped but wraps no new
+    /// one. A key equal to the current one or to a key already held is ignored.
+    pub fn with_previous(mut self, previous: MasterKey) -> Self {
+        if self.get(previous.id_str()).is_none() {
+            self.previous.push(previous);
+        }
+        self
+    }
+
+    /// The key that wraps new data keys.
+    pub fn current(&self) -> &MasterKey {
+        &self.current
+    }
+
+    /// The previous keys, in the order they were added.
+    pub fn previous(&self) -> &[MasterKey] {
+        &self.previous
+    }
+
+    /// The key with this id, current or previous.
+    pub fn get(&self, id: &str) -> Option<&MasterKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|key| key.id_str() == id)
+    }
+}
+
+impl From<MasterKey> for MasterKeyRing {
+    fn from(current: MasterKey) -> Self {
+        Self::new(current)
+    }
+}
+
+impl fmt::Debug for MasterKeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKeyRing")
+            .field("current", &self.current)
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn wrap_aad(subject: PersonalKey, version: u32) -> Vec<u8> {
@@ -218,9 +315,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// One subject's data key, in memory only while it is used; zeroed on drop.
+/// One subject's data key, in memory only while it is used; the key and its AES key schedule
+/// are zeroed on drop.
 pub(crate) struct DataKey {
     key: Zeroizing<[u8; KEY_LEN]>,
+    /// Built once per key, for every value it encrypts or decrypts.
+    cipher: Aes256Gcm,
     pub(crate) version: u32,
 }
 
@@ -234,11 +334,15 @@ impl DataKey {
     pub(crate) fn generate(version: u32) -> Result<Self, PersonalError> {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(&mut key[..]).map_err(|_| PersonalError::Random)?;
-        Ok(Self { key, version })
+        Ok(Self::from_bytes(key, version))
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.key[..]))
+    fn from_bytes(key: Zeroizing<[u8; KEY_LEN]>, version: u32) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..])),
+            key,
+            version,
+        }
     }
 
     /// Encrypts `plaintext` for `subject`'s field `field` at `reference`.
@@ -252,7 +356,7 @@ impl DataKey {
         let nonce = random_nonce()?;
         let aad = data_aad(subject, reference, field, self.version);
         let sealed = self
-            .cipher()
+            .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -292,7 +396,7 @@ impl DataKey {
         let sealed = &ciphertext[HEADER_LEN..];
         let aad = data_aad(subject, reference, field, version);
         let plain = Zeroizing::new(
-            self.cipher()
+            self.cipher
                 .decrypt(
                     Nonce::from_slice(nonce),
                     Payload {

@@ -47,6 +47,21 @@ pub enum PersonalError {
         /// The subject's current version.
         current: u32,
     },
+    /// A reference in a stored payload points at a value bound to another field (references
+    /// swapped between fields, or copied from another event or command).
+    #[error(
+        "personal data {reference} of subject {subject} belongs to field `{found}`, not to `{expected}` (moved between fields)"
+    )]
+    FieldMismatch {
+        /// The personal data reference.
+        reference: Uuid,
+        /// The subject.
+        subject: PersonalKey,
+        /// The field that holds the reference: `"{event or command}.{field}"`.
+        expected: Box<str>,
+        /// The field the value was encrypted for.
+        found: Box<str>,
+    },
     /// An event refers to personal data that is not stored, and its subject was never erased.
     #[error(
         "personal data {reference} of subject {subject} is missing from the personal data store"
@@ -88,6 +103,13 @@ pub enum PersonalError {
         /// The personal data type.
         type_name: &'static str,
     },
+    /// A personal value could not be turned into its plaintext form (one of its parts failed
+    /// to serialize); nothing was stored.
+    #[error("personal data of type `{type_name}` could not be turned into its plaintext form")]
+    UnserializablePlaintext {
+        /// The personal data type.
+        type_name: &'static str,
+    },
     /// A stored reference to personal data is malformed.
     #[error("malformed personal data reference in a stored payload")]
     MalformedReference,
@@ -113,6 +135,16 @@ pub enum PersonalError {
     /// whether these values were stored is unknown. Nothing refers to them yet.
     #[error("the task writing personal data ended without an answer")]
     Unanswered,
+    /// An erasure deleted everything, but the SQLite write-ahead log, which still holds earlier
+    /// images of the erased pages, could not be truncated because readers kept using it.
+    /// Erasing again finishes the job.
+    #[error(
+        "the erasure is recorded and the data deleted, but the write-ahead log of {database} could not be truncated while readers used it; erase the subject again to finish"
+    )]
+    WalBusy {
+        /// The database file.
+        database: String,
+    },
     /// A stored row is malformed.
     #[error("corrupt row in `{table}`: {reason}")]
     Corrupt {
@@ -159,4 +191,89 @@ pub enum PersonalError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+}
+
+impl PersonalError {
+    /// A copy of this error, for one failure reported at each place it concerns (a reference
+    /// held by two fields, a data key that opens several values). Driver errors are copied as
+    /// [`copy_error`](crate::store::sql::copy_error) copies them.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::NoVault => Self::NoVault,
+            Self::SubjectErased { subject } => Self::SubjectErased { subject: *subject },
+            Self::Tampered { reference, subject } => Self::Tampered {
+                reference: *reference,
+                subject: *subject,
+            },
+            Self::UnknownKeyVersion {
+                reference,
+                subject,
+                found,
+                current,
+            } => Self::UnknownKeyVersion {
+                reference: *reference,
+                subject: *subject,
+                found: *found,
+                current: *current,
+            },
+            Self::FieldMismatch {
+                reference,
+                subject,
+                expected,
+                found,
+            } => Self::FieldMismatch {
+                reference: *reference,
+                subject: *subject,
+                expected: expected.clone(),
+                found: found.clone(),
+            },
+            Self::Missing { reference, subject } => Self::Missing {
+                reference: *reference,
+                subject: *subject,
+            },
+            Self::MissingKey { subject } => Self::MissingKey { subject: *subject },
+            Self::SubjectMismatch { reference, subject } => Self::SubjectMismatch {
+                reference: *reference,
+                subject: *subject,
+            },
+            Self::WrongMasterKey { subject } => Self::WrongMasterKey { subject: *subject },
+            Self::MasterKey(reason) => Self::MasterKey(reason.clone()),
+            Self::InvalidPlaintext { type_name } => Self::InvalidPlaintext { type_name },
+            Self::UnserializablePlaintext { type_name } => {
+                Self::UnserializablePlaintext { type_name }
+            }
+            Self::MalformedReference => Self::MalformedReference,
+            Self::ErasedIntoPlainField { type_name } => Self::ErasedIntoPlainField { type_name },
+            Self::Random => Self::Random,
+            Self::KeyRace { subject } => Self::KeyRace { subject: *subject },
+            Self::Unanswered => Self::Unanswered,
+            Self::WalBusy { database } => Self::WalBusy {
+                database: database.clone(),
+            },
+            Self::Corrupt { table, reason } => Self::Corrupt {
+                table,
+                reason: reason.clone(),
+            },
+            Self::OutOfRange { what } => Self::OutOfRange { what },
+            Self::SchemaTooNew {
+                database,
+                found,
+                supported,
+            } => Self::SchemaTooNew {
+                database,
+                found: *found,
+                supported: *supported,
+            },
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Self::Database { operation, source } => Self::Database {
+                operation,
+                source: crate::store::sql::copy_error(source),
+            },
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Self::Migrate { database, source } => Self::Migrate {
+                database,
+                source: sqlx::migrate::MigrateError::Source(source.to_string().into()),
+            },
+        }
+    }
 }

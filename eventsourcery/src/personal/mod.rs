@@ -16,6 +16,7 @@ use crate::value::ValueError;
 pub(crate) mod codec;
 mod crypto;
 mod error;
+mod lookup;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -26,8 +27,9 @@ mod store;
 mod vault;
 
 pub use codec::{DecodeContext, EncodeContext};
-pub use crypto::{MASTER_KEY_ENV, MasterKey};
+pub use crypto::{MASTER_KEY_ENV, MasterKey, MasterKeyRing};
 pub use error::PersonalError;
+pub use lookup::lookup_form;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresKeyStore, PostgresPersonalStore};
 #[cfg(feature = "sqlite")]
@@ -36,9 +38,7 @@ pub use store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
     PersonalStore, WrappedKey,
 };
-pub use vault::{Export, ExportedField, PersonalVault};
-
-pub(crate) use codec::collect_references;
+pub use vault::{Export, ExportedField, PersonalVault, Rotation, RotationFailure};
 
 /// The personal identification token: one per data subject, issued by the framework, never
 /// erased. It is a random identifier that says nothing about the person.
@@ -110,16 +110,22 @@ pub trait PersonalData: Sized + Send + Sync + 'static {
     /// default the type name in snake case).
     const KIND: &'static str;
 
-    /// The plaintext that gets encrypted.
-    fn to_plaintext(&self) -> zeroize::Zeroizing<String>;
+    /// The plaintext that gets encrypted. An error (a value whose parts do not serialize)
+    /// fails the write: nothing is stored in place of the value.
+    fn to_plaintext(&self) -> Result<zeroize::Zeroizing<String>, ValueError>;
 
     /// The value back from its plaintext.
     fn from_plaintext(plaintext: &str) -> Result<Self, ValueError>;
 
-    /// The form used for blind-index lookups (by default the plaintext, trimmed and lowercased,
-    /// so `Ann@Example.com` finds `ann@example.com`).
-    fn lookup_form(&self) -> zeroize::Zeroizing<String> {
-        zeroize::Zeroizing::new(self.to_plaintext().trim().to_lowercase())
+    /// The form used for blind-index lookups: by default [`lookup_form`] of the plaintext
+    /// (compatibility normalized, case folded, invisible characters removed, trimmed), so
+    /// `Ann@Example.com ` finds `ann@example.com`.
+    ///
+    /// Changing it changes the hashes a lookup computes: values indexed before the change are
+    /// found again once the index is rebuilt with
+    /// [`PersonalVault::rotate_index_key`].
+    fn lookup_form(&self) -> Result<zeroize::Zeroizing<String>, ValueError> {
+        self.to_plaintext().map(|plaintext| lookup_form(&plaintext))
     }
 }
 

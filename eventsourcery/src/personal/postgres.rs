@@ -2,6 +2,7 @@
 //! apart from the event store's.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -31,17 +32,29 @@ const KEY_SCHEMA: Schema = Schema {
             "generic claim plans",
             include_str!("../../migrations/postgres/keys/0003_generic_claim_plans.sql"),
         ),
+        (
+            4,
+            "atomic erasure",
+            include_str!("../../migrations/postgres/keys/0004_atomic_erasure.sql"),
+        ),
     ],
 };
 
 /// The personal data store's embedded migrations, newest last.
 const PERSONAL_SCHEMA: Schema = Schema {
     database: "PostgreSQL personal data store",
-    migrations: &[(
-        1,
-        "personal data store",
-        include_str!("../../migrations/postgres/personal/0001_personal_store.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "personal data store",
+            include_str!("../../migrations/postgres/personal/0001_personal_store.sql"),
+        ),
+        (
+            2,
+            "erased subjects",
+            include_str!("../../migrations/postgres/personal/0002_erased_subjects.sql"),
+        ),
+    ],
 };
 
 /// A pool on the database at `url`, with the event store's pool options.
@@ -250,45 +263,25 @@ impl KeyStore for PostgresKeyStore {
             .collect())
     }
 
-    async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError> {
-        sqlx::query("DELETE FROM eventsourcery_data_keys WHERE subject = $1")
-            .bind(subject.as_uuid())
-            .execute(&self.pool)
-            .await
-            .map_err(db("delete data key"))?;
-        Ok(())
-    }
-
-    async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError> {
-        // Alone on the subject's lock, so the claims under way end first (their keys are
-        // deleted next) and later ones see this record (migration 0002).
-        let mut tx = self.pool.begin().await.map_err(db("record erasure"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock(eventsourcery_subject_lock($1))")
-            .bind(erasure.subject.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("record erasure"))?;
-        // A subject erased and not re-enrolled keeps its first record.
-        sqlx::query(
-            "INSERT INTO eventsourcery_erasures
-                 (subject, erased_at_ns, reason, last_key_version, re_enrolled)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (subject) DO UPDATE SET
-                 erased_at_ns = excluded.erased_at_ns,
-                 reason = excluded.reason,
-                 last_key_version = excluded.last_key_version,
-                 re_enrolled = excluded.re_enrolled
-             WHERE eventsourcery_erasures.re_enrolled",
+    async fn erase(
+        &self,
+        subject: PersonalKey,
+        erased_at: SystemTime,
+        reason: &str,
+    ) -> Result<Erasure, PersonalError> {
+        // Migration 0004: alone on the subject's lock, so the claims under way end first and
+        // their keys are destroyed too; later claims see the record.
+        let row = sqlx::query(
+            "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled
+             FROM eventsourcery_erase_subject($1, $2, $3)",
         )
-        .bind(erasure.subject.as_uuid())
-        .bind(sql::nanos(erasure.erased_at, "the erasure time")?)
-        .bind(&erasure.reason)
-        .bind(i64::from(erasure.last_key_version))
-        .bind(erasure.re_enrolled)
-        .execute(&mut *tx)
+        .bind(subject.as_uuid())
+        .bind(sql::nanos(erased_at, "the erasure time")?)
+        .bind(reason)
+        .fetch_one(&self.pool)
         .await
-        .map_err(db("record erasure"))?;
-        tx.commit().await.map_err(db("record erasure"))
+        .map_err(db("erase data key"))?;
+        sql::erasure_from_row(&row)
     }
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
@@ -315,11 +308,26 @@ impl KeyStore for PostgresKeyStore {
         Ok(())
     }
 
-    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError> {
+    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
+        let epoch: i64 =
+            sqlx::query_scalar("SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("read the erasure epoch"))?;
+        Ok(epoch.unsigned_abs())
+    }
+
+    async fn keys_after(
+        &self,
+        after: Option<PersonalKey>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKey>, PersonalError> {
         let rows = sqlx::query(
             "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             ORDER BY subject",
+             WHERE $1::uuid IS NULL OR subject > $1 ORDER BY subject LIMIT $2",
         )
+        .bind(after.map(|s| s.as_uuid()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(db("read data keys"))?;
@@ -374,9 +382,9 @@ impl PersonalStore for PostgresPersonalStore {
         &self,
         mut records: Vec<PersonalRecord>,
         mut index: Vec<IndexEntry>,
-    ) -> Result<(), PersonalError> {
+    ) -> Result<Vec<PersonalKey>, PersonalError> {
         if records.is_empty() && index.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         // One lock order for every writer, so that two writers cannot deadlock; a reference
         // given twice keeps its last record (one statement cannot update a row twice).
@@ -384,47 +392,47 @@ impl PersonalStore for PostgresPersonalStore {
         records.sort_by_key(|r| r.reference);
         records.dedup_by_key(|r| r.reference);
         index.sort();
+        index.dedup();
         let created = sql::now_ns()?;
-        let (mut references, mut subjects, mut fields, mut ciphertexts) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for record in records {
-            references.push(record.reference);
-            subjects.push(record.subject.as_uuid());
-            fields.push(record.field);
-            ciphertexts.push(record.ciphertext);
+            // A malformed header counts as version 0 (see `PersonalStore::put`).
+            let version = record.key_version().unwrap_or(0);
+            columns.0.push(record.reference);
+            columns.1.push(record.subject.as_uuid());
+            columns.2.push(record.field);
+            columns.3.push(record.ciphertext);
+            columns.4.push(i64::from(version));
         }
         let (hashes, indexed): (Vec<Vec<u8>>, Vec<Uuid>) = index
             .into_iter()
             .map(|(hash, subject)| (hash, subject.as_uuid()))
             .unzip();
-        // One statement: one round trip, and atomic without an explicit transaction.
-        sqlx::query(
-            "WITH records AS (
-                 INSERT INTO eventsourcery_personal_data
-                     (reference, subject, field, ciphertext, created_at_ns)
-                 SELECT r.reference, r.subject, r.field, r.ciphertext, $5
-                 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bytea[])
-                     AS r(reference, subject, field, ciphertext)
-                 ON CONFLICT (reference) DO UPDATE SET
-                     subject = excluded.subject,
-                     field = excluded.field,
-                     ciphertext = excluded.ciphertext
-             )
-             INSERT INTO eventsourcery_blind_index (hash, subject)
-             SELECT i.hash, i.subject FROM UNNEST($6::bytea[], $7::uuid[]) AS i(hash, subject)
-             ON CONFLICT DO NOTHING",
+        // One round trip (migration 0002): the subjects' locks, the erasure check and the
+        // writes, atomic without an explicit transaction.
+        let refused: Vec<String> = sqlx::query_scalar(
+            "SELECT s::text FROM eventsourcery_put_personal($1, $2, $3, $4, $5, $6, $7, $8) AS s",
         )
-        .bind(references)
-        .bind(subjects)
-        .bind(fields)
-        .bind(ciphertexts)
+        .bind(columns.0)
+        .bind(columns.1)
+        .bind(columns.2)
+        .bind(columns.3)
+        .bind(columns.4)
         .bind(created)
         .bind(hashes)
         .bind(indexed)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(db("store personal data"))?;
-        Ok(())
+        refused
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|_| PersonalError::Corrupt {
+                    table: sql::ERASED_SUBJECTS,
+                    reason: "column `subject` is not a UUID".into(),
+                })
+            })
+            .collect()
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
@@ -455,24 +463,33 @@ impl PersonalStore for PostgresPersonalStore {
         rows.iter().map(sql::record_from_row).collect()
     }
 
-    async fn delete_subject(&self, subject: PersonalKey) -> Result<u64, PersonalError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("delete personal data"))?;
-        let deleted = sqlx::query("DELETE FROM eventsourcery_personal_data WHERE subject = $1")
+    async fn erase_subject(
+        &self,
+        subject: PersonalKey,
+        last_key_version: u32,
+    ) -> Result<u64, PersonalError> {
+        // Migration 0002: alone on the subject's lock, so the writes under way commit first
+        // (and are deleted here) and later ones see the record.
+        let deleted: i64 = sqlx::query_scalar("SELECT eventsourcery_erase_personal($1, $2)")
             .bind(subject.as_uuid())
-            .execute(&mut *tx)
+            .bind(i64::from(last_key_version))
+            .fetch_one(&self.pool)
             .await
-            .map_err(db("delete personal data"))?
-            .rows_affected();
-        sqlx::query("DELETE FROM eventsourcery_blind_index WHERE subject = $1")
-            .bind(subject.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("delete personal data"))?;
-        tx.commit().await.map_err(db("delete personal data"))?;
+            .map_err(db("erase personal data"))?;
+        Ok(deleted.unsigned_abs())
+    }
+
+    async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
+        if references.is_empty() {
+            return Ok(0);
+        }
+        let deleted =
+            sqlx::query("DELETE FROM eventsourcery_personal_data WHERE reference = ANY($1)")
+                .bind(references)
+                .execute(&self.pool)
+                .await
+                .map_err(db("delete personal data"))?
+                .rows_affected();
         Ok(deleted)
     }
 

@@ -27,6 +27,8 @@ pub(super) const DATA_KEYS: &str = "eventsourcery_data_keys";
 pub(super) const ERASURES: &str = "eventsourcery_erasures";
 /// The personal data table.
 pub(super) const PERSONAL_DATA: &str = "eventsourcery_personal_data";
+/// The personal data store's record of erased subjects.
+pub(super) const ERASED_SUBJECTS: &str = "eventsourcery_erased_subjects";
 /// The blind index table.
 pub(super) const BLIND_INDEX: &str = "eventsourcery_blind_index";
 
@@ -208,6 +210,26 @@ where
         field: columns.get(2, "field", "text")?,
         ciphertext: columns.get(3, "ciphertext", "bytes")?,
     })
+}
+
+/// Decodes an erased-subject row selected as `subject, last_key_version` (the subject as text).
+pub(super) fn erased_subject_from_row<'r, R>(
+    row: &'r R,
+) -> Result<(PersonalKey, u32), PersonalError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let columns = Columns {
+        row,
+        table: ERASED_SUBJECTS,
+    };
+    Ok((
+        columns.subject(0, "subject")?,
+        columns.version(1, "last_key_version", 0)?,
+    ))
 }
 
 /// Decodes a blind index row selected as `subject` (as text).

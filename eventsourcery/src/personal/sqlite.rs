@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -21,25 +21,42 @@ use crate::store::sql::Schema;
 /// The key store's embedded migrations, newest last.
 const KEY_SCHEMA: Schema = Schema {
     database: "SQLite key store",
-    migrations: &[(
-        1,
-        "key store",
-        include_str!("../../migrations/sqlite/keys/0001_key_store.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "key store",
+            include_str!("../../migrations/sqlite/keys/0001_key_store.sql"),
+        ),
+        (
+            2,
+            "erasure epoch",
+            include_str!("../../migrations/sqlite/keys/0002_erasure_epoch.sql"),
+        ),
+    ],
 };
 
 /// The personal data store's embedded migrations, newest last.
 const PERSONAL_SCHEMA: Schema = Schema {
     database: "SQLite personal data store",
-    migrations: &[(
-        1,
-        "personal data store",
-        include_str!("../../migrations/sqlite/personal/0001_personal_store.sql"),
-    )],
+    migrations: &[
+        (
+            1,
+            "personal data store",
+            include_str!("../../migrations/sqlite/personal/0001_personal_store.sql"),
+        ),
+        (
+            2,
+            "erased subjects",
+            include_str!("../../migrations/sqlite/personal/0002_erased_subjects.sql"),
+        ),
+    ],
 };
 
 /// How long a writer from another process waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many times an erasure tries to truncate the write-ahead log while readers hold it.
+const CHECKPOINT_ATTEMPTS: u32 = 5;
 
 /// Connections of a file-backed store: one writer at a time, readers in parallel (WAL).
 const MAX_CONNECTIONS: u32 = 8;
@@ -131,6 +148,42 @@ impl Database {
             .await
             .map_err(db(operation))?;
         Ok((guard, tx))
+    }
+
+    /// An erasure's transaction: [`begin`](Self::begin), with `secure_delete` on for its
+    /// connection whatever the pool was opened with, so the deleted bytes are overwritten.
+    async fn begin_erasure(
+        &self,
+        operation: &'static str,
+    ) -> Result<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>), PersonalError> {
+        let (guard, mut tx) = self.begin(operation).await?;
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut *tx)
+            .await
+            .map_err(db(operation))?;
+        Ok((guard, tx))
+    }
+
+    /// Copies the write-ahead log into the database file and truncates it, after an erasure:
+    /// `secure_delete` zeroes the erased bytes in the pages it writes, but the log still holds
+    /// the earlier images of those pages until it is checkpointed and truncated. Waits for
+    /// readers (of any process) that still use the log, up to the busy timeout, a few times;
+    /// an erasure that cannot finish this reports it, and is finished by erasing again.
+    async fn truncate_wal(&self, operation: &'static str) -> Result<(), PersonalError> {
+        for attempt in 0..CHECKPOINT_ATTEMPTS {
+            // (busy, frames in the log, frames checkpointed); -1 frames when not in WAL mode.
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db(operation))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+        }
+        Err(PersonalError::WalBusy {
+            database: self.file(),
+        })
     }
 
     fn file(&self) -> String {
@@ -234,6 +287,12 @@ pub struct SqliteKeyStore {
 
 sqlite_store!(SqliteKeyStore, KEY_SCHEMA, sql::KEY_MIGRATIONS);
 
+/// The columns a data key is read with.
+const KEY_COLUMNS: &str = "subject, version, wrapped, master_key_id";
+
+/// The columns an erasure record is read with.
+const ERASURE_COLUMNS: &str = "subject, erased_at_ns, reason, last_key_version, re_enrolled";
+
 #[async_trait::async_trait]
 impl KeyStore for SqliteKeyStore {
     async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
@@ -315,40 +374,71 @@ impl KeyStore for SqliteKeyStore {
         Ok(claimed)
     }
 
-    async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError> {
-        let (_writer, mut tx) = self.db.begin("delete data key").await?;
-        sqlx::query("DELETE FROM eventsourcery_data_keys WHERE subject = ?1")
-            .bind(subject.to_string())
-            .execute(&mut *tx)
+    async fn erase(
+        &self,
+        subject: PersonalKey,
+        erased_at: SystemTime,
+        reason: &str,
+    ) -> Result<Erasure, PersonalError> {
+        const OPERATION: &str = "erase data key";
+        let erased_at = sql::nanos(erased_at, "the erasure time")?;
+        let id = subject.to_string();
+        // One write transaction: what it reads is what it erases, and no claim comes between.
+        let (_writer, mut tx) = self.db.begin_erasure(OPERATION).await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM eventsourcery_data_keys WHERE subject = ?1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db(OPERATION))?;
+        let select =
+            format!("SELECT {ERASURE_COLUMNS} FROM eventsourcery_erasures WHERE subject = ?1");
+        let previous = sqlx::query(AssertSqlSafe(select.clone()))
+            .bind(&id)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(db("delete data key"))?;
-        tx.commit().await.map_err(db("delete data key"))
-    }
-
-    async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError> {
-        let erased_at = sql::nanos(erasure.erased_at, "the erasure time")?;
-        let (_writer, mut tx) = self.db.begin("record erasure").await?;
+            .map_err(db(OPERATION))?
+            .as_ref()
+            .map(sql::erasure_from_row)
+            .transpose()?;
+        let current = current.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        let last = Erasure::next_last_key_version(current, previous.as_ref());
         // A subject erased and not re-enrolled keeps its first record.
         sqlx::query(
             "INSERT INTO eventsourcery_erasures
                  (subject, erased_at_ns, reason, last_key_version, re_enrolled)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+             VALUES (?1, ?2, ?3, ?4, 0)
              ON CONFLICT (subject) DO UPDATE SET
-                 erased_at_ns = excluded.erased_at_ns,
-                 reason = excluded.reason,
+                 erased_at_ns = CASE WHEN re_enrolled = 1 THEN excluded.erased_at_ns ELSE erased_at_ns END,
+                 reason = CASE WHEN re_enrolled = 1 THEN excluded.reason ELSE reason END,
                  last_key_version = excluded.last_key_version,
-                 re_enrolled = excluded.re_enrolled
-             WHERE eventsourcery_erasures.re_enrolled = 1",
+                 re_enrolled = 0",
         )
-        .bind(erasure.subject.to_string())
+        .bind(&id)
         .bind(erased_at)
-        .bind(&erasure.reason)
-        .bind(i64::from(erasure.last_key_version))
-        .bind(erasure.re_enrolled)
+        .bind(reason)
+        .bind(i64::from(last))
         .execute(&mut *tx)
         .await
-        .map_err(db("record erasure"))?;
-        tx.commit().await.map_err(db("record erasure"))
+        .map_err(db(OPERATION))?;
+        sqlx::query("DELETE FROM eventsourcery_data_keys WHERE subject = ?1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OPERATION))?;
+        sqlx::query("UPDATE eventsourcery_erasure_epoch SET epoch = epoch + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OPERATION))?;
+        let row = sqlx::query(AssertSqlSafe(select))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(OPERATION))?;
+        let erasure = sql::erasure_from_row(&row)?;
+        tx.commit().await.map_err(db(OPERATION))?;
+        self.db.truncate_wal(OPERATION).await?;
+        Ok(erasure)
     }
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
@@ -367,6 +457,15 @@ impl KeyStore for SqliteKeyStore {
         rows.iter().map(sql::erasure_from_row).collect()
     }
 
+    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
+        let epoch: i64 =
+            sqlx::query_scalar("SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1")
+                .fetch_one(&self.db.pool)
+                .await
+                .map_err(db("read the erasure epoch"))?;
+        Ok(epoch.unsigned_abs())
+    }
+
     async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
         let (_writer, mut tx) = self.db.begin("re-enroll").await?;
         sqlx::query("UPDATE eventsourcery_erasures SET re_enrolled = 1 WHERE subject = ?1")
@@ -377,14 +476,22 @@ impl KeyStore for SqliteKeyStore {
         tx.commit().await.map_err(db("re-enroll"))
     }
 
-    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             ORDER BY subject",
-        )
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("read data keys"))?;
+    async fn keys_after(
+        &self,
+        after: Option<PersonalKey>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKey>, PersonalError> {
+        // Subjects are hyphenated lowercase UUIDs: text order is UUID order.
+        let select = format!(
+            "SELECT {KEY_COLUMNS} FROM eventsourcery_data_keys WHERE subject > ?1
+             ORDER BY subject LIMIT ?2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(select))
+            .bind(after.map_or_else(String::new, |s| s.to_string()))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db("read data keys"))?;
         rows.iter().map(sql::key_from_row).collect()
     }
 
@@ -445,15 +552,37 @@ impl PersonalStore for SqlitePersonalStore {
         &self,
         mut records: Vec<PersonalRecord>,
         mut index: Vec<IndexEntry>,
-    ) -> Result<(), PersonalError> {
+    ) -> Result<Vec<PersonalKey>, PersonalError> {
+        const OPERATION: &str = "store personal data";
         if records.is_empty() && index.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         records.sort_by_key(|r| r.reference);
         index.sort();
         let created = sql::now_ns()?;
-        let (_writer, mut tx) = self.db.begin("store personal data").await?;
-        for record in &records {
+        let mut subjects: Vec<PersonalKey> = records
+            .iter()
+            .map(|r| r.subject)
+            .chain(index.iter().map(|(_, s)| *s))
+            .collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        // One write transaction: the erasure records read are the ones in force as it writes.
+        let (_writer, mut tx) = self.db.begin(OPERATION).await?;
+        let rows = sqlx::query(
+            "SELECT subject, last_key_version FROM eventsourcery_erased_subjects
+             WHERE subject IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(uuid_list(subjects.iter().map(PersonalKey::as_uuid)))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db(OPERATION))?;
+        let erased = rows
+            .iter()
+            .map(sql::erased_subject_from_row)
+            .collect::<Result<std::collections::HashMap<_, _>, _>>()?;
+        let refused = super::store::refused_subjects(&records, &index, |s| erased.get(&s).copied());
+        for record in records.iter().filter(|r| !refused.contains(&r.subject)) {
             sqlx::query(
                 "INSERT INTO eventsourcery_personal_data
                      (reference, subject, field, ciphertext, created_at_ns)
@@ -470,9 +599,9 @@ impl PersonalStore for SqlitePersonalStore {
             .bind(created)
             .execute(&mut *tx)
             .await
-            .map_err(db("store personal data"))?;
+            .map_err(db(OPERATION))?;
         }
-        for (hash, subject) in &index {
+        for (hash, subject) in index.iter().filter(|(_, s)| !refused.contains(s)) {
             sqlx::query(
                 "INSERT INTO eventsourcery_blind_index (hash, subject) VALUES (?1, ?2)
                  ON CONFLICT DO NOTHING",
@@ -481,9 +610,10 @@ impl PersonalStore for SqlitePersonalStore {
             .bind(subject.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(db("store personal data"))?;
+            .map_err(db(OPERATION))?;
         }
-        tx.commit().await.map_err(db("store personal data"))
+        tx.commit().await.map_err(db(OPERATION))?;
+        Ok(refused)
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
@@ -513,21 +643,56 @@ impl PersonalStore for SqlitePersonalStore {
         rows.iter().map(sql::record_from_row).collect()
     }
 
-    async fn delete_subject(&self, subject: PersonalKey) -> Result<u64, PersonalError> {
+    async fn erase_subject(
+        &self,
+        subject: PersonalKey,
+        last_key_version: u32,
+    ) -> Result<u64, PersonalError> {
+        const OPERATION: &str = "erase personal data";
         let subject = subject.to_string();
-        let (_writer, mut tx) = self.db.begin("delete personal data").await?;
+        let (_writer, mut tx) = self.db.begin_erasure(OPERATION).await?;
+        sqlx::query(
+            "INSERT INTO eventsourcery_erased_subjects (subject, last_key_version) VALUES (?1, ?2)
+             ON CONFLICT (subject) DO UPDATE SET
+                 last_key_version = MAX(last_key_version, excluded.last_key_version)",
+        )
+        .bind(&subject)
+        .bind(i64::from(last_key_version))
+        .execute(&mut *tx)
+        .await
+        .map_err(db(OPERATION))?;
         let deleted = sqlx::query("DELETE FROM eventsourcery_personal_data WHERE subject = ?1")
             .bind(&subject)
             .execute(&mut *tx)
             .await
-            .map_err(db("delete personal data"))?
+            .map_err(db(OPERATION))?
             .rows_affected();
         sqlx::query("DELETE FROM eventsourcery_blind_index WHERE subject = ?1")
             .bind(&subject)
             .execute(&mut *tx)
             .await
-            .map_err(db("delete personal data"))?;
-        tx.commit().await.map_err(db("delete personal data"))?;
+            .map_err(db(OPERATION))?;
+        tx.commit().await.map_err(db(OPERATION))?;
+        self.db.truncate_wal(OPERATION).await?;
+        Ok(deleted)
+    }
+
+    async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
+        const OPERATION: &str = "delete personal data";
+        if references.is_empty() {
+            return Ok(0);
+        }
+        let (_writer, mut tx) = self.db.begin(OPERATION).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM eventsourcery_personal_data
+             WHERE reference IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(uuid_list(references.iter().copied()))
+        .execute(&mut *tx)
+        .await
+        .map_err(db(OPERATION))?
+        .rows_affected();
+        tx.commit().await.map_err(db(OPERATION))?;
         Ok(deleted)
     }
 

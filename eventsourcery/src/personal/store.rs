@@ -43,7 +43,10 @@ pub struct Erasure {
     pub erased_at: SystemTime,
     /// Why (a request id or a policy name; never personal data).
     pub reason: String,
-    /// The highest key version the subject had; a re-enrolled subject gets a higher one.
+    /// Every key version up to this one is destroyed: the subject's key when it was erased,
+    /// and any version a writer racing the erasure could have been about to claim. A
+    /// re-enrolled subject gets a higher one, and the personal data store refuses values
+    /// under any version up to it.
     pub last_key_version: u32,
     /// Whether the subject was re-enrolled after the erasure.
     pub re_enrolled: bool,
@@ -54,6 +57,22 @@ impl Erasure {
     /// above every version it had before.
     pub fn allows(&self, version: u32) -> bool {
         self.re_enrolled && version > self.last_key_version
+    }
+
+    /// The `last_key_version` of an erasure made now, given the subject's current key version
+    /// (if it has a key) and its previous erasure (if any).
+    ///
+    /// It covers the current key, and every version a writer could be about to claim: 1 for a
+    /// subject never erased, one above the old versions for a re-enrolled one. So a write that
+    /// read the subject's state before the erasure, whatever it read, encrypts under a version
+    /// the personal data store then refuses.
+    pub fn next_last_key_version(current: Option<u32>, previous: Option<&Erasure>) -> u32 {
+        let claimable = match previous {
+            None => 1,
+            Some(previous) if previous.re_enrolled => previous.last_key_version.saturating_add(1),
+            Some(previous) => previous.last_key_version,
+        };
+        current.unwrap_or(0).max(claimable)
     }
 }
 
@@ -68,6 +87,15 @@ pub struct PersonalRecord {
     pub field: String,
     /// Format byte, key version, nonce, sealed value.
     pub ciphertext: Vec<u8>,
+}
+
+impl PersonalRecord {
+    /// The version of the data key the value is encrypted under, from the ciphertext's header
+    /// (`None` if the header is malformed). The header is authenticated: a changed version
+    /// fails decryption.
+    pub fn key_version(&self) -> Option<u32> {
+        super::crypto::ciphertext_version(&self.ciphertext)
+    }
 }
 
 impl fmt::Debug for PersonalRecord {
@@ -85,6 +113,11 @@ impl fmt::Debug for PersonalRecord {
 pub type IndexEntry = (Vec<u8>, PersonalKey);
 
 /// Where data keys and erasure records live.
+///
+/// Implementations must make [`erase`](Self::erase) and [`claim_keys`](Self::claim_keys) take
+/// turns per subject (a write transaction, or a per-subject lock that an erasure takes alone),
+/// so that a claim either comes before an erasure (whose key the erasure then destroys) or
+/// sees its record.
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// The current keys of these subjects (those that have one).
@@ -96,65 +129,85 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Stores each key whose subject has no key and may take it, and tells, in the order given,
     /// which were stored. A subject may take a key unless it was erased and not re-enrolled,
-    /// or was re-enrolled but had a key of this version or a later one before its erasure.
+    /// or was re-enrolled but had a key of this version or a later one before its erasure
+    /// ([`Erasure::allows`]).
     ///
-    /// The vault stores new keys this way, while the values encrypted under them are stored,
-    /// so that a write which read the subject as not erased cannot give it a key once the
-    /// erasure is recorded. The default reads the erasure records, then inserts with
-    /// [`insert_key`](Self::insert_key); SQLite checks and inserts in one write transaction
-    /// (no erasure can come between); PostgreSQL takes the subjects' advisory locks, which
-    /// [`record_erasure`](Self::record_erasure) takes alone, before it checks and inserts.
-    async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
-        let subjects: Vec<PersonalKey> = keys.iter().map(|k| k.subject).collect();
-        let erasures: std::collections::HashMap<PersonalKey, Erasure> = self
-            .erasures(&subjects)
-            .await?
-            .into_iter()
-            .map(|e| (e.subject, e))
-            .collect();
-        let candidates: Vec<WrappedKey> = keys
-            .iter()
-            .filter(|k| erasures.get(&k.subject).is_none_or(|e| e.allows(k.version)))
-            .cloned()
-            .collect();
-        let mut claimed = std::collections::HashSet::new();
-        for key in candidates {
-            let stored = self.insert_key(key.clone()).await?;
-            if stored.wrapped == key.wrapped {
-                claimed.insert(key.subject);
-            }
-        }
-        Ok(keys.iter().map(|k| claimed.contains(&k.subject)).collect())
-    }
+    /// The vault stores new keys only this way, while the values encrypted under them are
+    /// stored, so that a write which read the subject as not erased cannot give it a key once
+    /// the erasure is recorded: the check and the insert must not let an erasure come between
+    /// them.
+    async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError>;
 
-    /// Deletes a subject's key (crypto-shredding).
-    async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError>;
-
-    /// Records an erasure; a subject already erased and not re-enrolled keeps its first record.
-    async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError>;
+    /// Erases a subject in one step that no claim can come between: records the erasure
+    /// (a subject already erased and not re-enrolled keeps its first record), with
+    /// `last_key_version` decided from the key it finds
+    /// ([`Erasure::next_last_key_version`]), destroys the subject's key, and moves the
+    /// [`erasure_epoch`](Self::erasure_epoch) on. Returns the record. Idempotent.
+    async fn erase(
+        &self,
+        subject: PersonalKey,
+        erased_at: SystemTime,
+        reason: &str,
+    ) -> Result<Erasure, PersonalError>;
 
     /// The erasure records of these subjects.
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError>;
 
-    /// Marks an erased subject as re-enrolled, so it accepts new personal data.
+    /// A number that every [`erase`](Self::erase) changes, in the same transaction as the key
+    /// it destroys, for every process sharing the store: a cache of decrypted state read
+    /// before it changed must be dropped.
+    async fn erasure_epoch(&self) -> Result<u64, PersonalError>;
+
+    /// Marks an erased subject as re-enrolled, so it accepts new personal data under a key
+    /// version above its old ones.
     async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError>;
 
-    /// Every key, for master-key rotation.
-    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError>;
+    /// Up to `limit` keys of subjects after `after` (from the first if `None`), in subject
+    /// order: master-key rotation walks the store with it.
+    async fn keys_after(
+        &self,
+        after: Option<PersonalKey>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKey>, PersonalError>;
 
-    /// Replaces wrapped keys (same subjects and versions) in one transaction.
+    /// Every key (for tests and small stores; rotation pages with
+    /// [`keys_after`](Self::keys_after)).
+    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .keys_after(all.last().map(|k: &WrappedKey| k.subject), 1_000)
+                .await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Replaces wrapped keys in one transaction, each only if the subject still has a key of
+    /// the same version (a key erased or replaced meanwhile is left alone).
     async fn rewrap_keys(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalError>;
 }
 
 /// Where encrypted personal values and the blind index live.
+///
+/// It keeps a PII-free record of each erased subject: the last key version the erasure
+/// destroyed. [`put`](Self::put) refuses, in the same transaction as its writes, every value
+/// of such a subject under a version up to that one, so that a write racing an erasure either
+/// lands before it (and is deleted by it) or is refused. Implementations must make `put` and
+/// [`erase_subject`](Self::erase_subject) take turns per subject.
 #[async_trait::async_trait]
 pub trait PersonalStore: Send + Sync + 'static {
-    /// Stores records and index entries in one transaction.
+    /// Stores records and index entries in one transaction, except those of subjects that
+    /// were erased through a key version at least as high as their records' (see
+    /// [`PersonalRecord::key_version`]; a record whose header is malformed, or a subject with
+    /// index entries but no record, is refused once the subject is erased at all). Returns the refused subjects, of which nothing was stored.
     async fn put(
         &self,
         records: Vec<PersonalRecord>,
         index: Vec<IndexEntry>,
-    ) -> Result<(), PersonalError>;
+    ) -> Result<Vec<PersonalKey>, PersonalError>;
 
     /// The records with these references (those that exist).
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError>;
@@ -162,11 +215,45 @@ pub trait PersonalStore: Send + Sync + 'static {
     /// Every record of a subject, oldest first.
     async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError>;
 
-    /// Deletes a subject's records and index entries; returns how many records went.
-    async fn delete_subject(&self, subject: PersonalKey) -> Result<u64, PersonalError>;
+    /// Erases a subject in one transaction: records that its keys up to `last_key_version`
+    /// are destroyed (keeping the highest version recorded), and deletes its records and index
+    /// entries. Returns how many records went. Idempotent.
+    async fn erase_subject(
+        &self,
+        subject: PersonalKey,
+        last_key_version: u32,
+    ) -> Result<u64, PersonalError>;
+
+    /// Deletes the records with these references (values written for an attempt that did not
+    /// commit, so that nothing refers to them); returns how many went.
+    async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError>;
 
     /// The subjects with this blind-index hash.
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError>;
+}
+
+/// The subjects of `records` and `index` that an erasure through `erased(subject)` refuses:
+/// the rule every [`PersonalStore::put`] applies, for stores that check in their own code.
+pub(crate) fn refused_subjects(
+    records: &[PersonalRecord],
+    index: &[IndexEntry],
+    mut erased: impl FnMut(PersonalKey) -> Option<u32>,
+) -> Vec<PersonalKey> {
+    let mut lowest: BTreeMap<PersonalKey, u32> = BTreeMap::new();
+    for record in records {
+        // A malformed header counts as version 0: refused once the subject is erased at all.
+        let version = record.key_version().unwrap_or(0);
+        let entry = lowest.entry(record.subject).or_insert(version);
+        *entry = (*entry).min(version);
+    }
+    for (_, subject) in index {
+        lowest.entry(*subject).or_insert(0);
+    }
+    lowest
+        .into_iter()
+        .filter(|(subject, version)| erased(*subject).is_some_and(|last| *version <= last))
+        .map(|(subject, _)| subject)
+        .collect()
 }
 
 /// Locks `mutex`; its data are plain collections, which a panic elsewhere cannot leave half
@@ -180,10 +267,14 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Keys in process memory, for tests.
 #[derive(Debug, Default)]
 pub struct MemoryKeyStore {
-    inner: Mutex<(
-        HashMap<PersonalKey, WrappedKey>,
-        HashMap<PersonalKey, Erasure>,
-    )>,
+    inner: Mutex<MemoryKeys>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryKeys {
+    keys: BTreeMap<PersonalKey, WrappedKey>,
+    erasures: HashMap<PersonalKey, Erasure>,
+    epoch: u64,
 }
 
 impl MemoryKeyStore {
@@ -199,58 +290,104 @@ impl KeyStore for MemoryKeyStore {
         let inner = lock(&self.inner);
         Ok(subjects
             .iter()
-            .filter_map(|s| inner.0.get(s).cloned())
+            .filter_map(|s| inner.keys.get(s).cloned())
             .collect())
     }
 
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
         Ok(lock(&self.inner)
-            .0
+            .keys
             .entry(key.subject)
             .or_insert(key)
             .clone())
     }
 
-    async fn delete_key(&self, subject: PersonalKey) -> Result<(), PersonalError> {
-        lock(&self.inner).0.remove(&subject);
-        Ok(())
+    async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
+        // One lock for the check and the insert: no erasure comes between them.
+        let mut inner = lock(&self.inner);
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let allowed = inner
+                    .erasures
+                    .get(&key.subject)
+                    .is_none_or(|e| e.allows(key.version));
+                if !allowed || inner.keys.contains_key(&key.subject) {
+                    return false;
+                }
+                inner.keys.insert(key.subject, key);
+                true
+            })
+            .collect())
     }
 
-    async fn record_erasure(&self, erasure: Erasure) -> Result<(), PersonalError> {
+    async fn erase(
+        &self,
+        subject: PersonalKey,
+        erased_at: SystemTime,
+        reason: &str,
+    ) -> Result<Erasure, PersonalError> {
         let mut inner = lock(&self.inner);
-        let keep = inner
-            .1
-            .get(&erasure.subject)
-            .is_some_and(|e| !e.re_enrolled);
-        if !keep {
-            inner.1.insert(erasure.subject, erasure);
-        }
-        Ok(())
+        let current = inner.keys.get(&subject).map(|k| k.version);
+        let previous = inner.erasures.get(&subject).cloned();
+        let last_key_version = Erasure::next_last_key_version(current, previous.as_ref());
+        let erasure = match previous {
+            Some(previous) if !previous.re_enrolled => Erasure {
+                last_key_version,
+                ..previous
+            },
+            _ => Erasure {
+                subject,
+                erased_at,
+                reason: reason.to_owned(),
+                last_key_version,
+                re_enrolled: false,
+            },
+        };
+        inner.erasures.insert(subject, erasure.clone());
+        inner.keys.remove(&subject);
+        inner.epoch += 1;
+        Ok(erasure)
     }
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
         let inner = lock(&self.inner);
         Ok(subjects
             .iter()
-            .filter_map(|s| inner.1.get(s).cloned())
+            .filter_map(|s| inner.erasures.get(s).cloned())
             .collect())
     }
 
+    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
+        Ok(lock(&self.inner).epoch)
+    }
+
     async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
-        if let Some(erasure) = lock(&self.inner).1.get_mut(&subject) {
+        if let Some(erasure) = lock(&self.inner).erasures.get_mut(&subject) {
             erasure.re_enrolled = true;
         }
         Ok(())
     }
 
-    async fn all_keys(&self) -> Result<Vec<WrappedKey>, PersonalError> {
-        Ok(lock(&self.inner).0.values().cloned().collect())
+    async fn keys_after(
+        &self,
+        after: Option<PersonalKey>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKey>, PersonalError> {
+        let inner = lock(&self.inner);
+        let range = match after {
+            Some(after) => inner
+                .keys
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => inner.keys.range(..),
+        };
+        Ok(range.take(limit).map(|(_, k)| k.clone()).collect())
     }
 
     async fn rewrap_keys(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
         let mut inner = lock(&self.inner);
         for key in keys {
-            if let Some(existing) = inner.0.get_mut(&key.subject)
+            if let Some(existing) = inner.keys.get_mut(&key.subject)
                 && existing.version == key.version
             {
                 *existing = key;
@@ -270,6 +407,7 @@ pub struct MemoryPersonalStore {
 struct MemoryData {
     records: BTreeMap<Uuid, PersonalRecord>,
     index: Vec<IndexEntry>,
+    erased: HashMap<PersonalKey, u32>,
 }
 
 impl MemoryPersonalStore {
@@ -285,17 +423,20 @@ impl PersonalStore for MemoryPersonalStore {
         &self,
         records: Vec<PersonalRecord>,
         index: Vec<IndexEntry>,
-    ) -> Result<(), PersonalError> {
+    ) -> Result<Vec<PersonalKey>, PersonalError> {
         let mut inner = lock(&self.inner);
+        let refused = refused_subjects(&records, &index, |s| inner.erased.get(&s).copied());
         for record in records {
-            inner.records.insert(record.reference, record);
+            if !refused.contains(&record.subject) {
+                inner.records.insert(record.reference, record);
+            }
         }
         for entry in index {
-            if !inner.index.contains(&entry) {
+            if !refused.contains(&entry.1) && !inner.index.contains(&entry) {
                 inner.index.push(entry);
             }
         }
-        Ok(())
+        Ok(refused)
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
@@ -316,12 +457,26 @@ impl PersonalStore for MemoryPersonalStore {
             .collect())
     }
 
-    async fn delete_subject(&self, subject: PersonalKey) -> Result<u64, PersonalError> {
+    async fn erase_subject(
+        &self,
+        subject: PersonalKey,
+        last_key_version: u32,
+    ) -> Result<u64, PersonalError> {
         let mut inner = lock(&self.inner);
+        let erased = inner.erased.entry(subject).or_insert(last_key_version);
+        *erased = (*erased).max(last_key_version);
         let before = inner.records.len();
         inner.records.retain(|_, r| r.subject != subject);
         inner.index.retain(|(_, s)| *s != subject);
         Ok((before - inner.records.len()) as u64)
+    }
+
+    async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
+        let mut inner = lock(&self.inner);
+        Ok(references
+            .iter()
+            .filter(|r| inner.records.remove(r).is_some())
+            .count() as u64)
     }
 
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
@@ -332,6 +487,7 @@ impl PersonalStore for MemoryPersonalStore {
             .filter(|(h, _)| h.as_slice() == hash)
             .map(|(_, s)| *s)
             .collect();
+        found.sort_unstable();
         found.dedup();
         Ok(found)
     }

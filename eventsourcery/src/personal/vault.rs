@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -10,8 +9,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::codec::{PersonalWrite, Resolved};
-use super::crypto::{DataKey, MasterKey, blind_index, ciphertext_version};
+use super::codec::{PersonalWrite, Reference, Resolved};
+use super::crypto::{DataKey, MasterKey, MasterKeyRing, blind_index, ciphertext_version};
 use super::store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
     PersonalStore, WrappedKey, lock,
@@ -27,9 +26,7 @@ const INDEX_SUBJECT: PersonalKey = PersonalKey(Uuid::nil());
 pub struct PersonalVault {
     keys: Arc<dyn KeyStore>,
     data: Arc<dyn PersonalStore>,
-    master: MasterKey,
-    /// Bumped by every erasure, so caches of decrypted state know to drop it.
-    epoch: AtomicU64,
+    masters: MasterKeyRing,
     /// Concurrent `store` calls, written together.
     writes: Batcher<Vec<PersonalWrite>, Result<(), PersonalError>>,
     /// Subjects known to have a key or an erasure record: their writes read it first.
@@ -51,7 +48,7 @@ const MAX_WRITE_VALUES: usize = 1_024;
 impl fmt::Debug for PersonalVault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PersonalVault")
-            .field("master", &self.master)
+            .field("masters", &self.masters)
             .finish_non_exhaustive()
     }
 }
@@ -108,22 +105,26 @@ impl Export {
 
 impl PersonalVault {
     /// A vault over a key store and a personal data store, with the master key that wraps the
-    /// data keys.
-    pub fn new(keys: impl KeyStore, data: impl PersonalStore, master: MasterKey) -> Self {
-        Self::from_shared(Arc::new(keys), Arc::new(data), master)
+    /// data keys: a [`MasterKey`], or a [`MasterKeyRing`] holding previous master keys too
+    /// while a rotation is under way.
+    pub fn new(
+        keys: impl KeyStore,
+        data: impl PersonalStore,
+        masters: impl Into<MasterKeyRing>,
+    ) -> Self {
+        Self::from_shared(Arc::new(keys), Arc::new(data), masters)
     }
 
     /// A vault over shared stores.
     pub fn from_shared(
         keys: Arc<dyn KeyStore>,
         data: Arc<dyn PersonalStore>,
-        master: MasterKey,
+        masters: impl Into<MasterKeyRing>,
     ) -> Self {
         Self {
             keys,
             data,
-            master,
-            epoch: AtomicU64::new(0),
+            masters: masters.into(),
             writes: Batcher::new(WRITE_SLOTS, MAX_WRITE_CALLS, MAX_WRITE_VALUES, Vec::len),
             seen: Mutex::new(HashSet::new()),
         }
@@ -148,14 +149,36 @@ impl PersonalVault {
         &self.data
     }
 
+    /// The master keys this vault holds.
+    pub fn master_keys(&self) -> &MasterKeyRing {
+        &self.masters
+    }
+
+    /// Unwraps a data key with the master key that wrapped it, current or previous.
     fn unwrap(&self, key: &WrappedKey) -> Result<DataKey, PersonalError> {
-        if key.master_key_id != self.master.id() {
-            return Err(PersonalError::WrongMasterKey {
+        let master = self
+            .masters
+            .get(&key.master_key_id)
+            .ok_or(PersonalError::WrongMasterKey {
                 subject: key.subject,
-            });
-        }
-        self.master
-            .unwrap_key(key.subject, key.version, &key.wrapped)
+            })?;
+        master.unwrap_key(key.subject, key.version, &key.wrapped)
+    }
+
+    /// A new data key of `version` for `subject`, wrapped by the current master key.
+    fn wrap(
+        &self,
+        subject: PersonalKey,
+        version: u32,
+        key: &DataKey,
+    ) -> Result<WrappedKey, PersonalError> {
+        let master = self.masters.current();
+        Ok(WrappedKey {
+            subject,
+            version,
+            wrapped: master.wrap(subject, version, key)?,
+            master_key_id: master.id(),
+        })
     }
 
     /// The data keys of `subjects`. Refuses erased subjects that were not re-enrolled. Keys
@@ -183,14 +206,11 @@ impl PersonalVault {
             if keys.contains_key(&subject) {
                 continue;
             }
-            let version = erasures.get(&subject).map_or(1, |e| e.last_key_version + 1);
+            let version = erasures
+                .get(&subject)
+                .map_or(1, |e| e.last_key_version.saturating_add(1));
             let fresh = DataKey::generate(version)?;
-            let wrapped = WrappedKey {
-                subject,
-                version,
-                wrapped: self.master.wrap(subject, version, &fresh)?,
-                master_key_id: self.master.id(),
-            };
+            let wrapped = self.wrap(subject, version, &fresh)?;
             if subject == INDEX_SUBJECT {
                 // Another writer may have created it first: use the stored one.
                 let stored = self.keys.insert_key(wrapped).await?;
@@ -230,6 +250,7 @@ impl PersonalVault {
     /// and erasures, one key insert and one put serve them all. If the shared write fails, each
     /// call's values are written again on their own, so each gets its own result (every step
     /// is safe to repeat: keys are inserted only if missing, values are upserted by reference).
+    /// A call that fails leaves none of its values behind (nothing refers to them).
     pub(crate) async fn store(
         self: &Arc<Self>,
         writes: Vec<PersonalWrite>,
@@ -246,11 +267,21 @@ impl PersonalVault {
             .unwrap_or(Err(PersonalError::Unanswered))
     }
 
+    /// Deletes values stored for an attempt that will not commit (a command that lost a
+    /// concurrency race, say), so that the personal data store keeps only what stored events
+    /// and command entries refer to. Nothing may refer to `references`.
+    pub(crate) async fn discard(&self, references: &[Uuid]) -> Result<(), PersonalError> {
+        if references.is_empty() {
+            return Ok(());
+        }
+        self.data.delete(references).await.map(drop)
+    }
+
     /// Writes the values of several `store` calls together, or one by one if that fails.
     async fn write_batch(&self, batch: Vec<Queued<Vec<PersonalWrite>, Result<(), PersonalError>>>) {
         if let [only] = batch.as_slice() {
             let writes: Vec<&PersonalWrite> = only.item.iter().collect();
-            let result = self.write_all(&writes).await;
+            let result = self.write_or_clean_up(&writes).await;
             if let Some(only) = batch.into_iter().next() {
                 only.answer(result);
             }
@@ -285,9 +316,22 @@ impl PersonalVault {
         // own result. Every step is safe to repeat.
         for queued in batch {
             let writes: Vec<&PersonalWrite> = queued.item.iter().collect();
-            let result = self.write_all(&writes).await;
+            let result = self.write_or_clean_up(&writes).await;
             queued.answer(result);
         }
+    }
+
+    /// [`write_all`](Self::write_all), deleting what it may have stored if it is refused: its
+    /// caller fails too, so nothing will refer to the values.
+    async fn write_or_clean_up(&self, writes: &[&PersonalWrite]) -> Result<(), PersonalError> {
+        let result = self.write_all(writes).await;
+        if result.is_err() {
+            let references: Vec<Uuid> = writes.iter().map(|w| w.reference).collect();
+            if let Err(error) = self.data.delete(&references).await {
+                tracing::warn!(%error, values = references.len(), "could not delete the values of a failed write");
+            }
+        }
+        result
     }
 
     /// Encrypts and stores `writes`.
@@ -300,9 +344,7 @@ impl PersonalVault {
                 subject: INDEX_SUBJECT,
             });
         }
-        // Blind-index entries are written only once the subject is known not to be erased:
-        // unlike a value under a key that was never stored, an entry links a keyed hash of
-        // the value to the subject, and nothing would delete it if this write were cut short.
+        // Blind-index entries are written only once the subject is known not to be erased.
         let needs_index = writes.iter().any(|w| w.lookup.is_some());
         if needs_index {
             subjects.push(INDEX_SUBJECT);
@@ -323,7 +365,8 @@ impl PersonalVault {
     /// first: each subject gets a new key, claimed in the key store while the values it
     /// encrypts are stored. A new subject, the common case for a first write, so costs one
     /// round trip to each store. Subjects whose claim fails (they had a key, or an erasure
-    /// record) are written again by [`rewrite_lost`](Self::rewrite_lost).
+    /// record) or whose values are refused are written again by
+    /// [`rewrite_lost`](Self::rewrite_lost).
     async fn write_unseen(
         &self,
         writes: &[&PersonalWrite],
@@ -333,12 +376,7 @@ impl PersonalVault {
         let mut claims = Vec::with_capacity(subjects.len());
         for &subject in subjects {
             let fresh = DataKey::generate(1)?;
-            claims.push(WrappedKey {
-                subject,
-                version: 1,
-                wrapped: self.master.wrap(subject, 1, &fresh)?,
-                master_key_id: self.master.id(),
-            });
+            claims.push(self.wrap(subject, 1, &fresh)?);
             keys.insert(subject, fresh);
         }
         let (records, index) = Self::encrypt_all(&keys, None, writes)?;
@@ -357,16 +395,18 @@ impl PersonalVault {
     ) -> Result<(), PersonalError> {
         let (keys, pending) = self.keys_for_writing(subjects).await?;
         let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), writes)?;
-        if pending.is_empty() {
-            return self.data.put(records, index).await;
-        }
-        let lost = self.claim_and_put(pending, records, index).await?;
+        let lost = if pending.is_empty() {
+            self.data.put(records, index).await?
+        } else {
+            self.claim_and_put(pending, records, index).await?
+        };
         self.rewrite_lost(writes, lost).await
     }
 
     /// Claims new keys in the key store while the values encrypted under them are stored.
-    /// Returns the subjects whose key was not stored: until the caller returns nothing refers
-    /// to their values, which it writes again.
+    /// Returns the subjects whose values must be written again: their key was not stored, or
+    /// the personal data store refused their values (the subject was erased meanwhile).
+    /// Until the caller returns, nothing refers to the values.
     async fn claim_and_put(
         &self,
         claims: Vec<WrappedKey>,
@@ -376,19 +416,24 @@ impl PersonalVault {
         let subjects: Vec<PersonalKey> = claims.iter().map(|k| k.subject).collect();
         let (claimed, put) =
             tokio::join!(self.keys.claim_keys(claims), self.data.put(records, index));
-        put?;
-        Ok(subjects
-            .into_iter()
-            .zip(claimed?)
-            .filter(|(_, claimed)| !claimed)
-            .map(|(subject, _)| subject)
-            .collect())
+        let mut lost = put?;
+        lost.extend(
+            subjects
+                .into_iter()
+                .zip(claimed?)
+                .filter(|(_, claimed)| !claimed)
+                .map(|(subject, _)| subject),
+        );
+        lost.sort_unstable();
+        lost.dedup();
+        Ok(lost)
     }
 
-    /// Writes again the values of subjects whose new key was not stored: encrypted under the
-    /// key another writer stored first, they overwrite the first ones (same references); for a
-    /// subject that was erased, they are refused and what was stored for it is deleted. The
-    /// key the first values were encrypted under was never stored anywhere.
+    /// Writes again the values of subjects whose new key was not stored or whose values were
+    /// refused: encrypted under the key another writer stored first (or a new version, for a
+    /// re-enrolled subject), they overwrite the first ones (same references); a subject that
+    /// was erased is refused. The key the first values were encrypted under was never stored,
+    /// or was destroyed.
     async fn rewrite_lost(
         &self,
         writes: &[&PersonalWrite],
@@ -408,24 +453,13 @@ impl PersonalVault {
             if again.iter().any(|w| w.lookup.is_some()) {
                 subjects.push(INDEX_SUBJECT);
             }
-            let (keys, pending) = match self.keys_for_writing(&subjects).await {
-                Ok(found) => found,
-                Err(error) => {
-                    if matches!(error, PersonalError::SubjectErased { .. }) {
-                        for erasure in self.keys.erasures(&lost).await? {
-                            if !erasure.re_enrolled {
-                                self.data.delete_subject(erasure.subject).await?;
-                            }
-                        }
-                    }
-                    return Err(error);
-                }
-            };
+            let (keys, pending) = self.keys_for_writing(&subjects).await?;
             let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), &again)?;
-            if pending.is_empty() {
-                return self.data.put(records, index).await;
-            }
-            lost = self.claim_and_put(pending, records, index).await?;
+            lost = if pending.is_empty() {
+                self.data.put(records, index).await?
+            } else {
+                self.claim_and_put(pending, records, index).await?
+            };
         }
         match lost.first() {
             Some(&subject) => Err(PersonalError::KeyRace { subject }),
@@ -464,17 +498,25 @@ impl PersonalVault {
         seen.extend(subjects.iter().copied().filter(|s| *s != INDEX_SUBJECT));
     }
 
-    /// Fetches and decrypts the values behind these references.
+    /// Fetches and decrypts the values behind these references: per reference its value,
+    /// that it was erased, or what is wrong with it (tampered, missing, moved to another
+    /// field, under a master key this vault does not hold). Only a failing store fails the
+    /// whole call.
+    ///
+    /// Reads the values, then the keys, then the erasure records: an erasure writes them in
+    /// the opposite order, so a value or key found missing has its erasure record found.
     pub(crate) async fn resolve(
         &self,
-        references: &[(Uuid, PersonalKey)],
+        references: &[Reference],
     ) -> Result<Resolved, PersonalError> {
         let mut resolved = Resolved::default();
         if references.is_empty() {
             return Ok(resolved);
         }
-        let ids: Vec<Uuid> = references.iter().map(|(id, _)| *id).collect();
-        let mut subjects: Vec<PersonalKey> = references.iter().map(|(_, s)| *s).collect();
+        let mut ids: Vec<Uuid> = references.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut subjects: Vec<PersonalKey> = references.iter().map(|r| r.subject).collect();
         subjects.sort_unstable();
         subjects.dedup();
         let records: HashMap<Uuid, PersonalRecord> = self
@@ -498,56 +540,110 @@ impl PersonalVault {
             .into_iter()
             .map(|e| (e.subject, e))
             .collect();
-        let mut unwrapped: HashMap<PersonalKey, DataKey> = HashMap::new();
-        for &(id, subject) in references {
-            let erasure = erasures.get(&subject);
-            let Some(record) = records.get(&id) else {
-                if erasure.is_some() {
-                    resolved.erased.insert(id);
-                    continue;
+        let mut unwrapped: HashMap<PersonalKey, Result<DataKey, PersonalError>> = HashMap::new();
+        for reference in references {
+            let record = records.get(&reference.id);
+            if resolved.values.contains_key(&reference.id)
+                || resolved.erased.contains(&reference.id)
+                || resolved.failed.contains_key(&reference.id)
+            {
+                // A reference held twice: each holder's field is checked.
+                if let Some(record) = record
+                    && record.field != reference.field
+                {
+                    resolved.values.remove(&reference.id);
+                    resolved
+                        .failed
+                        .insert(reference.id, field_mismatch(reference, record));
                 }
-                return Err(PersonalError::Missing {
-                    reference: id,
-                    subject,
-                });
-            };
-            if record.subject != subject {
-                return Err(PersonalError::SubjectMismatch {
-                    reference: id,
-                    subject,
-                });
-            }
-            let Some(wrapped) = wrapped.get(&subject) else {
-                if erasure.is_some() {
-                    resolved.erased.insert(id);
-                    continue;
-                }
-                return Err(PersonalError::MissingKey { subject });
-            };
-            let key = match unwrapped.entry(subject) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(self.unwrap(wrapped)?),
-            };
-            let version =
-                ciphertext_version(&record.ciphertext).ok_or(PersonalError::Tampered {
-                    reference: id,
-                    subject,
-                })?;
-            if version != key.version && erasure.is_some_and(|e| version <= e.last_key_version) {
-                // Written under a key destroyed by an erasure, before a re-enrolment.
-                resolved.erased.insert(id);
                 continue;
             }
-            let plaintext = key.decrypt(subject, id, &record.field, &record.ciphertext)?;
-            resolved.values.insert(id, (subject, plaintext));
+            let erasure = erasures.get(&reference.subject);
+            let outcome = match record {
+                None if erasure.is_some() => Outcome::Erased,
+                None => Outcome::Failed(PersonalError::Missing {
+                    reference: reference.id,
+                    subject: reference.subject,
+                }),
+                Some(record) => self.open(reference, record, &wrapped, erasure, &mut unwrapped),
+            };
+            match outcome {
+                Outcome::Value(plaintext) => {
+                    resolved
+                        .values
+                        .insert(reference.id, (reference.subject, plaintext));
+                }
+                Outcome::Erased => {
+                    resolved.erased.insert(reference.id);
+                }
+                Outcome::Failed(error) => {
+                    resolved.failed.insert(reference.id, error);
+                }
+            }
         }
         Ok(resolved)
     }
 
-    /// Forgets a subject: records a PII-free erasure entry (which refuses new data), destroys
-    /// the subject's data key, then deletes its personal data and blind-index entries.
+    /// Decrypts one stored value for `reference`.
+    fn open(
+        &self,
+        reference: &Reference,
+        record: &PersonalRecord,
+        wrapped: &HashMap<PersonalKey, WrappedKey>,
+        erasure: Option<&Erasure>,
+        unwrapped: &mut HashMap<PersonalKey, Result<DataKey, PersonalError>>,
+    ) -> Outcome {
+        let (id, subject) = (reference.id, reference.subject);
+        if record.subject != subject {
+            return Outcome::Failed(PersonalError::SubjectMismatch {
+                reference: id,
+                subject,
+            });
+        }
+        if record.field != reference.field {
+            return Outcome::Failed(field_mismatch(reference, record));
+        }
+        let Some(wrapped) = wrapped.get(&subject) else {
+            return match erasure {
+                Some(_) => Outcome::Erased,
+                None => Outcome::Failed(PersonalError::MissingKey { subject }),
+            };
+        };
+        let key = match unwrapped
+            .entry(subject)
+            .or_insert_with(|| self.unwrap(wrapped))
+        {
+            Ok(key) => key,
+            Err(error) => return Outcome::Failed(error.duplicate()),
+        };
+        let Some(version) = ciphertext_version(&record.ciphertext) else {
+            return Outcome::Failed(PersonalError::Tampered {
+                reference: id,
+                subject,
+            });
+        };
+        if version != key.version && erasure.is_some_and(|e| version <= e.last_key_version) {
+            // Written under a key destroyed by an erasure, before a re-enrolment.
+            return Outcome::Erased;
+        }
+        match key.decrypt(subject, id, &record.field, &record.ciphertext) {
+            Ok(plaintext) => Outcome::Value(plaintext),
+            Err(error) => Outcome::Failed(error),
+        }
+    }
+
+    /// Forgets a subject: records a PII-free erasure entry (which refuses new data) and
+    /// destroys the subject's data key in one step of the key store, then, in one step of the
+    /// personal data store, records which key versions were destroyed (so that a write racing
+    /// the erasure is refused) and deletes the subject's personal data and blind-index entries.
+    /// On SQLite the write-ahead logs are then truncated, so that no erased byte stays in any
+    /// file.
     ///
-    /// Idempotent: erasing again, or after a crash part-way, finishes the job. Events that
+    /// Once it returns, no key, value or blind-index entry of the subject exists in any store,
+    /// whatever writes were in flight, and no aggregate cache in any process sharing the key
+    /// store serves the subject's values.
+    ///
+    /// Idempotent: erasing again, or after a failure part-way, finishes the job. Events that
     /// referred to the subject still load, with its fields as [`Personal::Erased`](super::Personal::Erased).
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
         let span = tracing::info_span!("erase", %subject);
@@ -555,33 +651,18 @@ impl PersonalVault {
         if subject == INDEX_SUBJECT {
             return Err(PersonalError::SubjectErased { subject });
         }
-        let current = self.keys.keys(&[subject]).await?.first().map(|k| k.version);
-        let previous = self
-            .keys
-            .erasures(&[subject])
-            .await?
-            .first()
-            .map(|e| e.last_key_version);
-        let last_key_version = current.or(previous).unwrap_or(0).max(previous.unwrap_or(0));
-        self.keys
-            .record_erasure(Erasure {
-                subject,
-                erased_at: SystemTime::now(),
-                reason: reason.to_owned(),
-                last_key_version,
-                re_enrolled: false,
-            })
+        let erasure = self.keys.erase(subject, SystemTime::now(), reason).await?;
+        let deleted = self
+            .data
+            .erase_subject(subject, erasure.last_key_version)
             .await?;
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.keys.delete_key(subject).await?;
-        let deleted = self.data.delete_subject(subject).await?;
         tracing::info!(deleted, "subject erased");
         Ok(())
     }
 
-    /// Changes whenever a subject is erased through this vault.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+    /// The key store's erasure epoch, which every erasure, in any process, moves on.
+    pub(crate) async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
+        self.keys.erasure_epoch().await
     }
 
     /// Lets an erased subject give personal data again. Old data stays gone: it was deleted and
@@ -600,12 +681,22 @@ impl PersonalVault {
             .any(|e| !e.re_enrolled))
     }
 
-    /// All personal data of a subject, decrypted (the right of access).
+    /// All personal data of a subject, decrypted (the right of access): every value that its
+    /// events and command log entries refer to.
     pub async fn export(&self, subject: PersonalKey) -> Result<Export, PersonalError> {
         let records = self.data.by_subject(subject).await?;
-        let references: Vec<(Uuid, PersonalKey)> =
-            records.iter().map(|r| (r.reference, subject)).collect();
+        let references: Vec<Reference> = records
+            .iter()
+            .map(|r| Reference {
+                id: r.reference,
+                subject,
+                field: r.field.clone(),
+            })
+            .collect();
         let mut resolved = self.resolve(&references).await?;
+        if let Some(error) = resolved.failed.into_values().next() {
+            return Err(error);
+        }
         let fields = records
             .into_iter()
             .filter_map(|record| {
@@ -634,7 +725,12 @@ impl PersonalVault {
             return Ok(Vec::new());
         };
         let index_key = self.unwrap(&key)?;
-        let hash = blind_index(&index_key, T::KIND, &value.lookup_form());
+        let form = value
+            .lookup_form()
+            .map_err(|_| PersonalError::UnserializablePlaintext {
+                type_name: std::any::type_name::<T>(),
+            })?;
+        let hash = blind_index(&index_key, T::KIND, &form);
         let mut found = self.data.find(&hash).await?;
         let erased: HashSet<PersonalKey> = self
             .keys
@@ -648,22 +744,97 @@ impl PersonalVault {
         Ok(found)
     }
 
-    /// Re-wraps every data key under `new`, without touching personal data or events.
-    /// Afterwards, open the vault with `new`. Returns how many keys were re-wrapped.
-    pub async fn rotate_master_key(&self, new: &MasterKey) -> Result<usize, PersonalError> {
-        let keys = self.keys.all_keys().await?;
-        let mut rewrapped = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let data_key = self.unwrap(key)?;
-            rewrapped.push(WrappedKey {
-                subject: key.subject,
-                version: key.version,
-                wrapped: new.wrap(key.subject, key.version, &data_key)?,
-                master_key_id: new.id(),
-            });
+    /// Re-wraps every data key that is not wrapped by the ring's current master key, unwrapping
+    /// each with the master key that wrapped it; personal data and events are not touched.
+    ///
+    /// Online, and safe to rerun: keys already under the current master key are skipped, keys
+    /// erased or replaced meanwhile are left alone, and a key that none of the ring's master
+    /// keys opens is reported in [`Rotation::failed`] while the others are re-wrapped. With
+    /// several processes: give every process the new master key as current and the old one as
+    /// previous ([`MasterKeyRing::with_previous`]) first, then rotate from one of them, and drop
+    /// the old key from the configuration once a rotation reports [`Rotation::is_complete`].
+    pub async fn rotate_master_key(&self) -> Result<Rotation, PersonalError> {
+        let current = self.masters.current();
+        let span = tracing::info_span!("rotate_master_key", master_key = current.id_str());
+        let _enter = span.enter();
+        let mut rotation = Rotation::default();
+        let mut after = None;
+        loop {
+            let page = self.keys.keys_after(after, ROTATION_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.subject);
+            let mut rewrapped = Vec::with_capacity(page.len());
+            for key in page {
+                if key.master_key_id == current.id_str() {
+                    rotation.already_current += 1;
+                    continue;
+                }
+                match self.unwrap(&key) {
+                    Ok(data_key) => {
+                        rewrapped.push(self.wrap(key.subject, key.version, &data_key)?);
+                    }
+                    Err(_) => rotation.failed.push(RotationFailure {
+                        subject: key.subject,
+                        master_key_id: key.master_key_id,
+                    }),
+                }
+            }
+            rotation.rewrapped += rewrapped.len();
+            self.keys.rewrap_keys(rewrapped).await?;
         }
-        let count = rewrapped.len();
-        self.keys.rewrap_keys(rewrapped).await?;
-        Ok(count)
+        tracing::info!(
+            rewrapped = rotation.rewrapped,
+            failed = rotation.failed.len(),
+            "master key rotation"
+        );
+        Ok(rotation)
+    }
+}
+
+/// How many keys a rotation reads and re-wraps at a time.
+const ROTATION_PAGE: usize = 500;
+
+/// What [`PersonalVault::rotate_master_key`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rotation {
+    /// Keys re-wrapped under the current master key.
+    pub rewrapped: usize,
+    /// Keys that were already under it.
+    pub already_current: usize,
+    /// Keys that none of the vault's master keys could unwrap: left as they are.
+    pub failed: Vec<RotationFailure>,
+}
+
+impl Rotation {
+    /// Whether every key is now under the current master key.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// A data key a rotation could not unwrap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RotationFailure {
+    /// Whose key it is.
+    pub subject: PersonalKey,
+    /// The id of the master key that wrapped it (not secret).
+    pub master_key_id: String,
+}
+
+/// What resolving one reference gave.
+enum Outcome {
+    Value(Zeroizing<String>),
+    Erased,
+    Failed(PersonalError),
+}
+
+fn field_mismatch(reference: &Reference, record: &PersonalRecord) -> PersonalError {
+    PersonalError::FieldMismatch {
+        reference: reference.id,
+        subject: reference.subject,
+        expected: reference.field.as_str().into(),
+        found: record.field.as_str().into(),
     }
 }

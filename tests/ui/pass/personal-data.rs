@@ -70,7 +70,8 @@ fn main() {
     assert_eq!(
         *Address::from_plaintext(r#"{"street":"1 Quay Street","city":"Dublin"}"#)
             .unwrap()
-            .to_plaintext(),
+            .to_plaintext()
+            .unwrap(),
         r#"{"street":"1 Quay Street","city":"Dublin"}"#
     );
     let _ = (Address::KIND, CandidateRegistered::event_names());
