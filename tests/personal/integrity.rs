@@ -2,7 +2,12 @@
 //! each a typed error and never an erased value or garbage.
 
 use eventsourcery::personal::{MasterKeyRing, PersonalError, PersonalRecord, WrappedKey};
-use eventsourcery::{AggregateRoot, EventError, Id, MasterKey, PersonalKey, StoreError};
+use eventsourcery::store::{Commit, NewEvent, StreamAppend};
+use eventsourcery::{
+    AggregateRoot, EventError, Id, MasterKey, Metadata, PersonalKey, StoreError, StreamId,
+};
+use serde_json::Value;
+use uuid::Uuid;
 
 use super::{Backend, EMAIL, Email, NAME, Voucher, VoucherId, random_master_hex, register_cmd};
 
@@ -279,4 +284,99 @@ pub async fn master_key_rotation_works_online_and_can_be_rerun(backend: Backend)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("master key"), "{error}");
+}
+
+/// A stored event whose personal references were moved (two fields swapped, or a field pointed
+/// at the command log's value) fails to load with a typed error naming the stream, the
+/// position and the field; it never loads with the values exchanged.
+pub async fn a_reference_moved_to_another_field_is_an_error(backend: Backend) {
+    let (voucher, _, _) = one_registration(&backend).await;
+    let stored = backend
+        .store
+        .read_stream(&StreamId::for_aggregate("voucher", &voucher), 0)
+        .await
+        .unwrap()
+        .remove(0);
+    let repository = backend.bus().repository::<Voucher>();
+    // An event with this payload, alone in a stream of its own.
+    let forge = |payload: Value| {
+        let store = backend.store.clone();
+        let event_name = stored.event_name.clone();
+        let schema_version = stored.schema_version;
+        async move {
+            let voucher = VoucherId::generate();
+            store
+                .append(Commit {
+                    streams: vec![StreamAppend {
+                        stream_id: StreamId::for_aggregate("voucher", &voucher),
+                        expected_version: 0,
+                        events: vec![NewEvent {
+                            event_id: Uuid::now_v7(),
+                            event_name,
+                            schema_version,
+                            payload,
+                            metadata: Metadata::default(),
+                        }],
+                    }],
+                    command: None,
+                })
+                .await
+                .unwrap();
+            voucher
+        }
+    };
+    let moved = |error: StoreError| -> (String, String) {
+        let StoreError::Decode {
+            version, source, ..
+        } = &error
+        else {
+            panic!("expected a decode error, got {error}");
+        };
+        assert_eq!(*version, 1, "{error}");
+        let EventError::Personal {
+            field,
+            source: PersonalError::FieldMismatch { found, .. },
+            ..
+        } = &**source
+        else {
+            panic!("expected a moved reference, got {error}");
+        };
+        assert!(error.to_string().contains("position"), "{error}");
+        (field.clone(), found.to_string())
+    };
+
+    let mut swapped = stored.payload.clone();
+    let (email, name) = (swapped["email"].clone(), swapped["name"].clone());
+    swapped["email"] = name;
+    swapped["name"] = email;
+    let forged = forge(swapped).await;
+    let (field, found) = moved(repository.load(&forged).await.unwrap_err());
+    assert_eq!(
+        (field.as_str(), found.as_str()),
+        ("email", "candidate_registered.name")
+    );
+
+    let command = backend
+        .store
+        .read_commands(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "register")
+        .unwrap();
+    let mut pointed = stored.payload.clone();
+    pointed["email"] = command.payload["email"].clone();
+    let forged = forge(pointed).await;
+    let (field, found) = moved(repository.load(&forged).await.unwrap_err());
+    assert_eq!(
+        (field.as_str(), found.as_str()),
+        ("email", "register.email")
+    );
+
+    // The original still loads.
+    let loaded = repository.load(&voucher).await.unwrap();
+    assert_eq!(
+        loaded.emails[0].present().map(|e| e.0.as_str()),
+        Some(EMAIL)
+    );
 }

@@ -6,7 +6,9 @@
 #![allow(dead_code)]
 
 pub mod integrity;
+pub mod leaks;
 mod plaintext;
+pub mod races;
 pub mod raw;
 pub mod stores;
 
@@ -676,6 +678,16 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, racing_key_inserts_store_one_key => personal::stores::racing_key_inserts_store_one_key, multi);
         personal_suite!(@case $setup, vaults_that_never_saw_a_subject_use_its_stored_key => personal::vaults_that_never_saw_a_subject_use_its_stored_key);
         personal_suite!(@case $setup, vaults_that_never_saw_an_erased_subject_refuse_it => personal::vaults_that_never_saw_an_erased_subject_refuse_it, multi);
+        // Erasure under races: deterministic, then for real.
+        personal_suite!(@case $setup, a_write_racing_an_erasure_leaves_nothing => personal::races::a_write_racing_an_erasure_leaves_nothing, multi);
+        personal_suite!(@case $setup, a_first_write_racing_an_erasure_leaves_nothing => personal::races::a_first_write_racing_an_erasure_leaves_nothing, multi);
+        personal_suite!(@case $setup, an_erasure_counts_a_key_claimed_just_before_it => personal::races::an_erasure_counts_a_key_claimed_just_before_it, multi);
+        personal_suite!(@case $setup, writers_and_an_eraser_race_for_real => personal::races::writers_and_an_eraser_race_for_real, multi);
+        personal_suite!(@case $setup, a_reference_moved_to_another_field_is_an_error => personal::integrity::a_reference_moved_to_another_field_is_an_error);
+        personal_suite!(@case $setup, no_cache_serves_plaintext_after_an_erasure_elsewhere => personal::leaks::no_cache_serves_plaintext_after_an_erasure_elsewhere);
+        personal_suite!(@case $setup, export_lists_exactly_what_is_referenced => personal::leaks::export_lists_exactly_what_is_referenced, multi);
+        personal_suite!(@case $setup, error_texts_in_the_command_log_hold_no_personal_data => personal::leaks::error_texts_in_the_command_log_hold_no_personal_data);
+        personal_suite!(@case $setup, a_value_that_does_not_serialize_is_an_error => personal::leaks::a_value_that_does_not_serialize_is_an_error);
     };
     (@case $setup:path, $case:ident => $function:path) => {
         #[tokio::test]
