@@ -16,6 +16,8 @@ pub mod service;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "postgres")]
+pub mod tls;
 pub mod value;
 
 #[doc(hidden)]

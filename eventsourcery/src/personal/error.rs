@@ -191,6 +191,11 @@ pub enum PersonalError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A PostgreSQL key store or personal data store would be reached over a network without
+    /// TLS (see [`crate::tls`]).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    PlaintextConnection(#[from] crate::tls::PlaintextRefused),
 }
 
 impl PersonalError {
@@ -274,6 +279,8 @@ impl PersonalError {
                 database,
                 source: sqlx::migrate::MigrateError::Source(source.to_string().into()),
             },
+            #[cfg(feature = "postgres")]
+            Self::PlaintextConnection(refused) => Self::PlaintextConnection(refused.clone()),
         }
     }
 }
