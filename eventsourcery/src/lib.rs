@@ -10,6 +10,7 @@ pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+mod fs;
 pub mod personal;
 mod repository;
 pub mod service;
