@@ -171,16 +171,17 @@ pub(crate) fn check_personal_store(
     }
 }
 
-/// What [`check_personal_store`] does, without its logging: the pure part, unit tested.
+/// What [`check_personal_store`] does, without its logging: the pure part, unit tested, and
+/// what `Settings::validate` asks.
 #[derive(Debug, PartialEq, Eq)]
-enum Decision {
+pub(crate) enum Decision {
     Allow,
     WarnUnverified,
     WarnPlaintext,
     Refuse(PlaintextRefused),
 }
 
-fn decide(
+pub(crate) fn decide(
     store: &'static str,
     options: &PgConnectOptions,
     plaintext: PlaintextConnections,
@@ -360,6 +361,28 @@ mod tests {
             decide("key store", &options(url), PlaintextConnections::Allow),
             Decision::WarnPlaintext
         );
+    }
+
+    #[tokio::test]
+    async fn the_stores_refuse_before_connecting() {
+        use crate::personal::PersonalError;
+        use crate::{PostgresKeyStore, PostgresPersonalStore};
+        use sqlx::postgres::PgPoolOptions;
+        // 0.0.0.0 is not loopback by this rule, and nothing listens on port 1: even a broken
+        // check would send nothing off this machine.
+        let url = "postgres://app:s3cret@0.0.0.0:1/keys?sslmode=prefer";
+        let refused = |error: Option<PersonalError>| {
+            matches!(&error, Some(PersonalError::PlaintextConnection(e)) if e.host == "0.0.0.0")
+                && error.is_some_and(|e| !e.to_string().contains("s3cret"))
+        };
+        assert!(refused(PostgresKeyStore::connect(url).await.err()));
+        assert!(refused(PostgresPersonalStore::connect(url).await.err()));
+        // A lazy pool has not connected yet; `from_pool` checks its options.
+        let pool = PgPoolOptions::new().connect_lazy_with(options(url));
+        assert!(refused(
+            PostgresKeyStore::from_pool(pool.clone()).await.err()
+        ));
+        assert!(refused(PostgresPersonalStore::from_pool(pool).await.err()));
     }
 
     #[test]
