@@ -9,12 +9,22 @@
 //! | `EVENTSOURCERY_KEYS_URL` | `sqlite://{data dir}/keys.db` | the encryption key store |
 //! | `EVENTSOURCERY_MASTER_KEY` | none | the master key, 64 hex digits |
 //! | `EVENTSOURCERY_MASTER_KEY_FILE` | `{data dir}/master.key` | a file holding the master key |
+//! | `EVENTSOURCERY_SSLMODE` | none | the `sslmode` of PostgreSQL URLs that set none |
+//! | `EVENTSOURCERY_SSLROOTCERT` | none | the `sslrootcert` of PostgreSQL URLs that set none |
+//! | `EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES` | `0` | `1` lets the key and personal data stores be reached over a network without TLS |
 //!
 //! URLs are `sqlite://path` (a file, created if missing), `sqlite::memory:`, or
-//! `postgres://user@host:port/database`. With neither master key variable set, a key file is
-//! generated on first run beside the SQLite files, with a warning: production must supply its
-//! own key and keep it apart from the databases (a key next to the data it protects protects
-//! nothing against someone who copies the directory).
+//! `postgres://user@host:port/database`, with libpq's `sslmode` and `sslrootcert` parameters
+//! for TLS (see [`crate::tls`] for what each mode checks). The key store and the personal data
+//! store are refused a network host without TLS unless
+//! `EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES=1`; loopback and Unix sockets need no TLS.
+//!
+//! With neither master key variable set, a key file is generated on first run beside the
+//! SQLite files, with a warning: production must supply its own key and keep it apart from the
+//! databases (a key next to the data it protects protects nothing against someone who copies
+//! the directory). That is for an all-SQLite first run only: with any PostgreSQL URL, a master
+//! key must be configured ([`ConfigError::MasterKeyRequired`]), since several processes, or one
+//! on an ephemeral disk, would each generate a key of their own.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,6 +33,28 @@ use std::sync::Arc;
 use crate::dispatch::ConsumerStore;
 use crate::personal::{KeyStore, MasterKey, PersonalError, PersonalStore, PersonalVault};
 use crate::store::StoreError;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+mod redact;
+mod ssl_mode;
+
+use redact::redact;
+use ssl_mode::SSL_MODES;
+pub use ssl_mode::SslMode;
+
+/// The variable naming the event store.
+const EVENTS_URL: &str = "EVENTSOURCERY_EVENTS_URL";
+/// The variable naming the personal data store.
+const PERSONAL_URL: &str = "EVENTSOURCERY_PERSONAL_URL";
+/// The variable naming the key store.
+const KEYS_URL: &str = "EVENTSOURCERY_KEYS_URL";
+/// The variable with the default `sslmode` of PostgreSQL URLs.
+const SSLMODE: &str = "EVENTSOURCERY_SSLMODE";
+/// The variable with the default `sslrootcert` of PostgreSQL URLs.
+const SSLROOTCERT: &str = "EVENTSOURCERY_SSLROOTCERT";
+/// The variable that allows plaintext to the key and personal data stores over a network.
+const ALLOW_PLAINTEXT: &str = "EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES";
 
 /// The configuration could not be read, or a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +79,57 @@ pub enum ConfigError {
     #[error("opening the personal data stores: {0}")]
     Personal(#[source] PersonalError),
     /// The data directory could not be created.
-    #[error("creating the data directory {path}: {source}")]
+    #[error("creating the data directory {}: {source}", .path.display())]
     DataDir {
         /// The directory.
         path: PathBuf,
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A setting holds a value it cannot take.
+    #[error("{variable}: `{value}` is not a valid value; expected {expected}")]
+    InvalidValue {
+        /// The setting.
+        variable: &'static str,
+        /// The value found (settings with secrets are never reported with their value).
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
+    /// A store is on PostgreSQL but no master key is configured, so one would be generated
+    /// into a local file.
+    #[error(
+        "{variable} is a PostgreSQL URL, but no master key is configured: set \
+         EVENTSOURCERY_MASTER_KEY (64 hex digits, e.g. from `openssl rand -hex 32`) or \
+         EVENTSOURCERY_MASTER_KEY_FILE (a file readable by its owner only); a generated key file \
+         is only for an all-SQLite first run, since several processes, or one on an ephemeral \
+         disk, would each generate another key and could not read each other's personal data"
+    )]
+    MasterKeyRequired {
+        /// The first setting that names a PostgreSQL database.
+        variable: &'static str,
+    },
+    /// A PostgreSQL URL does not parse (the URL itself, which may hold a password, is not
+    /// shown).
+    #[cfg(feature = "postgres")]
+    #[error("{variable}: not a valid PostgreSQL URL: {source}")]
+    InvalidUrl {
+        /// The setting.
+        variable: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The key store or the personal data store would be reached over a network without TLS.
+    #[cfg(feature = "postgres")]
+    #[error("{variable}: {source}")]
+    PlaintextConnection {
+        /// The setting.
+        variable: &'static str,
+        /// Where, and how to enable TLS.
+        #[source]
+        source: crate::tls::PlaintextRefused,
     },
 }
 
@@ -71,6 +147,29 @@ pub struct Settings {
     pub keys_url: String,
     /// The master key source.
     pub master_key: MasterKeySource,
+    /// The `sslmode` of the PostgreSQL URLs that set none (`EVENTSOURCERY_SSLMODE`); with
+    /// `None`, sqlx's default applies (`PGSSLMODE`, else `prefer`).
+    pub ssl_mode: Option<SslMode>,
+    /// The `sslrootcert` of the PostgreSQL URLs that set none (`EVENTSOURCERY_SSLROOTCERT`):
+    /// a PEM file of the certificate authorities to trust, besides the Mozilla roots.
+    pub ssl_root_cert: Option<PathBuf>,
+    /// Lets the key store and the personal data store be reached over a network without TLS
+    /// (`EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES=1`); `false` by default. Only for a
+    /// network you trust to keep wrapped keys, ciphertexts and passwords private.
+    pub allow_plaintext_personal_stores: bool,
+    /// Values of the environment that did not parse, reported by `validate` and `open`.
+    invalid: Vec<(&'static str, String, &'static str)>,
+}
+
+/// The values a yes-or-no setting parses from.
+const FLAGS: &str = "1, true, yes or on; or 0, false, no or off";
+
+fn parse_flag(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
 }
 
 /// Where the master key comes from.
@@ -103,26 +202,13 @@ impl fmt::Debug for Settings {
             .field("personal_url", &redact(&self.personal_url))
             .field("keys_url", &redact(&self.keys_url))
             .field("master_key", &self.master_key)
-            .finish()
-    }
-}
-
-/// A URL without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &credentials[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field(
+                "allow_plaintext_personal_stores",
+                &self.allow_plaintext_personal_stores,
+            )
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,22 +223,34 @@ impl Settings {
             keys_url: file("keys.db"),
             master_key: MasterKeySource::GeneratedFile(data_dir.join("master.key")),
             data_dir,
+            ssl_mode: None,
+            ssl_root_cert: None,
+            allow_plaintext_personal_stores: false,
+            invalid: Vec::new(),
         }
     }
 
     /// The settings from the environment, with the embedded defaults for what is not set.
+    ///
+    /// Never fails: a value that does not parse (`EVENTSOURCERY_SSLMODE=strict`, say) is
+    /// reported by [`validate`](Self::validate) and [`open`](Self::open).
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// The settings from `var`, a lookup of environment variables.
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let data_dir = var("EVENTSOURCERY_DATA_DIR")
             .map_or_else(|| PathBuf::from("eventsourcery-data"), PathBuf::from);
         let mut settings = Self::defaults(data_dir);
-        if let Some(url) = var("EVENTSOURCERY_EVENTS_URL") {
+        if let Some(url) = var(EVENTS_URL) {
             settings.events_url = url;
         }
-        if let Some(url) = var("EVENTSOURCERY_PERSONAL_URL") {
+        if let Some(url) = var(PERSONAL_URL) {
             settings.personal_url = url;
         }
-        if let Some(url) = var("EVENTSOURCERY_KEYS_URL") {
+        if let Some(url) = var(KEYS_URL) {
             settings.keys_url = url;
         }
         if let Some(hex) = var(crate::personal::MASTER_KEY_ENV) {
@@ -160,11 +258,98 @@ impl Settings {
         } else if let Some(path) = var("EVENTSOURCERY_MASTER_KEY_FILE") {
             settings.master_key = MasterKeySource::File(PathBuf::from(path));
         }
+        if let Some(mode) = var(SSLMODE) {
+            match mode.parse() {
+                Ok(mode) => settings.ssl_mode = Some(mode),
+                Err(_) => settings.invalid.push((SSLMODE, mode, SSL_MODES)),
+            }
+        }
+        if let Some(path) = var(SSLROOTCERT) {
+            settings.ssl_root_cert = Some(PathBuf::from(path));
+        }
+        if let Some(flag) = var(ALLOW_PLAINTEXT) {
+            match parse_flag(&flag) {
+                Some(allow) => settings.allow_plaintext_personal_stores = allow,
+                None => settings.invalid.push((ALLOW_PLAINTEXT, flag, FLAGS)),
+            }
+        }
         settings
     }
 
-    /// Opens the event store and the personal data vault.
+    /// Checks the settings without opening anything, connecting anywhere or reading a file:
+    /// values that did not parse, URLs this build cannot open, a PostgreSQL store without a
+    /// configured master key, and a key or personal data store that would be reached over a
+    /// network without TLS. [`open`](Self::open) runs the same checks first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.plan().map(|_| ())
+    }
+
+    /// What [`open`](Self::open) will open, once every check passed.
+    fn plan(&self) -> Result<Plan, ConfigError> {
+        if let Some((variable, value, expected)) = self.invalid.first() {
+            return Err(ConfigError::InvalidValue {
+                variable,
+                value: value.clone(),
+                expected,
+            });
+        }
+        let plan = Plan {
+            events: self.target(EVENTS_URL, &self.events_url)?,
+            keys: self.target(KEYS_URL, &self.keys_url)?,
+            personal: self.target(PERSONAL_URL, &self.personal_url)?,
+        };
+        if matches!(self.master_key, MasterKeySource::GeneratedFile(_))
+            && let Some(variable) = plan.first_postgres()
+        {
+            return Err(ConfigError::MasterKeyRequired { variable });
+        }
+        #[cfg(feature = "postgres")]
+        for (variable, store, target) in [
+            (KEYS_URL, "key store", &plan.keys),
+            (PERSONAL_URL, "personal data store", &plan.personal),
+        ] {
+            if let Target::Postgres(options) = target
+                && let crate::tls::Decision::Refuse(source) =
+                    crate::tls::decide(store, options, self.plaintext())
+            {
+                return Err(ConfigError::PlaintextConnection { variable, source });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// What `url`, the value of `variable`, names.
+    fn target(&self, variable: &'static str, url: &str) -> Result<Target, ConfigError> {
+        #[cfg(feature = "sqlite")]
+        if url == "sqlite::memory:" {
+            return Ok(Target::SqliteMemory);
+        }
+        #[cfg(feature = "sqlite")]
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            return Ok(Target::SqliteFile(PathBuf::from(
+                rest.trim_start_matches("//"),
+            )));
+        }
+        #[cfg(feature = "postgres")]
+        if is_postgres(url) {
+            return postgres::options(variable, url, self).map(|o| Target::Postgres(Box::new(o)));
+        }
+        Err(unsupported(variable, url))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn plaintext(&self) -> crate::tls::PlaintextConnections {
+        if self.allow_plaintext_personal_stores {
+            crate::tls::PlaintextConnections::Allow
+        } else {
+            crate::tls::PlaintextConnections::Refuse
+        }
+    }
+
+    /// Opens the event store and the personal data vault, after the checks of
+    /// [`validate`](Self::validate).
     pub async fn open(&self) -> Result<Stores, ConfigError> {
+        let plan = self.plan()?;
         let master = match &self.master_key {
             MasterKeySource::Hex(hex) => MasterKey::from_hex(hex),
             MasterKeySource::File(path) => MasterKey::from_file(path),
@@ -174,9 +359,9 @@ impl Settings {
             }
         }
         .map_err(ConfigError::Personal)?;
-        let backend = self.open_events().await?;
-        let keys = self.open_keys().await?;
-        let personal = self.open_personal().await?;
+        let backend = self.open_events(plan.events).await?;
+        let keys = self.open_keys(plan.keys).await?;
+        let personal = self.open_personal(plan.personal).await?;
         let events: Arc<dyn ConsumerStore> = match &backend {
             #[cfg(feature = "sqlite")]
             EventsBackend::Sqlite(store) => Arc::new(store.clone()),
@@ -197,104 +382,149 @@ impl Settings {
         })
     }
 
-    #[cfg(feature = "sqlite")]
-    fn sqlite_path<'a>(&self, url: &'a str) -> Result<Option<&'a std::path::Path>, ConfigError> {
-        let Some(rest) = url.strip_prefix("sqlite:") else {
-            return Ok(None);
-        };
-        let path = std::path::Path::new(rest.trim_start_matches("//"));
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| ConfigError::DataDir {
-                path: parent.to_owned(),
-                source,
-            })?;
+    async fn open_events(&self, target: Target) -> Result<EventsBackend, ConfigError> {
+        match target {
+            #[cfg(feature = "sqlite")]
+            Target::SqliteMemory => crate::store::SqliteStore::in_memory()
+                .await
+                .map(EventsBackend::Sqlite)
+                .map_err(ConfigError::Events),
+            #[cfg(feature = "sqlite")]
+            Target::SqliteFile(path) => {
+                create_parent(&path)?;
+                crate::store::SqliteStore::open(path)
+                    .await
+                    .map(EventsBackend::Sqlite)
+                    .map_err(ConfigError::Events)
+            }
+            // The event store follows its URL's `sslmode`: it holds no personal data.
+            #[cfg(feature = "postgres")]
+            Target::Postgres(options) => {
+                let pool = crate::store::PostgresStore::pool_options()
+                    .connect_with(*options)
+                    .await
+                    .map_err(|source| {
+                        ConfigError::Events(StoreError::Database {
+                            operation: "connect",
+                            source,
+                        })
+                    })?;
+                crate::store::PostgresStore::from_pool(pool)
+                    .await
+                    .map(EventsBackend::Postgres)
+                    .map_err(ConfigError::Events)
+            }
         }
-        Ok(Some(path))
     }
 
-    async fn open_events(&self) -> Result<EventsBackend, ConfigError> {
-        let url = &self.events_url;
-        #[cfg(feature = "sqlite")]
-        if url == "sqlite::memory:" {
-            let store = crate::store::SqliteStore::in_memory()
-                .await
-                .map_err(ConfigError::Events)?;
-            return Ok(EventsBackend::Sqlite(store));
-        }
-        #[cfg(feature = "sqlite")]
-        if let Some(path) = self.sqlite_path(url)? {
-            let store = crate::store::SqliteStore::open(path)
-                .await
-                .map_err(ConfigError::Events)?;
-            return Ok(EventsBackend::Sqlite(store));
-        }
-        #[cfg(feature = "postgres")]
-        if is_postgres(url) {
-            let store = crate::store::PostgresStore::connect(url)
-                .await
-                .map_err(ConfigError::Events)?;
-            return Ok(EventsBackend::Postgres(store));
-        }
-        Err(unsupported("EVENTSOURCERY_EVENTS_URL", url))
-    }
-
-    async fn open_keys(&self) -> Result<Arc<dyn KeyStore>, ConfigError> {
-        let url = &self.keys_url;
-        #[cfg(feature = "sqlite")]
-        if url == "sqlite::memory:" {
-            return Ok(Arc::new(
+    async fn open_keys(&self, target: Target) -> Result<Arc<dyn KeyStore>, ConfigError> {
+        Ok(match target {
+            #[cfg(feature = "sqlite")]
+            Target::SqliteMemory => Arc::new(
                 crate::personal::SqliteKeyStore::in_memory()
                     .await
                     .map_err(ConfigError::Personal)?,
-            ));
-        }
-        #[cfg(feature = "sqlite")]
-        if let Some(path) = self.sqlite_path(url)? {
-            return Ok(Arc::new(
-                crate::personal::SqliteKeyStore::open(path)
+            ),
+            #[cfg(feature = "sqlite")]
+            Target::SqliteFile(path) => {
+                create_parent(&path)?;
+                Arc::new(
+                    crate::personal::SqliteKeyStore::open(path)
+                        .await
+                        .map_err(ConfigError::Personal)?,
+                )
+            }
+            #[cfg(feature = "postgres")]
+            Target::Postgres(options) => Arc::new(
+                crate::personal::PostgresKeyStore::connect_with(*options, self.plaintext())
                     .await
                     .map_err(ConfigError::Personal)?,
-            ));
-        }
-        #[cfg(feature = "postgres")]
-        if is_postgres(url) {
-            return Ok(Arc::new(
-                crate::personal::PostgresKeyStore::connect(url)
-                    .await
-                    .map_err(ConfigError::Personal)?,
-            ));
-        }
-        Err(unsupported("EVENTSOURCERY_KEYS_URL", url))
+            ),
+        })
     }
 
-    async fn open_personal(&self) -> Result<Arc<dyn PersonalStore>, ConfigError> {
-        let url = &self.personal_url;
-        #[cfg(feature = "sqlite")]
-        if url == "sqlite::memory:" {
-            return Ok(Arc::new(
+    async fn open_personal(&self, target: Target) -> Result<Arc<dyn PersonalStore>, ConfigError> {
+        Ok(match target {
+            #[cfg(feature = "sqlite")]
+            Target::SqliteMemory => Arc::new(
                 crate::personal::SqlitePersonalStore::in_memory()
                     .await
                     .map_err(ConfigError::Personal)?,
-            ));
-        }
-        #[cfg(feature = "sqlite")]
-        if let Some(path) = self.sqlite_path(url)? {
-            return Ok(Arc::new(
-                crate::personal::SqlitePersonalStore::open(path)
+            ),
+            #[cfg(feature = "sqlite")]
+            Target::SqliteFile(path) => {
+                create_parent(&path)?;
+                Arc::new(
+                    crate::personal::SqlitePersonalStore::open(path)
+                        .await
+                        .map_err(ConfigError::Personal)?,
+                )
+            }
+            #[cfg(feature = "postgres")]
+            Target::Postgres(options) => Arc::new(
+                crate::personal::PostgresPersonalStore::connect_with(*options, self.plaintext())
                     .await
                     .map_err(ConfigError::Personal)?,
-            ));
-        }
-        #[cfg(feature = "postgres")]
-        if is_postgres(url) {
-            return Ok(Arc::new(
-                crate::personal::PostgresPersonalStore::connect(url)
-                    .await
-                    .map_err(ConfigError::Personal)?,
-            ));
-        }
-        Err(unsupported("EVENTSOURCERY_PERSONAL_URL", url))
+            ),
+        })
     }
+}
+
+/// The stores that [`Settings::open`] opens, checked.
+struct Plan {
+    events: Target,
+    keys: Target,
+    personal: Target,
+}
+
+impl Plan {
+    /// The first setting, if any, whose store is a PostgreSQL database.
+    fn first_postgres(&self) -> Option<&'static str> {
+        [
+            (EVENTS_URL, &self.events),
+            (KEYS_URL, &self.keys),
+            (PERSONAL_URL, &self.personal),
+        ]
+        .into_iter()
+        .find(|(_, target)| target.is_postgres())
+        .map(|(variable, _)| variable)
+    }
+}
+
+/// One store's database, as its URL names it.
+enum Target {
+    /// `sqlite::memory:`.
+    #[cfg(feature = "sqlite")]
+    SqliteMemory,
+    /// `sqlite://path` (or `sqlite:path`).
+    #[cfg(feature = "sqlite")]
+    SqliteFile(PathBuf),
+    /// `postgres://...`, with the TLS settings applied (boxed: three of these, once).
+    #[cfg(feature = "postgres")]
+    Postgres(Box<sqlx::postgres::PgConnectOptions>),
+}
+
+impl Target {
+    fn is_postgres(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+/// Creates the directory of a SQLite file, if it has one.
+#[cfg(feature = "sqlite")]
+fn create_parent(path: &std::path::Path) -> Result<(), ConfigError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| ConfigError::DataDir {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(feature = "postgres")]
@@ -349,33 +579,4 @@ impl fmt::Debug for Stores {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_three_sqlite_files_and_a_generated_key() {
-        let settings = Settings::defaults("data");
-        assert_eq!(settings.events_url, "sqlite://data/events.db");
-        assert_eq!(settings.keys_url, "sqlite://data/keys.db");
-        assert_eq!(
-            settings.master_key,
-            MasterKeySource::GeneratedFile(PathBuf::from("data/master.key"))
-        );
-    }
-
-    #[test]
-    fn debug_hides_passwords_and_keys() {
-        let mut settings = Settings::defaults("data");
-        settings.events_url = "postgres://app:s3cret@db:5432/events".into();
-        settings.master_key = MasterKeySource::Hex("ab".repeat(32));
-        let debug = format!("{settings:?}");
-        assert!(
-            !debug.contains("s3cret") && !debug.contains("abab"),
-            "{debug}"
-        );
-        assert!(
-            debug.contains("postgres://app:***@db:5432/events"),
-            "{debug}"
-        );
-    }
-}
+mod tests;

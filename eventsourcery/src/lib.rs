@@ -10,12 +10,15 @@ pub mod command;
 pub mod config;
 pub mod dispatch;
 pub mod event;
+mod fs;
 pub mod personal;
 mod repository;
 pub mod service;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "postgres")]
+pub mod tls;
 pub mod value;
 
 #[doc(hidden)]

@@ -97,18 +97,35 @@ impl MasterKey {
     }
 
     /// The key from a file holding 64 hex digits.
+    ///
+    /// On Unix the file must be accessible by its owner only (`chmod 600`): one that its group
+    /// or others may read or write is refused with [`PersonalError::MasterKeyFileMode`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
+        use std::io::Read;
         let path = path.as_ref();
-        let text =
-            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                PersonalError::MasterKey(format!("reading {}: {e}", path.display()))
-            })?);
+        let reading = |e: std::io::Error| {
+            PersonalError::MasterKey(format!("reading {}: {e}", path.display()))
+        };
+        let mut file = std::fs::File::open(path).map_err(reading)?;
+        // The mode of the file opened, not of whatever the path names a moment later.
+        let metadata = file.metadata().map_err(reading)?;
+        if let Some(mode) = crate::fs::shared_mode(&metadata) {
+            return Err(PersonalError::MasterKeyFileMode {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        // Sized up front, so that no reallocation leaves a copy of the key behind.
+        let capacity = usize::try_from(metadata.len()).unwrap_or(0).min(4096) + 1;
+        let mut text = Zeroizing::new(String::with_capacity(capacity));
+        file.read_to_string(&mut text).map_err(reading)?;
         Self::from_hex(&text)
     }
 
     /// The key from `path`, generating and saving one (readable by the owner only) if the
     /// file does not exist. Logs a warning when it generates: production must supply its own
-    /// key, kept apart from the databases.
+    /// key, kept apart from the databases. An existing file is read by
+    /// [`from_file`](Self::from_file), which refuses one accessible by group or others.
     pub fn load_or_generate(path: impl AsRef<Path>) -> Result<Self, PersonalError> {
         let path = path.as_ref();
         if path.exists() {

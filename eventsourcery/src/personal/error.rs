@@ -191,6 +191,33 @@ pub enum PersonalError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A PostgreSQL key store or personal data store would be reached over a network without
+    /// TLS (see [`crate::tls`]).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    PlaintextConnection(#[from] crate::tls::PlaintextRefused),
+    /// The master key file may be read or written by its group or by others.
+    #[error(
+        "master key file {}: accessible by group or others (mode {mode:03o}); make it readable by its owner only: chmod 600 {}",
+        .path.display(),
+        .path.display()
+    )]
+    MasterKeyFileMode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A SQLite key store or personal data store file could not be created, or its permissions
+    /// not restricted to its owner.
+    #[error("creating {} for its owner only, or restricting it to its owner: {source}", .path.display())]
+    FileMode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl PersonalError {
@@ -273,6 +300,16 @@ impl PersonalError {
             Self::Migrate { database, source } => Self::Migrate {
                 database,
                 source: sqlx::migrate::MigrateError::Source(source.to_string().into()),
+            },
+            #[cfg(feature = "postgres")]
+            Self::PlaintextConnection(refused) => Self::PlaintextConnection(refused.clone()),
+            Self::MasterKeyFileMode { path, mode } => Self::MasterKeyFileMode {
+                path: path.clone(),
+                mode: *mode,
+            },
+            Self::FileMode { path, source } => Self::FileMode {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
             },
         }
     }

@@ -5,13 +5,14 @@ use std::fmt;
 use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::sql::{self, db};
 use super::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 use super::{PersonalError, PersonalKey};
 use crate::store::sql::Schema;
+use crate::tls::{self, PlaintextConnections};
 
 /// The key store's embedded migrations, newest last.
 const KEY_SCHEMA: Schema = Schema {
@@ -57,10 +58,16 @@ const PERSONAL_SCHEMA: Schema = Schema {
     ],
 };
 
-/// A pool on the database at `url`, with the event store's pool options.
-async fn connect(url: &str) -> Result<PgPool, PersonalError> {
+/// A pool on the database that `options` name, with the event store's pool options, once
+/// the transport to it is allowed for `store` (checked before anything is sent).
+async fn connect(
+    store: &'static str,
+    options: PgConnectOptions,
+    plaintext: PlaintextConnections,
+) -> Result<PgPool, PersonalError> {
+    tls::check_personal_store(store, &options, plaintext)?;
     crate::PostgresStore::pool_options()
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(db("connect"))
 }
@@ -110,7 +117,7 @@ fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Resul
 /// The `Debug` impl and the constructors of a PostgreSQL personal data backend store (a struct
 /// with one field, `pool`), identical but for its name, URL example and schema.
 macro_rules! postgres_store {
-    ($store:ident, $example:literal, $schema:expr, $migrations:expr) => {
+    ($store:ident, $what:literal, $example:literal, $schema:expr, $migrations:expr) => {
         impl fmt::Debug for $store {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 describe(stringify!($store), &self.pool, f)
@@ -122,13 +129,42 @@ macro_rules! postgres_store {
             /// to 10 connections, and migrates its schema.
             ///
             /// Fails with [`PersonalError::SchemaTooNew`] if a newer program migrated the
-            /// database.
+            /// database, and with [`PersonalError::PlaintextConnection`], before connecting,
+            /// if the URL names a network host without TLS (see [`crate::tls`]).
             pub async fn connect(url: &str) -> Result<Self, PersonalError> {
-                Self::from_pool(connect(url).await?).await
+                let options = url.parse().map_err(db("connect"))?;
+                Self::connect_with(options, PlaintextConnections::Refuse).await
+            }
+
+            /// Connects like [`connect`](Self::connect), with connect options, and with
+            /// `plaintext` deciding whether a network host may be reached without TLS.
+            pub async fn connect_with(
+                options: PgConnectOptions,
+                plaintext: PlaintextConnections,
+            ) -> Result<Self, PersonalError> {
+                Self::migrated(connect($what, options, plaintext).await?).await
             }
 
             /// A store over an existing pool, whose schema is migrated first.
+            ///
+            /// Fails with [`PersonalError::PlaintextConnection`] if the pool's connect options
+            /// name a network host without TLS; [`from_pool_with`](Self::from_pool_with)
+            /// can allow that.
             pub async fn from_pool(pool: PgPool) -> Result<Self, PersonalError> {
+                Self::from_pool_with(pool, PlaintextConnections::Refuse).await
+            }
+
+            /// A store over an existing pool, with `plaintext` deciding whether its network
+            /// host may be reached without TLS.
+            pub async fn from_pool_with(
+                pool: PgPool,
+                plaintext: PlaintextConnections,
+            ) -> Result<Self, PersonalError> {
+                tls::check_personal_store($what, &pool.connect_options(), plaintext)?;
+                Self::migrated(pool).await
+            }
+
+            async fn migrated(pool: PgPool) -> Result<Self, PersonalError> {
                 let store = Self { pool };
                 store.migrate().await?;
                 Ok(store)
@@ -176,6 +212,7 @@ pub struct PostgresKeyStore {
 
 postgres_store!(
     PostgresKeyStore,
+    "key store",
     "postgres://user@host:5432/keys",
     KEY_SCHEMA,
     sql::KEY_MIGRATIONS
@@ -371,6 +408,7 @@ pub struct PostgresPersonalStore {
 
 postgres_store!(
     PostgresPersonalStore,
+    "personal data store",
     "postgres://user@host:5432/personal",
     PERSONAL_SCHEMA,
     sql::PERSONAL_MIGRATIONS

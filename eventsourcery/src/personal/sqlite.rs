@@ -71,8 +71,13 @@ struct Database {
 impl Database {
     /// The file at `path`, created if missing: WAL, `synchronous = FULL`, a busy timeout, and
     /// `secure_delete`, so that deleted keys and ciphertexts are overwritten with zeros
-    /// rather than left in free pages.
+    /// rather than left in free pages. The file and its `-wal` and `-shm` files are readable
+    /// by their owner only (mode 0600 on Unix; a wider mode found is tightened, with a warning).
     async fn open(path: &Path) -> Result<Self, PersonalError> {
+        crate::fs::private_database(path).map_err(|source| PersonalError::FileMode {
+            path: path.to_owned(),
+            source,
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
