@@ -14,13 +14,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::default();
     let ident = &input.ident;
     let mut name = Once::new("name");
-    attr::each_nested(&cx, &input.attrs, "personal_data", |meta| {
+    attr::each_nested(&cx, &input.attrs, attr::PERSONAL_DATA, |meta| {
         if meta.path.is_ident("name") {
             let lit = attr::lit_str(meta)?;
             name.set(&cx, &meta.path, attr::check_name(&cx, &lit));
             Ok(())
         } else {
-            Err(attr::unknown(meta, "personal_data", &["name"]))
+            Err(attr::unknown(meta, attr::PERSONAL_DATA, &["name"]))
         }
     });
     let kind = name.get().unwrap_or_else(|| snake_case(&ident.to_string()));

@@ -10,7 +10,7 @@ use crate::attr::{self, Ctxt};
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::default();
     let ident = &input.ident;
-    attr::each_nested(&cx, &input.attrs, "value", |meta| {
+    attr::each_nested(&cx, &input.attrs, attr::VALUE, |meta| {
         Err(meta.error("`#[value(...)]` takes no options"))
     });
     if !input.generics.params.is_empty() {
