@@ -270,3 +270,6 @@ impl<O: HandlerOutput> ConsumerOutput for O {
 pub fn consumer_output<O: ConsumerOutput>(output: O) -> Result<(), crate::BoxError> {
     output.into_consumer_result()
 }
+
+// What the `Aggregate` derive's `EventOf` impls name.
+pub use crate::aggregate::{Apply, EventOf};
