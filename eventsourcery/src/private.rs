@@ -467,3 +467,142 @@ pub trait PersonalDataNeverImplementsSerialize: sealed::Never<Self> {}
     note = "in an event, hold it as `Personal<{Self}>` in a field marked `#[personal(subject = ...)]`; in a command, as `{Self}` in a field marked `#[personal]`"
 )]
 pub trait PersonalDataNeverImplementsDeserialize: sealed::Never<Self> {}
+
+/// Autoref specialization on the type `T` of a part of a `SerializableValue` (a newtype's inner
+/// value or a field): `(&&Probe::<T>::new()).value_part()` is a `PersonalPart` if `T` is
+/// personal data, else a `ValuePart`. The derive goes through it for every operation on the
+/// part, and calls `refuse` once per part: personal data in a value is then one error, not one
+/// per trait its type lacks and per serde call that needs it.
+pub trait PersonalValuePart<T> {
+    /// The part's operations.
+    fn value_part(&self) -> PersonalPart<T> {
+        PersonalPart(PhantomData)
+    }
+}
+
+impl<T: PersonalData> PersonalValuePart<T> for &Probe<T> {}
+
+/// See [`PersonalValuePart`].
+pub trait PlainValuePart<T> {
+    /// The part's operations.
+    fn value_part(&self) -> ValuePart<T> {
+        ValuePart(PhantomData)
+    }
+}
+
+impl<T> PlainValuePart<T> for Probe<T> {}
+
+/// The operations on a part of a value.
+pub struct ValuePart<T>(PhantomData<T>);
+
+impl<T> ValuePart<T> {
+    /// Passes: the part is not personal data.
+    pub fn refuse(self) {}
+
+    /// The part's string form.
+    pub fn fmt(self, value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result
+    where
+        T: fmt::Display,
+    {
+        fmt::Display::fmt(value, f)
+    }
+
+    /// The part from its string form, naming the value type `type_name` in the error.
+    pub fn parse(self, type_name: &'static str, s: &str) -> Result<T, ValueError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        parse_inner(type_name, s)
+    }
+
+    /// Whether two parts are equal.
+    pub fn eq(self, a: &T, b: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        a == b
+    }
+
+    /// Hashes the part.
+    pub fn hash<H: std::hash::Hasher>(self, value: &T, state: &mut H)
+    where
+        T: std::hash::Hash,
+    {
+        value.hash(state);
+    }
+
+    /// Serializes the part, as a field of a value with named fields.
+    pub fn serialize<S: serde::Serializer>(
+        self,
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error>
+    where
+        T: serde::Serialize,
+    {
+        value.serialize(serializer)
+    }
+
+    /// Deserializes the part, as a field of a value with named fields.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<T, D::Error>
+    where
+        T: serde::Deserialize<'de>,
+    {
+        T::deserialize(deserializer)
+    }
+}
+
+/// The bound of [`PersonalPart::refuse`], which never holds.
+#[diagnostic::on_unimplemented(
+    message = "`{T}` is personal data: a `SerializableValue` cannot hold it",
+    label = "personal data in a value",
+    note = "a value's string form is stored in plain text: give the event or command a field of its own for the personal part, `Personal<{T}>` marked `#[personal(subject = ...)]` in an event, `{T}` marked `#[personal]` in a command"
+)]
+pub trait PersonalDataIsNeverPartOfAValue<T>: sealed::Never<T> {}
+
+/// A part of a value that is personal data. Its operations have no bounds, so that `refuse`
+/// is the one error: they are never called, since the value does not compile.
+pub struct PersonalPart<T>(PhantomData<T>);
+
+impl<T> PersonalPart<T> {
+    /// Fails: a value never holds personal data.
+    pub fn refuse(self)
+    where
+        Plaintext: PersonalDataIsNeverPartOfAValue<T>,
+    {
+    }
+
+    /// Never called.
+    pub fn fmt(self, _: &T, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        unreachable!("a value with a personal part does not compile")
+    }
+
+    /// Never called.
+    pub fn parse(self, _: &'static str, _: &str) -> Result<T, ValueError> {
+        unreachable!("a value with a personal part does not compile")
+    }
+
+    /// Never called.
+    pub fn eq(self, _: &T, _: &T) -> bool {
+        unreachable!("a value with a personal part does not compile")
+    }
+
+    /// Never called.
+    pub fn hash<H: std::hash::Hasher>(self, _: &T, _: &mut H) {
+        unreachable!("a value with a personal part does not compile")
+    }
+
+    /// Never called.
+    pub fn serialize<S: serde::Serializer>(self, _: &T, _: S) -> Result<S::Ok, S::Error> {
+        unreachable!("a value with a personal part does not compile")
+    }
+
+    /// Never called.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(self, _: D) -> Result<T, D::Error> {
+        unreachable!("a value with a personal part does not compile")
+    }
+}
