@@ -131,6 +131,21 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         || quote!(::eventsourcery::__private::NoId),
         |id| quote!(#id),
     );
+    // The stub still makes each listed event raisable, so that `raise` adds no error.
+    let mut listed: Vec<&Path> = Vec::new();
+    for event in &attrs.events {
+        if !listed.contains(&event) {
+            listed.push(event);
+        }
+    }
+    let stub_events = listed.iter().map(|event| {
+        quote_spanned! {event.span()=>
+            #[automatically_derived]
+            impl ::eventsourcery::__private::EventOf<#ident> for #event {
+                fn apply_to(&self, _: &mut #ident) { ::core::unimplemented!() }
+            }
+        }
+    });
     let stub = quote! {
         #[automatically_derived]
         impl ::eventsourcery::Aggregate for #ident {
@@ -141,14 +156,27 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                 -> ::core::result::Result<(), ::eventsourcery::__private::EventError>
             { ::core::unimplemented!() }
         }
+        #(#stub_events)*
     };
     if let Err(error) = cx.check() {
         return attr::compile_errors(error, &input.generics, stub);
     }
     let events = &attrs.events;
+    // The one place that names `Apply<E>`: a missing impl is one error, spanned on the event in
+    // `events(...)`, and the dispatch below and `AggregateRoot::raise` go through it.
+    let event_of = events.iter().map(|event| {
+        quote_spanned! {event.span()=>
+            #[automatically_derived]
+            impl ::eventsourcery::__private::EventOf<#ident> for #event {
+                fn apply_to(&self, state: &mut #ident) {
+                    ::eventsourcery::__private::Apply::<#event>::apply(state, self)
+                }
+            }
+        }
+    });
     let dispatch = events.iter().map(|event| {
         let apply = quote_spanned! {event.span()=>
-            <Self as ::eventsourcery::Apply<#event>>::apply(self, &event)
+            <#event as ::eventsourcery::__private::EventOf<Self>>::apply_to(&event, self)
         };
         quote! {
             if <#event as ::eventsourcery::DomainEvent>::handles(name) {
@@ -181,6 +209,8 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
+            #(#event_of)*
+
             #[automatically_derived]
             impl ::eventsourcery::Aggregate for #ident {
                 #cache

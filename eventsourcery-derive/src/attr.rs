@@ -12,6 +12,8 @@ pub(crate) const EVENT: &str = "event";
 pub(crate) const AGGREGATE: &str = "aggregate";
 pub(crate) const COMMAND: &str = "command";
 pub(crate) const PERSONAL: &str = "personal";
+pub(crate) const PERSONAL_DATA: &str = "personal_data";
+pub(crate) const VALUE: &str = "value";
 
 /// Collects every error of one expansion, so the user sees them all at once.
 #[derive(Default)]

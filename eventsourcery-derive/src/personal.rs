@@ -1,6 +1,6 @@
 //! `#[derive(PersonalData)]`: marks a value type as personal data. It gets a plaintext form for
-//! the vault, a `Debug` that shows nothing, and deliberately no serde impls, so it cannot reach
-//! a payload except through a `#[personal]` field.
+//! the vault, a `Debug` that shows nothing, and serde impls that refuse to compile, so it cannot
+//! reach a payload except through a `#[personal]` field.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -14,13 +14,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::default();
     let ident = &input.ident;
     let mut name = Once::new("name");
-    attr::each_nested(&cx, &input.attrs, "personal_data", |meta| {
+    attr::each_nested(&cx, &input.attrs, attr::PERSONAL_DATA, |meta| {
         if meta.path.is_ident("name") {
             let lit = attr::lit_str(meta)?;
             name.set(&cx, &meta.path, attr::check_name(&cx, &lit));
             Ok(())
         } else {
-            Err(attr::unknown(meta, "personal_data", &["name"]))
+            Err(attr::unknown(meta, attr::PERSONAL_DATA, &["name"]))
         }
     });
     let kind = name.get().unwrap_or_else(|| snake_case(&ident.to_string()));
@@ -95,7 +95,9 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             }
         }
     };
+    let refusals = refusals(ident);
     let stub = quote! {
+        #refusals
         #[automatically_derived]
         impl ::eventsourcery::__private::PersonalData for #ident {
             const KIND: &'static str = #kind;
@@ -121,6 +123,57 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             }
 
             #debug
+
+            #refusals
         };
+    }
+}
+
+/// What keeps the type out of plain payloads (see the refusals in `eventsourcery::__private`).
+///
+/// A `Serialize` and a `Deserialize` whose bound never holds: every serde path to the type
+/// fails on that bound, whose message says to use a `#[personal]` field. Then a probe, spanned
+/// on the type's name, that fails if the type is also a `SerializableValue` or has a serde
+/// impl of its own (which overlaps the refused one).
+fn refusals(ident: &syn::Ident) -> TokenStream {
+    // Spanned on the type's name, as if the user had written them: of an impl that a derive
+    // wrote, rustc says that its bound is "undesired" and suggests implementing the trait by
+    // hand, which is the one thing not to do here.
+    let span = ident.span();
+    let private = quote_spanned!(span=> ::eventsourcery::__private);
+    // `for<'__a>`: rustc rejects a trivially false bound on a concrete type at the impl, but
+    // leaves a bound with a binder to its uses.
+    let never = quote_spanned! {span=>
+        where for<'__a> #private::Plaintext: #private::PersonalDataIsNeverSerialized<#ident>
+    };
+    quote_spanned! {span=>
+        #[automatically_derived]
+        #[doc(hidden)]
+        impl #private::serde::Serialize for #ident #never {
+            fn serialize<__S>(&self, _: __S) -> ::core::result::Result<__S::Ok, __S::Error>
+            where
+                __S: #private::serde::Serializer,
+            {
+                ::core::unreachable!()
+            }
+        }
+
+        #[automatically_derived]
+        #[doc(hidden)]
+        impl<'de> #private::serde::Deserialize<'de> for #ident #never {
+            fn deserialize<__D>(_: __D) -> ::core::result::Result<Self, __D::Error>
+            where
+                __D: #private::serde::Deserializer<'de>,
+            {
+                ::core::unreachable!()
+            }
+        }
+
+        #[allow(dead_code)]
+        fn __refuse_serialization() {
+            #[allow(unused_imports)]
+            use #private::{RefuseDeserialize as _, RefuseNothing as _, RefuseSerialize as _, RefuseValue as _};
+            (&&&&#private::Probe::<#ident>::new()).refusal().check();
+        }
     }
 }

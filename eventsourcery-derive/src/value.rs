@@ -1,16 +1,17 @@
 //! `#[derive(SerializableValue)]`: a string form, serde through it, and value equality.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields};
+use syn::{Data, DeriveInput, Fields, LitStr};
 
 use crate::attr::{self, Ctxt};
 
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::default();
     let ident = &input.ident;
-    attr::each_nested(&cx, &input.attrs, "value", |meta| {
+    attr::each_nested(&cx, &input.attrs, attr::VALUE, |meta| {
         Err(meta.error("`#[value(...)]` takes no options"))
     });
     if !input.generics.params.is_empty() {
@@ -143,26 +144,65 @@ fn stub(ident: &syn::Ident) -> TokenStream {
     }
 }
 
+/// The operations on a part of the value (`PersonalValuePart` in `eventsourcery::__private`),
+/// spanned on its type.
+fn part(ty: &syn::Type) -> TokenStream {
+    quote_spanned! {ty.span()=>
+        (&&::eventsourcery::__private::Probe::<#ty>::new()).value_part()
+    }
+}
+
+/// Brings the traits behind [`part`] into scope, once for the derive's whole `const _` block.
+fn part_traits() -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use ::eventsourcery::__private::{PersonalValuePart as _, PlainValuePart as _};
+    }
+}
+
+/// The one check that no part is personal data: an error per personal part, on its type.
+fn refuse_personal_parts(types: &[&syn::Type]) -> TokenStream {
+    let refusals = types.iter().map(|ty| {
+        let part = part(ty);
+        quote_spanned!(ty.span()=> #part.refuse();)
+    });
+    quote! {
+        #[allow(dead_code)]
+        fn __refuse_personal_parts() {
+            #(#refusals)*
+        }
+    }
+}
+
 fn newtype(input: &DeriveInput, inner: &syn::Type) -> TokenStream {
     let ident = &input.ident;
     let type_name = ident.to_string();
-    let display = quote_spanned!(inner.span()=> ::core::fmt::Display::fmt(&self.0, f));
-    let parse = quote_spanned!(inner.span()=> ::eventsourcery::__private::parse_inner::<#inner>(#type_name, s));
+    let (part, traits) = (part(inner), part_traits());
+    let refuse = refuse_personal_parts(&[inner]);
     quote! {
+        #traits
+        #refuse
+
         #[automatically_derived]
         impl ::core::fmt::Display for #ident {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result { #display }
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #part.fmt(&self.0, f)
+            }
         }
 
         #[automatically_derived]
         impl ::core::str::FromStr for #ident {
             type Err = ::eventsourcery::ValueError;
-            fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> { #parse.map(Self) }
+            fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
+                #part.parse(#type_name, s).map(Self)
+            }
         }
 
         #[automatically_derived]
         impl ::core::cmp::PartialEq for #ident {
-            fn eq(&self, other: &Self) -> bool { self.0 == other.0 }
+            fn eq(&self, other: &Self) -> bool {
+                #part.eq(&self.0, &other.0)
+            }
         }
 
         #[automatically_derived]
@@ -170,7 +210,9 @@ fn newtype(input: &DeriveInput, inner: &syn::Type) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::hash::Hash for #ident {
-            fn hash<H: ::core::hash::Hasher>(&self, state: &mut H) { ::core::hash::Hash::hash(&self.0, state) }
+            fn hash<H: ::core::hash::Hasher>(&self, state: &mut H) {
+                #part.hash(&self.0, state)
+            }
         }
 
         #[automatically_derived]
@@ -191,14 +233,54 @@ fn named(input: &DeriveInput, fields: &syn::FieldsNamed) -> TokenStream {
         .filter_map(|f| f.ident.as_ref())
         .collect();
     let types: Vec<_> = fields.named.iter().map(|f| &f.ty).collect();
+    let parts: Vec<_> = types.iter().map(|ty| part(ty)).collect();
+    let traits = part_traits();
+    let refuse = refuse_personal_parts(&types);
+    // Each field goes through its part's `serialize` and `deserialize`, which have no bounds
+    // for a personal part: the refusal above is then its one error.
+    let serialize: Vec<_> = names
+        .iter()
+        .map(|name| format_ident!("__serialize_{}", name.unraw()))
+        .collect();
+    let deserialize: Vec<_> = names
+        .iter()
+        .map(|name| format_ident!("__deserialize_{}", name.unraw()))
+        .collect();
+    let serialize_with: Vec<_> = serialize
+        .iter()
+        .map(|f| LitStr::new(&f.to_string(), Span::call_site()))
+        .collect();
+    let deserialize_with: Vec<_> = deserialize
+        .iter()
+        .map(|f| LitStr::new(&f.to_string(), Span::call_site()))
+        .collect();
     quote! {
+        #traits
+        #refuse
+
+        #(
+            fn #serialize<__S>(value: &&#types, serializer: __S) -> ::core::result::Result<__S::Ok, __S::Error>
+            where
+                __S: ::eventsourcery::__private::serde::Serializer,
+            {
+                #parts.serialize(*value, serializer)
+            }
+
+            fn #deserialize<'de, __D>(deserializer: __D) -> ::core::result::Result<#types, __D::Error>
+            where
+                __D: ::eventsourcery::__private::serde::Deserializer<'de>,
+            {
+                #parts.deserialize(deserializer)
+            }
+        )*
+
         #[derive(::eventsourcery::__private::serde::Serialize)]
         #[serde(crate = "::eventsourcery::__private::serde")]
-        struct __Ser<'a> { #(#names: &'a #types,)* }
+        struct __Ser<'a> { #(#[serde(serialize_with = #serialize_with)] #names: &'a #types,)* }
 
         #[derive(::eventsourcery::__private::serde::Deserialize)]
         #[serde(crate = "::eventsourcery::__private::serde", deny_unknown_fields)]
-        struct __De { #(#names: #types,)* }
+        struct __De { #(#[serde(deserialize_with = #deserialize_with)] #names: #types,)* }
 
         #[automatically_derived]
         impl ::core::fmt::Display for #ident {
@@ -221,7 +303,9 @@ fn named(input: &DeriveInput, fields: &syn::FieldsNamed) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::cmp::PartialEq for #ident {
-            fn eq(&self, other: &Self) -> bool { true #(&& self.#names == other.#names)* }
+            fn eq(&self, other: &Self) -> bool {
+                true #(&& #parts.eq(&self.#names, &other.#names))*
+            }
         }
 
         #[automatically_derived]
@@ -229,7 +313,9 @@ fn named(input: &DeriveInput, fields: &syn::FieldsNamed) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::hash::Hash for #ident {
-            fn hash<H: ::core::hash::Hasher>(&self, state: &mut H) { #(::core::hash::Hash::hash(&self.#names, state);)* }
+            fn hash<H: ::core::hash::Hasher>(&self, state: &mut H) {
+                #(#parts.hash(&self.#names, state);)*
+            }
         }
     }
 }

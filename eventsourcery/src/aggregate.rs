@@ -81,6 +81,22 @@ pub trait Apply<E> {
     fn apply(&mut self, event: &E);
 }
 
+/// An event that aggregate `A` lists in `#[aggregate(events(...))]`: one it can raise, and
+/// replay once saved. `#[derive(Aggregate)]` implements it for each listed event, through the
+/// event's [`Apply`] impl; it is not meant to be implemented by hand.
+///
+/// [`AggregateRoot::raise`] takes any `E: EventOf<A>`: an event that the aggregate does not
+/// list would be saved but could not be replayed, so raising one does not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event of aggregate `{A}`",
+    label = "`{A}` does not list this event",
+    note = "list it in `#[aggregate(events(..., {Self}))]` on `{A}` and implement `Apply<{Self}>` for `{A}`: an event that is not listed could be saved but not replayed"
+)]
+pub trait EventOf<A> {
+    /// Applies this event to the aggregate's state.
+    fn apply_to(&self, state: &mut A);
+}
+
 /// A type-erased event waiting to be saved.
 pub(crate) trait PendingEvent: Send + Sync {
     fn name(&self) -> &'static str;
@@ -160,10 +176,12 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// Applies `event` to the state and records it, to be appended on save.
     pub fn raise<E>(&mut self, event: E)
     where
-        E: DomainEvent,
-        A: Apply<E>,
+        // On the event, not `A: Apply<E>`: with that, rustc infers `E` from an aggregate's only
+        // `Apply` impl before it looks at the argument, and a missing impl reads as "mismatched
+        // types" on the argument, before the derive's own error.
+        E: DomainEvent + EventOf<A>,
     {
-        self.state.apply(&event);
+        event.apply_to(&mut self.state);
         self.pending.push(Box::new(event));
     }
 

@@ -403,7 +403,8 @@ pub mod codec {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be stored in an event or command payload",
         label = "this field has no serializable form",
-        note = "derive `SerializableValue` (or serde's `Serialize` and `Deserialize`) for `{Self}`; if it is personal data, mark the field `#[personal(subject = ...)]` (in an event, a personal field has the type `Personal<T>`)"
+        note = "if `{Self}` holds personal data, hold it in a type that derives `PersonalData`, as `Personal<T>` in a `#[personal(subject = ...)]` field of an event or as `T` in a `#[personal]` field of a command: it is then encrypted into the personal data store",
+        note = "otherwise derive `SerializableValue` (or serde's `Serialize` and `Deserialize`) for `{Self}`"
     )]
     pub trait EventField: Sized {
         /// Encodes the value of field `field` of event or command `name`.

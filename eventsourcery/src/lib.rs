@@ -76,6 +76,14 @@ pub use eventsourcery_derive::Command;
 ///
 /// Do not derive `Debug` yourself: `#[derive(PersonalData, Debug)]` fails with "conflicting
 /// implementations of trait `Debug`" (E0119), because this derive already implements it.
+///
+/// The type has no serde form: deriving or implementing `Serialize`, `Deserialize` or
+/// [`SerializableValue`](trait@SerializableValue) for it, or putting it in a plain field of an
+/// event, a command, a serde type or a value, does not compile, and the error says to hold it
+/// as `Personal<T>` in a `#[personal(subject = ...)]` field of an event (or as `T` in a
+/// `#[personal]` field of a command). Where you also derive `Serialize`, rustc first reports
+/// the overlap with the derive's own refused impl ("type annotations needed: cannot satisfy
+/// `T: Serialize`").
 pub use eventsourcery_derive::PersonalData;
 
 /// Registers an `async fn` as the handler of the command it takes first; every other

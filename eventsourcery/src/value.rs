@@ -14,7 +14,8 @@ use uuid::Uuid;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a serializable value",
     label = "needs a string form",
-    note = "add `#[derive(SerializableValue)]` to `{Self}` (a newtype such as `struct {Self}(Uuid)`)"
+    note = "a value is a type of its own with `#[derive(SerializableValue)]`: a newtype such as `struct PatientId(Uuid)`, a struct with named fields or an enum of unit variants; if `{Self}` is such a type of yours, add the derive to it",
+    note = "if `{Self}` holds personal data, it is never a value: hold it in a type that derives `PersonalData`, as `Personal<T>` in a `#[personal(subject = ...)]` field of an event"
 )]
 pub trait SerializableValue:
     fmt::Display + FromStr<Err = ValueError> + Eq + Hash + Clone + Send + Sync + 'static

@@ -103,7 +103,7 @@ impl<'de> serde::Deserialize<'de> for PersonalKey {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not personal data",
     label = "`#[personal]` fields hold personal data types",
-    note = "add `#[derive(PersonalData)]` to `{Self}`, or remove `#[personal]` if the field is not personal"
+    note = "hold the value in a type of your own that derives `PersonalData` (`#[derive(PersonalData)] struct Email(String);`), or remove `#[personal]` if the field is not personal"
 )]
 pub trait PersonalData: Sized + Send + Sync + 'static {
     /// The kind of data, for the blind index and exports (`#[personal_data(name = "...")]`, by
@@ -224,7 +224,7 @@ impl<T: PersonalData> PersonalField for T {
 #[diagnostic::on_unimplemented(
     message = "a personal field of an event must have type `Personal<_>`, not `{Self}`",
     label = "an erased subject's value could not be represented",
-    note = "if `{Self}` derives `PersonalData`, write `Personal<{Self}>`: after the subject is erased, the field reads as `Personal::Erased`"
+    note = "hold a type `T` that derives `PersonalData` as `Personal<T>` (`email: Personal<Email>`): after the subject is erased, the field reads as `Personal::Erased`"
 )]
 pub trait EventPersonalField: PersonalField {}
 

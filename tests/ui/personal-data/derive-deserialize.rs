@@ -1,0 +1,6 @@
+use eventsourcery::PersonalData;
+
+#[derive(PersonalData, serde::Deserialize)]
+struct Email(String);
+
+fn main() {}
