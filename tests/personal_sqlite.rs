@@ -325,7 +325,7 @@ async fn corrupt_rows_are_typed_errors_that_show_no_value() {
     );
     raw_insert(
         files.data.pool(),
-        "INSERT INTO eventsourcery_blind_index VALUES (x'0102', 'zz-subject-zz')",
+        "INSERT INTO eventsourcery_blind_index (hash, subject) VALUES (x'0102', 'zz-subject-zz')",
         &[],
     )
     .await;

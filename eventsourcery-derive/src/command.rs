@@ -33,20 +33,20 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let name = name.get().unwrap_or_else(|| snake_case(&ident.to_string()));
     let subject = subject.get();
     let name_expr = quote!(#name);
-    let encode = match &input.data {
+    let (encode, lookups) = match &input.data {
         Data::Struct(data) => {
-            fields::codec(
+            let codec = fields::codec(
                 &cx,
                 &data.fields,
                 subject.as_ref(),
                 &name_expr,
                 attr::COMMAND,
-            )
-            .encode
+            );
+            (codec.encode, codec.lookups)
         }
         _ => {
             cx.error(ident, "Command can be derived for a struct only");
-            TokenStream::new()
+            (TokenStream::new(), TokenStream::new())
         }
     };
     let stub = quote! {
@@ -74,6 +74,8 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                     #encode
                 }
             }
+
+            #lookups
         };
     }
 }

@@ -77,7 +77,7 @@ fn expand_struct(cx: &Ctxt, input: &DeriveInput, fields: &Fields) -> TokenStream
     let version = attrs.version.unwrap_or(1);
     let name_expr = quote!(#name);
     let codec = fields::codec(cx, fields, attrs.subject.as_ref(), &name_expr, attr::EVENT);
-    let (encode, decode) = (codec.encode, codec.decode);
+    let (encode, decode, lookups) = (codec.encode, codec.decode, codec.lookups);
     let type_name = ident.to_string();
     quote! {
         #[automatically_derived]
@@ -109,6 +109,8 @@ fn expand_struct(cx: &Ctxt, input: &DeriveInput, fields: &Fields) -> TokenStream
                 type_name: ::core::concat!(::core::module_path!(), "::", #type_name),
             }
         }
+
+        #lookups
     }
 }
 

@@ -13,6 +13,8 @@ use crate::attr::{self, Ctxt};
 pub(crate) struct Codec {
     pub(crate) encode: TokenStream,
     pub(crate) decode: TokenStream,
+    /// The registrations of the fields marked `#[personal(lookup)]`.
+    pub(crate) lookups: TokenStream,
 }
 
 /// `name` is an expression of type `&str` naming the event or command in errors.
@@ -48,6 +50,7 @@ pub(crate) fn codec(
     let mut plain = Vec::new();
     let mut personal = Vec::new();
     let mut init = Vec::new();
+    let mut lookups = Vec::new();
     for field in &named {
         let Some(ident) = &field.ident else { continue };
         attr::reject(
@@ -119,6 +122,13 @@ pub(crate) fn codec(
                 personal.push(quote! {
                     let #local = #codec.decode(cx, #name, #key, #decode_subject, &mut __map)?;
                 });
+                if lookup {
+                    lookups.push(quote! {
+                        ::eventsourcery::__private::inventory::submit! {
+                            #codec.lookup(::core::concat!(#name, ".", #key))
+                        }
+                    });
+                }
             }
         }
     }
@@ -136,5 +146,6 @@ pub(crate) fn codec(
             #(#personal)*
             ::core::result::Result::Ok(Self { #(#init),* })
         },
+        lookups: quote!(#(#lookups)*),
     }
 }

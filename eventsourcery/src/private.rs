@@ -15,6 +15,7 @@ pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
 pub use crate::event::codec::{EventField, object};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
+pub use crate::personal::lookup::LookupField;
 pub use crate::personal::{DecodeContext, EncodeContext};
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{FromServices, HandlerContext, Parameter};
@@ -112,13 +113,13 @@ pub fn subject<S: Subject>(subject: &S) -> PersonalKey {
 /// Its bound is the one check of the field's type. Generated code calls it in `encode` and in
 /// `decode` alike, spanned on the field's type, so a wrong type is reported once; the codec's
 /// own methods have no bounds and add no error of their own.
-pub fn event_personal<F: EventPersonalField>() -> PersonalCodec<F> {
+pub const fn event_personal<F: EventPersonalField>() -> PersonalCodec<F> {
     PersonalCodec::new()
 }
 
 /// The codec of a `#[personal]` field of a command: `T` or `Personal<T>` where
 /// `T: PersonalData`.
-pub fn command_personal<F: PersonalField>() -> PersonalCodec<F> {
+pub const fn command_personal<F: PersonalField>() -> PersonalCodec<F> {
     PersonalCodec::new()
 }
 
@@ -126,7 +127,12 @@ pub fn command_personal<F: PersonalField>() -> PersonalCodec<F> {
 pub struct PersonalCodec<F> {
     encode: EncodePersonal<F>,
     decode: DecodePersonal<F>,
+    /// The personal data type's kind and lookup form, for `#[personal(lookup)]`.
+    kind: &'static str,
+    form: LookupForm,
 }
+
+type LookupForm = fn(&str) -> Result<Zeroizing<String>, ValueError>;
 
 type EncodePersonal<F> = fn(
     &mut EncodeContext,
@@ -150,11 +156,23 @@ impl<F: PersonalField> PersonalCodec<F> {
         Self {
             encode: encode_personal::<F>,
             decode: decode_personal::<F>,
+            kind: <F::Data as PersonalData>::KIND,
+            form: crate::personal::lookup::form_of::<F::Data>,
         }
     }
 }
 
 impl<F> PersonalCodec<F> {
+    /// The registration of the field `field` (`"{event or command}.{field}"`) marked
+    /// `#[personal(lookup)]`, so the blind index can be rebuilt from the stored values.
+    pub const fn lookup(&self, field: &'static str) -> LookupField {
+        LookupField {
+            field,
+            kind: self.kind,
+            form: self.form,
+        }
+    }
+
     /// Moves the field `field` of `name` out of the payload.
     pub fn encode(
         &self,

@@ -673,6 +673,9 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, claims_store_keys_only_for_subjects_that_may_take_them => personal::stores::claims_store_keys_only_for_subjects_that_may_take_them);
         personal_suite!(@case $setup, erasure_destroys_and_counts_the_current_key => personal::stores::erasure_destroys_and_counts_the_current_key);
         personal_suite!(@case $setup, puts_refuse_values_of_erased_key_versions => personal::stores::puts_refuse_values_of_erased_key_versions);
+        personal_suite!(@case $setup, the_index_floor_refuses_entries_of_retired_keys => personal::stores::the_index_floor_refuses_entries_of_retired_keys);
+        personal_suite!(@case $setup, the_index_key_rotates_online => personal::races::the_index_key_rotates_online, multi);
+        personal_suite!(@case $setup, lookups_find_values_typed_in_another_form => personal::races::lookups_find_values_typed_in_another_form);
         // Real concurrency: tasks on several threads.
         personal_suite!(@case $setup, concurrent_first_writes_create_one_key => personal::concurrent_first_writes_create_one_key, multi);
         personal_suite!(@case $setup, racing_key_inserts_store_one_key => personal::stores::racing_key_inserts_store_one_key, multi);

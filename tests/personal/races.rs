@@ -184,6 +184,22 @@ impl PersonalStore for PausingData {
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
         self.inner.find(hash).await
     }
+
+    async fn records_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PersonalRecord>, PersonalError> {
+        self.inner.records_after(after, limit).await
+    }
+
+    async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
+        self.inner.raise_index_floor(version).await
+    }
+
+    async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
+        self.inner.delete_index_entries_below(version).await
+    }
 }
 
 /// A vault over the backend's stores through pausing pass-throughs: another process, whose
@@ -421,4 +437,130 @@ pub async fn writers_and_an_eraser_race_for_real(backend: Backend) {
         assert!(backend.vault.is_erased(subject).await.unwrap());
         assert_erased_for_good(&backend, subject, &emails, &vouchers).await;
     }
+}
+
+/// The blind-index key is rotated online: the index is rebuilt under the new key, the old
+/// entries and key are gone, lookups find every value before and after, a write held with the
+/// old key while the rotation ran is written again with the new one, and an erased subject's
+/// values are not indexed again.
+pub async fn the_index_key_rotates_online(backend: Backend) {
+    let bus = backend.bus();
+    let (ann, bob, eve) = (
+        PersonalKey::issue(),
+        PersonalKey::issue(),
+        PersonalKey::issue(),
+    );
+    for (subject, email) in [(ann, "ann@example.com"), (eve, "eve@example.com")] {
+        bus.execute(register_cmd(&VoucherId::generate(), subject, email, "N"))
+            .await
+            .unwrap();
+    }
+    backend.vault.erase(eve, "request").await.unwrap();
+    let keys_before = backend.keys().all_keys().await.unwrap().len();
+
+    // A write that read the index key, held before its put while the rotation runs.
+    let (writer, gate) = pausing(&backend);
+    let mut paused = gate.arm(Point::BeforePut);
+    let bus_b = writer.bus();
+    let write = tokio::spawn(async move {
+        bus_b
+            .execute(register_cmd(
+                &VoucherId::generate(),
+                bob,
+                "bob@example.com",
+                "B",
+            ))
+            .await
+    });
+    paused.arrived().await;
+    let rotation = backend.vault.rotate_index_key().await.unwrap();
+    assert_eq!(rotation.version, 1);
+    assert_eq!(
+        rotation.reindexed, 1,
+        "Ann's address; not the erased Eve's: {rotation:?}"
+    );
+    assert_eq!(rotation.removed, 1, "Ann's old entry: {rotation:?}");
+    assert_eq!(rotation.unreadable, 0);
+    paused.release();
+    write.await.unwrap().unwrap();
+
+    let lookup = |email: &str| {
+        let vault = backend.vault.clone();
+        let email = Email(email.to_owned());
+        async move { vault.lookup(&email).await.unwrap() }
+    };
+    assert_eq!(lookup("Ann@Example.com").await, vec![ann]);
+    assert_eq!(
+        lookup("bob@example.com").await,
+        vec![bob],
+        "written again with the new key"
+    );
+    backend.vault.re_enroll(eve).await.unwrap();
+    assert!(
+        lookup("eve@example.com").await.is_empty(),
+        "not indexed again"
+    );
+    // The old key is destroyed, the new one took its place.
+    assert_eq!(
+        backend.keys().all_keys().await.unwrap().len(),
+        keys_before + 1,
+        "Bob's key added, the old index key replaced by the new one"
+    );
+    // Rotating again moves on to the next version.
+    let again = backend.vault.rotate_index_key().await.unwrap();
+    assert_eq!((again.version, again.reindexed), (2, 2), "{again:?}");
+    assert_eq!(lookup("ann@example.com").await, vec![ann]);
+    assert_eq!(lookup("bob@example.com").await, vec![bob]);
+}
+
+/// Lookups find a value typed in another Unicode normalization, case or with invisible
+/// characters: the lookup form is compatibility normalized and case folded.
+pub async fn lookups_find_values_typed_in_another_form(backend: Backend) {
+    let bus = backend.bus();
+    let (jose, strasse) = (PersonalKey::issue(), PersonalKey::issue());
+    bus.execute(register_cmd(
+        &VoucherId::generate(),
+        jose,
+        "josé@example.com",
+        "J",
+    ))
+    .await
+    .unwrap();
+    bus.execute(register_cmd(
+        &VoucherId::generate(),
+        strasse,
+        "Straße@Example.com",
+        "S",
+    ))
+    .await
+    .unwrap();
+    for typed in [
+        "jose\u{301}@example.com",
+        "JOSÉ@EXAMPLE.COM",
+        "josé@example.com\u{200B}",
+        " \u{FEFF}josé@example.com ",
+    ] {
+        assert_eq!(
+            backend.vault.lookup(&Email(typed.into())).await.unwrap(),
+            vec![jose],
+            "{typed:?}"
+        );
+    }
+    assert_eq!(
+        backend
+            .vault
+            .lookup(&Email("STRASSE@EXAMPLE.COM".into()))
+            .await
+            .unwrap(),
+        vec![strasse]
+    );
+    assert!(
+        backend
+            .vault
+            .lookup(&Email("jose@example.com".into()))
+            .await
+            .unwrap()
+            .is_empty(),
+        "an accent is not ignored"
+    );
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eventsourcery::PersonalKey;
-use eventsourcery::personal::{PersonalRecord, WrappedKey};
+use eventsourcery::personal::{IndexEntry, PersonalError, PersonalRecord, WrappedKey};
 use uuid::Uuid;
 
 use super::Backend;
@@ -16,6 +16,15 @@ fn key(subject: PersonalKey, version: u32, fill: u8) -> WrappedKey {
         version,
         wrapped: vec![fill; 60],
         master_key_id: format!("master-{fill}"),
+    }
+}
+
+/// An index entry made with index key version 0.
+fn entry(hash: Vec<u8>, subject: PersonalKey) -> IndexEntry {
+    IndexEntry {
+        hash,
+        subject,
+        key_version: 0,
     }
 }
 
@@ -198,10 +207,10 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
     data.put(
         vec![r1.clone(), r2.clone(), r3.clone()],
         vec![
-            (h1.clone(), a),
-            (h1.clone(), a),
-            (h1.clone(), b),
-            (h2.clone(), a),
+            entry(h1.clone(), a),
+            entry(h1.clone(), a),
+            entry(h1.clone(), b),
+            entry(h2.clone(), a),
         ],
     )
     .await
@@ -211,7 +220,7 @@ pub async fn put_upserts_and_delete_subject_removes_everything(backend: Backend)
         ciphertext: versioned(a, "e.email", 1, 9).ciphertext,
         ..r1.clone()
     };
-    data.put(vec![tampered.clone()], vec![(h1.clone(), a)])
+    data.put(vec![tampered.clone()], vec![entry(h1.clone(), a)])
         .await
         .unwrap();
 
@@ -273,7 +282,7 @@ pub async fn puts_refuse_values_of_erased_key_versions(backend: Backend) {
     let refused = data
         .put(
             vec![stale.clone(), older.clone(), other.clone()],
-            vec![(vec![7u8; 32], a), (vec![8u8; 32], b)],
+            vec![entry(vec![7u8; 32], a), entry(vec![8u8; 32], b)],
         )
         .await
         .unwrap();
@@ -287,7 +296,9 @@ pub async fn puts_refuse_values_of_erased_key_versions(backend: Backend) {
     assert_eq!(data.find(&[8u8; 32]).await.unwrap(), vec![b]);
     // An index entry without a value of the subject is refused too.
     assert_eq!(
-        data.put(vec![], vec![(vec![9u8; 32], a)]).await.unwrap(),
+        data.put(vec![], vec![entry(vec![9u8; 32], a)])
+            .await
+            .unwrap(),
         vec![a]
     );
     // One stale value refuses the subject's whole share of the put.
@@ -299,7 +310,7 @@ pub async fn puts_refuse_values_of_erased_key_versions(backend: Backend) {
     assert!(data.by_subject(a).await.unwrap().is_empty());
     // Values under a version above the erased ones (a re-enrolled subject's new key) go in.
     assert!(
-        data.put(vec![fresh.clone()], vec![(vec![7u8; 32], a)])
+        data.put(vec![fresh.clone()], vec![entry(vec![7u8; 32], a)])
             .await
             .unwrap()
             .is_empty()
@@ -356,4 +367,72 @@ pub async fn claims_store_keys_only_for_subjects_that_may_take_them(backend: Bac
         [key(re_enrolled, 3, 3)]
     );
     assert!(keys.claim_keys(Vec::new()).await.unwrap().is_empty());
+}
+
+/// The index floor refuses, in the put that brings it, an entry made with an index key version
+/// below it (storing nothing of that put); entries below a version are deleted on demand; the
+/// records can be walked in reference order.
+pub async fn the_index_floor_refuses_entries_of_retired_keys(backend: Backend) {
+    let data = backend.data();
+    let (a, b) = (PersonalKey::issue(), PersonalKey::issue());
+    let old = entry(vec![1u8; 32], a);
+    let record_a = record(a, "e.email", 1);
+    data.put(vec![record_a.clone()], vec![old.clone()])
+        .await
+        .unwrap();
+    assert_eq!(data.raise_index_floor(2).await.unwrap(), 2);
+    assert_eq!(
+        data.raise_index_floor(1).await.unwrap(),
+        2,
+        "a floor only rises"
+    );
+    let record_b = record(b, "e.email", 2);
+    let stale = IndexEntry {
+        key_version: 1,
+        ..entry(vec![2u8; 32], b)
+    };
+    let error = data
+        .put(vec![record_b.clone()], vec![stale])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, PersonalError::StaleIndexKey { found: 1 }),
+        "{error}"
+    );
+    assert!(
+        data.by_subject(b).await.unwrap().is_empty(),
+        "nothing of the put is stored"
+    );
+    let current = IndexEntry {
+        key_version: 2,
+        ..entry(vec![3u8; 32], b)
+    };
+    assert!(
+        data.put(vec![record_b.clone()], vec![current])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(data.find(&[3u8; 32]).await.unwrap(), vec![b]);
+    // The old entry is still found until it is deleted.
+    assert_eq!(data.find(&[1u8; 32]).await.unwrap(), vec![a]);
+    assert_eq!(data.delete_index_entries_below(2).await.unwrap(), 1);
+    assert!(data.find(&[1u8; 32]).await.unwrap().is_empty());
+    assert_eq!(data.find(&[3u8; 32]).await.unwrap(), vec![b]);
+
+    let mut expected = [record_a, record_b];
+    expected.sort_by_key(|r| r.reference);
+    let first = data.records_after(None, 1).await.unwrap();
+    assert_eq!(first, expected[..1]);
+    let rest = data
+        .records_after(Some(first[0].reference), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest, expected[1..]);
+    assert!(
+        data.records_after(Some(expected[1].reference), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

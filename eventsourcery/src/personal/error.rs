@@ -145,6 +145,16 @@ pub enum PersonalError {
         /// The database file.
         database: String,
     },
+    /// A blind-index entry was made with an index key that a rotation retired (the writer
+    /// read the index keys before the rotation began); nothing was stored. The vault writes
+    /// again with the current index key.
+    #[error(
+        "a blind-index entry was made with index key version {found}, which a rotation retired"
+    )]
+    StaleIndexKey {
+        /// The version the entry was made with.
+        found: u32,
+    },
     /// A stored row is malformed.
     #[error("corrupt row in `{table}`: {reason}")]
     Corrupt {
@@ -274,6 +284,7 @@ impl PersonalError {
             Self::Random => Self::Random,
             Self::KeyRace { subject } => Self::KeyRace { subject: *subject },
             Self::Unanswered => Self::Unanswered,
+            Self::StaleIndexKey { found } => Self::StaleIndexKey { found: *found },
             Self::WalBusy { database } => Self::WalBusy {
                 database: database.clone(),
             },

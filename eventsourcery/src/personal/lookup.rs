@@ -2,9 +2,46 @@
 //! typed in another Unicode normalization, in another case, or with invisible characters
 //! finds the stored one.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
+
+use super::PersonalData;
+use crate::value::ValueError;
+
+/// A field marked `#[personal(lookup)]`, submitted by the `DomainEvent` and `Command` derives,
+/// so that the blind index can be rebuilt from the stored values
+/// ([`PersonalVault::rotate_index_key`](super::PersonalVault::rotate_index_key)).
+#[derive(Debug)]
+pub struct LookupField {
+    /// `"{event or command}.{field}"`, as bound into the field's values.
+    pub field: &'static str,
+    /// The personal data type's kind.
+    pub kind: &'static str,
+    /// The lookup form of a stored plaintext.
+    pub form: fn(&str) -> Result<Zeroizing<String>, ValueError>,
+}
+
+inventory::collect!(LookupField);
+
+/// The lookup form of `T`'s plaintext, for [`LookupField::form`].
+pub(crate) fn form_of<T: PersonalData>(plaintext: &str) -> Result<Zeroizing<String>, ValueError> {
+    T::from_plaintext(plaintext)?.lookup_form()
+}
+
+/// Every lookup field of the program, by field.
+pub(crate) fn lookup_fields() -> &'static HashMap<&'static str, &'static LookupField> {
+    static FIELDS: OnceLock<HashMap<&'static str, &'static LookupField>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        inventory::iter::<LookupField>
+            .into_iter()
+            .map(|f| (f.field, f))
+            .collect()
+    })
+}
 
 /// The default lookup form of a plaintext: without default-ignorable code points (zero-width
 /// spaces and joiners, soft hyphens, variation selectors, byte order marks), compatibility

@@ -16,7 +16,7 @@ use crate::value::ValueError;
 pub(crate) mod codec;
 mod crypto;
 mod error;
-mod lookup;
+pub(crate) mod lookup;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -38,7 +38,7 @@ pub use store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
     PersonalStore, WrappedKey,
 };
-pub use vault::{Export, ExportedField, PersonalVault, Rotation, RotationFailure};
+pub use vault::{Export, ExportedField, IndexRotation, PersonalVault, Rotation, RotationFailure};
 
 /// The personal identification token: one per data subject, issued by the framework, never
 /// erased. It is a random identifier that says nothing about the person.

@@ -58,6 +58,9 @@ const PERSONAL_SCHEMA: Schema = Schema {
     ],
 };
 
+/// The SQLSTATE with which the put function refuses an index entry below the index floor.
+const STALE_INDEX_KEY: &str = "ES001";
+
 /// A pool on the database that `options` name, with the event store's pool options, once
 /// the transport to it is allowed for `store` (checked before anything is sent).
 async fn connect(
@@ -442,14 +445,17 @@ impl PersonalStore for PostgresPersonalStore {
             columns.3.push(record.ciphertext);
             columns.4.push(i64::from(version));
         }
-        let (hashes, indexed): (Vec<Vec<u8>>, Vec<Uuid>) = index
-            .into_iter()
-            .map(|(hash, subject)| (hash, subject.as_uuid()))
-            .unzip();
+        let lowest_index_version = index.iter().map(|e| e.key_version).min().unwrap_or(0);
+        let mut entries = (Vec::new(), Vec::new(), Vec::new());
+        for entry in index {
+            entries.0.push(entry.hash);
+            entries.1.push(entry.subject.as_uuid());
+            entries.2.push(i64::from(entry.key_version));
+        }
         // One round trip (migration 0002): the subjects' locks, the erasure check and the
         // writes, atomic without an explicit transaction.
         let refused: Vec<String> = sqlx::query_scalar(
-            "SELECT s::text FROM eventsourcery_put_personal($1, $2, $3, $4, $5, $6, $7, $8) AS s",
+            "SELECT s::text FROM eventsourcery_put_personal($1, $2, $3, $4, $5, $6, $7, $8, $9) AS s",
         )
         .bind(columns.0)
         .bind(columns.1)
@@ -457,11 +463,22 @@ impl PersonalStore for PostgresPersonalStore {
         .bind(columns.3)
         .bind(columns.4)
         .bind(created)
-        .bind(hashes)
-        .bind(indexed)
+        .bind(entries.0)
+        .bind(entries.1)
+        .bind(&entries.2)
         .fetch_all(&self.pool)
         .await
-        .map_err(db("store personal data"))?;
+        .map_err(|source| match &source {
+            sqlx::Error::Database(error) if error.code().as_deref() == Some(STALE_INDEX_KEY) => {
+                PersonalError::StaleIndexKey {
+                    found: lowest_index_version,
+                }
+            }
+            _ => PersonalError::Database {
+                operation: "store personal data",
+                source,
+            },
+        })?;
         refused
             .iter()
             .map(|s| {
@@ -541,5 +558,46 @@ impl PersonalStore for PostgresPersonalStore {
         .await
         .map_err(db("blind index lookup"))?;
         rows.iter().map(sql::subject_from_row).collect()
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PersonalRecord>, PersonalError> {
+        let rows = sqlx::query(
+            "SELECT reference::text, subject::text, field, ciphertext
+             FROM eventsourcery_personal_data
+             WHERE $1::uuid IS NULL OR reference > $1 ORDER BY reference LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read personal data"))?;
+        rows.iter().map(sql::record_from_row).collect()
+    }
+
+    async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
+        // The row lock waits for the puts holding it shared; later puts read the new floor.
+        let floor: i64 = sqlx::query_scalar(
+            "UPDATE eventsourcery_index_floor SET floor = GREATEST(floor, $1) WHERE id = 1
+             RETURNING floor",
+        )
+        .bind(i64::from(version))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("raise the index floor"))?;
+        Ok(u32::try_from(floor).unwrap_or(u32::MAX))
+    }
+
+    async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
+        let deleted = sqlx::query("DELETE FROM eventsourcery_blind_index WHERE key_version < $1")
+            .bind(i64::from(version))
+            .execute(&self.pool)
+            .await
+            .map_err(db("delete old index entries"))?
+            .rows_affected();
+        Ok(deleted)
     }
 }

@@ -213,6 +213,8 @@ where
 }
 
 /// Decodes an erased-subject row selected as `subject, last_key_version` (the subject as text).
+/// PostgreSQL checks erased subjects inside its put function, so only SQLite reads them.
+#[cfg(feature = "sqlite")]
 pub(super) fn erased_subject_from_row<'r, R>(
     row: &'r R,
 ) -> Result<(PersonalKey, u32), PersonalError>

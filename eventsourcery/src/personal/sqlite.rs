@@ -568,12 +568,20 @@ impl PersonalStore for SqlitePersonalStore {
         let mut subjects: Vec<PersonalKey> = records
             .iter()
             .map(|r| r.subject)
-            .chain(index.iter().map(|(_, s)| *s))
+            .chain(index.iter().map(|e| e.subject))
             .collect();
         subjects.sort_unstable();
         subjects.dedup();
         // One write transaction: the erasure records read are the ones in force as it writes.
         let (_writer, mut tx) = self.db.begin(OPERATION).await?;
+        if !index.is_empty() {
+            let floor: i64 =
+                sqlx::query_scalar("SELECT floor FROM eventsourcery_index_floor WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db(OPERATION))?;
+            super::store::check_index_floor(&index, u32::try_from(floor).unwrap_or(u32::MAX))?;
+        }
         let rows = sqlx::query(
             "SELECT subject, last_key_version FROM eventsourcery_erased_subjects
              WHERE subject IN (SELECT value FROM json_each(?1))",
@@ -606,13 +614,15 @@ impl PersonalStore for SqlitePersonalStore {
             .await
             .map_err(db(OPERATION))?;
         }
-        for (hash, subject) in index.iter().filter(|(_, s)| !refused.contains(s)) {
+        for entry in index.iter().filter(|e| !refused.contains(&e.subject)) {
             sqlx::query(
-                "INSERT INTO eventsourcery_blind_index (hash, subject) VALUES (?1, ?2)
+                "INSERT INTO eventsourcery_blind_index (hash, subject, key_version)
+                 VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
             )
-            .bind(hash.as_slice())
-            .bind(subject.to_string())
+            .bind(entry.hash.as_slice())
+            .bind(entry.subject.to_string())
+            .bind(i64::from(entry.key_version))
             .execute(&mut *tx)
             .await
             .map_err(db(OPERATION))?;
@@ -711,5 +721,53 @@ impl PersonalStore for SqlitePersonalStore {
         .await
         .map_err(db("blind index lookup"))?;
         rows.iter().map(sql::subject_from_row).collect()
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PersonalRecord>, PersonalError> {
+        // References are hyphenated lowercase UUIDs: text order is UUID order.
+        let rows = sqlx::query(
+            "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data
+             WHERE reference > ?1 ORDER BY reference LIMIT ?2",
+        )
+        .bind(after.map_or_else(String::new, |r| r.to_string()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db("read personal data"))?;
+        rows.iter().map(sql::record_from_row).collect()
+    }
+
+    async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
+        const OPERATION: &str = "raise the index floor";
+        // A write transaction: puts under way commit first; later ones read the new floor.
+        let (_writer, mut tx) = self.db.begin(OPERATION).await?;
+        let floor: i64 = sqlx::query_scalar(
+            "UPDATE eventsourcery_index_floor SET floor = MAX(floor, ?1) WHERE id = 1
+             RETURNING floor",
+        )
+        .bind(i64::from(version))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db(OPERATION))?;
+        tx.commit().await.map_err(db(OPERATION))?;
+        Ok(u32::try_from(floor).unwrap_or(u32::MAX))
+    }
+
+    async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
+        const OPERATION: &str = "delete old index entries";
+        let (_writer, mut tx) = self.db.begin_erasure(OPERATION).await?;
+        let deleted = sqlx::query("DELETE FROM eventsourcery_blind_index WHERE key_version < ?1")
+            .bind(i64::from(version))
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OPERATION))?
+            .rows_affected();
+        tx.commit().await.map_err(db(OPERATION))?;
+        self.db.truncate_wal(OPERATION).await?;
+        Ok(deleted)
     }
 }

@@ -109,8 +109,26 @@ impl fmt::Debug for PersonalRecord {
     }
 }
 
-/// A blind-index entry: the keyed hash of a personal value, and its subject.
-pub type IndexEntry = (Vec<u8>, PersonalKey);
+/// A blind-index entry: the keyed hash of a personal value's lookup form, its subject, and the
+/// version of the index key that made the hash.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IndexEntry {
+    /// The HMAC of the value's kind and lookup form under the index key.
+    pub hash: Vec<u8>,
+    /// The subject holding the value.
+    pub subject: PersonalKey,
+    /// The version of the index key that made `hash`.
+    pub key_version: u32,
+}
+
+impl fmt::Debug for IndexEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexEntry")
+            .field("subject", &self.subject)
+            .field("key_version", &self.key_version)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where data keys and erasure records live.
 ///
@@ -230,6 +248,34 @@ pub trait PersonalStore: Send + Sync + 'static {
 
     /// The subjects with this blind-index hash.
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError>;
+
+    /// Up to `limit` records with references after `after` (from the first if `None`), in
+    /// reference order: rebuilding the blind index walks the store with it.
+    async fn records_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PersonalRecord>, PersonalError>;
+
+    /// From now on, refuses index entries made with an index key version below `version`
+    /// (a floor only rises); returns the floor. Takes turns with [`put`](Self::put), so a put
+    /// that checked the old floor commits first.
+    async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError>;
+
+    /// Deletes the index entries made with an index key version below `version`; returns how
+    /// many went.
+    async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError>;
+}
+
+/// Fails with [`PersonalError::StaleIndexKey`] if an entry was made with an index key version
+/// below `floor`: the rule every [`PersonalStore::put`] applies.
+pub(crate) fn check_index_floor(index: &[IndexEntry], floor: u32) -> Result<(), PersonalError> {
+    match index.iter().find(|e| e.key_version < floor) {
+        Some(entry) => Err(PersonalError::StaleIndexKey {
+            found: entry.key_version,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The subjects of `records` and `index` that an erasure through `erased(subject)` refuses:
@@ -246,8 +292,8 @@ pub(crate) fn refused_subjects(
         let entry = lowest.entry(record.subject).or_insert(version);
         *entry = (*entry).min(version);
     }
-    for (_, subject) in index {
-        lowest.entry(*subject).or_insert(0);
+    for entry in index {
+        lowest.entry(entry.subject).or_insert(0);
     }
     lowest
         .into_iter()
@@ -408,6 +454,7 @@ struct MemoryData {
     records: BTreeMap<Uuid, PersonalRecord>,
     index: Vec<IndexEntry>,
     erased: HashMap<PersonalKey, u32>,
+    index_floor: u32,
 }
 
 impl MemoryPersonalStore {
@@ -425,6 +472,7 @@ impl PersonalStore for MemoryPersonalStore {
         index: Vec<IndexEntry>,
     ) -> Result<Vec<PersonalKey>, PersonalError> {
         let mut inner = lock(&self.inner);
+        check_index_floor(&index, inner.index_floor)?;
         let refused = refused_subjects(&records, &index, |s| inner.erased.get(&s).copied());
         for record in records {
             if !refused.contains(&record.subject) {
@@ -432,7 +480,11 @@ impl PersonalStore for MemoryPersonalStore {
             }
         }
         for entry in index {
-            if !refused.contains(&entry.1) && !inner.index.contains(&entry) {
+            let known = inner
+                .index
+                .iter()
+                .any(|e| e.hash == entry.hash && e.subject == entry.subject);
+            if !refused.contains(&entry.subject) && !known {
                 inner.index.push(entry);
             }
         }
@@ -467,7 +519,7 @@ impl PersonalStore for MemoryPersonalStore {
         *erased = (*erased).max(last_key_version);
         let before = inner.records.len();
         inner.records.retain(|_, r| r.subject != subject);
-        inner.index.retain(|(_, s)| *s != subject);
+        inner.index.retain(|e| e.subject != subject);
         Ok((before - inner.records.len()) as u64)
     }
 
@@ -484,11 +536,39 @@ impl PersonalStore for MemoryPersonalStore {
         let mut found: Vec<PersonalKey> = inner
             .index
             .iter()
-            .filter(|(h, _)| h.as_slice() == hash)
-            .map(|(_, s)| *s)
+            .filter(|e| e.hash.as_slice() == hash)
+            .map(|e| e.subject)
             .collect();
         found.sort_unstable();
         found.dedup();
         Ok(found)
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PersonalRecord>, PersonalError> {
+        let inner = lock(&self.inner);
+        let range = match after {
+            Some(after) => inner
+                .records
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => inner.records.range(..),
+        };
+        Ok(range.take(limit).map(|(_, r)| r.clone()).collect())
+    }
+
+    async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
+        let mut inner = lock(&self.inner);
+        inner.index_floor = inner.index_floor.max(version);
+        Ok(inner.index_floor)
+    }
+
+    async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
+        let mut inner = lock(&self.inner);
+        let before = inner.index.len();
+        inner.index.retain(|e| e.key_version >= version);
+        Ok((before - inner.index.len()) as u64)
     }
 }

@@ -18,8 +18,26 @@ use super::store::{
 use super::{PersonalData, PersonalError, PersonalKey};
 use crate::batch::{Batcher, Queued};
 
-/// The reserved subject whose data key keys the blind index.
-const INDEX_SUBJECT: PersonalKey = PersonalKey(Uuid::nil());
+/// The reserved subject whose data key is blind-index key `version`: the subject with UUID
+/// `version` (the nil UUID for version 0, the first). Reserved subjects sort before every
+/// issued one, so the index keys are the first keys of the key store.
+fn index_subject(version: u32) -> PersonalKey {
+    PersonalKey(Uuid::from_u128(u128::from(version)))
+}
+
+/// The blind-index key version a reserved subject stands for; `None` for a data subject.
+fn index_version(subject: PersonalKey) -> Option<u32> {
+    u32::try_from(subject.as_uuid().as_u128()).ok()
+}
+
+/// At most this many blind-index keys exist at once (two while a rotation runs).
+const MAX_INDEX_KEYS: usize = 8;
+
+/// A blind-index key and its version.
+struct IndexKey {
+    version: u32,
+    key: DataKey,
+}
 
 /// Encrypts personal data per subject, keeps it in the personal data store with the data keys
 /// in the key store, and erases a subject by destroying its key and its data.
@@ -210,18 +228,44 @@ impl PersonalVault {
                 .get(&subject)
                 .map_or(1, |e| e.last_key_version.saturating_add(1));
             let fresh = DataKey::generate(version)?;
-            let wrapped = self.wrap(subject, version, &fresh)?;
-            if subject == INDEX_SUBJECT {
-                // Another writer may have created it first: use the stored one.
-                let stored = self.keys.insert_key(wrapped).await?;
-                keys.insert(subject, self.unwrap(&stored)?);
-            } else {
-                keys.insert(subject, fresh);
-                pending.push(wrapped);
-            }
+            pending.push(self.wrap(subject, version, &fresh)?);
+            keys.insert(subject, fresh);
         }
         self.remember(subjects);
         Ok((keys, pending))
+    }
+
+    /// Every blind-index key in the key store, oldest version first.
+    async fn index_keys(&self) -> Result<Vec<IndexKey>, PersonalError> {
+        let mut found = Vec::new();
+        for key in self.keys.keys_after(None, MAX_INDEX_KEYS).await? {
+            if let Some(version) = index_version(key.subject) {
+                found.push(IndexKey {
+                    version,
+                    key: self.unwrap(&key)?,
+                });
+            }
+        }
+        found.sort_by_key(|k| k.version);
+        Ok(found)
+    }
+
+    /// The blind-index key new entries are made with: the highest version in the key store,
+    /// created (as version 0) if there is none.
+    async fn current_index_key(&self) -> Result<IndexKey, PersonalError> {
+        if let Some(current) = self.index_keys().await?.pop() {
+            return Ok(current);
+        }
+        let fresh = DataKey::generate(1)?;
+        // Another writer may have created it first: use the stored one.
+        let stored = self
+            .keys
+            .insert_key(self.wrap(index_subject(0), 1, &fresh)?)
+            .await?;
+        Ok(IndexKey {
+            version: 0,
+            key: self.unwrap(&stored)?,
+        })
     }
 
     fn encrypt(
@@ -334,21 +378,32 @@ impl PersonalVault {
         result
     }
 
-    /// Encrypts and stores `writes`.
+    /// Encrypts and stores `writes`; again with the new blind-index key if a rotation began
+    /// after the index keys were read.
     async fn write_all(&self, writes: &[&PersonalWrite]) -> Result<(), PersonalError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.write_once(writes).await {
+                Err(PersonalError::StaleIndexKey { .. }) if attempt < 3 => continue,
+                result => return result,
+            }
+        }
+    }
+
+    /// Encrypts and stores `writes`.
+    async fn write_once(&self, writes: &[&PersonalWrite]) -> Result<(), PersonalError> {
         let mut subjects: Vec<PersonalKey> = writes.iter().map(|w| w.subject).collect();
         subjects.sort_unstable();
         subjects.dedup();
-        if subjects.contains(&INDEX_SUBJECT) {
-            return Err(PersonalError::SubjectErased {
-                subject: INDEX_SUBJECT,
-            });
+        if let Some(&reserved) = subjects.iter().find(|s| index_version(**s).is_some()) {
+            // A blind-index key's subject never holds personal data.
+            return Err(PersonalError::SubjectErased { subject: reserved });
         }
         // Blind-index entries are written only once the subject is known not to be erased.
         let needs_index = writes.iter().any(|w| w.lookup.is_some());
         if needs_index {
-            subjects.push(INDEX_SUBJECT);
-            return self.write_read_first(writes, &subjects).await;
+            return self.write_read_first(writes, &subjects, true).await;
         }
         let unseen = {
             let seen = lock(&self.seen);
@@ -357,7 +412,7 @@ impl PersonalVault {
         if unseen {
             self.write_unseen(writes, &subjects).await
         } else {
-            self.write_read_first(writes, &subjects).await
+            self.write_read_first(writes, &subjects, false).await
         }
     }
 
@@ -382,25 +437,32 @@ impl PersonalVault {
         let (records, index) = Self::encrypt_all(&keys, None, writes)?;
         let lost = self.claim_and_put(claims, records, index).await?;
         self.remember(subjects);
-        self.rewrite_lost(writes, lost).await
+        self.rewrite_lost(writes, lost, None).await
     }
 
-    /// Encrypts and stores `writes` of `subjects` (with the index subject if they need the
-    /// blind index): one read of keys and erasures, then the new subjects' keys and the values
-    /// at once.
+    /// Encrypts and stores `writes` of `subjects` (with blind-index entries made with the
+    /// current index key if `with_index`): one read of keys, erasures and index keys, then the
+    /// new subjects' keys and the values at once.
     async fn write_read_first(
         &self,
         writes: &[&PersonalWrite],
         subjects: &[PersonalKey],
+        with_index: bool,
     ) -> Result<(), PersonalError> {
-        let (keys, pending) = self.keys_for_writing(subjects).await?;
-        let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), writes)?;
+        let (found, index) = tokio::join!(self.keys_for_writing(subjects), async {
+            match with_index {
+                true => self.current_index_key().await.map(Some),
+                false => Ok(None),
+            }
+        });
+        let ((keys, pending), index) = (found?, index?);
+        let (records, entries) = Self::encrypt_all(&keys, index.as_ref(), writes)?;
         let lost = if pending.is_empty() {
-            self.data.put(records, index).await?
+            self.data.put(records, entries).await?
         } else {
-            self.claim_and_put(pending, records, index).await?
+            self.claim_and_put(pending, records, entries).await?
         };
-        self.rewrite_lost(writes, lost).await
+        self.rewrite_lost(writes, lost, index.as_ref()).await
     }
 
     /// Claims new keys in the key store while the values encrypted under them are stored.
@@ -438,6 +500,7 @@ impl PersonalVault {
         &self,
         writes: &[&PersonalWrite],
         mut lost: Vec<PersonalKey>,
+        index: Option<&IndexKey>,
     ) -> Result<(), PersonalError> {
         // Each round loses only to an erasure or re-enrolment racing this write.
         for _ in 0..3 {
@@ -449,12 +512,16 @@ impl PersonalVault {
                 .copied()
                 .filter(|w| lost.contains(&w.subject))
                 .collect();
-            let mut subjects = lost.clone();
-            if again.iter().any(|w| w.lookup.is_some()) {
-                subjects.push(INDEX_SUBJECT);
-            }
-            let (keys, pending) = self.keys_for_writing(&subjects).await?;
-            let (records, index) = Self::encrypt_all(&keys, keys.get(&INDEX_SUBJECT), &again)?;
+            let (keys, pending) = self.keys_for_writing(&lost).await?;
+            let fetched;
+            let index = match index {
+                None if again.iter().any(|w| w.lookup.is_some()) => {
+                    fetched = self.current_index_key().await?;
+                    Some(&fetched)
+                }
+                index => index,
+            };
+            let (records, index) = Self::encrypt_all(&keys, index, &again)?;
             lost = if pending.is_empty() {
                 self.data.put(records, index).await?
             } else {
@@ -470,7 +537,7 @@ impl PersonalVault {
     /// The records and blind-index entries of `writes`.
     fn encrypt_all(
         keys: &HashMap<PersonalKey, DataKey>,
-        index_key: Option<&DataKey>,
+        index_key: Option<&IndexKey>,
         writes: &[&PersonalWrite],
     ) -> Result<(Vec<PersonalRecord>, Vec<IndexEntry>), PersonalError> {
         let mut records = Vec::with_capacity(writes.len());
@@ -479,9 +546,13 @@ impl PersonalVault {
             records.push(Self::encrypt(keys, write)?);
             if let Some((kind, form)) = &write.lookup {
                 let index_key = index_key.ok_or(PersonalError::MissingKey {
-                    subject: INDEX_SUBJECT,
+                    subject: index_subject(0),
                 })?;
-                index.push((blind_index(index_key, kind, form), write.subject));
+                index.push(IndexEntry {
+                    hash: blind_index(&index_key.key, kind, form),
+                    subject: write.subject,
+                    key_version: index_key.version,
+                });
             }
         }
         Ok((records, index))
@@ -495,7 +566,12 @@ impl PersonalVault {
             // Forgetting costs a forgotten subject's next write a second put, nothing more.
             seen.clear();
         }
-        seen.extend(subjects.iter().copied().filter(|s| *s != INDEX_SUBJECT));
+        seen.extend(
+            subjects
+                .iter()
+                .copied()
+                .filter(|s| index_version(*s).is_none()),
+        );
     }
 
     /// Fetches and decrypts the values behind these references: per reference its value,
@@ -648,7 +724,8 @@ impl PersonalVault {
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
         let span = tracing::info_span!("erase", %subject);
         let _enter = span.enter();
-        if subject == INDEX_SUBJECT {
+        if index_version(subject).is_some() {
+            // A blind-index key is retired by `rotate_index_key`, not erased.
             return Err(PersonalError::SubjectErased { subject });
         }
         let erasure = self.keys.erase(subject, SystemTime::now(), reason).await?;
@@ -721,17 +798,19 @@ impl PersonalVault {
         &self,
         value: &T,
     ) -> Result<Vec<PersonalKey>, PersonalError> {
-        let Some(key) = self.keys.keys(&[INDEX_SUBJECT]).await?.into_iter().next() else {
-            return Ok(Vec::new());
-        };
-        let index_key = self.unwrap(&key)?;
         let form = value
             .lookup_form()
             .map_err(|_| PersonalError::UnserializablePlaintext {
                 type_name: std::any::type_name::<T>(),
             })?;
-        let hash = blind_index(&index_key, T::KIND, &form);
-        let mut found = self.data.find(&hash).await?;
+        // Every index key present: while a rotation runs, entries of both versions exist.
+        let mut found = Vec::new();
+        for index_key in self.index_keys().await? {
+            let hash = blind_index(&index_key.key, T::KIND, &form);
+            found.extend(self.data.find(&hash).await?);
+        }
+        found.sort_unstable();
+        found.dedup();
         let erased: HashSet<PersonalKey> = self
             .keys
             .erasures(&found)
@@ -789,6 +868,128 @@ impl PersonalVault {
         );
         Ok(rotation)
     }
+    /// Replaces the blind-index key with a new version and rebuilds the index under it from
+    /// the stored values, so that a copied index, or the old key, links nothing any more; also
+    /// what brings entries made before a change of lookup form (see
+    /// [`PersonalData::lookup_form`]) in line.
+    ///
+    /// Online: the personal data store first refuses entries made with the old key (a write
+    /// that read the keys before is written again with the new one), lookups hash with both
+    /// keys while the index is rebuilt, then the old entries are deleted and the old key
+    /// destroyed. The values of every field marked `#[personal(lookup)]` in this program are
+    /// re-indexed (fields are known by the events and commands this program defines); values
+    /// that do not decrypt are counted in [`IndexRotation::unreadable`]. A rotation that
+    /// stopped part-way is finished by the next call, which rotates no further.
+    pub async fn rotate_index_key(&self) -> Result<IndexRotation, PersonalError> {
+        let span = tracing::info_span!("rotate_index_key");
+        let _enter = span.enter();
+        let present = self.index_keys().await?;
+        let Some(highest) = present.last().map(|k| k.version) else {
+            // No value was ever indexed: the first write makes the first key.
+            return Ok(IndexRotation::default());
+        };
+        let target = match present.len() {
+            1 => {
+                let next = highest.checked_add(1).ok_or(PersonalError::OutOfRange {
+                    what: "the blind-index key version",
+                })?;
+                let fresh = DataKey::generate(1)?;
+                self.keys
+                    .insert_key(self.wrap(index_subject(next), 1, &fresh)?)
+                    .await?;
+                next
+            }
+            // A rotation that stopped part-way: finish it.
+            _ => highest,
+        };
+        let target_key = self
+            .index_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.version == target)
+            .ok_or(PersonalError::MissingKey {
+                subject: index_subject(target),
+            })?;
+        // From here on no entry of an older version is accepted: every value stored before now
+        // is in the store for the walk below, every later one is indexed with the new key.
+        self.data.raise_index_floor(target).await?;
+        let fields = super::lookup::lookup_fields();
+        let mut rotation = IndexRotation {
+            version: target,
+            ..IndexRotation::default()
+        };
+        let mut after = None;
+        loop {
+            let page = self.data.records_after(after, ROTATION_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.reference);
+            let references: Vec<Reference> = page
+                .iter()
+                .filter(|r| fields.contains_key(r.field.as_str()))
+                .map(|r| Reference {
+                    id: r.reference,
+                    subject: r.subject,
+                    field: r.field.clone(),
+                })
+                .collect();
+            let resolved = self.resolve(&references).await?;
+            let mut entries = Vec::with_capacity(references.len());
+            for reference in &references {
+                let Some((subject, plaintext)) = resolved.values.get(&reference.id) else {
+                    if resolved.failed.contains_key(&reference.id) {
+                        rotation.unreadable += 1;
+                    }
+                    continue;
+                };
+                let Some(field) = fields.get(reference.field.as_str()) else {
+                    continue;
+                };
+                let Ok(form) = (field.form)(plaintext) else {
+                    rotation.unreadable += 1;
+                    continue;
+                };
+                entries.push(IndexEntry {
+                    hash: blind_index(&target_key.key, field.kind, &form),
+                    subject: *subject,
+                    key_version: target,
+                });
+            }
+            rotation.reindexed += entries.len();
+            // Entries of subjects erased meanwhile are refused, as any write's are.
+            self.data.put(Vec::new(), entries).await?;
+        }
+        rotation.removed = self.data.delete_index_entries_below(target).await?;
+        for old in present.iter().filter(|k| k.version < target) {
+            self.keys
+                .erase(
+                    index_subject(old.version),
+                    SystemTime::now(),
+                    "blind-index key rotation",
+                )
+                .await?;
+        }
+        tracing::info!(
+            version = target,
+            reindexed = rotation.reindexed,
+            removed = rotation.removed,
+            "blind-index key rotated"
+        );
+        Ok(rotation)
+    }
+}
+
+/// What [`PersonalVault::rotate_index_key`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexRotation {
+    /// The index key version now in use (0 if nothing was ever indexed).
+    pub version: u32,
+    /// Index entries made with it from the stored values.
+    pub reindexed: usize,
+    /// Values of lookup fields that did not decrypt or parse, left out of the new index.
+    pub unreadable: usize,
+    /// Entries of older versions deleted.
+    pub removed: u64,
 }
 
 /// How many keys a rotation reads and re-wraps at a time.

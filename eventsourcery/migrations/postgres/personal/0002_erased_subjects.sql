@@ -14,21 +14,47 @@ CREATE TABLE eventsourcery_erased_subjects (
 CREATE FUNCTION eventsourcery_personal_subject_lock(subject UUID) RETURNS BIGINT
 LANGUAGE sql IMMUTABLE AS $$ SELECT hashtextextended('eventsourcery personal ' || subject::text, 0) $$;
 
+-- Blind-index entries name the version of the index key that made them, so the index key can
+-- be rotated: a rotation raises the floor below which no entry is accepted any more, rebuilds
+-- the index under the new key from the stored values, and deletes the entries below the floor.
+-- Entries made before versions existed were made with the first key, version 0.
+ALTER TABLE eventsourcery_blind_index
+    ADD COLUMN key_version BIGINT NOT NULL DEFAULT 0 CHECK (key_version >= 0);
+
+CREATE TABLE eventsourcery_index_floor (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    floor   BIGINT  NOT NULL CHECK (floor >= 0)
+);
+
+INSERT INTO eventsourcery_index_floor (id, floor) VALUES (1, 0);
+
 -- Stores the records and index entries of every subject not erased through a key version at
 -- least as high as its records' (a subject with only index entries: not erased at all);
--- returns the refused subjects, of which nothing is stored.
+-- returns the refused subjects, of which nothing is stored. An index entry below the index
+-- floor fails the whole call with SQLSTATE ES001 (the writer read the index keys before a
+-- rotation began, and writes again with the new one).
 CREATE FUNCTION eventsourcery_put_personal(
     p_references UUID[], p_subjects UUID[], p_fields TEXT[], p_ciphertexts BYTEA[],
-    p_versions BIGINT[], p_created_at_ns BIGINT, p_hashes BYTEA[], p_indexed UUID[]
+    p_versions BIGINT[], p_created_at_ns BIGINT, p_hashes BYTEA[], p_indexed UUID[],
+    p_index_versions BIGINT[]
 ) RETURNS SETOF UUID LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_refused UUID[];
+    v_floor BIGINT;
 BEGIN
-    -- Each statement below must see what committed before the lock was granted: only READ
+    -- Each statement below must see what committed before the locks were granted: only READ
     -- COMMITTED takes a snapshot per statement.
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'eventsourcery: the personal data store needs READ COMMITTED isolation, not %',
             current_setting('transaction_isolation');
+    END IF;
+    IF cardinality(p_hashes) > 0 THEN
+        -- Shared with other writes; a rotation raising the floor waits for them, and they for it.
+        SELECT f.floor INTO v_floor FROM eventsourcery_index_floor f WHERE f.id = 1 FOR SHARE;
+        IF EXISTS (SELECT 1 FROM unnest(p_index_versions) AS v WHERE v < v_floor) THEN
+            RAISE EXCEPTION 'eventsourcery: a blind-index entry below the index floor %', v_floor
+                USING ERRCODE = 'ES001';
+        END IF;
     END IF;
     -- In subject order, so that two writes cannot deadlock.
     PERFORM pg_advisory_xact_lock_shared(eventsourcery_personal_subject_lock(s))
@@ -49,8 +75,9 @@ BEGIN
         subject = excluded.subject,
         field = excluded.field,
         ciphertext = excluded.ciphertext;
-    INSERT INTO eventsourcery_blind_index (hash, subject)
-    SELECT i.hash, i.subject FROM unnest(p_hashes, p_indexed) AS i(hash, subject)
+    INSERT INTO eventsourcery_blind_index (hash, subject, key_version)
+    SELECT i.hash, i.subject, i.key_version
+    FROM unnest(p_hashes, p_indexed, p_index_versions) AS i(hash, subject, key_version)
     WHERE i.subject <> ALL (v_refused)
     ORDER BY i.hash, i.subject
     ON CONFLICT DO NOTHING;
@@ -60,7 +87,7 @@ $$;
 
 -- Planned once per connection (see the key store's migration 0003: array parameters would be
 -- planned again on every call).
-ALTER FUNCTION eventsourcery_put_personal(UUID[], UUID[], TEXT[], BYTEA[], BIGINT[], BIGINT, BYTEA[], UUID[])
+ALTER FUNCTION eventsourcery_put_personal(UUID[], UUID[], TEXT[], BYTEA[], BIGINT[], BIGINT, BYTEA[], UUID[], BIGINT[])
     SET plan_cache_mode = force_generic_plan;
 
 -- Erases a subject: alone on its lock, records the destroyed versions (keeping the highest) and
