@@ -9,6 +9,8 @@
 //! | `EVENTSOURCERY_KEYS_URL` | `sqlite://{data dir}/keys.db` | the encryption key store |
 //! | `EVENTSOURCERY_MASTER_KEY` | none | the master key, 64 hex digits |
 //! | `EVENTSOURCERY_MASTER_KEY_FILE` | `{data dir}/master.key` | a file holding the master key |
+//! | `EVENTSOURCERY_PREVIOUS_MASTER_KEYS` | none | previous master keys during a rotation, comma-separated hex |
+//! | `EVENTSOURCERY_PREVIOUS_MASTER_KEY_FILES` | none | files holding previous master keys, separated as in `PATH` |
 //! | `EVENTSOURCERY_SSLMODE` | none | the `sslmode` of PostgreSQL URLs that set none |
 //! | `EVENTSOURCERY_SSLROOTCERT` | none | the `sslrootcert` of PostgreSQL URLs that set none |
 //! | `EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES` | `0` | `1` lets the key and personal data stores be reached over a network without TLS |
@@ -31,7 +33,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::dispatch::ConsumerStore;
-use crate::personal::{KeyStore, MasterKey, PersonalError, PersonalStore, PersonalVault};
+use crate::personal::{
+    KeyStore, MasterKey, MasterKeyRing, PersonalError, PersonalStore, PersonalVault,
+};
 use crate::store::StoreError;
 
 #[cfg(feature = "postgres")]
@@ -55,6 +59,10 @@ const SSLMODE: &str = "EVENTSOURCERY_SSLMODE";
 const SSLROOTCERT: &str = "EVENTSOURCERY_SSLROOTCERT";
 /// The variable that allows plaintext to the key and personal data stores over a network.
 const ALLOW_PLAINTEXT: &str = "EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES";
+/// Previous master keys, as comma-separated hex.
+const PREVIOUS_MASTER_KEYS: &str = "EVENTSOURCERY_PREVIOUS_MASTER_KEYS";
+/// Files holding previous master keys, separated as in `PATH`.
+const PREVIOUS_MASTER_KEY_FILES: &str = "EVENTSOURCERY_PREVIOUS_MASTER_KEY_FILES";
 
 /// The configuration could not be read, or a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +155,11 @@ pub struct Settings {
     pub keys_url: String,
     /// The master key source.
     pub master_key: MasterKeySource,
+    /// Previous master keys, which still unwrap the data keys they wrapped until a rotation
+    /// re-wrapped them (`EVENTSOURCERY_PREVIOUS_MASTER_KEYS`, comma-separated hex;
+    /// `EVENTSOURCERY_PREVIOUS_MASTER_KEY_FILES`, paths separated as in `PATH`). Empty by
+    /// default. See [`PersonalVault::rotate_master_key`] for the procedure.
+    pub previous_master_keys: Vec<MasterKeySource>,
     /// The `sslmode` of the PostgreSQL URLs that set none (`EVENTSOURCERY_SSLMODE`); with
     /// `None`, sqlx's default applies (`PGSSLMODE`, else `prefer`).
     pub ssl_mode: Option<SslMode>,
@@ -202,6 +215,7 @@ impl fmt::Debug for Settings {
             .field("personal_url", &redact(&self.personal_url))
             .field("keys_url", &redact(&self.keys_url))
             .field("master_key", &self.master_key)
+            .field("previous_master_keys", &self.previous_master_keys)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
             .field(
@@ -222,6 +236,7 @@ impl Settings {
             personal_url: file("personal.db"),
             keys_url: file("keys.db"),
             master_key: MasterKeySource::GeneratedFile(data_dir.join("master.key")),
+            previous_master_keys: Vec::new(),
             data_dir,
             ssl_mode: None,
             ssl_root_cert: None,
@@ -257,6 +272,21 @@ impl Settings {
             settings.master_key = MasterKeySource::Hex(hex);
         } else if let Some(path) = var("EVENTSOURCERY_MASTER_KEY_FILE") {
             settings.master_key = MasterKeySource::File(PathBuf::from(path));
+        }
+        if let Some(keys) = var(PREVIOUS_MASTER_KEYS) {
+            settings.previous_master_keys.extend(
+                keys.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| MasterKeySource::Hex(k.to_owned())),
+            );
+        }
+        if let Some(paths) = var(PREVIOUS_MASTER_KEY_FILES) {
+            settings.previous_master_keys.extend(
+                std::env::split_paths(&paths)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(MasterKeySource::File),
+            );
         }
         if let Some(mode) = var(SSLMODE) {
             match mode.parse() {
@@ -350,15 +380,10 @@ impl Settings {
     /// [`validate`](Self::validate).
     pub async fn open(&self) -> Result<Stores, ConfigError> {
         let plan = self.plan()?;
-        let master = match &self.master_key {
-            MasterKeySource::Hex(hex) => MasterKey::from_hex(hex),
-            MasterKeySource::File(path) => MasterKey::from_file(path),
-            MasterKeySource::GeneratedFile(path) => {
-                self.create_data_dir()?;
-                MasterKey::load_or_generate(path)
-            }
+        let mut masters = MasterKeyRing::new(self.master_key(&self.master_key)?);
+        for previous in &self.previous_master_keys {
+            masters = masters.with_previous(self.master_key(previous)?);
         }
-        .map_err(ConfigError::Personal)?;
         let backend = self.open_events(plan.events).await?;
         let keys = self.open_keys(plan.keys).await?;
         let personal = self.open_personal(plan.personal).await?;
@@ -371,8 +396,21 @@ impl Settings {
         Ok(Stores {
             events,
             backend,
-            vault: Arc::new(PersonalVault::from_shared(keys, personal, master)),
+            vault: Arc::new(PersonalVault::from_shared(keys, personal, masters)),
         })
+    }
+
+    /// The master key `source` names, generated on first use for the embedded default.
+    fn master_key(&self, source: &MasterKeySource) -> Result<MasterKey, ConfigError> {
+        match source {
+            MasterKeySource::Hex(hex) => MasterKey::from_hex(hex),
+            MasterKeySource::File(path) => MasterKey::from_file(path),
+            MasterKeySource::GeneratedFile(path) => {
+                self.create_data_dir()?;
+                MasterKey::load_or_generate(path)
+            }
+        }
+        .map_err(ConfigError::Personal)
     }
 
     fn create_data_dir(&self) -> Result<(), ConfigError> {

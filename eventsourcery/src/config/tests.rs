@@ -211,3 +211,50 @@ fn key_and_personal_stores_on_a_network_need_tls_and_the_event_store_does_not() 
     ]);
     assert!(local.validate().is_ok());
 }
+
+#[test]
+fn previous_master_keys_come_from_the_environment_and_are_not_shown() {
+    let old = "0f".repeat(32);
+    let older = "1e".repeat(32);
+    let keys = format!("{old}, {older}");
+    let settings = from(&[
+        ("EVENTSOURCERY_MASTER_KEY", HEX),
+        ("EVENTSOURCERY_PREVIOUS_MASTER_KEYS", keys.as_str()),
+        (
+            "EVENTSOURCERY_PREVIOUS_MASTER_KEY_FILES",
+            "/keys/a.key:/keys/b.key",
+        ),
+    ]);
+    assert_eq!(
+        settings.previous_master_keys,
+        [
+            MasterKeySource::Hex(old.clone()),
+            MasterKeySource::Hex(older.clone()),
+            MasterKeySource::File(PathBuf::from("/keys/a.key")),
+            MasterKeySource::File(PathBuf::from("/keys/b.key")),
+        ]
+    );
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains(&old) && !debug.contains(&older), "{debug}");
+    assert!(debug.contains("a.key"), "{debug}");
+}
+
+#[tokio::test]
+async fn the_vault_holds_the_previous_master_keys() {
+    let dir = std::env::temp_dir().join(format!("es-config-ring-{}", uuid::Uuid::now_v7()));
+    let old = "0f".repeat(32);
+    let mut settings = Settings::defaults(&dir);
+    settings.master_key = MasterKeySource::Hex(HEX.to_owned());
+    settings.previous_master_keys = vec![MasterKeySource::Hex(old.clone())];
+    let stores = settings.open().await.unwrap_or_else(|e| panic!("{e}"));
+    let ring = stores.vault.master_keys();
+    let current = MasterKey::from_hex(HEX)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id();
+    let previous = MasterKey::from_hex(&old)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id();
+    assert_eq!(ring.current().id(), current);
+    assert!(ring.get(&previous).is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

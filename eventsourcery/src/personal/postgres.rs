@@ -120,7 +120,7 @@ fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Resul
 /// The `Debug` impl and the constructors of a PostgreSQL personal data backend store (a struct
 /// with one field, `pool`), identical but for its name, URL example and schema.
 macro_rules! postgres_store {
-    ($store:ident, $what:literal, $example:literal, $schema:expr, $migrations:expr) => {
+    ($store:ident, $what:literal, $example:literal, $schema:expr, $migrations:expr, $tables:expr) => {
         impl fmt::Debug for $store {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 describe(stringify!($store), &self.pool, f)
@@ -187,6 +187,25 @@ macro_rules! postgres_store {
             pub async fn migrate(&self) -> Result<(), PersonalError> {
                 migrate(&self.pool, &$schema, $migrations).await
             }
+
+            /// Rewrites the store's tables (`VACUUM FULL`), so that the tuples of erased
+            /// subjects, which PostgreSQL leaves in the heap pages after a `DELETE` and even
+            /// after a plain `VACUUM`, are in no file of the table any more.
+            ///
+            /// Run it after erasures, at a quiet time: it takes an exclusive lock on each table
+            /// while it copies it. The write-ahead log and backups still hold the old pages
+            /// until they are recycled or expire: keep their retention short for this database
+            /// (see the README's personal data section).
+            pub async fn compact(&self) -> Result<(), PersonalError> {
+                for table in $tables {
+                    // `table` is one of this crate's constants, never input.
+                    sqlx::query(AssertSqlSafe(format!("VACUUM FULL {table}")))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db("compact"))?;
+                }
+                Ok(())
+            }
         }
     };
 }
@@ -218,7 +237,8 @@ postgres_store!(
     "key store",
     "postgres://user@host:5432/keys",
     KEY_SCHEMA,
-    sql::KEY_MIGRATIONS
+    sql::KEY_MIGRATIONS,
+    [sql::DATA_KEYS, sql::ERASURES]
 );
 
 #[async_trait::async_trait]
@@ -414,7 +434,8 @@ postgres_store!(
     "personal data store",
     "postgres://user@host:5432/personal",
     PERSONAL_SCHEMA,
-    sql::PERSONAL_MIGRATIONS
+    sql::PERSONAL_MIGRATIONS,
+    [sql::PERSONAL_DATA, sql::BLIND_INDEX]
 );
 
 #[async_trait::async_trait]
