@@ -10,6 +10,7 @@ pub mod leaks;
 mod plaintext;
 pub mod races;
 pub mod raw;
+pub mod shapes;
 pub mod stores;
 
 use std::future::Future;
@@ -275,6 +276,16 @@ pub async fn stored_tables_after_registering(backend: &Backend) -> Vec<u8> {
         referrer_name: FullName(NAME.into()),
         referee_name: FullName(EMAIL.into()),
     })
+    .await
+    .unwrap();
+    // Every shape: an optional value, several values, a value with several parts.
+    let patient = shapes::PatientId::generate();
+    bus.execute(shapes::register_patient_cmd(
+        &patient,
+        PersonalKey::issue(),
+        Some(shapes::PHONE),
+        &[EMAIL, shapes::SECOND_EMAIL],
+    ))
     .await
     .unwrap();
     // Sanity: the values really were stored, and come back.
@@ -676,6 +687,8 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, the_index_floor_refuses_entries_of_retired_keys => personal::stores::the_index_floor_refuses_entries_of_retired_keys);
         personal_suite!(@case $setup, the_index_key_rotates_online => personal::races::the_index_key_rotates_online, multi);
         personal_suite!(@case $setup, lookups_find_values_typed_in_another_form => personal::races::lookups_find_values_typed_in_another_form);
+        personal_suite!(@case $setup, every_shape_round_trips => personal::shapes::every_shape_round_trips);
+        personal_suite!(@case $setup, every_shape_reads_as_erased_after_erasure => personal::shapes::every_shape_reads_as_erased_after_erasure);
         // Real concurrency: tasks on several threads.
         personal_suite!(@case $setup, concurrent_first_writes_create_one_key => personal::concurrent_first_writes_create_one_key, multi);
         personal_suite!(@case $setup, racing_key_inserts_store_one_key => personal::stores::racing_key_inserts_store_one_key, multi);

@@ -1,5 +1,6 @@
 //! The encodings in which a personal value must never appear in stored bytes.
 
+use super::shapes::{PHONE, SECOND_EMAIL};
 use super::{EMAIL, NAME};
 
 /// Every encoding of `value` that must not appear in stored bytes.
@@ -57,7 +58,7 @@ fn base64(input: &[u8], url: bool) -> String {
 
 /// Asserts that none of the personal values appears in `haystack`, in any encoding.
 pub fn assert_no_plaintext(what: &str, haystack: &[u8]) {
-    for value in [EMAIL, NAME, "1 Quay Street", "Dublin"] {
+    for value in [EMAIL, NAME, "1 Quay Street", "Dublin", PHONE, SECOND_EMAIL] {
         for form in forbidden_forms(value) {
             assert!(
                 !haystack.windows(form.len()).any(|w| w == form.as_slice()),

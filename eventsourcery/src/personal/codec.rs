@@ -58,7 +58,8 @@ impl EncodeContext {
         !self.writes.is_empty()
     }
 
-    /// Moves a personal field out of the payload; returns the reference to store instead.
+    /// Moves a personal field out of the payload, each of its values (one, an optional one,
+    /// several) kept here; returns the field's payload form, which holds only references.
     pub(crate) fn personal<F: PersonalField>(
         &mut self,
         name: &str,
@@ -67,23 +68,28 @@ impl EncodeContext {
         value: &F,
         lookup: bool,
     ) -> Result<Value, PersonalError> {
-        let Some(data) = value.data() else {
+        value.encode_personal(&mut |data| self.value(name, field, subject, data, lookup))
+    }
+
+    /// Keeps one personal value; returns the reference to store instead.
+    fn value<T: PersonalData>(
+        &mut self,
+        name: &str,
+        field: &str,
+        subject: PersonalKey,
+        data: Option<&T>,
+        lookup: bool,
+    ) -> Result<Value, PersonalError> {
+        let Some(data) = data else {
             // An erased value stays erased: the reference points at nothing.
             return Ok(reference(Uuid::nil(), subject));
         };
-        let plaintext =
-            data.to_plaintext()
-                .map_err(|_| PersonalError::UnserializablePlaintext {
-                    type_name: std::any::type_name::<F::Data>(),
-                })?;
+        let unserializable = |_| PersonalError::UnserializablePlaintext {
+            type_name: std::any::type_name::<T>(),
+        };
+        let plaintext = data.to_plaintext().map_err(unserializable)?;
         let lookup = match lookup {
-            true => Some((
-                F::Data::KIND,
-                data.lookup_form()
-                    .map_err(|_| PersonalError::UnserializablePlaintext {
-                        type_name: std::any::type_name::<F::Data>(),
-                    })?,
-            )),
+            true => Some((T::KIND, data.lookup_form().map_err(unserializable)?)),
             false => None,
         };
         let id = Uuid::now_v7();
@@ -207,6 +213,15 @@ impl<'a> DecodeContext<'a> {
         subject: PersonalKey,
         value: &Value,
     ) -> Result<F, PersonalError> {
+        F::decode_personal(value, &mut |leaf| self.value(subject, leaf))
+    }
+
+    /// The value one reference points at, or `None` if it was erased.
+    fn value<T: PersonalData>(
+        &mut self,
+        subject: PersonalKey,
+        value: &Value,
+    ) -> Result<Option<T>, PersonalError> {
         let (id, referenced) = parse_reference(value).ok_or(PersonalError::MalformedReference)?;
         if referenced != subject {
             return Err(PersonalError::SubjectMismatch {
@@ -215,7 +230,7 @@ impl<'a> DecodeContext<'a> {
             });
         }
         if id.is_nil() {
-            return F::from_data(None);
+            return Ok(None);
         }
         let resolved = self.resolved.ok_or(PersonalError::NoVault)?;
         if let Some(error) = resolved.failed.get(&id) {
@@ -228,15 +243,14 @@ impl<'a> DecodeContext<'a> {
                     subject,
                 });
             }
-            let data = F::Data::from_plaintext(plaintext).map_err(|_| {
+            return T::from_plaintext(plaintext).map(Some).map_err(|_| {
                 PersonalError::InvalidPlaintext {
-                    type_name: std::any::type_name::<F::Data>(),
+                    type_name: std::any::type_name::<T>(),
                 }
-            })?;
-            return F::from_data(Some(data));
+            });
         }
         if resolved.erased.contains(&id) {
-            return F::from_data(None);
+            return Ok(None);
         }
         Err(PersonalError::Missing {
             reference: id,

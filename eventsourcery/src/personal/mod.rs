@@ -16,6 +16,7 @@ use crate::value::ValueError;
 pub(crate) mod codec;
 mod crypto;
 mod error;
+mod field;
 pub(crate) mod lookup;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -29,6 +30,7 @@ mod vault;
 pub use codec::{DecodeContext, EncodeContext};
 pub use crypto::{MASTER_KEY_ENV, MasterKey, MasterKeyRing};
 pub use error::PersonalError;
+pub use field::{DecodeLeaf, EncodeLeaf, EventPersonalField, PersonalField};
 pub use lookup::lookup_form;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresKeyStore, PostgresPersonalStore};
@@ -175,60 +177,6 @@ impl<T> fmt::Debug for Personal<T> {
         }
     }
 }
-
-/// A type a `#[personal]` field can have: `Personal<T>`, or in a command also a bare `T`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a `#[personal]` field: it is not personal data",
-    label = "expected `T` or `Personal<T>` where `T: PersonalData`",
-    note = "hold the value in a type that derives `PersonalData` (`#[derive(PersonalData)] struct Email(String);`), or remove `#[personal]` if the field is not personal"
-)]
-pub trait PersonalField: Sized {
-    /// The personal data type.
-    type Data: PersonalData;
-
-    /// The value to encrypt, or `None` if it was erased (nothing is written).
-    fn data(&self) -> Option<&Self::Data>;
-
-    /// The field from a decrypted value, or from an erased one.
-    fn from_data(data: Option<Self::Data>) -> Result<Self, PersonalError>;
-}
-
-impl<T: PersonalData> PersonalField for Personal<T> {
-    type Data = T;
-
-    fn data(&self) -> Option<&T> {
-        self.present()
-    }
-
-    fn from_data(data: Option<T>) -> Result<Self, PersonalError> {
-        Ok(data.map_or(Self::Erased, Self::Present))
-    }
-}
-
-impl<T: PersonalData> PersonalField for T {
-    type Data = T;
-
-    fn data(&self) -> Option<&T> {
-        Some(self)
-    }
-
-    fn from_data(data: Option<T>) -> Result<Self, PersonalError> {
-        data.ok_or(PersonalError::ErasedIntoPlainField {
-            type_name: std::any::type_name::<T>(),
-        })
-    }
-}
-
-/// A `#[personal]` field of an event: always `Personal<T>`, so that domain code can tell an
-/// erased value from a present one.
-#[diagnostic::on_unimplemented(
-    message = "a personal field of an event must have type `Personal<_>`, not `{Self}`",
-    label = "an erased subject's value could not be represented",
-    note = "hold a type `T` that derives `PersonalData` as `Personal<T>` (`email: Personal<Email>`): after the subject is erased, the field reads as `Personal::Erased`"
-)]
-pub trait EventPersonalField: PersonalField {}
-
-impl<T: PersonalData> EventPersonalField for Personal<T> {}
 
 /// The field naming an event's data subject.
 #[diagnostic::on_unimplemented(

@@ -1,5 +1,6 @@
-//! Personal fields in events (as `Personal<T>`) and commands (bare or `Personal<T>`), with the
-//! subject named on the field or once on the type, several subjects, and a blind index.
+//! Personal fields in events (as `Personal<T>`, optional or several) and commands (bare or
+//! `Personal<T>`, optional or several), with the subject named on the field or once on the
+//! type, several subjects, and a blind index.
 
 use eventsourcery::personal::PersonalData as _;
 use eventsourcery::{Command, DomainEvent, Personal, PersonalData, PersonalKey, SerializableValue};
@@ -29,6 +30,12 @@ struct CandidateRegistered {
     email: Personal<Email>,
     #[personal]
     address: Personal<Address>,
+    #[personal]
+    phone: Option<Personal<FullName>>,
+    #[personal(lookup)]
+    other_emails: Vec<Personal<Email>>,
+    #[personal]
+    history: Vec<Option<Personal<Address>>>,
 }
 
 #[derive(DomainEvent)]
@@ -50,6 +57,10 @@ struct RegisterCandidate {
     email: Email,
     #[personal]
     address: Personal<Address>,
+    #[personal]
+    nickname: Option<FullName>,
+    #[personal(lookup)]
+    other_emails: Vec<Email>,
 }
 
 #[derive(Command, Clone)]
