@@ -1,67 +1,29 @@
-//! Given/when/then testing of aggregates and command handlers, on an in-memory store.
-//!
-//! ```
-//! # use eventsourcery::testkit::{Scenario, event};
-//! # use eventsourcery::{Aggregate, Apply, Command, DomainEvent, Repository, SerializableValue, Id};
-//! #[derive(SerializableValue, Clone, Debug)]
-//! struct AccountId(uuid::Uuid);
-//!
-//! #[derive(DomainEvent)]
-//! struct Opened { account: AccountId }
-//!
-//! #[derive(DomainEvent)]
-//! struct Closed { account: AccountId }
-//!
-//! #[derive(Aggregate, Default)]
-//! #[aggregate(id = AccountId, events(Opened, Closed))]
-//! struct Account { open: bool }
-//!
-//! impl Apply<Opened> for Account { fn apply(&mut self, _: &Opened) { self.open = true } }
-//! impl Apply<Closed> for Account { fn apply(&mut self, _: &Closed) { self.open = false } }
-//!
-//! #[derive(Command, Clone)]
-//! struct Close { account: AccountId }
-//!
-//! #[eventsourcery::handler]
-//! async fn close(cmd: Close, accounts: Repository<Account>) -> Result<(), eventsourcery::Error> {
-//!     let mut account = accounts.load(&cmd.account).await?;
-//!     if !account.open {
-//!         return Err(eventsourcery::Error::rejected("the account is not open"));
-//!     }
-//!     account.raise(Closed { account: cmd.account });
-//!     accounts.save(&mut account).await?;
-//!     Ok(())
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let id = AccountId::generate();
-//! Scenario::new()
-//!     .given::<Account, _>(&id, Opened { account: id.clone() })
-//!     .when(Close { account: id.clone() })
-//!     .await
-//!     .assert_events(vec![event(Closed { account: id.clone() })]);
-//!
-//! Scenario::new()
-//!     .when(Close { account: id })
-//!     .await
-//!     .assert_rejected_with("the account is not open");
-//! # }
-//! ```
+#![doc = include_str!("docs/testkit.md")]
 
+use std::collections::HashMap;
+use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, Apply};
+use crate::aggregate::{Aggregate, AggregateRoot, EventOf};
 use crate::bus::CommandBus;
 use crate::command::{Command, CommandError, CommandReceipt};
-use crate::event::{DomainEvent, Metadata};
-use crate::personal::EncodeContext;
+use crate::event::{DomainEvent, EventError, Metadata, decode_stored};
+use crate::personal::{
+    DecodeContext, EncodeContext, Personal, PersonalError, PersonalKey, PersonalVault,
+};
 use crate::service::Services;
-use crate::store::{Commit, EventStore, MemoryStore, NewEvent, RecordedEvent, StreamAppend};
+use crate::store::{
+    CommandOutcome, CommandRecord, Commit, EventStore, MemoryStore, NewEvent, RecordedEvent,
+    StoreError, StreamAppend,
+};
 use crate::value::StreamId;
+
+/// The reason recorded for an erasure made by [`Scenario::erase`] or [`Then::erase`].
+pub const ERASURE_REASON: &str = "testkit scenario";
 
 /// An event as a test expects it: its name and encoded payload.
 #[derive(Clone, PartialEq)]
@@ -76,8 +38,8 @@ impl fmt::Debug for ExpectedEvent {
     }
 }
 
-/// An expected event. Personal fields compare by their encoded form, so expect events with
-/// personal data through [`Then::events`] instead.
+/// An expected event. Personal fields compare by their encoded form (a fresh reference each
+/// time), so check events with personal data through [`Then::decoded`] instead.
 ///
 /// # Panics
 /// If the event cannot be encoded.
@@ -95,25 +57,38 @@ pub fn event<E: DomainEvent>(event: E) -> ExpectedEvent {
     }
 }
 
-/// A test: past events, then one command.
+/// What a scenario does before its command, in order.
+enum Step {
+    /// An event appended to a stream, with the personal values it refers to.
+    Given {
+        stream: StreamId,
+        event: NewEvent,
+        personal: EncodeContext,
+    },
+    /// A data subject forgotten.
+    Erase(PersonalKey),
+}
+
+/// A test: past events and erasures, then one command.
 #[derive(Default)]
 pub struct Scenario {
-    given: Vec<(StreamId, NewEvent)>,
+    steps: Vec<Step>,
     services: Services,
     store: Option<Arc<dyn EventStore>>,
+    vault: Option<Arc<PersonalVault>>,
 }
 
 impl fmt::Debug for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scenario")
-            .field("given", &self.given.len())
+            .field("steps", &self.steps.len())
             .field("services", &self.services)
             .finish_non_exhaustive()
     }
 }
 
 impl Scenario {
-    /// A scenario on a fresh in-memory store.
+    /// A scenario on a fresh in-memory store, with a fresh in-memory personal data vault.
     pub fn new() -> Self {
         Self::default()
     }
@@ -124,97 +99,262 @@ impl Scenario {
         self
     }
 
+    /// Routes personal data through `vault` instead of a fresh in-memory one.
+    pub fn personal_data(self, vault: PersonalVault) -> Self {
+        self.personal_data_shared(Arc::new(vault))
+    }
+
+    /// Like [`personal_data`](Self::personal_data), with a vault the test keeps a handle to.
+    pub fn personal_data_shared(mut self, vault: Arc<PersonalVault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
     /// Registers a service for the handler.
     pub fn service<T: Send + Sync + 'static>(mut self, service: T) -> Self {
         self.services.insert(service);
         self
     }
 
-    /// An event that already happened to aggregate `id`.
+    /// An event that already happened to aggregate `id`. Its personal fields are stored
+    /// through the scenario's vault, as a save stores them.
     ///
     /// # Panics
     /// If the event cannot be encoded.
     pub fn given<A, E>(mut self, id: &A::Id, event: E) -> Self
     where
-        A: Aggregate + Apply<E>,
-        E: DomainEvent,
+        A: Aggregate,
+        // On the event, as `AggregateRoot::raise` has it: with `A: Apply<E>`, rustc infers `E`
+        // from the aggregate's only `Apply` impl and reports a mismatched argument instead.
+        E: DomainEvent + EventOf<A>,
     {
-        let payload = match event.encode(&mut EncodeContext::new()) {
+        let mut personal = EncodeContext::new();
+        let payload = match event.encode(&mut personal) {
             Ok(payload) => payload,
             Err(error) => panic!(
                 "given event `{}` does not encode: {error}",
                 event.event_name()
             ),
         };
-        self.given.push((
-            StreamId::for_aggregate(A::NAME, id),
-            NewEvent {
+        self.steps.push(Step::Given {
+            stream: StreamId::for_aggregate(A::NAME, id),
+            event: NewEvent {
                 event_id: Uuid::now_v7(),
                 event_name: event.event_name().to_owned(),
                 schema_version: event.event_version(),
                 payload,
                 metadata: Metadata::default(),
             },
-        ));
+            personal,
+        });
         self
     }
 
-    /// Executes `command` after appending the given events.
+    /// Erases data subject `subject`, after the events given so far, with reason
+    /// [`ERASURE_REASON`].
+    pub fn erase(mut self, subject: PersonalKey) -> Self {
+        self.steps.push(Step::Erase(subject));
+        self
+    }
+
+    /// Executes `command` after the given events and erasures.
     ///
     /// # Panics
-    /// If the given events cannot be appended or the bus cannot be built.
+    /// If the vault cannot be made, the bus cannot be built, or a given event or erasure fails.
     pub async fn when<C: Command>(self, command: C) -> Then {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn EventStore>);
-        let mut versions = std::collections::HashMap::<StreamId, u64>::new();
-        for (stream_id, event) in self.given {
-            let expected = versions.entry(stream_id.clone()).or_default();
-            let commit = Commit {
-                streams: vec![StreamAppend {
-                    stream_id,
-                    expected_version: *expected,
-                    events: vec![event],
-                }],
-                command: None,
-            };
-            *expected += 1;
-            if let Err(error) = store.append(commit).await {
-                panic!("appending a given event failed: {error}");
-            }
-        }
-        let mut builder = CommandBus::builder_shared(Arc::clone(&store));
+        let vault = match self.vault {
+            Some(vault) => vault,
+            None => match PersonalVault::in_memory() {
+                Ok(vault) => Arc::new(vault),
+                Err(error) => panic!("making the scenario's in-memory vault failed: {error}"),
+            },
+        };
+        let mut builder =
+            CommandBus::builder_shared(Arc::clone(&store)).personal_data_shared(Arc::clone(&vault));
         builder.services_mut().extend(self.services);
         let bus = match builder.build() {
             Ok(bus) => bus,
             Err(error) => panic!("building the command bus failed: {error}"),
         };
-        let result = bus.execute(command).await;
-        Then { result }
+        let mut versions = HashMap::<StreamId, u64>::new();
+        for step in self.steps {
+            match step {
+                Step::Given {
+                    stream,
+                    event,
+                    personal,
+                } => {
+                    let name = event.event_name.clone();
+                    if let Err(error) = bus.engine().store_personal(personal).await {
+                        panic!(
+                            "storing the personal fields of given event `{name}` failed: {error}"
+                        );
+                    }
+                    let expected = versions.entry(stream.clone()).or_default();
+                    let commit = Commit {
+                        streams: vec![StreamAppend {
+                            stream_id: stream,
+                            expected_version: *expected,
+                            events: vec![event],
+                        }],
+                        command: None,
+                    };
+                    *expected += 1;
+                    if let Err(error) = store.append(commit).await {
+                        panic!("appending given event `{name}` failed: {error}");
+                    }
+                }
+                Step::Erase(subject) => erase(&vault, subject).await,
+            }
+        }
+        Then::run(bus, vault, command).await
     }
 }
 
-/// The outcome of a [`Scenario`].
-#[derive(Debug)]
+async fn erase(vault: &PersonalVault, subject: PersonalKey) {
+    if let Err(error) = vault.erase(subject, ERASURE_REASON).await {
+        panic!("erasing data subject {subject} failed: {error}");
+    }
+}
+
+/// The outcome of a [`Scenario`]'s command, and the store and vault it ran on.
+///
+/// Its `Debug` output says what happened as a failed assertion does, with no personal value.
 pub struct Then {
     result: Result<CommandReceipt, CommandError>,
+    /// What the command log holds as the handler's message, if it rejected the command: the
+    /// only form of the message a failed assertion may print (it is withheld there when the
+    /// command touched personal data).
+    logged: Option<String>,
+    bus: CommandBus,
+    vault: Arc<PersonalVault>,
+}
+
+impl fmt::Debug for Then {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Then")
+            .field("outcome", &self.what_happened())
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Then {
+    async fn run<C: Command>(bus: CommandBus, vault: Arc<PersonalVault>, command: C) -> Self {
+        let logged_before = command_log(bus.store(), 0).await.map(|log| log.len());
+        let result = bus.execute(command).await;
+        let logged = match (&result, logged_before) {
+            (Err(CommandError::Rejected { .. }), Some(before)) => {
+                command_log(bus.store(), before as u64)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .filter(|record| record.name == C::NAME)
+                    .find_map(|record| match record.outcome {
+                        CommandOutcome::Failed { error } => Some(error),
+                        _ => None,
+                    })
+            }
+            _ => None,
+        };
+        Self {
+            result,
+            logged,
+            bus,
+            vault,
+        }
+    }
+
     /// What the bus returned.
     pub fn result(&self) -> &Result<CommandReceipt, CommandError> {
         &self.result
     }
 
-    /// The events the command appended.
+    /// The bus the command ran on: its store, its vault, its repositories.
+    pub fn bus(&self) -> &CommandBus {
+        &self.bus
+    }
+
+    /// The scenario's personal data vault (for exports and lookups).
+    pub fn vault(&self) -> &Arc<PersonalVault> {
+        &self.vault
+    }
+
+    /// Executes another command on the same store, vault and services.
+    pub async fn when<C: Command>(&self, command: C) -> Then {
+        Self::run(self.bus.clone(), Arc::clone(&self.vault), command).await
+    }
+
+    /// Erases data subject `subject` now, with reason [`ERASURE_REASON`].
+    ///
+    /// # Panics
+    /// If the vault fails.
+    pub async fn erase(&self, subject: PersonalKey) -> &Self {
+        erase(&self.vault, subject).await;
+        self
+    }
+
+    /// Replays aggregate `id` from the store, its personal fields read through the vault as
+    /// they are now (erased once their subject is).
+    ///
+    /// # Panics
+    /// If it cannot be loaded.
+    pub async fn load<A: Aggregate>(&self, id: &A::Id) -> AggregateRoot<A> {
+        match self.bus.repository::<A>().load(id).await {
+            Ok(root) => root,
+            Err(error) => panic!("loading aggregate `{}` failed: {error}", A::NAME),
+        }
+    }
+
+    /// The events the command appended, in order.
     ///
     /// # Panics
     /// If the command failed.
+    #[track_caller]
     pub fn events(&self) -> &[RecordedEvent] {
         match &self.result {
             Ok(receipt) => &receipt.events,
-            Err(error) => panic!("expected the command to succeed, but it failed: {error}"),
+            Err(_) => panic!(
+                "expected the command to succeed, but {}",
+                self.what_happened()
+            ),
         }
+    }
+
+    /// The events the command appended that are of type `E`, decoded, with their personal
+    /// fields read through the vault as they are now (erased once their subject is).
+    ///
+    /// # Panics
+    /// If the command failed or an event does not decode.
+    pub async fn decoded<E: DomainEvent>(&self) -> Vec<E> {
+        let events: Vec<&RecordedEvent> = self
+            .events()
+            .iter()
+            .filter(|e| E::handles(&e.event_name))
+            .collect();
+        let references = crate::personal::codec::references(
+            events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
+        );
+        let resolved = match self.vault.resolve(&references).await {
+            Ok(resolved) => resolved,
+            Err(error) => panic!("reading the events' personal fields failed: {error}"),
+        };
+        let mut cx = DecodeContext::with(&resolved);
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = event.payload.clone();
+            match decode_stored(&event.event_name, event.schema_version, payload, &mut cx) {
+                Ok(event) => decoded.push(event),
+                Err(error) => panic!(
+                    "event `{}` at stream `{}` version {} does not decode: {error}",
+                    event.event_name, event.stream_id, event.stream_version
+                ),
+            }
+        }
+        decoded
     }
 
     /// Asserts that the command appended exactly `expected`, in order.
@@ -249,45 +389,197 @@ impl Then {
 
     /// Asserts that the handler rejected the command with an error of type `E`, and returns it.
     ///
+    /// A failure of the store or the vault that the handler passed on (`load(..).await?`) is
+    /// not a rejection, even in an `E` (see [the module docs](self#rejections-and-failures)).
+    ///
     /// # Panics
-    /// If it did not.
+    /// If it did not, saying what happened instead.
     #[track_caller]
-    pub fn assert_rejected<E: std::error::Error + 'static>(&self) -> &E {
-        match &self.result {
-            Err(error) => match error.rejection::<E>() {
+    pub fn assert_rejected<E: StdError + 'static>(&self) -> &E {
+        match self.rejection() {
+            Some(source) => match source.downcast_ref::<E>() {
                 Some(rejection) => rejection,
                 None => panic!(
-                    "expected a rejection of type `{}`, got: {error}",
-                    std::any::type_name::<E>()
+                    "expected a rejection of type `{}`, but the handler rejected the command with an error of another type: {}",
+                    std::any::type_name::<E>(),
+                    self.logged_message()
                 ),
             },
-            Ok(receipt) => panic!(
-                "expected a rejection, but the command appended {} events",
-                receipt.events.len()
+            None => panic!(
+                "expected a rejection of type `{}`, but {}",
+                std::any::type_name::<E>(),
+                self.what_happened()
             ),
         }
     }
 
     /// Asserts that the handler rejected the command with an error whose message is `message`.
     ///
+    /// As with [`assert_rejected`](Self::assert_rejected), a store or vault failure is not a
+    /// rejection.
+    ///
     /// # Panics
-    /// If it did not.
+    /// If it did not, saying what happened instead.
     #[track_caller]
     pub fn assert_rejected_with(&self, message: &str) -> &Self {
-        match &self.result {
-            Err(CommandError::Rejected { source, .. }) => {
-                assert_eq!(
-                    source.to_string(),
-                    message,
-                    "the command was rejected for another reason"
-                );
+        match self.rejection() {
+            Some(source) => {
+                if source.to_string() != message {
+                    panic!(
+                        "expected a rejection with message {message:?}, but the handler rejected the command with another message: {}",
+                        self.logged_message()
+                    );
+                }
             }
-            Err(error) => panic!("expected a rejection, got: {error}"),
-            Ok(receipt) => panic!(
-                "expected a rejection, but the command appended {} events",
-                receipt.events.len()
+            None => panic!(
+                "expected a rejection with message {message:?}, but {}",
+                self.what_happened()
             ),
         }
         self
+    }
+
+    /// The handler's error, if it decided to reject the command (not if it passed on a failure
+    /// of the store or the vault).
+    fn rejection(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.result {
+            Err(CommandError::Rejected { source, .. }) => {
+                let source: &(dyn StdError + 'static) = &**source;
+                machinery_failure(source).is_none().then_some(source)
+            }
+            _ => None,
+        }
+    }
+
+    /// What happened, for a failed assertion, with no personal value in it.
+    fn what_happened(&self) -> String {
+        match &self.result {
+            Ok(receipt) => match receipt.events.len() {
+                1 => "the command succeeded and appended 1 event".to_owned(),
+                n => format!("the command succeeded and appended {n} events"),
+            },
+            Err(CommandError::Rejected { source, .. }) => match machinery_failure(&**source) {
+                // The machinery's errors name streams, positions, fields and subjects, never a
+                // personal value.
+                Some(failure) => format!(
+                    "the handler failed on an error of the store or the vault, which is not a rejection: {}",
+                    chain(failure)
+                ),
+                None => format!(
+                    "the handler rejected the command: {}",
+                    self.logged_message()
+                ),
+            },
+            Err(error) => format!("the command failed: {}", chain(error)),
+        }
+    }
+
+    /// The handler's message as the command log holds it.
+    fn logged_message(&self) -> String {
+        match &self.logged {
+            Some(message) if message != crate::command::WITHHELD => format!("{message:?}"),
+            _ => {
+                "(its message is not shown: the command touched personal data; see `Then::result`)"
+                    .to_owned()
+            }
+        }
+    }
+}
+
+/// The command log from entry `offset` on; `None` if it cannot be read (a failed assertion
+/// then shows no handler message).
+async fn command_log(store: &Arc<dyn EventStore>, offset: u64) -> Option<Vec<CommandRecord>> {
+    const PAGE: usize = 1_000;
+    let mut log = Vec::new();
+    loop {
+        let page = store
+            .read_commands(offset + log.len() as u64, PAGE)
+            .await
+            .ok()?;
+        let done = page.len() < PAGE;
+        log.extend(page);
+        if done {
+            return Some(log);
+        }
+    }
+}
+
+/// The failure of the store, the event codec or the vault inside a handler's error, if there
+/// is one: the handler passed it on (`repository.load(&id).await?`), it did not decide.
+fn machinery_failure<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> Option<&'a (dyn StdError + 'static)> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        // `Error::Store` is transparent: its `source` skips the store error itself.
+        if let Some(crate::command::Error::Store(store)) =
+            error.downcast_ref::<crate::command::Error>()
+        {
+            return Some(store);
+        }
+        if error.is::<StoreError>() || error.is::<EventError>() || error.is::<PersonalError>() {
+            return Some(error);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// An error and its causes, `: `-separated, each said once (many messages include their
+/// source's).
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(source) = current {
+        let message = source.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        current = source.source();
+    }
+    text
+}
+
+/// Asserts that a personal field holds a value, and returns it.
+///
+/// # Panics
+/// If it was erased.
+#[track_caller]
+pub fn assert_present<T>(field: &Personal<T>) -> &T {
+    match field {
+        Personal::Present(value) => value,
+        Personal::Erased => panic!(
+            "expected a present `{}`, but it was erased",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+/// Asserts that a personal field holds `expected`.
+///
+/// # Panics
+/// If it was erased or holds another value (neither value is printed).
+#[track_caller]
+pub fn assert_present_eq<T: PartialEq>(field: &Personal<T>, expected: &T) {
+    if assert_present(field) != expected {
+        panic!(
+            "the `{}` differs from the expected one (personal values are not shown)",
+            std::any::type_name::<T>()
+        );
+    }
+}
+
+/// Asserts that a personal field reads as erased.
+///
+/// # Panics
+/// If it holds a value (which is not printed).
+#[track_caller]
+pub fn assert_erased<T>(field: &Personal<T>) {
+    if !field.is_erased() {
+        panic!(
+            "expected an erased `{}`, but it holds a value (not shown)",
+            std::any::type_name::<T>()
+        );
     }
 }
