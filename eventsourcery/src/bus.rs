@@ -526,18 +526,20 @@ impl CommandBus {
                     // append loses a race: a retry writes its own.
                     let attempt_values = staged.encode.references();
                     let mut cache_updates = staged.cache_updates;
-                    if staged.encode.has_personal_data() && !cache_updates.is_empty() {
-                        // The states to cache hold the values about to be written: they are
-                        // stale once an erasure moves the epoch past the one read now.
+                    // A state to cache that will hold the values about to be written needs an
+                    // erasure epoch read before they are written: the one its load read (and, for
+                    // a cached state, checked) if it held personal values already, else one
+                    // read now. An erasure after that epoch makes the state stale.
+                    if staged.encode.has_personal_data()
+                        && cache_updates.iter().any(|u| u.personal.is_none())
+                    {
                         let epoch = engine
                             .erasure_epoch()
                             .await
                             .map_err(|e| store_error(personal_error(C::NAME, e)))?;
-                        cache_updates.retain_mut(|update| {
-                            let current = update.personal.is_none_or(|loaded| loaded == epoch);
-                            update.personal = Some(epoch);
-                            current
-                        });
+                        for update in &mut cache_updates {
+                            update.personal.get_or_insert(epoch);
+                        }
                     }
                     let mut personal = staged.encode;
                     if let Some(log) = log_personal.take() {
