@@ -158,6 +158,10 @@ pub struct Backend {
     cleanup: Option<Cleanup>,
 }
 
+/// The cache lease of the suite's vaults: short, so that the many erasures stay quick; every
+/// vault of a test uses the same one, as every process sharing stores must.
+pub const TEST_LEASE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A new random master key as 64 hex digits.
 pub fn random_master_hex() -> String {
     let key = Uuid::new_v4().simple().to_string() + &Uuid::new_v4().simple().to_string();
@@ -173,7 +177,8 @@ impl Backend {
         data: Arc<dyn PersonalStore>,
     ) -> Self {
         let master = random_master_hex();
-        let vault = PersonalVault::from_shared(keys, data, MasterKey::from_hex(&master).unwrap());
+        let vault = PersonalVault::from_shared(keys, data, MasterKey::from_hex(&master).unwrap())
+            .with_cache_lease(TEST_LEASE);
         Self {
             store,
             vault: Arc::new(vault),
@@ -232,8 +237,23 @@ impl Backend {
     ) -> Backend {
         Backend {
             store: self.store.clone(),
-            vault: Arc::new(PersonalVault::from_shared(keys, data, masters)),
+            vault: Arc::new(
+                PersonalVault::from_shared(keys, data, masters).with_cache_lease(TEST_LEASE),
+            ),
             master: hex.to_owned(),
+            cleanup: None,
+        }
+    }
+
+    /// The same stores and master key, in a vault that trusts an erasure epoch for `lease`.
+    pub fn with_lease(&self, lease: std::time::Duration) -> Backend {
+        let vault =
+            PersonalVault::from_shared(self.keys().clone(), self.data().clone(), self.master())
+                .with_cache_lease(lease);
+        Backend {
+            store: self.store.clone(),
+            vault: Arc::new(vault),
+            master: self.master.clone(),
             cleanup: None,
         }
     }

@@ -40,7 +40,10 @@ pub use store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
     PersonalStore, WrappedKey,
 };
-pub use vault::{Export, ExportedField, IndexRotation, PersonalVault, Rotation, RotationFailure};
+pub use vault::{
+    DEFAULT_CACHE_LEASE, Export, ExportedField, IndexRotation, PersonalVault, Rotation,
+    RotationFailure,
+};
 
 /// The personal identification token: one per data subject, issued by the framework, never
 /// erased. It is a random identifier that says nothing about the person.

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -49,7 +49,14 @@ pub struct PersonalVault {
     writes: Batcher<Vec<PersonalWrite>, Result<(), PersonalError>>,
     /// Subjects known to have a key or an erasure record: their writes read it first.
     seen: Mutex<HashSet<PersonalKey>>,
+    /// The erasure epoch last read from the key store, and when the read was sent.
+    epoch: Mutex<Option<(u64, Instant)>>,
+    /// How long an epoch read is trusted (see [`PersonalVault::with_cache_lease`]).
+    cache_lease: Duration,
 }
+
+/// How long a process trusts an erasure epoch it read, by default.
+pub const DEFAULT_CACHE_LEASE: Duration = Duration::from_millis(250);
 
 /// At most this many subjects are remembered in `seen` (16 bytes each).
 const MAX_SEEN: usize = 100_000;
@@ -145,16 +152,20 @@ impl PersonalVault {
             masters: masters.into(),
             writes: Batcher::new(WRITE_SLOTS, MAX_WRITE_CALLS, MAX_WRITE_VALUES, Vec::len),
             seen: Mutex::new(HashSet::new()),
+            epoch: Mutex::new(None),
+            cache_lease: DEFAULT_CACHE_LEASE,
         }
     }
 
-    /// A vault in memory with a random master key, for tests.
+    /// A vault in memory with a random master key, for tests. Its stores belong to it alone,
+    /// so it trusts no erasure epoch it read (a cache lease of zero): erasures return at once.
     pub fn in_memory() -> Result<Self, PersonalError> {
         Ok(Self::new(
             MemoryKeyStore::new(),
             MemoryPersonalStore::new(),
             MasterKey::generate()?,
-        ))
+        )
+        .with_cache_lease(Duration::ZERO))
     }
 
     /// The key store.
@@ -729,17 +740,46 @@ impl PersonalVault {
             return Err(PersonalError::SubjectErased { subject });
         }
         let erasure = self.keys.erase(subject, SystemTime::now(), reason).await?;
+        let lease_ends = Instant::now() + self.cache_lease;
         let deleted = self
             .data
             .erase_subject(subject, erasure.last_key_version)
             .await?;
+        // Epochs read before the erasure committed are trusted for a lease after their read:
+        // wait until none is, so no cache anywhere serves the subject's values once this
+        // returns.
+        tokio::time::sleep_until(lease_ends.into()).await;
         tracing::info!(deleted, "subject erased");
         Ok(())
     }
 
-    /// The key store's erasure epoch, which every erasure, in any process, moves on.
+    /// The key store's erasure epoch, which every erasure, in any process, moves on: as read
+    /// less than the cache lease ago, or read now.
+    ///
+    /// A value read at time `t` is served until `t` + the lease (timed from before the read
+    /// was sent), and every erasure returns only a lease after the erasure committed: so a
+    /// value served after an erasure returned was read after it committed, and shows it.
     pub(crate) async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
-        self.keys.erasure_epoch().await
+        if let Some((epoch, read_at)) = *lock(&self.epoch)
+            && read_at.elapsed() < self.cache_lease
+        {
+            return Ok(epoch);
+        }
+        let sent = Instant::now();
+        let epoch = self.keys.erasure_epoch().await?;
+        let mut held = lock(&self.epoch);
+        if held.is_none_or(|(_, read_at)| read_at < sent) {
+            *held = Some((epoch, sent));
+        }
+        Ok(epoch)
+    }
+
+    /// Sets how long a process may trust an erasure epoch it read, and so how long after its
+    /// key store step an erasure waits before it returns (default 250 ms). Every process that
+    /// shares the key store must use the same lease (or a shorter one than the eraser's).
+    pub fn with_cache_lease(mut self, lease: Duration) -> Self {
+        self.cache_lease = lease;
+        self
     }
 
     /// Lets an erased subject give personal data again. Old data stays gone: it was deleted and
