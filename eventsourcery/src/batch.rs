@@ -17,6 +17,8 @@ pub(crate) struct Queued<T, R> {
     /// The request.
     pub(crate) item: T,
     reply: oneshot::Sender<R>,
+    /// Which caller queued it.
+    caller: u64,
 }
 
 impl<T, R> Queued<T, R> {
@@ -47,6 +49,8 @@ impl<R> Reply<R> {
 /// The queue of one kind of request.
 pub(crate) struct Batcher<T, R> {
     queue: Mutex<Vec<Queued<T, R>>>,
+    /// Numbers the callers, so that one can tell a batch of its own request alone.
+    callers: std::sync::atomic::AtomicU64,
     slots: Arc<Semaphore>,
     max_items: usize,
     max_weight: usize,
@@ -65,6 +69,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     ) -> Self {
         Self {
             queue: Mutex::new(Vec::new()),
+            callers: std::sync::atomic::AtomicU64::new(0),
             slots: Arc::new(Semaphore::new(slots)),
             max_items,
             max_weight,
@@ -73,9 +78,9 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     }
 
     /// Queues `item` and returns its answer. Whenever this caller gets a slot while requests
-    /// are queued, `run` makes the work for the oldest of them, which is spawned; the caller
-    /// then waits again for its answer or a slot, since its own request may not have fitted
-    /// in that batch.
+    /// are queued, `run` makes the work for the oldest of them, which is spawned (or, when it
+    /// is this caller's request alone, run in place); the caller then waits again for its
+    /// answer or a slot, since its own request may not have fitted in that batch.
     ///
     /// `None` means the task running the batch ended without answering (it panicked), so
     /// whether the request was carried out is unknown. A caller that stops waiting before its
@@ -86,7 +91,14 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (reply, mut answer) = oneshot::channel();
-        self.lock().push(Queued { item, reply });
+        let caller = self
+            .callers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().push(Queued {
+            item,
+            reply,
+            caller,
+        });
         loop {
             let slot = tokio::select! {
                 // A slot holder took this request with its batch and has answered.
@@ -99,7 +111,15 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                 drop(slot);
                 return answer.await.ok();
             }
+            let alone = matches!(batch.as_slice(), [only] if only.caller == caller);
             let work = run(batch);
+            if alone {
+                // This caller's request alone, no one else's: run it here, which saves a task
+                // and two wake-ups; stopping it can cut short only this caller's own request.
+                work.await;
+                drop(slot);
+                return answer.await.ok();
+            }
             tokio::spawn(async move {
                 work.await;
                 drop(slot);
