@@ -1,13 +1,14 @@
 //! Vouchers that people register for with their email address: register two people, forget
 //! one, and see every event still load, the forgotten person's data gone, and a projection
-//! and a process manager at work.
+//! (whose read model holds addresses by reference only) and a process manager at work.
 //!
 //! Run with `cargo run --example vouchers`. It keeps its SQLite files (events, personal data,
 //! keys) and a generated master key in a fresh temporary directory; set the variables of
 //! `eventsourcery::config` to use your own.
 
 use eventsourcery::config::{EventsBackend, Settings};
-use eventsourcery::dispatch::{Commands, Dispatcher};
+use eventsourcery::dispatch::{Commands, Dispatcher, PersonalRefs};
+use eventsourcery::personal::PersonalRef;
 use eventsourcery::sqlx; // the sqlx eventsourcery is built with
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, Id, Personal, PersonalData,
@@ -156,28 +157,31 @@ async fn confirmations(event: CandidateRegistered, commands: Commands) -> Result
         .map(drop)
 }
 
-/// A projection in the event store's own database: registrations per voucher, updated in the
-/// transaction that moves its checkpoint. It holds no personal data.
-#[eventsourcery::projection(consumer = "registrations_per_voucher", reset = clear_counts)]
-async fn count_registrations(
+/// A projection in the event store's own database: the registrations, updated in the
+/// transaction that moves its checkpoint. It keeps each address by reference, never the
+/// address: read back through the vault, a forgotten person's reads as erased, so the read
+/// model has nothing to forget.
+#[eventsourcery::projection(consumer = "registrations", reset = clear_registrations)]
+async fn record_registration(
     event: CandidateRegistered,
+    refs: PersonalRefs,
     tx: &mut ProjectionTx<'_>,
 ) -> Result<(), sqlx::Error> {
+    let email = refs.get::<Email>("email").map(|r| r.to_string());
     if let Some(conn) = tx.sqlite() {
-        sqlx::query(
-            "INSERT INTO registrations_per_voucher (voucher, registrations) VALUES (?1, 1)
-             ON CONFLICT (voucher) DO UPDATE SET registrations = registrations + 1",
-        )
-        .bind(event.voucher.to_string())
-        .execute(conn)
-        .await?;
+        sqlx::query("INSERT INTO registrations (voucher, candidate, email) VALUES (?1, ?2, ?3)")
+            .bind(event.voucher.to_string())
+            .bind(event.candidate.to_string())
+            .bind(email)
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }
 
-async fn clear_counts(tx: &mut ProjectionTx<'_>) -> Result<(), sqlx::Error> {
+async fn clear_registrations(tx: &mut ProjectionTx<'_>) -> Result<(), sqlx::Error> {
     if let Some(conn) = tx.sqlite() {
-        sqlx::query("DELETE FROM registrations_per_voucher")
+        sqlx::query("DELETE FROM registrations")
             .execute(conn)
             .await?;
     }
@@ -201,7 +205,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The projection's table lives in the event store's database.
     if let EventsBackend::Sqlite(sqlite) = &stores.backend {
-        sqlx::query("CREATE TABLE IF NOT EXISTS registrations_per_voucher (voucher TEXT PRIMARY KEY, registrations INTEGER NOT NULL)")
+        sqlx::query("CREATE TABLE IF NOT EXISTS registrations (voucher TEXT NOT NULL, candidate TEXT NOT NULL, email TEXT)")
             .execute(sqlite.pool())
             .await?;
     }
@@ -249,13 +253,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    // Ann asks to be forgotten; her email finds her through the blind index.
+    // Ann asks to be forgotten; her email finds her through the blind index. The bus erases
+    // her through the vault and appends the PII-free fact to the log, for consumers that
+    // copied her data.
     let found = stores
         .vault
         .lookup(&Email("ann@example.com".into()))
         .await?;
     assert_eq!(found, vec![ann]);
-    stores.vault.erase(ann, "erasure request 2026-0042").await?;
+    bus.erase(ann, "erasure request 2026-0042").await?;
 
     let replayed = bus.repository::<Voucher>().load(&voucher).await?;
     println!(
@@ -279,20 +285,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert!(export.fields.is_empty() && export.erased);
 
-    let progress = dispatcher
-        .rebuild("registrations_per_voucher", |_| {})
-        .await?;
+    let progress = dispatcher.rebuild("registrations", |_| {}).await?;
     println!(
         "\nprojection rebuilt over {} events ({:.0} events/s)",
         progress.done, progress.rate
     );
-    // The read model the projection keeps in the event store's database.
+    // The read model the projection keeps in the event store's database: references only,
+    // resolved through the vault as it is read.
     if let EventsBackend::Sqlite(sqlite) = &stores.backend {
-        let (voucher, count): (String, i64) =
-            sqlx::query_as("SELECT voucher, registrations FROM registrations_per_voucher")
-                .fetch_one(sqlite.pool())
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT candidate, email FROM registrations ORDER BY rowid")
+                .fetch_all(sqlite.pool())
                 .await?;
-        println!("registrations per voucher: {voucher} -> {count}");
+        let refs: Vec<PersonalRef<Email>> = rows
+            .iter()
+            .map(|(_, email)| email.parse())
+            .collect::<Result<_, _>>()?;
+        let emails = stores.vault.resolve_refs(&refs).await?;
+        println!("the registrations read model, its addresses read through the vault:");
+        for ((candidate, _), email) in rows.iter().zip(&emails) {
+            println!(
+                "  {candidate}: {}",
+                email.present().map_or("<erased>", |e| e.0.as_str())
+            );
+        }
+        assert!(emails[0].is_erased() && emails[1].present().is_some());
     }
     Ok(())
 }

@@ -36,6 +36,8 @@ dispatch_suite!(postgres;
     worker_mode_wakes_on_commit,
     only_one_instance_runs_a_consumer_at_a_time,
     a_crash_before_the_checkpoint_redelivers_and_once_absorbs_it,
+    an_erasure_reaches_the_consumers_once,
+    a_read_model_holds_references_and_reads_erasures,
     a_projection_write_and_its_checkpoint_commit_together,
     a_worker_wakes_on_appends_from_another_process,
 );

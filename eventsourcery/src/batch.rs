@@ -116,7 +116,8 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             if alone {
                 // This caller's request alone, no one else's: run it here, which saves a task
                 // and two wake-ups; stopping it can cut short only this caller's own request.
-                work.await;
+                // A panic is contained as a spawned task's would be: the answer is `None`.
+                let _ = CatchUnwind(Box::pin(work)).await;
                 drop(slot);
                 return answer.await.ok();
             }
@@ -147,6 +148,24 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             count += 1;
         }
         queue.drain(..count).collect()
+    }
+}
+
+/// A future that turns a panic of the future it runs into `Err`, as a spawned task would.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
     }
 }
 
@@ -202,6 +221,7 @@ mod tests {
             batcher.lock().push(Queued {
                 item: weight,
                 reply,
+                caller: u64::MAX,
             });
             waiting.push(answer);
         }
@@ -219,7 +239,11 @@ mod tests {
     async fn withdrawn_requests_are_dropped() {
         let batcher = Batcher::<usize, ()>::new(1, 10, 10, |_| 1);
         let (reply, answer) = oneshot::channel();
-        batcher.lock().push(Queued { item: 1, reply });
+        batcher.lock().push(Queued {
+            item: 1,
+            reply,
+            caller: u64::MAX,
+        });
         drop(answer);
         assert!(batcher.take().is_empty());
     }
@@ -231,7 +255,11 @@ mod tests {
         let batcher = Batcher::<usize, usize>::new(1, 1, 10, |_| 1);
         // An earlier request that is queued but whose caller has not asked for a slot yet.
         let (reply, mut earlier) = oneshot::channel();
-        batcher.lock().push(Queued { item: 1, reply });
+        batcher.lock().push(Queued {
+            item: 1,
+            reply,
+            caller: u64::MAX,
+        });
         let answer = tokio::time::timeout(
             Duration::from_secs(5),
             batcher.submit(2, |batch| async move {

@@ -14,12 +14,17 @@ use crate::aggregate::Aggregate;
 use crate::cache::{AggregateCache, DEFAULT_CAPACITY};
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
 use crate::dispatch::Dispatcher;
+use crate::erasure::{EraseError, SubjectErased};
+use crate::event::DomainEvent;
 use crate::event::{EventRegistry, Metadata, RegistryError};
+use crate::personal::PersonalKey;
 use crate::personal::codec::{Reference, Resolved};
 use crate::personal::{EncodeContext, PersonalError, PersonalVault};
 use crate::repository::Repository;
 use crate::service::{HandlerContext, ResolveError, Services};
-use crate::store::{CommandOutcome, CommandRecord, Commit, EventStore, StoreError, StreamAppend};
+use crate::store::{
+    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, StoreError, StreamAppend,
+};
 use crate::value::StreamId;
 
 /// How many times a command is attempted before a conflict is reported, by default.
@@ -407,6 +412,71 @@ impl CommandBus {
             Ok(())
         } else {
             Err(problems)
+        }
+    }
+
+    /// Erases a data subject ([`PersonalVault::erase`]) and appends the PII-free fact of it,
+    /// [`SubjectErased`], to the global log, once per erasure, so that listeners and
+    /// projections that copied the subject's personal data forget it too (see
+    /// [`crate::erasure`]).
+    ///
+    /// Idempotent: called again after a failure part-way, it finishes the erasure and appends
+    /// the fact if it is not there yet; concurrent calls append it once.
+    pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), EraseError> {
+        let vault = self.engine.vault.as_ref().ok_or(EraseError::NoVault)?;
+        vault.erase(subject, reason).await?;
+        let erasure = vault
+            .key_store()
+            .erasures(&[subject])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(PersonalError::SubjectErased { subject })?;
+        let fact = SubjectErased {
+            subject,
+            erased_at: erasure.erased_at,
+            reason: erasure.reason,
+        };
+        let stream = crate::erasure::stream_of(subject);
+        let store = &self.engine.store;
+        loop {
+            let facts = store.read_stream(&stream, 0).await?;
+            let recorded = facts.iter().any(|event| {
+                event
+                    .payload
+                    .get("erased_at_ns")
+                    .and_then(serde_json::Value::as_u64)
+                    == Some(crate::erasure::nanos(fact.erased_at))
+            });
+            if recorded {
+                return Ok(());
+            }
+            let payload = fact
+                .encode(&mut EncodeContext::new())
+                .map_err(|e| EraseError::Store(e.into()))?;
+            let commit = Commit {
+                streams: vec![StreamAppend {
+                    stream_id: stream.clone(),
+                    expected_version: facts.len() as u64,
+                    events: vec![NewEvent {
+                        event_id: Uuid::now_v7(),
+                        event_name: fact.event_name().to_owned(),
+                        schema_version: fact.event_version(),
+                        payload,
+                        metadata: Metadata::default(),
+                    }],
+                }],
+                command: None,
+            };
+            match store.append(commit).await {
+                Ok(_) => {
+                    self.committed().await;
+                    return Ok(());
+                }
+                // Another call appended first: read again.
+                Err(error) if error.is_conflict() => continue,
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 

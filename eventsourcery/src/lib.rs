@@ -9,6 +9,7 @@ pub mod command;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod config;
 pub mod dispatch;
+pub mod erasure;
 pub mod event;
 mod fs;
 pub mod personal;

@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventsourcery::dispatch::{
-    Commands, ConsumerState, ConsumerStore, DispatchConfig, Dispatcher, EventMeta, Once, TxWork,
+    Commands, ConsumerState, ConsumerStore, DispatchConfig, Dispatcher, EventMeta, Once,
+    PersonalRefs, TxWork,
 };
+use eventsourcery::erasure::{SubjectErased, stream_of};
+use eventsourcery::personal::PersonalRef;
 use eventsourcery::store::{CommandRecord, Commit, Snapshot};
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, Dep, DomainEvent, EventStore, Id, MemoryStore, Personal,
@@ -99,6 +102,24 @@ struct Seen {
     metas: Mutex<Vec<EventMeta>>,
     failures_left: AtomicU32,
     poison: Mutex<Option<u64>>,
+    /// Subjects the `forgetful_mailer` was told were erased.
+    forgotten: Mutex<Vec<PersonalKey>>,
+    /// What the `reference_model` kept of each ticket holder's address: a reference.
+    references: Mutex<Vec<String>>,
+}
+
+/// Forgets the subjects the log says were erased.
+#[eventsourcery::listener(consumer = "forgetful_mailer")]
+async fn forget(event: SubjectErased, seen: Dep<Seen>) {
+    seen.forgotten.lock().unwrap().push(event.subject);
+}
+
+/// A read model that keeps each holder's address by reference: no plaintext at all.
+#[eventsourcery::listener(consumer = "reference_model")]
+async fn keep_reference(_event: TicketSold, refs: PersonalRefs, seen: Dep<Seen>) {
+    if let Some(email) = refs.get::<Email>("email") {
+        seen.references.lock().unwrap().push(email.to_string());
+    }
 }
 
 #[eventsourcery::listener(consumer = "mailer")]
@@ -670,6 +691,85 @@ pub async fn a_projection_write_and_its_checkpoint_commit_together(backend: Back
 }
 
 /// The suite as tests; `$make` is an async expression giving `Option<(Backend, finish)>`.
+/// Erasing through the bus appends the PII-free fact once per erasure, and a consumer
+/// registered for it hears of it once; again after re-enrolment and a new erasure; concurrent
+/// erasures append one fact.
+pub async fn an_erasure_reaches_the_consumers_once(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["forgetful_mailer"]);
+    let (_, ann) = sell_one(&s, "ann@example.com").await;
+    s.bus.erase(ann, "request 1").await.unwrap();
+    s.bus.erase(ann, "request 1, again").await.unwrap();
+    dispatcher.catch_up().await.unwrap();
+    assert_eq!(*s.seen.forgotten.lock().unwrap(), [ann]);
+    let facts = s.store.read_stream(&stream_of(ann), 0).await.unwrap();
+    assert_eq!(facts.len(), 1, "one fact per erasure");
+    assert!(
+        !facts[0].payload.to_string().contains("ann@example.com"),
+        "the fact holds no personal data"
+    );
+    assert_eq!(facts[0].payload["reason"], "request 1");
+
+    s.vault.re_enroll(ann).await.unwrap();
+    s.bus
+        .execute(SellTicket {
+            ticket: TicketId::generate(),
+            holder: ann,
+            email: Email("ann@new.example".into()),
+        })
+        .await
+        .unwrap();
+    s.bus.erase(ann, "request 2").await.unwrap();
+    dispatcher.catch_up().await.unwrap();
+    assert_eq!(*s.seen.forgotten.lock().unwrap(), [ann, ann]);
+    dispatcher.catch_up().await.unwrap();
+    assert_eq!(s.seen.forgotten.lock().unwrap().len(), 2, "each fact once");
+
+    let (_, bob) = sell_one(&s, "bob@example.com").await;
+    let erasures: Vec<_> = (0..4)
+        .map(|i| {
+            let bus = s.bus.clone();
+            tokio::spawn(async move { bus.erase(bob, &format!("request {i}")).await })
+        })
+        .collect();
+    for erasure in erasures {
+        erasure.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        s.store.read_stream(&stream_of(bob), 0).await.unwrap().len(),
+        1,
+        "concurrent erasures append one fact"
+    );
+}
+
+/// A read model that keeps personal values by reference holds no plaintext, reads the values
+/// through the vault, and reads them as erased once the subject is forgotten.
+pub async fn a_read_model_holds_references_and_reads_erasures(backend: Backend) {
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["reference_model"]);
+    let (_, ann) = sell_one(&s, "ann@example.com").await;
+    sell_one(&s, "bob@example.com").await;
+    dispatcher.catch_up().await.unwrap();
+    let kept = s.seen.references.lock().unwrap().clone();
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().all(|r| !r.contains("@example.com")), "{kept:?}");
+    let refs: Vec<PersonalRef<Email>> = kept.iter().map(|r| r.parse().unwrap()).collect();
+    let read = s.vault.resolve_refs(&refs).await.unwrap();
+    let emails: Vec<Option<&str>> = read
+        .iter()
+        .map(|e| e.present().map(|e| e.0.as_str()))
+        .collect();
+    assert_eq!(emails, [Some("ann@example.com"), Some("bob@example.com")]);
+
+    s.bus.erase(ann, "request").await.unwrap();
+    let read = s.vault.resolve_refs(&refs).await.unwrap();
+    assert!(read[0].is_erased());
+    assert_eq!(
+        read[1].present().map(|e| e.0.as_str()),
+        Some("bob@example.com")
+    );
+}
+
 #[macro_export]
 macro_rules! dispatch_suite {
     ($make:expr; $($test:ident),* $(,)?) => {

@@ -41,6 +41,8 @@ pub struct Envelope {
     resolved: Arc<Resolved>,
     /// Whether the stored event refers to personal values.
     personal: bool,
+    /// The field each reference of the batch was stored in (before upcasting).
+    bound: Arc<std::collections::HashMap<Uuid, String>>,
 }
 
 impl fmt::Debug for Envelope {
@@ -59,12 +61,14 @@ impl Envelope {
         payload: Value,
         resolved: Arc<Resolved>,
         personal: bool,
+        bound: Arc<std::collections::HashMap<Uuid, String>>,
     ) -> Self {
         Self {
             event,
             payload,
             resolved,
             personal,
+            bound,
         }
     }
 
@@ -285,6 +289,67 @@ impl Once {
 impl FromEvent for Once {
     fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
         Ok(cx.once())
+    }
+}
+
+/// The references of the personal values of the event being handled, as a consumer
+/// parameter: what a read model stores instead of the values
+/// ([`PersonalRef`](crate::personal::PersonalRef)), to resolve them when it is read, so that it
+/// holds no plaintext at all.
+///
+/// ```
+/// # use eventsourcery::{DomainEvent, Personal, PersonalData, PersonalKey, ProjectionTx};
+/// # use eventsourcery::dispatch::PersonalRefs;
+/// # #[derive(PersonalData, Clone)] struct Email(String);
+/// # #[derive(DomainEvent)] #[event(name = "doc_refs_candidate_registered", subject = candidate)]
+/// # struct CandidateRegistered { candidate: PersonalKey, #[personal] email: Personal<Email> }
+/// #[eventsourcery::projection(consumer = "candidate_emails")]
+/// async fn candidates(
+///     event: CandidateRegistered,
+///     refs: PersonalRefs,
+///     tx: &mut ProjectionTx<'_>,
+/// ) -> Result<(), eventsourcery::Error> {
+///     if let Some(email) = refs.get::<Email>("email") {
+///         // store `email.to_string()` in the read model; `vault.resolve_refs` reads it back
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PersonalRefs {
+    name: String,
+    payload: Value,
+    bound: Arc<std::collections::HashMap<Uuid, String>>,
+}
+
+impl PersonalRefs {
+    /// The reference of the personal field `field` (its first value, for a list); `None` if
+    /// the field is absent, erased or not personal.
+    pub fn get<T: crate::personal::PersonalData>(
+        &self,
+        field: &str,
+    ) -> Option<crate::personal::PersonalRef<T>> {
+        self.all(field).into_iter().next()
+    }
+
+    /// The references of every value of the personal field `field`, in order.
+    pub fn all<T: crate::personal::PersonalData>(
+        &self,
+        field: &str,
+    ) -> Vec<crate::personal::PersonalRef<T>> {
+        crate::personal::PersonalRef::in_payload(&self.name, field, &self.payload, |id| {
+            self.bound.get(&id).cloned()
+        })
+    }
+}
+
+impl FromEvent for PersonalRefs {
+    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+        Ok(Self {
+            name: cx.envelope.event.event_name.clone(),
+            payload: cx.envelope.payload.clone(),
+            bound: Arc::clone(&cx.envelope.bound),
+        })
     }
 }
 

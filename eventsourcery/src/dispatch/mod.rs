@@ -30,7 +30,7 @@ pub(crate) mod store;
 
 pub use consumer::{
     Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventMeta,
-    FromEvent, HandleContext, Once, ProjectionTx, ResetFn,
+    FromEvent, HandleContext, Once, PersonalRefs, ProjectionTx, ResetFn,
 };
 pub use store::{ConsumerState, ConsumerStore, Parked, TxWork};
 

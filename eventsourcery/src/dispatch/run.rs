@@ -161,6 +161,8 @@ impl Dispatcher {
             personal.push(references.len() > before);
         }
         let resolved = Arc::new(engine.resolve_personal(&references).await?);
+        let bound: Arc<std::collections::HashMap<_, _>> =
+            Arc::new(references.into_iter().map(|r| (r.id, r.field)).collect());
         Ok(events
             .into_iter()
             .zip(personal)
@@ -170,7 +172,15 @@ impl Dispatcher {
                 let envelope = registry
                     .upcast(&event.event_name, event.schema_version, payload)
                     .map_err(BoxError::from)
-                    .map(|payload| Envelope::new(event, payload, Arc::clone(&resolved), personal));
+                    .map(|payload| {
+                        Envelope::new(
+                            event,
+                            payload,
+                            Arc::clone(&resolved),
+                            personal,
+                            Arc::clone(&bound),
+                        )
+                    });
                 (position, envelope)
             })
             .collect())

@@ -116,7 +116,7 @@ fn reference(id: Uuid, subject: PersonalKey) -> Value {
     Value::Object(map)
 }
 
-fn parse_reference(value: &Value) -> Option<(Uuid, PersonalKey)> {
+pub(super) fn parse_reference(value: &Value) -> Option<(Uuid, PersonalKey)> {
     let object = value.as_object()?;
     let id = object.get(REFERENCE_KEY)?.as_str()?.parse().ok()?;
     let subject = object.get(SUBJECT_KEY)?.as_str()?.parse().ok()?;

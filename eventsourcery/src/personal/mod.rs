@@ -20,6 +20,7 @@ mod field;
 pub(crate) mod lookup;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod reference;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
@@ -34,6 +35,7 @@ pub use field::{DecodeLeaf, EncodeLeaf, EventPersonalField, PersonalField};
 pub use lookup::lookup_form;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresKeyStore, PostgresPersonalStore};
+pub use reference::PersonalRef;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteKeyStore, SqlitePersonalStore};
 pub use store::{

@@ -15,7 +15,7 @@ use super::store::{
     Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
     PersonalStore, WrappedKey, lock,
 };
-use super::{PersonalData, PersonalError, PersonalKey};
+use super::{Personal, PersonalData, PersonalError, PersonalKey, PersonalRef};
 use crate::batch::{Batcher, Queued};
 
 /// The reserved subject whose data key is blind-index key `version`: the subject with UUID
@@ -830,6 +830,47 @@ impl PersonalVault {
             erased: self.is_erased(subject).await?,
             fields,
         })
+    }
+
+    /// Resolves values held by reference (the [`PersonalRef`]s a read model keeps instead of
+    /// values), in the order given: each one's value, or [`Personal::Erased`] once its subject
+    /// is forgotten. A reference that was tampered with, or points at a value of another
+    /// field, is an error, as it is for an event.
+    pub async fn resolve_refs<T: PersonalData>(
+        &self,
+        refs: &[PersonalRef<T>],
+    ) -> Result<Vec<Personal<T>>, PersonalError> {
+        let references: Vec<Reference> = refs
+            .iter()
+            .map(|r| Reference {
+                id: r.reference(),
+                subject: r.subject(),
+                field: r.field().to_owned(),
+            })
+            .collect();
+        let resolved = self.resolve(&references).await?;
+        refs.iter()
+            .map(|r| {
+                let id = r.reference();
+                if let Some(error) = resolved.failed.get(&id) {
+                    return Err(error.duplicate());
+                }
+                if let Some((_, plaintext)) = resolved.values.get(&id) {
+                    return T::from_plaintext(plaintext)
+                        .map(Personal::Present)
+                        .map_err(|_| PersonalError::InvalidPlaintext {
+                            type_name: std::any::type_name::<T>(),
+                        });
+                }
+                if resolved.erased.contains(&id) {
+                    return Ok(Personal::Erased);
+                }
+                Err(PersonalError::Missing {
+                    reference: id,
+                    subject: r.subject(),
+                })
+            })
+            .collect()
     }
 
     /// The subjects holding `value` in a field marked `#[personal(lookup)]`, found through the
