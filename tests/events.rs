@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use eventsourcery::personal::{DecodeContext, EncodeContext};
+use eventsourcery::codec::{DecodeContext, EncodeContext};
 use eventsourcery::{
     DomainEvent, EventError, EventRegistry, SerializableValue, event::decode_stored,
 };

@@ -5,7 +5,7 @@ mod personal;
 use std::sync::Arc;
 
 use eventsourcery::MemoryStore;
-use eventsourcery::personal::{MemoryKeyStore, MemoryPersonalStore};
+use eventsourcery::backend::{MemoryKeyStore, MemoryPersonalStore};
 
 async fn setup(_test: &'static str) -> Option<personal::Backend> {
     Some(personal::Backend::new(

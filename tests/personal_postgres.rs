@@ -13,7 +13,8 @@ mod support;
 
 use std::sync::Arc;
 
-use eventsourcery::personal::{KeyStore, PersonalError};
+use eventsourcery::personal::PersonalError;
+use eventsourcery::store::KeyStore;
 use eventsourcery::{PersonalKey, PostgresKeyStore, PostgresPersonalStore, PostgresStore};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
@@ -264,7 +265,7 @@ async fn a_claim_racing_an_erasure_waits_for_it_and_stores_no_key() {
         .unwrap();
     let keys = databases.keys.clone();
     let claim = tokio::spawn(async move {
-        keys.claim_keys(vec![eventsourcery::personal::WrappedKey {
+        keys.claim_keys(vec![eventsourcery::store::WrappedKey {
             subject,
             version: 1,
             wrapped: vec![7; 60],

@@ -10,7 +10,8 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use eventsourcery::personal::{KeyStore, PersonalError, PersonalStore};
+use eventsourcery::personal::PersonalError;
+use eventsourcery::store::{KeyStore, PersonalStore};
 use eventsourcery::{PersonalKey, SqliteKeyStore, SqlitePersonalStore, SqliteStore};
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqlitePool;

@@ -19,8 +19,9 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use eventsourcery::config::{MasterKeySource, Settings, SslMode};
-use eventsourcery::personal::{KeyStore, PersonalError};
+use eventsourcery::personal::PersonalError;
 use eventsourcery::sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
+use eventsourcery::store::KeyStore;
 use eventsourcery::tls::PlaintextConnections;
 use eventsourcery::{
     EventStore, MasterKey, PersonalKey, PersonalVault, PostgresKeyStore, PostgresPersonalStore,

@@ -5,8 +5,8 @@ use std::ops::Deref;
 
 use serde_json::Value;
 
+use crate::codec::{DecodeContext, EncodeContext};
 use crate::event::{DomainEvent, EventError};
-use crate::personal::{DecodeContext, EncodeContext};
 use crate::value::{SerializableValue, StreamId};
 
 /// An aggregate's state, derived with

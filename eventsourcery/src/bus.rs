@@ -12,20 +12,22 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::cache::{AggregateCache, DEFAULT_CAPACITY};
+use crate::codec::EncodeContext;
+use crate::codec::{Reference, Resolved};
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
 use crate::dispatch::Dispatcher;
 use crate::erasure::{EraseError, SubjectErased};
 use crate::event::DomainEvent;
 use crate::event::{EventRegistry, Metadata, RegistryError};
+use crate::personal::PersonalError;
 use crate::personal::PersonalKey;
-use crate::personal::codec::{Reference, Resolved};
-use crate::personal::{EncodeContext, PersonalError, PersonalVault};
 use crate::repository::Repository;
 use crate::service::{HandlerContext, ResolveError, Services};
 use crate::store::{
     CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, StoreError, StreamAppend,
 };
 use crate::value::StreamId;
+use crate::vault::PersonalVault;
 
 /// How many times a command is attempted before a conflict is reported, by default.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;

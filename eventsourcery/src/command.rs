@@ -1,22 +1,15 @@
 //! Commands, their handlers, and the errors of executing them.
 
 use std::any::{Any, TypeId};
-use std::future::Future;
-use std::pin::Pin;
 
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::codec::EncodeContext;
+pub use crate::error::{BoxError, BoxFuture};
 use crate::event::{EventError, RegistryError};
-use crate::personal::EncodeContext;
 use crate::service::{HandlerContext, Parameter, ResolveError};
 use crate::store::{RecordedEvent, StoreError};
-
-/// A boxed error from a command handler.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A request to change the system, derived with `#[derive(Command)]` and handled by one
 /// `#[eventsourcery::handler]` function.

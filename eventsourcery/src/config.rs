@@ -33,10 +33,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::dispatch::ConsumerStore;
-use crate::personal::{
-    KeyStore, MasterKey, MasterKeyRing, PersonalError, PersonalStore, PersonalVault,
-};
+use crate::personal::{MasterKey, MasterKeyRing, PersonalError};
 use crate::store::StoreError;
+use crate::store::{KeyStore, PersonalStore};
+use crate::vault::PersonalVault;
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -423,14 +423,14 @@ impl Settings {
     async fn open_events(&self, target: Target) -> Result<EventsBackend, ConfigError> {
         match target {
             #[cfg(feature = "sqlite")]
-            Target::SqliteMemory => crate::store::SqliteStore::in_memory()
+            Target::SqliteMemory => crate::backend::SqliteStore::in_memory()
                 .await
                 .map(EventsBackend::Sqlite)
                 .map_err(ConfigError::Events),
             #[cfg(feature = "sqlite")]
             Target::SqliteFile(path) => {
                 create_parent(&path)?;
-                crate::store::SqliteStore::open(path)
+                crate::backend::SqliteStore::open(path)
                     .await
                     .map(EventsBackend::Sqlite)
                     .map_err(ConfigError::Events)
@@ -438,7 +438,7 @@ impl Settings {
             // The event store follows its URL's `sslmode`: it holds no personal data.
             #[cfg(feature = "postgres")]
             Target::Postgres(options) => {
-                let pool = crate::store::PostgresStore::pool_options()
+                let pool = crate::backend::PostgresStore::pool_options()
                     .connect_with(*options)
                     .await
                     .map_err(|source| {
@@ -447,7 +447,7 @@ impl Settings {
                             source,
                         })
                     })?;
-                crate::store::PostgresStore::from_pool(pool)
+                crate::backend::PostgresStore::from_pool(pool)
                     .await
                     .map(EventsBackend::Postgres)
                     .map_err(ConfigError::Events)
@@ -459,7 +459,7 @@ impl Settings {
         Ok(match target {
             #[cfg(feature = "sqlite")]
             Target::SqliteMemory => Arc::new(
-                crate::personal::SqliteKeyStore::in_memory()
+                crate::backend::SqliteKeyStore::in_memory()
                     .await
                     .map_err(ConfigError::Personal)?,
             ),
@@ -467,14 +467,14 @@ impl Settings {
             Target::SqliteFile(path) => {
                 create_parent(&path)?;
                 Arc::new(
-                    crate::personal::SqliteKeyStore::open(path)
+                    crate::backend::SqliteKeyStore::open(path)
                         .await
                         .map_err(ConfigError::Personal)?,
                 )
             }
             #[cfg(feature = "postgres")]
             Target::Postgres(options) => Arc::new(
-                crate::personal::PostgresKeyStore::connect_with(*options, self.plaintext())
+                crate::backend::PostgresKeyStore::connect_with(*options, self.plaintext())
                     .await
                     .map_err(ConfigError::Personal)?,
             ),
@@ -485,7 +485,7 @@ impl Settings {
         Ok(match target {
             #[cfg(feature = "sqlite")]
             Target::SqliteMemory => Arc::new(
-                crate::personal::SqlitePersonalStore::in_memory()
+                crate::backend::SqlitePersonalStore::in_memory()
                     .await
                     .map_err(ConfigError::Personal)?,
             ),
@@ -493,14 +493,14 @@ impl Settings {
             Target::SqliteFile(path) => {
                 create_parent(&path)?;
                 Arc::new(
-                    crate::personal::SqlitePersonalStore::open(path)
+                    crate::backend::SqlitePersonalStore::open(path)
                         .await
                         .map_err(ConfigError::Personal)?,
                 )
             }
             #[cfg(feature = "postgres")]
             Target::Postgres(options) => Arc::new(
-                crate::personal::PostgresPersonalStore::connect_with(*options, self.plaintext())
+                crate::backend::PostgresPersonalStore::connect_with(*options, self.plaintext())
                     .await
                     .map_err(ConfigError::Personal)?,
             ),
@@ -590,10 +590,10 @@ fn unsupported(variable: &'static str, url: &str) -> ConfigError {
 pub enum EventsBackend {
     /// A SQLite event store.
     #[cfg(feature = "sqlite")]
-    Sqlite(crate::store::SqliteStore),
+    Sqlite(crate::backend::SqliteStore),
     /// A PostgreSQL event store.
     #[cfg(feature = "postgres")]
-    Postgres(crate::store::PostgresStore),
+    Postgres(crate::backend::PostgresStore),
 }
 
 /// The opened stores: the event store (with its consumer state) and the personal data vault.

@@ -27,8 +27,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::codec::{DecodeContext, EncodeContext};
 use crate::event::{DomainEvent, EventError, EventRegistration};
-use crate::personal::{DecodeContext, EncodeContext, PersonalError, PersonalKey};
+use crate::personal::{PersonalError, PersonalKey};
 use crate::store::StoreError;
 use crate::value::StreamId;
 

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::personal::{DecodeContext, EncodeContext};
+use crate::codec::{DecodeContext, EncodeContext};
 
 /// A domain event, derived with `#[derive(DomainEvent)]` on a struct (one event type) or on an
 /// enum whose variants each wrap one event struct.

@@ -2,48 +2,55 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod backend;
 mod batch;
 mod bus;
 mod cache;
+pub mod codec;
 pub mod command;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod config;
 pub mod dispatch;
 pub mod erasure;
+mod error;
 pub mod event;
 mod fs;
 pub mod personal;
 mod repository;
 pub mod service;
 pub mod store;
+mod sync;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 #[cfg(feature = "postgres")]
 pub mod tls;
 pub mod value;
+pub mod vault;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
 pub use aggregate::{Aggregate, AggregateRoot, Apply};
+pub use backend::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use backend::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use backend::SqliteStore;
+#[cfg(feature = "postgres")]
+pub use backend::{PostgresKeyStore, PostgresPersonalStore};
+#[cfg(feature = "sqlite")]
+pub use backend::{SqliteKeyStore, SqlitePersonalStore};
 pub use bus::{CommandBus, CommandBusBuilder, DEFAULT_MAX_ATTEMPTS, ExecuteOptions};
 pub use command::{BoxError, Command, CommandError, CommandReceipt, Error};
 pub use dispatch::{Consumer, ConsumerKind, Dispatcher, Envelope, EventMeta, ProjectionTx};
 pub use event::{DomainEvent, EventError, EventRegistry, Metadata, Upcaster};
-pub use personal::{MasterKey, Personal, PersonalKey, PersonalVault};
-#[cfg(feature = "postgres")]
-pub use personal::{PostgresKeyStore, PostgresPersonalStore};
-#[cfg(feature = "sqlite")]
-pub use personal::{SqliteKeyStore, SqlitePersonalStore};
+pub use personal::{MasterKey, Personal, PersonalKey};
 pub use repository::Repository;
 pub use service::{CommandMeta, Dep, FromServices, Services, Store};
-#[cfg(feature = "postgres")]
-pub use store::PostgresStore;
-#[cfg(feature = "sqlite")]
-pub use store::SqliteStore;
-pub use store::{EventStore, MemoryStore, RecordedEvent, StoreError};
+pub use store::{EventStore, RecordedEvent, StoreError};
 pub use value::{Id, SerializableValue, StreamId, ValueError};
+pub use vault::PersonalVault;
 
 /// The attribute for implementing [`EventStore`], [`Consumer`] and the other async traits by
 /// hand: `#[eventsourcery::async_trait]`.

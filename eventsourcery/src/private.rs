@@ -11,12 +11,12 @@ pub use serde_json;
 pub use zeroize::Zeroizing;
 
 pub use crate::DomainEvent;
+pub use crate::codec::{DecodeContext, EncodeContext};
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
 pub use crate::event::codec::{EventField, object};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
 pub use crate::personal::lookup::LookupField;
-pub use crate::personal::{DecodeContext, EncodeContext};
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{FromServices, HandlerContext, Parameter};
 pub use crate::value::{Newtype, ValueError};
@@ -73,25 +73,7 @@ where
     T: FromStr,
     T::Err: fmt::Display,
 {
-    struct Visitor<T>(PhantomData<fn() -> T>);
-
-    impl<T> serde::de::Visitor<'_> for Visitor<T>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        type Value = T;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
-            v.parse().map_err(E::custom)
-        }
-    }
-
-    deserializer.deserialize_str(Visitor(PhantomData))
+    crate::value::deserialize_from_str(deserializer)
 }
 
 /// Parses an inner value from a string, naming the outer type in the error.
@@ -208,7 +190,7 @@ fn encode_personal<F: PersonalField>(
     lookup: bool,
 ) -> Result<serde_json::Value, EventError> {
     cx.personal(name, field, subject, value, lookup)
-        .map_err(crate::personal::codec::field_error(name, field))
+        .map_err(field_error(name, field))
 }
 
 fn decode_personal<F: PersonalField>(
@@ -220,7 +202,7 @@ fn decode_personal<F: PersonalField>(
 ) -> Result<F, EventError> {
     let value = map.remove(field).unwrap_or(serde_json::Value::Null);
     cx.personal(subject, &value)
-        .map_err(crate::personal::codec::field_error(name, field))
+        .map_err(field_error(name, field))
 }
 
 pub use crate::dispatch::{
@@ -623,5 +605,18 @@ impl<T> PersonalPart<T> {
     /// Never called.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(self, _: D) -> Result<T, D::Error> {
         unreachable!("a value with a personal part does not compile")
+    }
+}
+
+/// Wraps a personal error with the event and field it concerns.
+fn field_error(
+    name: &str,
+    field: &str,
+) -> impl FnOnce(crate::personal::PersonalError) -> EventError {
+    let (name, field) = (name.to_owned(), field.to_owned());
+    move |source| crate::event::EventError::Personal {
+        name,
+        field,
+        source,
     }
 }

@@ -9,12 +9,12 @@ use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::{CacheUpdate, Engine, UnitOfWork};
+use crate::codec::{DecodeContext, EncodeContext};
 use crate::event::{EventError, EventRegistry, Metadata};
-use crate::personal::PersonalVault;
-use crate::personal::{DecodeContext, EncodeContext};
 use crate::store::{
     Commit, EventStore, NewEvent, RecordedEvent, Snapshot, StoreError, StreamAppend,
 };
+use crate::vault::PersonalVault;
 
 fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
     StoreError::Decode {
@@ -133,7 +133,7 @@ impl<A: Aggregate> Repository<A> {
             let replayed = events.len() as u64;
             // References are read from the payloads as stored, so that each is checked against
             // the field it was written for, whatever upcasters do with the payload afterwards.
-            let references = crate::personal::codec::references(
+            let references = crate::codec::references(
                 events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
             );
             let vault_error = |event: &RecordedEvent, source| {

@@ -9,18 +9,19 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateRoot, EventOf};
+use crate::backend::MemoryStore;
 use crate::bus::CommandBus;
+use crate::codec::{DecodeContext, EncodeContext};
 use crate::command::{Command, CommandError, CommandReceipt};
 use crate::event::{DomainEvent, EventError, Metadata, decode_stored};
-use crate::personal::{
-    DecodeContext, EncodeContext, Personal, PersonalError, PersonalKey, PersonalVault,
-};
+use crate::personal::{Personal, PersonalError, PersonalKey};
 use crate::service::Services;
 use crate::store::{
-    CommandOutcome, CommandRecord, Commit, EventStore, MemoryStore, NewEvent, RecordedEvent,
-    StoreError, StreamAppend,
+    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, RecordedEvent, StoreError,
+    StreamAppend,
 };
 use crate::value::StreamId;
+use crate::vault::PersonalVault;
 
 /// The reason recorded for an erasure made by [`Scenario::erase`] or [`Then::erase`].
 pub const ERASURE_REASON: &str = "testkit scenario";
@@ -335,9 +336,8 @@ impl Then {
             .iter()
             .filter(|e| E::handles(&e.event_name))
             .collect();
-        let references = crate::personal::codec::references(
-            events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
-        );
+        let references =
+            crate::codec::references(events.iter().map(|e| (e.event_name.as_str(), &e.payload)));
         let resolved = match self.vault.resolve(&references).await {
             Ok(resolved) => resolved,
             Err(error) => panic!("reading the events' personal fields failed: {error}"),

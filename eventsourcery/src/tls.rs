@@ -34,6 +34,8 @@ use std::net::IpAddr;
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+pub use crate::error::PlaintextRefused;
+
 /// The environment variable that allows the key store and the personal data store to be
 /// reached over a network without TLS (read by [`Settings::from_env`](crate::config::Settings::from_env)).
 pub const ALLOW_PLAINTEXT_ENV: &str = "EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES";
@@ -65,30 +67,6 @@ pub enum Transport {
     },
     /// Over a network, and plaintext is possible (`disable`, `allow`, `prefer`).
     Plaintext,
-}
-
-/// A key store or personal data store would be reached over a network without TLS.
-///
-/// Shows the store, host, port and `sslmode`, never a credential.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the {store} at {host}:{port} would be reached over the network without TLS \
-     (sslmode={ssl_mode}); enable TLS: add `sslmode=verify-full` to its URL (with \
-     `sslrootcert=/path/to/ca.pem` for a private CA), or set EVENTSOURCERY_SSLMODE=verify-full; \
-     only on a network you trust, allow plaintext explicitly with \
-     EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES=1 (`Settings::allow_plaintext_personal_stores`, \
-     or `PlaintextConnections::Allow`)"
-)]
-#[non_exhaustive]
-pub struct PlaintextRefused {
-    /// Which store: "key store" or "personal data store".
-    pub store: &'static str,
-    /// The host it names.
-    pub host: String,
-    /// The port.
-    pub port: u16,
-    /// The `sslmode` in effect.
-    pub ssl_mode: &'static str,
 }
 
 /// How a connection with these options would travel.

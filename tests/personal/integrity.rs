@@ -1,8 +1,9 @@
 //! Integrity cases: a tampered, truncated or moved ciphertext, a rotated or wrong master key,
 //! each a typed error and never an erased value or garbage.
 
-use eventsourcery::personal::{MasterKeyRing, PersonalError, PersonalRecord, WrappedKey};
+use eventsourcery::personal::{MasterKeyRing, PersonalError};
 use eventsourcery::store::{Commit, NewEvent, StreamAppend};
+use eventsourcery::store::{PersonalRecord, WrappedKey};
 use eventsourcery::{
     AggregateRoot, EventError, Id, MasterKey, Metadata, PersonalKey, StoreError, StreamId,
 };

@@ -110,10 +110,10 @@ fn inspecting_bus(backend: &Backend, seen: &Arc<Seen>) -> CommandBus {
 /// wrote the value.
 pub async fn no_cache_serves_plaintext_after_an_erasure_elsewhere(backend: Backend) {
     // Both processes with the default lease (the suite's vaults use a short one).
-    let backend = backend.with_lease(eventsourcery::personal::DEFAULT_CACHE_LEASE);
+    let backend = backend.with_lease(eventsourcery::vault::DEFAULT_CACHE_LEASE);
     let seen = Arc::new(Seen::default());
     let bus = inspecting_bus(&backend, &seen);
-    let admin = backend.with_lease(eventsourcery::personal::DEFAULT_CACHE_LEASE);
+    let admin = backend.with_lease(eventsourcery::vault::DEFAULT_CACHE_LEASE);
     let voucher = VoucherId::generate();
     let (ann, bob) = (PersonalKey::issue(), PersonalKey::issue());
     bus.execute(register_cmd(&voucher, ann, EMAIL, NAME))

@@ -17,7 +17,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use eventsourcery::personal::{KeyStore, MasterKeyRing, PersonalError, PersonalStore};
+use eventsourcery::personal::{MasterKeyRing, PersonalError};
+use eventsourcery::store::{KeyStore, PersonalStore};
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventError, EventStore, Id,
     MasterKey, Personal, PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,

@@ -7,8 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use eventsourcery::personal::{
-    Erasure, IndexEntry, KeyStore, PersonalError, PersonalRecord, PersonalStore, WrappedKey,
+use eventsourcery::personal::PersonalError;
+use eventsourcery::store::{
+    Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey,
 };
 use eventsourcery::{CommandError, Id, PersonalKey, Repository};
 use tokio::sync::oneshot;

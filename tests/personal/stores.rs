@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eventsourcery::PersonalKey;
-use eventsourcery::personal::{IndexEntry, PersonalError, PersonalRecord, WrappedKey};
+use eventsourcery::personal::PersonalError;
+use eventsourcery::store::{IndexEntry, PersonalRecord, WrappedKey};
 use uuid::Uuid;
 
 use super::Backend;

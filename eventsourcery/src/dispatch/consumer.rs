@@ -8,14 +8,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::bus::{CommandBus, ExecuteOptions};
+use crate::codec::DecodeContext;
+use crate::codec::Resolved;
 use crate::command::{BoxError, BoxFuture, Command, CommandError, CommandReceipt};
 use crate::event::{DomainEvent, EventError};
-use crate::personal::DecodeContext;
-use crate::personal::codec::Resolved;
 use crate::service::Services;
-use crate::store::{RecordedEvent, StoreError};
+use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 
-use super::store::ConsumerStore;
+use crate::store::ConsumerStore;
 use crate::value::StreamId;
 
 /// What kind of consumer, which decides its delivery guarantee.
@@ -137,54 +137,6 @@ pub struct EventMeta {
     pub causation_id: Option<Uuid>,
     /// When it was recorded.
     pub recorded_at: SystemTime,
-}
-
-/// A connection inside the transaction that a projection's update shares with its checkpoint.
-#[non_exhaustive]
-pub enum ProjectionTx<'a> {
-    /// Not in a transaction: listeners, process managers, and projections on the memory store.
-    None,
-    /// A SQLite transaction.
-    #[cfg(feature = "sqlite")]
-    Sqlite(&'a mut sqlx::SqliteConnection),
-    /// A PostgreSQL transaction.
-    #[cfg(feature = "postgres")]
-    Postgres(&'a mut sqlx::PgConnection),
-    #[doc(hidden)]
-    _Lifetime(std::marker::PhantomData<&'a mut ()>),
-}
-
-impl fmt::Debug for ProjectionTx<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::None => "ProjectionTx::None",
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(_) => "ProjectionTx::Sqlite",
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => "ProjectionTx::Postgres",
-            Self::_Lifetime(_) => "ProjectionTx",
-        })
-    }
-}
-
-impl<'a> ProjectionTx<'a> {
-    /// The SQLite connection of the transaction, if the store is SQLite.
-    #[cfg(feature = "sqlite")]
-    pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
-        match self {
-            Self::Sqlite(conn) => Some(&mut **conn),
-            _ => None,
-        }
-    }
-
-    /// The PostgreSQL connection of the transaction, if the store is PostgreSQL.
-    #[cfg(feature = "postgres")]
-    pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
-        match self {
-            Self::Postgres(conn) => Some(&mut **conn),
-            _ => None,
-        }
-    }
 }
 
 /// What a consumer's handler can reach besides the event.

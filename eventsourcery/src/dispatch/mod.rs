@@ -24,15 +24,12 @@ use crate::store::StoreError;
 
 mod consumer;
 mod run;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
-pub(crate) mod store;
 
+pub use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use consumer::{
     Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventMeta,
-    FromEvent, HandleContext, Once, PersonalRefs, ProjectionTx, ResetFn,
+    FromEvent, HandleContext, Once, PersonalRefs, ResetFn,
 };
-pub use store::{ConsumerState, ConsumerStore, Parked, TxWork};
 
 /// Dispatch could not be set up or run.
 #[derive(Debug, thiserror::Error)]

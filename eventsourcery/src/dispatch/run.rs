@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::consumer::{Consumer, ConsumerKind, Envelope, HandleContext, ProjectionTx};
-use super::store::TxWork;
+use super::consumer::{Consumer, ConsumerKind, Envelope, HandleContext};
 use super::{CatchUp, DispatchError, Dispatcher};
+use crate::codec::collect_references;
 use crate::command::BoxError;
 use crate::event::EventRegistry;
-use crate::personal::codec::collect_references;
+use crate::store::ProjectionTx;
+use crate::store::TxWork;
 use crate::store::{RecordedEvent, StoreError};
 
 /// An event ready for a consumer, or why it is not, with its position.

@@ -218,7 +218,7 @@ impl MasterKey {
 
 /// The master keys a vault holds: the current one, which wraps every new data key, and
 /// previous ones, which still unwrap the data keys they wrapped until
-/// [`PersonalVault::rotate_master_key`](super::PersonalVault::rotate_master_key) has re-wrapped
+/// [`PersonalVault::rotate_master_key`](crate::vault::PersonalVault::rotate_master_key) has re-wrapped
 /// them under the current key.
 ///
 /// Every stored data key names the master key that wrapped it (by [`MasterKey::id`]), so a read

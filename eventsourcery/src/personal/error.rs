@@ -205,7 +205,7 @@ pub enum PersonalError {
     /// TLS (see [`crate::tls`]).
     #[cfg(feature = "postgres")]
     #[error(transparent)]
-    PlaintextConnection(#[from] crate::tls::PlaintextRefused),
+    PlaintextConnection(#[from] crate::error::PlaintextRefused),
     /// The master key file may be read or written by its group or by others.
     #[error(
         "master key file {}: accessible by group or others (mode {mode:03o}); make it readable by its owner only: chmod 600 {}",
@@ -233,7 +233,7 @@ pub enum PersonalError {
 impl PersonalError {
     /// A copy of this error, for one failure reported at each place it concerns (a reference
     /// held by two fields, a data key that opens several values). Driver errors are copied as
-    /// [`copy_error`](crate::store::sql::copy_error) copies them.
+    /// [`copy_error`](crate::error::copy_sqlx_error) copies them.
     pub(crate) fn duplicate(&self) -> Self {
         match self {
             Self::NoVault => Self::NoVault,
@@ -305,7 +305,7 @@ impl PersonalError {
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             Self::Database { operation, source } => Self::Database {
                 operation,
-                source: crate::store::sql::copy_error(source),
+                source: crate::error::copy_sqlx_error(source),
             },
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             Self::Migrate { database, source } => Self::Migrate {

@@ -14,7 +14,7 @@ use crate::value::ValueError;
 
 /// A field marked `#[personal(lookup)]`, submitted by the `DomainEvent` and `Command` derives,
 /// so that the blind index can be rebuilt from the stored values
-/// ([`PersonalVault::rotate_index_key`](super::PersonalVault::rotate_index_key)).
+/// ([`PersonalVault::rotate_index_key`](crate::vault::PersonalVault::rotate_index_key)).
 #[derive(Debug)]
 pub struct LookupField {
     /// `"{event or command}.{field}"`, as bound into the field's values.

@@ -5,7 +5,7 @@
 //! [`PersonalKey`] of the same event. On save the value is encrypted with the subject's own
 //! data key into the personal data store, and the event payload keeps only a reference; on load
 //! it is decrypted back, or reads as [`Personal::Erased`] once the subject has been forgotten
-//! with [`PersonalVault::erase`].
+//! with [`PersonalVault::erase`](crate::vault::PersonalVault::erase).
 
 use std::fmt;
 
@@ -13,39 +13,17 @@ use uuid::Uuid;
 
 use crate::value::ValueError;
 
-pub(crate) mod codec;
-mod crypto;
+pub(crate) mod crypto;
 mod error;
 mod field;
 pub(crate) mod lookup;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod reference;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-mod store;
-mod vault;
+pub(crate) mod reference;
 
-pub use codec::{DecodeContext, EncodeContext};
 pub use crypto::{MASTER_KEY_ENV, MasterKey, MasterKeyRing};
 pub use error::PersonalError;
 pub use field::{DecodeLeaf, EncodeLeaf, EventPersonalField, PersonalField};
 pub use lookup::lookup_form;
-#[cfg(feature = "postgres")]
-pub use postgres::{PostgresKeyStore, PostgresPersonalStore};
 pub use reference::PersonalRef;
-#[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteKeyStore, SqlitePersonalStore};
-pub use store::{
-    Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
-    PersonalStore, WrappedKey,
-};
-pub use vault::{
-    DEFAULT_CACHE_LEASE, Export, ExportedField, IndexRotation, PersonalVault, Rotation,
-    RotationFailure,
-};
 
 /// The personal identification token: one per data subject, issued by the framework, never
 /// erased. It is a random identifier that says nothing about the person.
@@ -99,7 +77,7 @@ impl serde::Serialize for PersonalKey {
 
 impl<'de> serde::Deserialize<'de> for PersonalKey {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::__private::deserialize_from_str(deserializer)
+        crate::value::deserialize_from_str(deserializer)
     }
 }
 
@@ -130,7 +108,7 @@ pub trait PersonalData: Sized + Send + Sync + 'static {
     ///
     /// Changing it changes the hashes a lookup computes: values indexed before the change are
     /// found again once the index is rebuilt with
-    /// [`PersonalVault::rotate_index_key`].
+    /// [`PersonalVault::rotate_index_key`](crate::vault::PersonalVault::rotate_index_key).
     fn lookup_form(&self) -> Result<zeroize::Zeroizing<String>, ValueError> {
         self.to_plaintext().map(|plaintext| lookup_form(&plaintext))
     }

@@ -5,17 +5,35 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::PersonalKey;
-use super::codec::parse_reference;
 use crate::value::ValueError;
+
+/// The key of a reference object in a stored payload: `{"$personal": "<id>", "subject": "<key>"}`.
+pub(crate) const REFERENCE_KEY: &str = "$personal";
+const SUBJECT_KEY: &str = "subject";
+
+/// The payload form of a reference to the personal value `id` of `subject`.
+pub(crate) fn reference(id: Uuid, subject: PersonalKey) -> Value {
+    let mut map = Map::new();
+    map.insert(REFERENCE_KEY.into(), Value::String(id.to_string()));
+    map.insert(SUBJECT_KEY.into(), Value::String(subject.to_string()));
+    Value::Object(map)
+}
+
+pub(crate) fn parse_reference(value: &Value) -> Option<(Uuid, PersonalKey)> {
+    let object = value.as_object()?;
+    let id = object.get(REFERENCE_KEY)?.as_str()?.parse().ok()?;
+    let subject = object.get(SUBJECT_KEY)?.as_str()?.parse().ok()?;
+    Some((id, subject))
+}
 
 /// A personal value of type `T` held by reference: its reference, subject and field, and no
 /// part of the value. A read model (a projection's table, a search index) stores it instead of
 /// the value and resolves it when it is read, with
-/// [`PersonalVault::resolve_refs`](super::PersonalVault::resolve_refs): the value, or
+/// [`PersonalVault::resolve_refs`](crate::vault::PersonalVault::resolve_refs): the value, or
 /// [`Personal::Erased`](super::Personal::Erased) once its subject is forgotten. So the read
 /// model holds no plaintext and has nothing to forget.
 ///
@@ -147,7 +165,7 @@ impl<T> serde::Serialize for PersonalRef<T> {
 
 impl<'de, T> serde::Deserialize<'de> for PersonalRef<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::__private::deserialize_from_str(deserializer)
+        crate::value::deserialize_from_str(deserializer)
     }
 }
 

@@ -9,19 +9,11 @@ use uuid::Uuid;
 use crate::event::{EventError, Metadata};
 use crate::value::StreamId;
 
-mod memory;
-#[cfg(feature = "postgres")]
-mod postgres;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
+pub(crate) mod consumer;
+pub(crate) mod personal;
 
-pub use memory::MemoryStore;
-#[cfg(feature = "postgres")]
-pub use postgres::PostgresStore;
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use consumer::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
+pub use personal::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 
 /// An event about to be appended.
 #[derive(Debug, Clone, PartialEq)]

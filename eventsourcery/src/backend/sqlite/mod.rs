@@ -12,11 +12,15 @@ use sqlx::{Sqlite, Transaction};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
-use super::sql::{self, PreparedCommit, Schema, db};
-use super::{
+use crate::backend::sql::{self, PreparedCommit, Schema, db};
+use crate::store::{
     CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
 use crate::value::StreamId;
+
+mod personal;
+
+pub use personal::{SqliteKeyStore, SqlitePersonalStore};
 
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
@@ -25,12 +29,12 @@ const SCHEMA: Schema = Schema {
         (
             1,
             "event store",
-            include_str!("../../migrations/sqlite/0001_event_store.sql"),
+            include_str!("../../../migrations/sqlite/0001_event_store.sql"),
         ),
         (
             2,
             "consumers",
-            include_str!("../../migrations/sqlite/0002_consumers.sql"),
+            include_str!("../../../migrations/sqlite/0002_consumers.sql"),
         ),
     ],
 };

@@ -15,8 +15,10 @@ use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::{ColumnIndex, Decode, Row, SqlSafeStr, Type};
 use uuid::Uuid;
 
-use super::{CommandOutcome, CommandRecord, Commit, NewEvent, RecordedEvent, Snapshot, StoreError};
 use crate::event::Metadata;
+use crate::store::{
+    CommandOutcome, CommandRecord, Commit, NewEvent, RecordedEvent, Snapshot, StoreError,
+};
 use crate::value::StreamId;
 
 /// The table in which the migrator records applied schema versions.
@@ -169,20 +171,10 @@ fn unanswered() -> StoreError {
     }
 }
 
-/// A copy of `error`, for reporting one failure to several callers (sqlx errors are not
-/// `Clone`): the same variant where it carries no data or a message, an I/O error with its
-/// message otherwise.
-pub(crate) fn copy_error(error: &sqlx::Error) -> sqlx::Error {
-    match error {
-        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
-        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
-        sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
-        sqlx::Error::Io(io) => sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string())),
-        sqlx::Error::Protocol(message) => sqlx::Error::Protocol(message.clone()),
-        // Whatever else broke the exchange with the database, told as such.
-        other => sqlx::Error::Io(std::io::Error::other(other.to_string())),
-    }
-}
+pub(crate) use crate::error::copy_sqlx_error as copy_error;
+
+pub(crate) mod consumers;
+pub(crate) mod personal;
 
 /// Which unique constraint an insert violated, if it violated one.
 ///

@@ -12,33 +12,33 @@ use sqlx::migrate::MigrateError;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::store::{Erasure, PersonalRecord, WrappedKey};
-use super::{PersonalError, PersonalKey};
-use crate::store::sql::Schema;
+use super::Schema;
+use crate::personal::{PersonalError, PersonalKey};
+use crate::store::{Erasure, PersonalRecord, WrappedKey};
 
 /// The table in which the key store's migrator records applied schema versions.
-pub(super) const KEY_MIGRATIONS: &str = "eventsourcery_key_store_migrations";
+pub(crate) const KEY_MIGRATIONS: &str = "eventsourcery_key_store_migrations";
 /// The table in which the personal data store's migrator records applied schema versions.
-pub(super) const PERSONAL_MIGRATIONS: &str = "eventsourcery_personal_store_migrations";
+pub(crate) const PERSONAL_MIGRATIONS: &str = "eventsourcery_personal_store_migrations";
 
 /// The data keys table.
-pub(super) const DATA_KEYS: &str = "eventsourcery_data_keys";
+pub(crate) const DATA_KEYS: &str = "eventsourcery_data_keys";
 /// The erasures table.
-pub(super) const ERASURES: &str = "eventsourcery_erasures";
+pub(crate) const ERASURES: &str = "eventsourcery_erasures";
 /// The personal data table.
-pub(super) const PERSONAL_DATA: &str = "eventsourcery_personal_data";
+pub(crate) const PERSONAL_DATA: &str = "eventsourcery_personal_data";
 /// The personal data store's record of erased subjects.
-pub(super) const ERASED_SUBJECTS: &str = "eventsourcery_erased_subjects";
+pub(crate) const ERASED_SUBJECTS: &str = "eventsourcery_erased_subjects";
 /// The blind index table.
-pub(super) const BLIND_INDEX: &str = "eventsourcery_blind_index";
+pub(crate) const BLIND_INDEX: &str = "eventsourcery_blind_index";
 
 /// Wraps a driver error with what was being done.
-pub(super) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> PersonalError {
+pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> PersonalError {
     move |source| PersonalError::Database { operation, source }
 }
 
 /// Fails with [`PersonalError::SchemaTooNew`] if the database was migrated by a newer program.
-pub(super) fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
+pub(crate) fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
     match applied {
         Some(found) if found > schema.latest() => Err(PersonalError::SchemaTooNew {
             database: schema.database,
@@ -51,7 +51,7 @@ pub(super) fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(),
 
 /// Maps a migrator error; an applied version this program does not have means the schema is
 /// newer than the program.
-pub(super) fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
+pub(crate) fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
     match error {
         MigrateError::VersionMissing(found) if found > schema.latest() => {
             PersonalError::SchemaTooNew {
@@ -68,7 +68,7 @@ pub(super) fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalErr
 }
 
 /// Nanoseconds since the Unix epoch (negative before it).
-pub(super) fn nanos(time: SystemTime, what: &'static str) -> Result<i64, PersonalError> {
+pub(crate) fn nanos(time: SystemTime, what: &'static str) -> Result<i64, PersonalError> {
     let out_of_range = PersonalError::OutOfRange { what };
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).map_err(|_| out_of_range),
@@ -79,7 +79,7 @@ pub(super) fn nanos(time: SystemTime, what: &'static str) -> Result<i64, Persona
 }
 
 /// Now, in nanoseconds since the Unix epoch.
-pub(super) fn now_ns() -> Result<i64, PersonalError> {
+pub(crate) fn now_ns() -> Result<i64, PersonalError> {
     nanos(SystemTime::now(), "the current time")
 }
 
@@ -148,7 +148,7 @@ where
 
 /// Decodes a data key row selected as `subject, version, wrapped, master_key_id` (the subject
 /// as text).
-pub(super) fn key_from_row<'r, R>(row: &'r R) -> Result<WrappedKey, PersonalError>
+pub(crate) fn key_from_row<'r, R>(row: &'r R) -> Result<WrappedKey, PersonalError>
 where
     R: Row,
     usize: ColumnIndex<R>,
@@ -170,7 +170,7 @@ where
 
 /// Decodes an erasure row selected as `subject, erased_at_ns, reason, last_key_version,
 /// re_enrolled` (the subject as text).
-pub(super) fn erasure_from_row<'r, R>(row: &'r R) -> Result<Erasure, PersonalError>
+pub(crate) fn erasure_from_row<'r, R>(row: &'r R) -> Result<Erasure, PersonalError>
 where
     R: Row,
     usize: ColumnIndex<R>,
@@ -184,7 +184,7 @@ where
     };
     Ok(Erasure {
         subject: columns.subject(0, "subject")?,
-        erased_at: crate::store::sql::time(columns.get(1, "erased_at_ns", "an integer")?),
+        erased_at: super::time(columns.get(1, "erased_at_ns", "an integer")?),
         reason: columns.get(2, "reason", "text")?,
         last_key_version: columns.version(3, "last_key_version", 0)?,
         re_enrolled: columns.get(4, "re_enrolled", "a boolean")?,
@@ -193,7 +193,7 @@ where
 
 /// Decodes a personal data row selected as `reference, subject, field, ciphertext` (UUIDs as
 /// text).
-pub(super) fn record_from_row<'r, R>(row: &'r R) -> Result<PersonalRecord, PersonalError>
+pub(crate) fn record_from_row<'r, R>(row: &'r R) -> Result<PersonalRecord, PersonalError>
 where
     R: Row,
     usize: ColumnIndex<R>,
@@ -215,7 +215,7 @@ where
 /// Decodes an erased-subject row selected as `subject, last_key_version` (the subject as text).
 /// PostgreSQL checks erased subjects inside its put function, so only SQLite reads them.
 #[cfg(feature = "sqlite")]
-pub(super) fn erased_subject_from_row<'r, R>(
+pub(crate) fn erased_subject_from_row<'r, R>(
     row: &'r R,
 ) -> Result<(PersonalKey, u32), PersonalError>
 where
@@ -235,7 +235,7 @@ where
 }
 
 /// Decodes a blind index row selected as `subject` (as text).
-pub(super) fn subject_from_row<'r, R>(row: &'r R) -> Result<PersonalKey, PersonalError>
+pub(crate) fn subject_from_row<'r, R>(row: &'r R) -> Result<PersonalKey, PersonalError>
 where
     R: Row,
     usize: ColumnIndex<R>,

@@ -15,8 +15,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::PostgresStore;
+use crate::backend::sql::{self, PreparedCommit, db};
 use crate::batch::{Batcher, Queued, Reply};
-use crate::store::sql::{self, PreparedCommit, db};
 use crate::store::{RecordedEvent, StoreError};
 use crate::value::StreamId;
 

@@ -7,10 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::ProjectionTx;
-use super::store::{ConsumerState, ConsumerStore, Parked, TxWork};
-use crate::command::BoxError;
-use crate::store::StoreError;
+use crate::error::BoxError;
+use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, StoreError, TxWork};
 
 pub(crate) const ENSURE: &str =
     "INSERT INTO eventsourcery_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
@@ -322,7 +320,7 @@ macro_rules! sql_consumer_store {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::backend::SqliteStore;
 
     fn sql(statement: &'static str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(statement.replace('$', "?"))
@@ -346,7 +344,7 @@ mod sqlite {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use crate::store::PostgresStore;
+    use crate::backend::PostgresStore;
 
     fn sql(statement: &'static str) -> &'static str {
         statement

@@ -9,20 +9,19 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::codec::{PersonalWrite, Reference, Resolved};
-use super::crypto::{DataKey, MasterKey, MasterKeyRing, blind_index, ciphertext_version};
-use super::store::{
-    Erasure, IndexEntry, KeyStore, MemoryKeyStore, MemoryPersonalStore, PersonalRecord,
-    PersonalStore, WrappedKey, lock,
-};
-use super::{Personal, PersonalData, PersonalError, PersonalKey, PersonalRef};
+use crate::backend::{MemoryKeyStore, MemoryPersonalStore};
 use crate::batch::{Batcher, Queued};
+use crate::codec::{PersonalWrite, Reference, Resolved};
+use crate::personal::crypto::{DataKey, MasterKey, MasterKeyRing, blind_index, ciphertext_version};
+use crate::personal::{Personal, PersonalData, PersonalError, PersonalKey, PersonalRef};
+use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use crate::sync::lock;
 
 /// The reserved subject whose data key is blind-index key `version`: the subject with UUID
 /// `version` (the nil UUID for version 0, the first). Reserved subjects sort before every
 /// issued one, so the index keys are the first keys of the key store.
 fn index_subject(version: u32) -> PersonalKey {
-    PersonalKey(Uuid::from_u128(u128::from(version)))
+    PersonalKey::from_uuid(Uuid::from_u128(u128::from(version)))
 }
 
 /// The blind-index key version a reserved subject stands for; `None` for a data subject.
@@ -361,7 +360,7 @@ impl PersonalVault {
             for queued in batch {
                 queued.answer(Err(PersonalError::Database {
                     operation,
-                    source: crate::store::sql::copy_error(source),
+                    source: crate::error::copy_sqlx_error(source),
                 }));
             }
             return;
@@ -731,7 +730,7 @@ impl PersonalVault {
     /// store serves the subject's values.
     ///
     /// Idempotent: erasing again, or after a failure part-way, finishes the job. Events that
-    /// referred to the subject still load, with its fields as [`Personal::Erased`](super::Personal::Erased).
+    /// referred to the subject still load, with its fields as [`Personal::Erased`].
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
         let span = tracing::info_span!("erase", %subject);
         let _enter = span.enter();
@@ -994,7 +993,7 @@ impl PersonalVault {
         // From here on no entry of an older version is accepted: every value stored before now
         // is in the store for the walk below, every later one is indexed with the new key.
         self.data.raise_index_floor(target).await?;
-        let fields = super::lookup::lookup_fields();
+        let fields = crate::personal::lookup::lookup_fields();
         let mut rotation = IndexRotation {
             version: target,
             ..IndexRotation::default()

@@ -1,19 +1,16 @@
-//! The seam between payload encoding and the personal data vault: personal fields leave the
-//! payload as references on encode, and come back from resolved values on decode.
+//! Payload encoding with personal fields: personal values leave the payload as references on
+//! encode (kept in an [`EncodeContext`] for the vault to store), and come back from the values
+//! the vault resolved on decode (through a [`DecodeContext`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{PersonalData, PersonalError, PersonalField, PersonalKey};
-use crate::event::EventError;
-
-/// The key of a reference object in a stored payload: `{"$personal": "<id>", "subject": "<key>"}`.
-pub(crate) const REFERENCE_KEY: &str = "$personal";
-const SUBJECT_KEY: &str = "subject";
+use crate::personal::reference::{parse_reference, reference};
+use crate::personal::{PersonalData, PersonalError, PersonalField, PersonalKey};
 
 /// A personal value to be encrypted and stored before the payload that refers to it.
 pub(crate) struct PersonalWrite {
@@ -107,20 +104,6 @@ impl EncodeContext {
     pub(crate) fn references(&self) -> Vec<Uuid> {
         self.writes.iter().map(|w| w.reference).collect()
     }
-}
-
-fn reference(id: Uuid, subject: PersonalKey) -> Value {
-    let mut map = Map::new();
-    map.insert(REFERENCE_KEY.into(), Value::String(id.to_string()));
-    map.insert(SUBJECT_KEY.into(), Value::String(subject.to_string()));
-    Value::Object(map)
-}
-
-pub(super) fn parse_reference(value: &Value) -> Option<(Uuid, PersonalKey)> {
-    let object = value.as_object()?;
-    let id = object.get(REFERENCE_KEY)?.as_str()?.parse().ok()?;
-    let subject = object.get(SUBJECT_KEY)?.as_str()?.parse().ok()?;
-    Some((id, subject))
 }
 
 /// A personal data reference found in a stored payload, with the field it sits in.
@@ -256,15 +239,5 @@ impl<'a> DecodeContext<'a> {
             reference: id,
             subject,
         })
-    }
-}
-
-/// Wraps a personal error with the event and field it concerns.
-pub(crate) fn field_error(name: &str, field: &str) -> impl FnOnce(PersonalError) -> EventError {
-    let (name, field) = (name.to_owned(), field.to_owned());
-    move |source| EventError::Personal {
-        name,
-        field,
-        source,
     }
 }

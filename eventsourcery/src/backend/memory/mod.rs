@@ -6,7 +6,12 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use super::{
+mod consumers;
+mod personal;
+
+pub use personal::{MemoryKeyStore, MemoryPersonalStore};
+
+use crate::store::{
     CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
 use crate::value::StreamId;
@@ -17,7 +22,7 @@ use crate::value::StreamId;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
-    consumers: tokio::sync::Mutex<crate::dispatch::store::MemoryConsumers>,
+    consumers: tokio::sync::Mutex<consumers::MemoryConsumers>,
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +40,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    pub(crate) fn consumers(&self) -> &tokio::sync::Mutex<crate::dispatch::store::MemoryConsumers> {
+    pub(crate) fn consumers(&self) -> &tokio::sync::Mutex<consumers::MemoryConsumers> {
         &self.consumers
     }
 

@@ -10,13 +10,16 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::sql::{self, PreparedCommit, Schema, db};
-use super::{
+use crate::backend::sql::{self, PreparedCommit, Schema, db};
+use crate::store::{
     CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
 };
 use crate::value::StreamId;
 
 mod group;
+mod personal;
+
+pub use personal::{PostgresKeyStore, PostgresPersonalStore};
 
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {

@@ -13,10 +13,10 @@ use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use super::sql::{self, db};
-use super::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
-use super::{PersonalError, PersonalKey};
-use crate::store::sql::Schema;
+use crate::backend::sql::Schema;
+use crate::backend::sql::personal::{self as sql, db};
+use crate::personal::{PersonalError, PersonalKey};
+use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 
 /// The key store's embedded migrations, newest last.
 const KEY_SCHEMA: Schema = Schema {
@@ -25,12 +25,12 @@ const KEY_SCHEMA: Schema = Schema {
         (
             1,
             "key store",
-            include_str!("../../migrations/sqlite/keys/0001_key_store.sql"),
+            include_str!("../../../migrations/sqlite/keys/0001_key_store.sql"),
         ),
         (
             2,
             "erasure epoch",
-            include_str!("../../migrations/sqlite/keys/0002_erasure_epoch.sql"),
+            include_str!("../../../migrations/sqlite/keys/0002_erasure_epoch.sql"),
         ),
     ],
 };
@@ -42,12 +42,12 @@ const PERSONAL_SCHEMA: Schema = Schema {
         (
             1,
             "personal data store",
-            include_str!("../../migrations/sqlite/personal/0001_personal_store.sql"),
+            include_str!("../../../migrations/sqlite/personal/0001_personal_store.sql"),
         ),
         (
             2,
             "erased subjects",
-            include_str!("../../migrations/sqlite/personal/0002_erased_subjects.sql"),
+            include_str!("../../../migrations/sqlite/personal/0002_erased_subjects.sql"),
         ),
     ],
 };
@@ -277,7 +277,7 @@ macro_rules! sqlite_store {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventsourcery::personal::KeyStore;
+/// use eventsourcery::store::KeyStore;
 /// use eventsourcery::{PersonalKey, SqliteKeyStore};
 ///
 /// let keys = SqliteKeyStore::in_memory().await?;
@@ -532,7 +532,7 @@ impl KeyStore for SqliteKeyStore {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use eventsourcery::personal::PersonalStore;
+/// use eventsourcery::store::PersonalStore;
 /// use eventsourcery::{PersonalKey, SqlitePersonalStore};
 ///
 /// let data = SqlitePersonalStore::in_memory().await?;
@@ -580,7 +580,10 @@ impl PersonalStore for SqlitePersonalStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db(OPERATION))?;
-            super::store::check_index_floor(&index, u32::try_from(floor).unwrap_or(u32::MAX))?;
+            crate::store::personal::check_index_floor(
+                &index,
+                u32::try_from(floor).unwrap_or(u32::MAX),
+            )?;
         }
         let rows = sqlx::query(
             "SELECT subject, last_key_version FROM eventsourcery_erased_subjects
@@ -594,7 +597,8 @@ impl PersonalStore for SqlitePersonalStore {
             .iter()
             .map(sql::erased_subject_from_row)
             .collect::<Result<std::collections::HashMap<_, _>, _>>()?;
-        let refused = super::store::refused_subjects(&records, &index, |s| erased.get(&s).copied());
+        let refused =
+            crate::store::personal::refused_subjects(&records, &index, |s| erased.get(&s).copied());
         for record in records.iter().filter(|r| !refused.contains(&r.subject)) {
             sqlx::query(
                 "INSERT INTO eventsourcery_personal_data

@@ -8,10 +8,10 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
-use super::sql::{self, db};
-use super::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
-use super::{PersonalError, PersonalKey};
-use crate::store::sql::Schema;
+use crate::backend::sql::Schema;
+use crate::backend::sql::personal::{self as sql, db};
+use crate::personal::{PersonalError, PersonalKey};
+use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 use crate::tls::{self, PlaintextConnections};
 
 /// The key store's embedded migrations, newest last.
@@ -21,22 +21,22 @@ const KEY_SCHEMA: Schema = Schema {
         (
             1,
             "key store",
-            include_str!("../../migrations/postgres/keys/0001_key_store.sql"),
+            include_str!("../../../migrations/postgres/keys/0001_key_store.sql"),
         ),
         (
             2,
             "subject locks",
-            include_str!("../../migrations/postgres/keys/0002_subject_locks.sql"),
+            include_str!("../../../migrations/postgres/keys/0002_subject_locks.sql"),
         ),
         (
             3,
             "generic claim plans",
-            include_str!("../../migrations/postgres/keys/0003_generic_claim_plans.sql"),
+            include_str!("../../../migrations/postgres/keys/0003_generic_claim_plans.sql"),
         ),
         (
             4,
             "atomic erasure",
-            include_str!("../../migrations/postgres/keys/0004_atomic_erasure.sql"),
+            include_str!("../../../migrations/postgres/keys/0004_atomic_erasure.sql"),
         ),
     ],
 };
@@ -48,12 +48,12 @@ const PERSONAL_SCHEMA: Schema = Schema {
         (
             1,
             "personal data store",
-            include_str!("../../migrations/postgres/personal/0001_personal_store.sql"),
+            include_str!("../../../migrations/postgres/personal/0001_personal_store.sql"),
         ),
         (
             2,
             "erased subjects",
-            include_str!("../../migrations/postgres/personal/0002_erased_subjects.sql"),
+            include_str!("../../../migrations/postgres/personal/0002_erased_subjects.sql"),
         ),
     ],
 };

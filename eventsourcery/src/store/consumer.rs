@@ -1,0 +1,155 @@
+//! Durable consumer state in the event store's database: checkpoints, parked consumers,
+//! skipped events, leases and processed-event marks.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use super::{EventStore, StoreError};
+use crate::error::BoxError;
+
+/// Where a consumer stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ConsumerState {
+    /// The position of the last event it is done with (0 before the first).
+    pub position: u64,
+    /// Set while it is parked after repeated failures.
+    pub parked: Option<Parked>,
+}
+
+/// Why a consumer stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Parked {
+    /// The position of the event that kept failing.
+    pub position: u64,
+    /// The last error's message.
+    pub error: String,
+    /// When it was parked.
+    pub parked_at: SystemTime,
+}
+
+impl Parked {
+    /// A parked state.
+    pub fn new(position: u64, error: impl Into<String>, parked_at: SystemTime) -> Self {
+        Self {
+            position,
+            error: error.into(),
+            parked_at,
+        }
+    }
+}
+
+/// Work done in the same transaction as a checkpoint move.
+#[async_trait::async_trait]
+pub trait TxWork: Send + Sync {
+    /// Runs the work; an error rolls the whole transaction back.
+    async fn run(&self, tx: &mut ProjectionTx<'_>) -> Result<(), BoxError>;
+}
+
+/// The consumer state an event store keeps beside its events, so that a projection's update and
+/// its checkpoint share one transaction.
+#[async_trait::async_trait]
+pub trait ConsumerStore: EventStore {
+    /// Where `consumer` stands.
+    async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError>;
+
+    /// Moves the checkpoint from `from` to `to`. Fails with [`StoreError::CheckpointMoved`],
+    /// changing nothing, if it is not at `from` (another instance moved it).
+    async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError>;
+
+    /// Runs `work` and moves the checkpoint from `from` to `to` in one transaction. The outer
+    /// error is the store's; the inner one is the work's, after which nothing was changed.
+    async fn advance_with(
+        &self,
+        consumer: &str,
+        from: u64,
+        to: u64,
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), BoxError>, StoreError>;
+
+    /// Parks the consumer at the event at `position`, recording the error.
+    async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError>;
+
+    /// Lets a parked consumer run again, retrying the event it stopped at.
+    async fn unpark(&self, consumer: &str) -> Result<(), StoreError>;
+
+    /// Records that the event at `position` was skipped, moves the checkpoint past it, and
+    /// unparks the consumer, in one transaction.
+    async fn skip(&self, consumer: &str, position: u64, reason: &str) -> Result<(), StoreError>;
+
+    /// The positions skipped by `consumer`, with their reasons.
+    async fn skipped(&self, consumer: &str) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// Takes or renews the lease on `consumer` for `owner`; false if another owner holds an
+    /// unexpired lease. One active instance per consumer across processes.
+    async fn claim(&self, consumer: &str, owner: Uuid, lease: Duration)
+    -> Result<bool, StoreError>;
+
+    /// Gives the lease up, if `owner` holds it.
+    async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError>;
+
+    /// Marks `event_id` as processed by `consumer`; false if it already was (the idempotency
+    /// record of at-least-once listeners).
+    async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Whether `event_id` was marked as processed by `consumer`.
+    async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Waits until events may have been appended by another process, or `timeout` passes.
+    /// The default just waits (polling); PostgreSQL wakes on LISTEN/NOTIFY.
+    async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+}
+
+/// A connection inside the transaction that a projection's update shares with its checkpoint.
+#[non_exhaustive]
+pub enum ProjectionTx<'a> {
+    /// Not in a transaction: listeners, process managers, and projections on the memory store.
+    None,
+    /// A SQLite transaction.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    /// A PostgreSQL transaction.
+    #[cfg(feature = "postgres")]
+    Postgres(&'a mut sqlx::PgConnection),
+    #[doc(hidden)]
+    _Lifetime(std::marker::PhantomData<&'a mut ()>),
+}
+
+impl fmt::Debug for ProjectionTx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "ProjectionTx::None",
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => "ProjectionTx::Sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "ProjectionTx::Postgres",
+            Self::_Lifetime(_) => "ProjectionTx",
+        })
+    }
+}
+
+impl<'a> ProjectionTx<'a> {
+    /// The SQLite connection of the transaction, if the store is SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
+        match self {
+            Self::Sqlite(conn) => Some(&mut **conn),
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL connection of the transaction, if the store is PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match self {
+            Self::Postgres(conn) => Some(&mut **conn),
+            _ => None,
+        }
+    }
+}
