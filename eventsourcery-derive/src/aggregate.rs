@@ -109,7 +109,7 @@ fn parse(cx: &Ctxt, input: &DeriveInput) -> AggregateAttrs {
 }
 
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     let ident = &input.ident;
     if !matches!(input.data, Data::Struct(_)) {
         cx.error(

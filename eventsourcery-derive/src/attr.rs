@@ -16,22 +16,29 @@ pub(crate) const PERSONAL_DATA: &str = "personal_data";
 pub(crate) const VALUE: &str = "value";
 
 /// Collects every error of one expansion, so the user sees them all at once.
-#[derive(Default)]
+///
+/// It must be consumed by [`Ctxt::check`]: dropped unchecked, it panics (as serde's does), so
+/// that a path through a macro that forgets its errors fails loudly instead of expanding as if
+/// the input were right.
 pub(crate) struct Ctxt {
     errors: RefCell<Vec<syn::Error>>,
+    checked: bool,
 }
 
 impl Ctxt {
+    pub(crate) fn new() -> Self {
+        Self {
+            errors: RefCell::new(Vec::new()),
+            checked: false,
+        }
+    }
+
     pub(crate) fn error(&self, tokens: impl ToTokens, message: impl std::fmt::Display) {
-        self.errors
-            .borrow_mut()
-            .push(syn::Error::new_spanned(tokens, message));
+        self.syn_error(syn::Error::new_spanned(tokens, message));
     }
 
     pub(crate) fn error_at(&self, span: Span, message: impl std::fmt::Display) {
-        self.errors
-            .borrow_mut()
-            .push(syn::Error::new(span, message));
+        self.syn_error(syn::Error::new(span, message));
     }
 
     pub(crate) fn syn_error(&self, error: syn::Error) {
@@ -39,8 +46,9 @@ impl Ctxt {
     }
 
     /// The collected errors as one, if any.
-    pub(crate) fn check(self) -> Result<(), syn::Error> {
-        let mut errors = self.errors.into_inner().into_iter();
+    pub(crate) fn check(mut self) -> syn::Result<()> {
+        self.checked = true;
+        let mut errors = std::mem::take(self.errors.get_mut()).into_iter();
         let Some(mut first) = errors.next() else {
             return Ok(());
         };
@@ -48,6 +56,15 @@ impl Ctxt {
             first.combine(error);
         }
         Err(first)
+    }
+}
+
+impl Drop for Ctxt {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic would abort and hide the first.
+        if !self.checked && !std::thread::panicking() {
+            panic!("forgot to check for errors");
+        }
     }
 }
 
@@ -293,5 +310,34 @@ pub(crate) fn compile_errors(
         #errors
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = { #stub };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ctxt;
+
+    #[test]
+    fn a_checked_context_gives_its_errors_at_once() {
+        let cx = Ctxt::new();
+        cx.error_at(proc_macro2::Span::call_site(), "first");
+        cx.error_at(proc_macro2::Span::call_site(), "second");
+        let errors = cx.check().expect_err("two errors");
+        let messages: Vec<_> = errors.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages, ["first", "second"]);
+        assert!(Ctxt::new().check().is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "forgot to check for errors")]
+    fn an_unchecked_context_panics_when_dropped() {
+        let cx = Ctxt::new();
+        cx.error_at(proc_macro2::Span::call_site(), "lost");
+    }
+
+    #[test]
+    #[should_panic(expected = "forgot to check for errors")]
+    fn an_unchecked_context_panics_even_without_errors() {
+        drop(Ctxt::new());
     }
 }

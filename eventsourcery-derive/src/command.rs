@@ -9,7 +9,7 @@ use crate::case::snake_case;
 use crate::fields;
 
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     let ident = &input.ident;
     if !input.generics.params.is_empty() {
         cx.error(

@@ -38,7 +38,7 @@ impl Kind {
 }
 
 pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenStream {
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     let attr_name = kind.attr();
     let mut consumer = Once::<LitStr>::new("consumer");
     let mut reset = Once::<Ident>::new("reset");

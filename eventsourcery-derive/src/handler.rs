@@ -8,7 +8,7 @@ use syn::{FnArg, ItemFn, ReturnType};
 use crate::attr::Ctxt;
 
 pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     if !args.is_empty() {
         cx.error(&args, "`handler` takes no arguments");
     }

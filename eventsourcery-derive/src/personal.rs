@@ -11,7 +11,7 @@ use crate::attr::{self, Ctxt, Once};
 use crate::case::snake_case;
 
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     let ident = &input.ident;
     let mut name = Once::new("name");
     attr::each_nested(&cx, &input.attrs, attr::PERSONAL_DATA, |meta| {

@@ -9,7 +9,7 @@ use syn::{Data, DeriveInput, Fields, LitStr};
 use crate::attr::{self, Ctxt};
 
 pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     let ident = &input.ident;
     attr::each_nested(&cx, &input.attrs, attr::VALUE, |meta| {
         Err(meta.error("`#[value(...)]` takes no options"))
