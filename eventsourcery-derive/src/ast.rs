@@ -283,3 +283,198 @@ pub(crate) fn item_fn(item: TokenStream, usage: &str) -> Result<ItemFn, Fallback
         Fallback::item(error, item)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+    use syn::{DeriveInput, ItemFn, parse_quote};
+
+    use super::{Container, Data, Function, Param, Style};
+    use crate::attr::{ConsumerKind, Ctxt};
+
+    fn style(input: DeriveInput) -> Style {
+        let cx = Ctxt::new();
+        let cont = Container::value(&cx, &input);
+        let Data::Struct(fields) = &cont.data else {
+            panic!("a struct");
+        };
+        let style = fields.style;
+        assert!(cx.messages().is_empty());
+        style
+    }
+
+    #[test]
+    fn fields_have_a_style() {
+        assert_eq!(
+            style(parse_quote!(
+                struct A {
+                    a: u8,
+                }
+            )),
+            Style::Named
+        );
+        assert_eq!(
+            style(parse_quote!(
+                struct A {}
+            )),
+            Style::Named
+        );
+        assert_eq!(
+            style(parse_quote!(
+                struct A(u8);
+            )),
+            Style::Newtype
+        );
+        assert_eq!(
+            style(parse_quote!(
+                struct A(u8, u8);
+            )),
+            Style::Tuple
+        );
+        assert_eq!(
+            style(parse_quote!(
+                struct A();
+            )),
+            Style::Tuple
+        );
+        assert_eq!(
+            style(parse_quote!(
+                struct A;
+            )),
+            Style::Unit
+        );
+    }
+
+    #[test]
+    fn an_event_is_modelled_with_its_attributes_parsed() {
+        let input: DeriveInput = parse_quote! {
+            #[event(subject = candidate)]
+            struct CandidateRegistered {
+                candidate: PersonalKey,
+                other: PersonalKey,
+                #[personal(lookup)]
+                email: Personal<Email>,
+                #[personal(subject = other)]
+                name: Personal<Name>,
+                plain: u32,
+            }
+        };
+        let cx = Ctxt::new();
+        let cont = Container::event(&cx, &input);
+        assert_eq!(cont.name(), "candidate_registered");
+        assert_eq!(cont.version(), 1);
+        let Data::Struct(fields) = &cont.data else {
+            panic!("a struct");
+        };
+        let default = cont.attrs.subject.as_ref();
+        let subjects: Vec<_> = fields
+            .all
+            .iter()
+            .map(|f| f.subject(default).map(ToString::to_string))
+            .collect();
+        let candidate = Some("candidate".to_owned());
+        assert_eq!(
+            subjects,
+            [None, None, candidate, Some("other".to_owned()), None]
+        );
+        let lookups: Vec<_> = fields
+            .all
+            .iter()
+            .map(|f| f.personal.as_ref().is_some_and(|p| p.lookup))
+            .collect();
+        assert_eq!(lookups, [false, false, true, false, false]);
+        assert!(cx.messages().is_empty());
+    }
+
+    #[test]
+    fn explicit_names_and_versions_replace_the_defaults() {
+        let input: DeriveInput = parse_quote! {
+            #[event(name = "registered", version = 3)]
+            struct CandidateRegistered {}
+        };
+        let cx = Ctxt::new();
+        let cont = Container::event(&cx, &input);
+        assert_eq!((cont.name(), cont.version()), ("registered".to_owned(), 3));
+        assert!(cx.messages().is_empty());
+    }
+
+    #[test]
+    fn attributes_that_the_check_rejects_as_a_whole_are_not_parsed() {
+        // An enum's `#[event]` and a tuple struct's `#[personal]`: their contents add no errors.
+        let inputs: [DeriveInput; 2] = [
+            parse_quote! {
+                #[event(nmae = "x")]
+                enum Events { A(A) }
+            },
+            parse_quote! {
+                struct Registered(#[personal(subjcet = x)] Personal<Email>);
+            },
+        ];
+        for input in &inputs {
+            let cx = Ctxt::new();
+            let _ = Container::event(&cx, input);
+            assert!(cx.messages().is_empty());
+        }
+    }
+
+    #[test]
+    fn errors_inside_attributes_are_reported_while_modelling() {
+        let input: DeriveInput = parse_quote! {
+            #[event(nmae = "x", version = 0)]
+            struct E {
+                #[personal(subject = "k", lookup, lookup)]
+                a: Personal<Email>,
+            }
+        };
+        let cx = Ctxt::new();
+        let cont = Container::event(&cx, &input);
+        let Data::Struct(fields) = &cont.data else {
+            panic!("a struct");
+        };
+        assert!(fields.all[0].personal.as_ref().is_some_and(|p| p.malformed));
+        assert_eq!(
+            cx.messages(),
+            [
+                "unknown `event` attribute `nmae`; expected one of `name`, `version`, `subject`",
+                "schema versions start at 1",
+                "expected field name: `subject = field`",
+                "duplicate `lookup` attribute",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_function_is_modelled_with_its_parameters() {
+        let item: ItemFn = parse_quote!(
+            async fn on(&self, event: E, tx: &mut Tx<'_>) {}
+        );
+        let cx = Ctxt::new();
+        let args = quote!(consumer = "seats", reset = clear);
+        let function = Function::consumer(&cx, ConsumerKind::Projection, args, &item);
+        assert!(matches!(function.params[0], Param::Receiver(_)));
+        assert_eq!(function.types().len(), 2);
+        let args = &function.args;
+        assert_eq!(
+            args.consumer.as_ref().map(syn::LitStr::value),
+            Some("seats".to_owned())
+        );
+        assert_eq!(
+            args.reset.as_ref().map(ToString::to_string),
+            Some("clear".to_owned())
+        );
+        assert!(cx.messages().is_empty());
+    }
+
+    #[test]
+    fn an_item_that_is_no_function_comes_back_with_the_usage() {
+        let item = quote!(
+            struct NotAFunction;
+        );
+        let Err(fallback) = super::item_fn(item, "goes on an `async fn`") else {
+            panic!("not a function");
+        };
+        let tokens = fallback.into_compile_error().to_string();
+        assert!(tokens.starts_with("struct NotAFunction ;"), "{tokens}");
+        assert!(tokens.contains("\"goes on an `async fn`\""), "{tokens}");
+    }
+}

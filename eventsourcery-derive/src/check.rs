@@ -263,3 +263,6 @@ fn reject(cx: &Ctxt, attrs: &[syn::Attribute], name: &str, message: &str) {
         cx.error(attr, message);
     }
 }
+
+#[cfg(test)]
+mod tests;
