@@ -2,66 +2,33 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Data, DeriveInput, Ident};
+use syn::DeriveInput;
 
-use crate::attr::{self, Ctxt, Once};
-use crate::case::snake_case;
-use crate::fields;
+use crate::ast::{Container, Data};
+use crate::attr::{self, Ctxt};
+use crate::fallback::Fallback;
+use crate::{check, fields};
 
-pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
-    let ident = &input.ident;
-    if !input.generics.params.is_empty() {
-        cx.error(
-            &input.generics,
-            "a command cannot be generic: its logged name must name one type",
-        );
-    }
-    let mut name = Once::new("name");
-    let mut subject = Once::<Ident>::new("subject");
-    attr::each_nested(&cx, &input.attrs, attr::COMMAND, |meta| {
-        if meta.path.is_ident("name") {
-            let lit = attr::lit_str(meta)?;
-            name.set(&cx, &meta.path, attr::check_name(&cx, &lit));
-        } else if meta.path.is_ident("subject") {
-            subject.set(&cx, &meta.path, attr::ident(meta, "field")?);
-        } else {
-            return Err(attr::unknown(meta, attr::COMMAND, &["name", "subject"]));
-        }
-        Ok(())
-    });
-    let name = name.get().unwrap_or_else(|| snake_case(&ident.to_string()));
-    let subject = subject.get();
+pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
+    let cx = Ctxt::new();
+    let cont = Container::command(&cx, input);
+    check::command(&cx, &cont);
+    cx.check()
+        .map_err(|errors| Fallback::stub(errors, cont.generics(), stub(&cont)))?;
+    let Data::Struct(fields) = &cont.data else {
+        unreachable!("an enum or a union is rejected by `check::command`");
+    };
+    let ident = cont.ident;
+    let name = cont.name();
     let name_expr = quote!(#name);
-    let (encode, lookups) = match &input.data {
-        Data::Struct(data) => {
-            let codec = fields::codec(
-                &cx,
-                &data.fields,
-                subject.as_ref(),
-                &name_expr,
-                attr::COMMAND,
-            );
-            (codec.encode, codec.lookups)
-        }
-        _ => {
-            cx.error(ident, "Command can be derived for a struct only");
-            (TokenStream::new(), TokenStream::new())
-        }
-    };
-    let stub = quote! {
-        #[automatically_derived]
-        impl ::eventsourcery::Command for #ident {
-            const NAME: &'static str = #name;
-            fn encode(&self, _: &mut ::eventsourcery::__private::EncodeContext)
-                -> ::core::result::Result<::eventsourcery::__private::serde_json::Value, ::eventsourcery::__private::EventError>
-            { ::core::unimplemented!() }
-        }
-    };
-    if let Err(error) = cx.check() {
-        return attr::compile_errors(error, &input.generics, stub);
-    }
-    quote! {
+    let codec = fields::codec(
+        fields,
+        cont.attrs.subject.as_ref(),
+        &name_expr,
+        attr::COMMAND,
+    );
+    let (encode, lookups) = (codec.encode, codec.lookups);
+    Ok(quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             #[automatically_derived]
@@ -77,5 +44,21 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 
             #lookups
         };
+    })
+}
+
+/// What the derive provides, with no bodies: emitted after an error so that uses of the type
+/// add no errors of their own.
+fn stub(cont: &Container<attr::Command>) -> TokenStream {
+    let ident = cont.ident;
+    let name = cont.name();
+    quote! {
+        #[automatically_derived]
+        impl ::eventsourcery::Command for #ident {
+            const NAME: &'static str = #name;
+            fn encode(&self, _: &mut ::eventsourcery::__private::EncodeContext)
+                -> ::core::result::Result<::eventsourcery::__private::serde_json::Value, ::eventsourcery::__private::EventError>
+            { ::core::unimplemented!() }
+        }
     }
 }

@@ -3,116 +3,60 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, LitStr, ReturnType, Type};
+use syn::{Ident, ReturnType, Type};
 
-use crate::attr::{self, Ctxt, Once};
+use crate::ast::{self, Function};
+use crate::attr::{self, ConsumerKind, Ctxt};
+use crate::check;
+use crate::fallback::Fallback;
 
-#[derive(Clone, Copy)]
-pub(crate) enum Kind {
-    Listener,
-    ProcessManager,
-    Projection,
+pub(crate) fn expand(
+    kind: ConsumerKind,
+    args: TokenStream,
+    item: TokenStream,
+) -> Result<TokenStream, Fallback> {
+    let usage = format!(
+        "`#[eventsourcery::{}]` goes on an `async fn` whose first parameter is the event it handles",
+        kind.attr()
+    );
+    let function = ast::item_fn(item, &usage)?;
+    let cx = Ctxt::new();
+    let consumer = Function::consumer(&cx, kind, args, &function);
+    check::consumer(&cx, &consumer);
+    // Keep the user's function so editors and other errors still work.
+    cx.check()
+        .map_err(|errors| Fallback::item(errors, &function))?;
+    Ok(expand_consumer(&consumer))
 }
 
-impl Kind {
-    pub(crate) fn attr(self) -> &'static str {
-        match self {
-            Self::Listener => "listener",
-            Self::ProcessManager => "process_manager",
-            Self::Projection => "projection",
-        }
-    }
-
-    fn variant(self) -> Ident {
-        Ident::new(
-            match self {
-                Self::Listener => "Listener",
-                Self::ProcessManager => "ProcessManager",
-                Self::Projection => "Projection",
-            },
-            Span::call_site(),
-        )
-    }
+/// The variant of the runtime's `ConsumerKind`.
+fn variant(kind: ConsumerKind) -> Ident {
+    Ident::new(
+        match kind {
+            ConsumerKind::Listener => "Listener",
+            ConsumerKind::ProcessManager => "ProcessManager",
+            ConsumerKind::Projection => "Projection",
+        },
+        Span::call_site(),
+    )
 }
 
-pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenStream {
-    let cx = Ctxt::default();
-    let attr_name = kind.attr();
-    let mut consumer = Once::<LitStr>::new("consumer");
-    let mut reset = Once::<Ident>::new("reset");
-    let expected: &[&str] = match kind {
-        Kind::Projection => &["consumer", "reset"],
-        _ => &["consumer"],
-    };
-    // Whether `consumer` was written, even wrongly: then it is not also reported missing.
-    let mut named = false;
-    let parser = syn::meta::parser(|meta: ParseNestedMeta| {
-        let result = (|| {
-            if meta.path.is_ident("consumer") {
-                named = true;
-                let lit = attr::lit_str(&meta)?;
-                attr::check_name(&cx, &lit);
-                consumer.set(&cx, &meta.path, lit);
-            } else if meta.path.is_ident("reset") {
-                if !matches!(kind, Kind::Projection) {
-                    return Err(meta.error(format!(
-                        "`reset` is for projections, which have a read model to clear on a rebuild; a {attr_name} takes only `consumer = \"...\"`"
-                    )));
-                }
-                reset.set(&cx, &meta.path, attr::ident(&meta, "function")?);
-            } else {
-                return Err(attr::unknown(&meta, attr_name, expected));
-            }
-            Ok(())
-        })();
-        attr::recover(&cx, &meta, result)
-    });
-    if let Err(error) = syn::parse::Parser::parse2(parser, args) {
-        cx.syn_error(error);
-    }
-    let consumer = consumer.get();
+/// The function is checked: an `async fn` taking its event first, under a consumer name.
+fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
+    let function = consumer.item;
     let sig = &function.sig;
-    if !named {
-        // On the attribute, where it goes.
-        cx.error_at(
-            Span::call_site(),
-            format!("missing `consumer = \"...\"`: `#[eventsourcery::{attr_name}(consumer = \"name\")]` names the checkpoint"),
-        );
-    }
-    if sig.asyncness.is_none() {
-        cx.error(sig.fn_token, format!("a {attr_name} must be an `async fn`"));
-    }
-    if !sig.generics.params.is_empty() {
-        cx.error(&sig.generics, format!("a {attr_name} cannot be generic"));
-    }
-    let mut types = Vec::new();
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) => cx.error(
-                receiver,
-                format!("a {attr_name} is a free function, not a method"),
-            ),
-            FnArg::Typed(typed) => types.push(&*typed.ty),
-        }
-    }
-    if sig.inputs.is_empty() {
-        cx.error(
-            &sig.ident,
-            format!("a {attr_name} takes the event it handles as its first parameter"),
-        );
-    }
-    if let Err(error) = cx.check() {
-        let error = error.to_compile_error();
-        return quote!(#function #error);
-    }
-
+    let types = consumer.types();
+    let Some((event, parameters)) = types.split_first() else {
+        unreachable!("a consumer without parameters is rejected by `check::consumer`");
+    };
+    let Some(name) = &consumer.args.consumer else {
+        unreachable!("a consumer without a name is rejected by `check::consumer`");
+    };
     let ident = &sig.ident;
-    let event = types[0];
     let mut resolve = Vec::new();
     let mut args = Vec::new();
-    for (i, ty) in types[1..].iter().enumerate() {
+    for (i, ty) in parameters.iter().enumerate() {
         if let Type::Reference(reference) = ty
             && reference.mutability.is_some()
         {
@@ -145,9 +89,9 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
         ::eventsourcery::__private::consumer_event::<#event>(cx, #event_trait::handles, #event_trait::decode)?
     };
     let names = quote_spanned!(event.span()=> #event_trait::event_names);
-    let variant = kind.variant();
+    let variant = variant(consumer.args.kind);
     let handler_name = ident.to_string();
-    let (reset_fn, reset_field) = match reset.get() {
+    let (reset_fn, reset_field) = match &consumer.args.reset {
         Some(reset) => (
             quote! {
                 fn __eventsourcery_reset<'a, 'b>(
@@ -184,7 +128,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, function: &ItemFn) -> TokenS
 
             ::eventsourcery::__private::inventory::submit! {
                 ::eventsourcery::__private::ConsumerRegistration {
-                    consumer: #consumer,
+                    consumer: #name,
                     kind: ::eventsourcery::__private::ConsumerKind::#variant,
                     handler: ::core::concat!(::core::module_path!(), "::", #handler_name),
                     event_names: #names,

@@ -2,51 +2,34 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Data, DeriveInput, Fields};
+use syn::{DeriveInput, Ident};
 
+use crate::ast::{self, Container, Data};
 use crate::attr::{self, Ctxt};
-use crate::case::snake_case;
-use crate::fields;
+use crate::fallback::Fallback;
+use crate::{check, fields};
 
-pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
-    let ident = &input.ident;
-    if !input.generics.params.is_empty() {
-        cx.error(
-            &input.generics,
-            "a domain event cannot be generic: its stored name must name one type",
-        );
-    }
-    let body = match &input.data {
-        Data::Struct(data) => expand_struct(&cx, input, &data.fields),
-        Data::Enum(data) => {
-            attr::reject(
-                &cx,
-                &input.attrs,
-                attr::EVENT,
-                "`#[event(...)]` goes on each event struct; an enum of events takes its names from its variants' types",
-            );
-            let variants = data.variants.iter().filter_map(|variant| match &variant.fields {
-                Fields::Unnamed(f) if f.unnamed.len() == 1 => Some((&variant.ident, &f.unnamed[0].ty)),
-                _ => {
-                    cx.error(
-                        variant,
-                        "each variant of an event enum wraps one event struct: `Registered(CandidateRegistered)`",
-                    );
-                    None
-                }
-            });
-            expand_enum(ident, variants.collect())
-        }
-        Data::Union(data) => {
-            cx.error(
-                data.union_token,
-                "DomainEvent can be derived for a struct or an enum of event structs, not a union",
-            );
-            TokenStream::new()
-        }
+pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
+    let cx = Ctxt::new();
+    let cont = Container::event(&cx, input);
+    check::event(&cx, &cont);
+    cx.check()
+        .map_err(|errors| Fallback::stub(errors, cont.generics(), stub(cont.ident)))?;
+    let body = match &cont.data {
+        Data::Struct(fields) => expand_struct(&cont, fields),
+        Data::Enum(variants) => expand_enum(cont.ident, variants),
+        Data::Union(_) => unreachable!("a union is rejected by `check::event`"),
     };
-    let stub = quote! {
+    Ok(quote! {
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = { #body };
+    })
+}
+
+/// What the derive provides, with no bodies: emitted after an error so that uses of the type
+/// add no errors of their own.
+fn stub(ident: &Ident) -> TokenStream {
+    quote! {
         #[automatically_derived]
         impl ::eventsourcery::DomainEvent for #ident {
             fn event_name(&self) -> &'static str { ::core::unimplemented!() }
@@ -60,23 +43,15 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
                 -> ::core::result::Result<Self, ::eventsourcery::__private::EventError>
             { ::core::unimplemented!() }
         }
-    };
-    match cx.check() {
-        Ok(()) => quote! {
-            #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
-            const _: () = { #body };
-        },
-        Err(error) => attr::compile_errors(error, &input.generics, stub),
     }
 }
 
-fn expand_struct(cx: &Ctxt, input: &DeriveInput, fields: &Fields) -> TokenStream {
-    let ident = &input.ident;
-    let attrs = attr::event_attrs(cx, &input.attrs);
-    let name = attrs.name.unwrap_or_else(|| snake_case(&ident.to_string()));
-    let version = attrs.version.unwrap_or(1);
+fn expand_struct(cont: &Container<attr::Event>, fields: &ast::Fields) -> TokenStream {
+    let ident = cont.ident;
+    let name = cont.name();
+    let version = cont.version();
     let name_expr = quote!(#name);
-    let codec = fields::codec(cx, fields, attrs.subject.as_ref(), &name_expr, attr::EVENT);
+    let codec = fields::codec(fields, cont.attrs.subject.as_ref(), &name_expr, attr::EVENT);
     let (encode, decode, lookups) = (codec.encode, codec.decode, codec.lookups);
     let type_name = ident.to_string();
     quote! {
@@ -114,9 +89,13 @@ fn expand_struct(cx: &Ctxt, input: &DeriveInput, fields: &Fields) -> TokenStream
     }
 }
 
-fn expand_enum(ident: &syn::Ident, variants: Vec<(&syn::Ident, &syn::Type)>) -> TokenStream {
-    let idents: Vec<_> = variants.iter().map(|(v, _)| *v).collect();
-    let types: Vec<_> = variants.iter().map(|(_, t)| *t).collect();
+/// Each variant is checked to wrap one event struct.
+fn expand_enum(ident: &Ident, variants: &[ast::Variant]) -> TokenStream {
+    let idents: Vec<_> = variants.iter().map(|variant| variant.ident).collect();
+    let types: Vec<_> = variants
+        .iter()
+        .flat_map(|variant| variant.fields.types())
+        .collect();
     quote! {
         #[automatically_derived]
         impl ::eventsourcery::DomainEvent for #ident {

@@ -3,11 +3,11 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Fields, Ident};
 
-use crate::attr::{self, Ctxt};
+use crate::{ast, attr};
 
 /// The generated bodies of `encode` and `decode` for a struct's fields.
 pub(crate) struct Codec {
@@ -17,53 +17,27 @@ pub(crate) struct Codec {
     pub(crate) lookups: TokenStream,
 }
 
-/// `name` is an expression of type `&str` naming the event or command in errors.
+/// `name` is an expression of type `&str` naming the event or command in errors; `attr_name`
+/// is the type's own attribute. The fields are checked (`check::payload`): named, and each
+/// personal one with a subject among them.
 pub(crate) fn codec(
-    cx: &Ctxt,
-    fields: &Fields,
+    fields: &ast::Fields,
     default_subject: Option<&Ident>,
     name: &TokenStream,
     attr_name: &str,
 ) -> Codec {
-    let named = match fields {
-        Fields::Named(named) => named.named.iter().collect::<Vec<_>>(),
-        Fields::Unit => Vec::new(),
-        Fields::Unnamed(_) => {
-            cx.error(
-                fields,
-                "expected named fields: the payload stores each field under its name",
-            );
-            Vec::new()
-        }
-    };
-    let field_names: Vec<&Ident> = named.iter().filter_map(|f| f.ident.as_ref()).collect();
-    if let Some(subject) = default_subject
-        && !field_names.contains(&subject)
-    {
-        cx.error(
-            subject,
-            format!("no field `{subject}` to be the data subject"),
-        );
-    }
-
     let mut encode = Vec::new();
     let mut plain = Vec::new();
     let mut personal = Vec::new();
     let mut init = Vec::new();
     let mut lookups = Vec::new();
-    for field in &named {
-        let Some(ident) = &field.ident else { continue };
-        attr::reject(
-            cx,
-            &field.attrs,
-            attr_name,
-            &format!("`{attr_name}` attributes go on the type, not on its fields"),
-        );
+    for field in &fields.all {
+        let Some(ident) = field.ident else { continue };
         let key = ident.unraw().to_string();
         let local = format_ident!("__field_{}", ident.unraw());
-        let ty = &field.ty;
+        let ty = field.ty;
         init.push(quote!(#ident: #local));
-        match attr::personal_attr(cx, &field.attrs) {
+        match &field.personal {
             None => {
                 encode.push(quote_spanned! {ty.span()=>
                     __map.insert(
@@ -76,30 +50,11 @@ pub(crate) fn codec(
                 });
             }
             Some(personal_attr) => {
-                let subject = match personal_attr.subject.as_ref().or(default_subject) {
-                    Some(subject) => subject,
-                    None => {
-                        if !personal_attr.malformed {
-                            cx.error(
-                                &personal_attr.tokens,
-                                format!(
-                                    "personal field `{key}` needs a data subject: write `#[personal(subject = field)]` naming a `PersonalKey` field, or `#[{attr_name}(subject = field)]` once on the type"
-                                ),
-                            );
-                        }
-                        continue;
-                    }
+                let Some(subject) = field.subject(default_subject) else {
+                    unreachable!(
+                        "a personal field without a subject is rejected by `check::payload`"
+                    );
                 };
-                if !field_names.contains(&subject) {
-                    // A missing default subject is reported once, above.
-                    if personal_attr.subject.is_some() {
-                        cx.error(
-                            subject,
-                            format!("no field `{subject}` to be the data subject"),
-                        );
-                    }
-                    continue;
-                }
                 let subject_local =
                     format_ident!("__field_{}", subject.unraw(), span = subject.span());
                 let lookup = personal_attr.lookup;

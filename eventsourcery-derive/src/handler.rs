@@ -2,53 +2,36 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::ReturnType;
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, ReturnType};
 
+use crate::ast::{self, Function};
 use crate::attr::Ctxt;
+use crate::check;
+use crate::fallback::Fallback;
 
-pub(crate) fn expand(args: TokenStream, function: &ItemFn) -> TokenStream {
-    let cx = Ctxt::default();
-    if !args.is_empty() {
-        cx.error(&args, "`handler` takes no arguments");
-    }
+const USAGE: &str = "`#[eventsourcery::handler]` goes on an `async fn` whose first parameter is the command it handles";
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> Result<TokenStream, Fallback> {
+    let function = ast::item_fn(item, USAGE)?;
+    let cx = Ctxt::new();
+    let handler = Function::handler(&cx, &args, &function);
+    check::handler(&cx, &handler);
+    // Keep the user's function so editors and other errors still work.
+    cx.check()
+        .map_err(|errors| Fallback::item(errors, &function))?;
+    Ok(expand_handler(&handler))
+}
+
+/// The function is checked: an `async fn` taking its command first.
+fn expand_handler(handler: &Function<()>) -> TokenStream {
+    let function = handler.item;
     let sig = &function.sig;
-    if sig.asyncness.is_none() {
-        cx.error(sig.fn_token, "a command handler must be an `async fn`");
-    }
-    if !sig.generics.params.is_empty() {
-        cx.error(
-            &sig.generics,
-            "a command handler cannot be generic: the bus calls it for one command type",
-        );
-    }
-    let mut types = Vec::new();
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) => {
-                cx.error(
-                    receiver,
-                    "a command handler is a free function, not a method",
-                );
-            }
-            FnArg::Typed(typed) => types.push(&*typed.ty),
-        }
-    }
-    if types.is_empty() && sig.inputs.is_empty() {
-        cx.error(
-            &sig.ident,
-            "a command handler takes its command as its first parameter: `async fn handle(command: MyCommand, ...)`",
-        );
-    }
-    if let Err(error) = cx.check() {
-        // Keep the user's function so editors and other errors still work.
-        let error = error.to_compile_error();
-        return quote!(#function #error);
-    }
-
+    let types = handler.types();
+    let Some((command, parameters)) = types.split_first() else {
+        unreachable!("a handler without parameters is rejected by `check::handler`");
+    };
     let ident = &sig.ident;
-    let command = types[0];
-    let parameters = &types[1..];
     let locals: Vec<_> = (0..parameters.len())
         .map(|i| format_ident!("__p{}", i))
         .collect();

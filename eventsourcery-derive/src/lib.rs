@@ -2,47 +2,67 @@
 //!
 //! Depend on `eventsourcery`, which re-exports these; this crate is an implementation detail
 //! and its generated code reaches the runtime only through `::eventsourcery::__private`.
+//!
+//! Each macro goes through the same three steps, as serde's and thiserror's derives do: a model
+//! of the input is built (`ast`, with the attributes parsed by `attr`), then checked as a whole
+//! (`check`), then expanded by the macro's own module from the checked model. Errors are
+//! collected in a context that must be checked before it is dropped (`attr::Ctxt`), so the user
+//! sees them all at once; an input with errors expands to them and a `fallback`.
 
 mod aggregate;
+mod ast;
 mod attr;
 mod case;
+mod check;
 mod command;
 mod consumer;
 mod event;
+mod fallback;
 mod fields;
 mod handler;
 mod personal;
 mod value;
 
 use proc_macro::TokenStream;
-use syn::{DeriveInput, ItemFn, parse_macro_input};
+use syn::{DeriveInput, parse_macro_input};
+
+use crate::attr::ConsumerKind;
+use crate::fallback::Fallback;
 
 /// Derives `eventsourcery::SerializableValue`.
 #[proc_macro_derive(SerializableValue, attributes(value))]
 pub fn derive_serializable_value(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    value::expand(&input).into()
+    value::expand(&input)
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Derives `eventsourcery::DomainEvent`.
 #[proc_macro_derive(DomainEvent, attributes(event, personal))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    event::expand(&input).into()
+    event::expand(&input)
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Derives `eventsourcery::Aggregate`.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    aggregate::expand(&input).into()
+    aggregate::expand(&input)
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Derives `eventsourcery::Command`.
 #[proc_macro_derive(Command, attributes(command, personal))]
 pub fn derive_command(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    command::expand(&input).into()
+    command::expand(&input)
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Derives `eventsourcery::personal::PersonalData`, and a `Debug` that shows no content.
@@ -53,66 +73,39 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(PersonalData, attributes(personal_data))]
 pub fn derive_personal_data(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    personal::expand(&input).into()
+    personal::expand(&input)
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Registers a command handler.
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
-    on_function(
-        item,
-        "`#[eventsourcery::handler]` goes on an `async fn` whose first parameter is the command it handles",
-        |function| handler::expand(args.into(), function),
-    )
-}
-
-/// Expands an attribute macro on a function. On anything else, gives the user's tokens back
-/// with the error, so editors keep working.
-fn on_function(
-    item: TokenStream,
-    usage: &str,
-    expand: impl FnOnce(&ItemFn) -> proc_macro2::TokenStream,
-) -> TokenStream {
-    let item_tokens = proc_macro2::TokenStream::from(item.clone());
-    match syn::parse::<ItemFn>(item) {
-        Ok(function) => expand(&function).into(),
-        Err(error) => {
-            let error = match syn::parse2::<syn::Item>(item_tokens.clone()) {
-                // Another kind of item: say what the attribute goes on, rather than "expected `fn`".
-                Ok(other) => syn::Error::new_spanned(other, usage),
-                // Not an item at all: syn's error points at the syntax.
-                Err(_) => error,
-            };
-            let error = error.to_compile_error();
-            quote::quote!(#item_tokens #error).into()
-        }
-    }
-}
-
-fn consumer_attribute(kind: consumer::Kind, args: TokenStream, item: TokenStream) -> TokenStream {
-    let usage = format!(
-        "`#[eventsourcery::{}]` goes on an `async fn` whose first parameter is the event it handles",
-        kind.attr()
-    );
-    on_function(item, &usage, |function| {
-        consumer::expand(kind, args.into(), function)
-    })
+    handler::expand(args.into(), item.into())
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Registers an event listener (at-least-once delivery).
 #[proc_macro_attribute]
 pub fn listener(args: TokenStream, item: TokenStream) -> TokenStream {
-    consumer_attribute(consumer::Kind::Listener, args, item)
+    consumer::expand(ConsumerKind::Listener, args.into(), item.into())
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Registers a process manager: a listener that executes commands.
 #[proc_macro_attribute]
 pub fn process_manager(args: TokenStream, item: TokenStream) -> TokenStream {
-    consumer_attribute(consumer::Kind::ProcessManager, args, item)
+    consumer::expand(ConsumerKind::ProcessManager, args.into(), item.into())
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }
 
 /// Registers a projection (exactly-once in the store's database).
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
-    consumer_attribute(consumer::Kind::Projection, args, item)
+    consumer::expand(ConsumerKind::Projection, args.into(), item.into())
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
 }

@@ -5,115 +5,32 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields};
+use syn::{DeriveInput, Ident};
 
-use crate::attr::{self, Ctxt, Once};
-use crate::case::snake_case;
+use crate::ast::{self, Container, Data, Style};
+use crate::attr::{self, Ctxt};
+use crate::check;
+use crate::fallback::Fallback;
 
-pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
-    let ident = &input.ident;
-    let mut name = Once::new("name");
-    attr::each_nested(&cx, &input.attrs, attr::PERSONAL_DATA, |meta| {
-        if meta.path.is_ident("name") {
-            let lit = attr::lit_str(meta)?;
-            name.set(&cx, &meta.path, attr::check_name(&cx, &lit));
-            Ok(())
-        } else {
-            Err(attr::unknown(meta, attr::PERSONAL_DATA, &["name"]))
-        }
-    });
-    let kind = name.get().unwrap_or_else(|| snake_case(&ident.to_string()));
-    if !input.generics.params.is_empty() {
-        cx.error(&input.generics, "a personal data type cannot be generic");
-    }
-    let type_name = ident.to_string();
-    let body = match &input.data {
-        Data::Struct(data) => match &data.fields {
-            Fields::Unnamed(f) if f.unnamed.len() == 1 => {
-                let inner = &f.unnamed[0].ty;
-                let parse = quote_spanned! {inner.span()=>
-                    ::eventsourcery::__private::parse_inner::<#inner>(#type_name, plaintext).map(Self)
-                };
-                let display = quote_spanned! {inner.span()=>
-                    ::std::string::ToString::to_string(&self.0)
-                };
-                quote! {
-                    fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
-                        ::core::result::Result::Ok(::eventsourcery::__private::Zeroizing::new(#display))
-                    }
-                    fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
-                        #parse
-                    }
-                }
-            }
-            Fields::Named(f) if !f.named.is_empty() => {
-                let names: Vec<_> = f.named.iter().filter_map(|f| f.ident.as_ref()).collect();
-                let types: Vec<_> = f.named.iter().map(|f| &f.ty).collect();
-                quote! {
-                    fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
-                        #[derive(::eventsourcery::__private::serde::Serialize)]
-                        #[serde(crate = "::eventsourcery::__private::serde")]
-                        struct __Ser<'a> { #(#names: &'a #types,)* }
-                        ::eventsourcery::__private::serde_json::to_string(&__Ser { #(#names: &self.#names,)* })
-                            .map(::eventsourcery::__private::Zeroizing::new)
-                            .map_err(|_| ::eventsourcery::__private::ValueError::new(#type_name, "a part does not serialize"))
-                    }
-                    fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
-                        #[derive(::eventsourcery::__private::serde::Deserialize)]
-                        #[serde(crate = "::eventsourcery::__private::serde")]
-                        struct __De { #(#names: #types,)* }
-                        let de: __De = ::eventsourcery::__private::serde_json::from_str(plaintext)
-                            .map_err(|_| ::eventsourcery::__private::ValueError::new(#type_name, "not the stored form"))?;
-                        ::core::result::Result::Ok(Self { #(#names: de.#names,)* })
-                    }
-                }
-            }
-            fields => {
-                cx.error(
-                    fields,
-                    "PersonalData needs a newtype (`struct Email(String)`) or a struct with named fields",
-                );
-                TokenStream::new()
-            }
-        },
-        _ => {
-            cx.error(
-                ident,
-                "PersonalData can be derived for a struct only: a newtype (`struct Email(String)`) or a struct with named fields",
-            );
-            TokenStream::new()
-        }
+pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
+    let cx = Ctxt::new();
+    let cont = Container::personal_data(&cx, input);
+    check::personal_data(&cx, &cont);
+    cx.check()
+        .map_err(|errors| Fallback::stub(errors, cont.generics(), stub(&cont)))?;
+    let ident = cont.ident;
+    let kind = cont.kind();
+    let Data::Struct(fields) = &cont.data else {
+        unreachable!("an enum or a union is rejected by `check::personal_data`");
     };
-    // The derive's own `Debug`, which shows no content: in the stub too, so that a type whose
-    // derive failed is still debuggable where its uses need it.
-    let debug = quote! {
-        #[automatically_derived]
-        impl ::core::fmt::Debug for #ident {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.write_str(::core::concat!(#type_name, "(<redacted>)"))
-            }
-        }
+    let body = if fields.style == Style::Newtype {
+        newtype(ident, fields.all[0].ty)
+    } else {
+        named(ident, fields)
     };
+    let debug = debug(ident);
     let refusals = refusals(ident);
-    let stub = quote! {
-        #refusals
-        #[automatically_derived]
-        impl ::eventsourcery::__private::PersonalData for #ident {
-            const KIND: &'static str = #kind;
-            fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
-                ::core::unimplemented!()
-            }
-            fn from_plaintext(_: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
-                ::core::unimplemented!()
-            }
-        }
-        #debug
-    };
-    if let Err(error) = cx.check() {
-        return attr::compile_errors(error, &input.generics, stub);
-    }
-    quote! {
+    Ok(quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             #[automatically_derived]
@@ -126,6 +43,87 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 
             #refusals
         };
+    })
+}
+
+/// What the derive provides, with no bodies: emitted after an error so that uses of the type
+/// add no errors of their own.
+fn stub(cont: &Container<attr::PersonalData>) -> TokenStream {
+    let ident = cont.ident;
+    let kind = cont.kind();
+    let refusals = refusals(ident);
+    let debug = debug(ident);
+    quote! {
+        #refusals
+        #[automatically_derived]
+        impl ::eventsourcery::__private::PersonalData for #ident {
+            const KIND: &'static str = #kind;
+            fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
+                ::core::unimplemented!()
+            }
+            fn from_plaintext(_: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
+                ::core::unimplemented!()
+            }
+        }
+        #debug
+    }
+}
+
+/// The derive's own `Debug`, which shows no content: in the stub too, so that a type whose
+/// derive failed is still debuggable where its uses need it.
+fn debug(ident: &Ident) -> TokenStream {
+    let type_name = ident.to_string();
+    quote! {
+        #[automatically_derived]
+        impl ::core::fmt::Debug for #ident {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(::core::concat!(#type_name, "(<redacted>)"))
+            }
+        }
+    }
+}
+
+/// The plaintext form of a newtype: its inner value's string form.
+fn newtype(ident: &Ident, inner: &syn::Type) -> TokenStream {
+    let type_name = ident.to_string();
+    let parse = quote_spanned! {inner.span()=>
+        ::eventsourcery::__private::parse_inner::<#inner>(#type_name, plaintext).map(Self)
+    };
+    let display = quote_spanned! {inner.span()=>
+        ::std::string::ToString::to_string(&self.0)
+    };
+    quote! {
+        fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
+            ::core::result::Result::Ok(::eventsourcery::__private::Zeroizing::new(#display))
+        }
+        fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
+            #parse
+        }
+    }
+}
+
+/// The plaintext form of a struct with named fields (checked: at least one): a JSON object.
+fn named(ident: &Ident, fields: &ast::Fields) -> TokenStream {
+    let type_name = ident.to_string();
+    let names = fields.names();
+    let types = fields.types();
+    quote! {
+        fn to_plaintext(&self) -> ::core::result::Result<::eventsourcery::__private::Zeroizing<::std::string::String>, ::eventsourcery::__private::ValueError> {
+            #[derive(::eventsourcery::__private::serde::Serialize)]
+            #[serde(crate = "::eventsourcery::__private::serde")]
+            struct __Ser<'a> { #(#names: &'a #types,)* }
+            ::eventsourcery::__private::serde_json::to_string(&__Ser { #(#names: &self.#names,)* })
+                .map(::eventsourcery::__private::Zeroizing::new)
+                .map_err(|_| ::eventsourcery::__private::ValueError::new(#type_name, "a part does not serialize"))
+        }
+        fn from_plaintext(plaintext: &str) -> ::core::result::Result<Self, ::eventsourcery::__private::ValueError> {
+            #[derive(::eventsourcery::__private::serde::Deserialize)]
+            #[serde(crate = "::eventsourcery::__private::serde")]
+            struct __De { #(#names: #types,)* }
+            let de: __De = ::eventsourcery::__private::serde_json::from_str(plaintext)
+                .map_err(|_| ::eventsourcery::__private::ValueError::new(#type_name, "not the stored form"))?;
+            ::core::result::Result::Ok(Self { #(#names: de.#names,)* })
+        }
     }
 }
 
@@ -135,7 +133,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 /// fails on that bound, whose message says to use a `#[personal]` field. Then a probe, spanned
 /// on the type's name, that fails if the type is also a `SerializableValue` or has a serde
 /// impl of its own (which overlaps the refused one).
-fn refusals(ident: &syn::Ident) -> TokenStream {
+fn refusals(ident: &Ident) -> TokenStream {
     // Spanned on the type's name, as if the user had written them: of an impl that a derive
     // wrote, rustc says that its bound is "undesired" and suggests implementing the trait by
     // hand, which is the one thing not to do here.

@@ -4,62 +4,27 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, LitStr};
+use syn::{DeriveInput, Ident, LitStr};
 
-use crate::attr::{self, Ctxt};
+use crate::ast::{self, Container, Data, Style};
+use crate::attr::Ctxt;
+use crate::check;
+use crate::fallback::Fallback;
 
-pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
-    let cx = Ctxt::default();
-    let ident = &input.ident;
-    attr::each_nested(&cx, &input.attrs, attr::VALUE, |meta| {
-        Err(meta.error("`#[value(...)]` takes no options"))
-    });
-    if !input.generics.params.is_empty() {
-        cx.error(&input.generics, "a serializable value cannot be generic");
-    }
-    let body = match &input.data {
-        Data::Struct(data) => match &data.fields {
-            Fields::Unnamed(f) if f.unnamed.len() == 1 => newtype(input, &f.unnamed[0].ty),
-            Fields::Named(f) if !f.named.is_empty() => named(input, f),
-            fields => {
-                let message = "SerializableValue needs a newtype (`struct VoucherId(Uuid)`) or a struct with named fields";
-                match fields {
-                    // A unit struct has no field tokens to point at.
-                    Fields::Unit => cx.error(ident, message),
-                    _ => cx.error(fields, message),
-                }
-                TokenStream::new()
-            }
-        },
-        Data::Enum(data) => {
-            let mut variants = Vec::new();
-            for variant in &data.variants {
-                if matches!(variant.fields, Fields::Unit) {
-                    variants.push(&variant.ident);
-                } else {
-                    cx.error(
-                        variant,
-                        "a value enum has unit variants only; its string form is the variant name",
-                    );
-                }
-            }
-            if data.variants.is_empty() {
-                cx.error(ident, "a value enum needs at least one variant");
-            }
-            unit_enum(input, &variants)
-        }
-        Data::Union(data) => {
-            cx.error(
-                data.union_token,
-                "SerializableValue cannot be derived for a union",
-            );
-            TokenStream::new()
-        }
+pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
+    let cx = Ctxt::new();
+    let cont = Container::value(&cx, input);
+    check::value(&cx, &cont);
+    cx.check()
+        .map_err(|errors| Fallback::stub(errors, cont.generics(), stub(cont.ident)))?;
+    let ident = cont.ident;
+    let body = match &cont.data {
+        Data::Struct(fields) if fields.style == Style::Newtype => newtype(ident, fields.all[0].ty),
+        Data::Struct(fields) => named(ident, fields),
+        Data::Enum(variants) => unit_enum(ident, variants),
+        Data::Union(_) => unreachable!("a union is rejected by `check::value`"),
     };
-    if let Err(error) = cx.check() {
-        return attr::compile_errors(error, &input.generics, stub(ident));
-    }
-    quote! {
+    Ok(quote! {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             #body
@@ -88,12 +53,12 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             impl ::eventsourcery::SerializableValue for #ident {}
 
         };
-    }
+    })
 }
 
 /// What the derive provides, with no bodies: emitted after an error so that uses of the type
 /// as an id or a field add no errors of their own.
-fn stub(ident: &syn::Ident) -> TokenStream {
+fn stub(ident: &Ident) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl ::core::fmt::Display for #ident {
@@ -174,8 +139,7 @@ fn refuse_personal_parts(types: &[&syn::Type]) -> TokenStream {
     }
 }
 
-fn newtype(input: &DeriveInput, inner: &syn::Type) -> TokenStream {
-    let ident = &input.ident;
+fn newtype(ident: &Ident, inner: &syn::Type) -> TokenStream {
     let type_name = ident.to_string();
     let (part, traits) = (part(inner), part_traits());
     let refuse = refuse_personal_parts(&[inner]);
@@ -224,15 +188,11 @@ fn newtype(input: &DeriveInput, inner: &syn::Type) -> TokenStream {
     }
 }
 
-fn named(input: &DeriveInput, fields: &syn::FieldsNamed) -> TokenStream {
-    let ident = &input.ident;
+/// The fields are checked to be named, at least one.
+fn named(ident: &Ident, fields: &ast::Fields) -> TokenStream {
     let type_name = ident.to_string();
-    let names: Vec<_> = fields
-        .named
-        .iter()
-        .filter_map(|f| f.ident.as_ref())
-        .collect();
-    let types: Vec<_> = fields.named.iter().map(|f| &f.ty).collect();
+    let names = fields.names();
+    let types = fields.types();
     let parts: Vec<_> = types.iter().map(|ty| part(ty)).collect();
     let traits = part_traits();
     let refuse = refuse_personal_parts(&types);
@@ -320,8 +280,9 @@ fn named(input: &DeriveInput, fields: &syn::FieldsNamed) -> TokenStream {
     }
 }
 
-fn unit_enum(input: &DeriveInput, variants: &[&syn::Ident]) -> TokenStream {
-    let ident = &input.ident;
+/// The variants are checked to be units, at least one.
+fn unit_enum(ident: &Ident, variants: &[ast::Variant]) -> TokenStream {
+    let variants: Vec<_> = variants.iter().map(|variant| variant.ident).collect();
     let type_name = ident.to_string();
     let strings: Vec<String> = variants.iter().map(|v| v.to_string()).collect();
     let expected = strings.join("`, `");
