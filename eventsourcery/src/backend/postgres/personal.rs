@@ -193,7 +193,9 @@ macro_rules! postgres_store {
             /// after a plain `VACUUM`, are in no file of the table any more.
             ///
             /// Run it after erasures, at a quiet time: it takes an exclusive lock on each table
-            /// while it copies it. The write-ahead log and backups still hold the old pages
+            /// while it copies it. A tuple that a transaction still running may see (one that
+            /// began before the erasure committed) is copied too: run it again once such
+            /// transactions ended. The write-ahead log and backups still hold the old pages
             /// until they are recycled or expire: keep their retention short for this database
             /// (see the README's personal data section).
             pub async fn compact(&self) -> Result<(), PersonalError> {
