@@ -1,21 +1,20 @@
 //! The command bus: finds a command's handler, resolves its parameters, commits its events and
 //! log entry atomically, and retries it against fresh state after a concurrency conflict.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
-use crate::cache::{AggregateCache, DEFAULT_CAPACITY};
+use crate::cache::DEFAULT_CAPACITY;
 use crate::codec::EncodeContext;
-use crate::codec::{Reference, Resolved};
 use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
-use crate::dispatch::Dispatcher;
+use crate::engine::{CommitHook, Engine, UnitOfWork};
 use crate::erasure::{EraseError, SubjectErased};
 use crate::event::DomainEvent;
 use crate::event::{EventRegistry, Metadata, RegistryError};
@@ -31,166 +30,6 @@ use crate::vault::PersonalVault;
 
 /// How many times a command is attempted before a conflict is reported, by default.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
-
-/// What the bus shares with repositories and handler parameters.
-pub(crate) struct Engine {
-    pub(crate) store: Arc<dyn EventStore>,
-    pub(crate) services: Services,
-    pub(crate) vault: Option<Arc<PersonalVault>>,
-    /// The dispatcher told about commits: `(dispatcher, inline)`.
-    after_commit: std::sync::RwLock<Option<(Weak<Dispatcher>, bool)>>,
-    pub(crate) cache: AggregateCache,
-    handlers: HashMap<TypeId, &'static HandlerRegistration>,
-    max_attempts: u32,
-}
-
-impl Engine {
-    pub(crate) fn bare(store: Arc<dyn EventStore>, vault: Option<Arc<PersonalVault>>) -> Self {
-        Self {
-            store,
-            services: Services::default(),
-            vault,
-            after_commit: std::sync::RwLock::new(None),
-            cache: AggregateCache::new(0),
-            handlers: HashMap::new(),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        }
-    }
-
-    /// Stores personal values before anything refers to them.
-    pub(crate) async fn store_personal(&self, cx: EncodeContext) -> Result<(), PersonalError> {
-        if !cx.has_personal_data() {
-            return Ok(());
-        }
-        let vault = self.vault.as_ref().ok_or(PersonalError::NoVault)?;
-        vault.store(cx.writes).await
-    }
-
-    /// Deletes personal values stored for an attempt that did not commit. A failure is traced:
-    /// the values are under keys of subjects that nothing refers to.
-    pub(crate) async fn discard_personal(&self, references: &[Uuid]) {
-        if let Some(vault) = &self.vault
-            && let Err(error) = vault.discard(references).await
-        {
-            tracing::warn!(%error, values = references.len(), "could not delete the personal values of an attempt that did not commit");
-        }
-    }
-
-    /// The erasure epoch, for caching a state that holds personal values.
-    pub(crate) async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
-        let vault = self.vault.as_ref().ok_or(PersonalError::NoVault)?;
-        vault.erasure_epoch().await
-    }
-
-    /// Resolves the personal values that these references point at.
-    pub(crate) async fn resolve_personal(
-        &self,
-        references: &[Reference],
-    ) -> Result<Resolved, PersonalError> {
-        match (&self.vault, references.is_empty()) {
-            (_, true) => Ok(Resolved::default()),
-            (Some(vault), false) => vault.resolve(references).await,
-            (None, false) => Err(PersonalError::NoVault),
-        }
-    }
-}
-
-/// What one attempt of a command has staged so far.
-pub(crate) struct UnitOfWork {
-    pub(crate) command_id: Uuid,
-    pub(crate) correlation_id: Uuid,
-    pub(crate) causation_id: Uuid,
-    staged: Mutex<Staged>,
-}
-
-/// An aggregate state to cache once the command commits.
-pub(crate) struct CacheUpdate {
-    pub(crate) stream: StreamId,
-    pub(crate) version: u64,
-    /// The erasure epoch read before the state's personal values were decrypted, if it holds
-    /// any.
-    pub(crate) personal: Option<u64>,
-    pub(crate) state: Box<dyn Any + Send + Sync>,
-}
-
-#[derive(Default)]
-struct Staged {
-    streams: Vec<StreamAppend>,
-    encode: EncodeContext,
-    /// Streams whose state came from the cache in this attempt.
-    from_cache: Vec<StreamId>,
-    /// The erasure epoch of each cached aggregate's state as loaded, if it holds personal
-    /// values (read before they were decrypted).
-    loaded_personal: HashMap<StreamId, u64>,
-    /// Whether a load in this attempt decrypted personal values.
-    read_personal: bool,
-    cache_updates: Vec<CacheUpdate>,
-}
-
-impl UnitOfWork {
-    fn lock(&self) -> MutexGuard<'_, Staged> {
-        self.staged
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Stages events of one stream; a second save of the same stream continues the first.
-    pub(crate) fn stage(&self, append: StreamAppend, cx: EncodeContext) -> Result<(), StoreError> {
-        let mut staged = self.lock();
-        staged.encode.merge(cx);
-        if let Some(existing) = staged
-            .streams
-            .iter_mut()
-            .find(|s| s.stream_id == append.stream_id)
-        {
-            let next = existing.expected_version + existing.events.len() as u64;
-            if next != append.expected_version {
-                return Err(StoreError::Conflict {
-                    stream: append.stream_id,
-                    expected: append.expected_version,
-                    actual: next,
-                });
-            }
-            existing.events.extend(append.events);
-        } else {
-            staged.streams.push(append);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn loaded_from_cache(&self, stream: StreamId, personal: Option<u64>) {
-        let mut staged = self.lock();
-        if let Some(epoch) = personal {
-            staged.loaded_personal.insert(stream.clone(), epoch);
-            staged.read_personal = true;
-        }
-        staged.from_cache.push(stream);
-    }
-
-    /// Notes that a load in this attempt read personal values.
-    pub(crate) fn read_personal(&self) {
-        self.lock().read_personal = true;
-    }
-
-    /// Notes that a cached aggregate's state, read from its stream, holds personal values
-    /// decrypted after the erasure epoch was `epoch`.
-    pub(crate) fn loaded_personal(&self, stream: StreamId, epoch: u64) {
-        self.lock().loaded_personal.insert(stream, epoch);
-    }
-
-    /// The erasure epoch of a stream's state as loaded, if it holds personal values.
-    pub(crate) fn personal_epoch(&self, stream: &StreamId) -> Option<u64> {
-        self.lock().loaded_personal.get(stream).copied()
-    }
-
-    pub(crate) fn cache_after_commit(&self, update: CacheUpdate) {
-        self.lock().cache_updates.push(update);
-    }
-
-    fn take(&self) -> Staged {
-        std::mem::take(&mut *self.lock())
-    }
-}
 
 /// Options for one command execution.
 #[derive(Debug, Clone, Copy, Default)]
@@ -291,15 +130,14 @@ impl CommandBusBuilder {
             }
         }
         Ok(CommandBus {
-            engine: Arc::new(Engine {
-                store: self.store,
-                services: self.services,
-                vault: self.vault,
-                after_commit: std::sync::RwLock::new(None),
-                cache: AggregateCache::new(self.cache_capacity),
-                handlers,
-                max_attempts: self.max_attempts,
-            }),
+            engine: Arc::new(Engine::new(
+                self.store,
+                self.services,
+                self.vault,
+                self.cache_capacity,
+            )),
+            handlers: Arc::new(handlers),
+            max_attempts: self.max_attempts,
         })
     }
 }
@@ -310,12 +148,14 @@ impl CommandBusBuilder {
 #[derive(Clone)]
 pub struct CommandBus {
     engine: Arc<Engine>,
+    handlers: Arc<HashMap<TypeId, &'static HandlerRegistration>>,
+    max_attempts: u32,
 }
 
 impl fmt::Debug for CommandBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CommandBus")
-            .field("handlers", &self.engine.handlers.len())
+            .field("handlers", &self.handlers.len())
             .field("services", &self.engine.services)
             .finish_non_exhaustive()
     }
@@ -359,42 +199,20 @@ impl CommandBus {
 
     /// Tells `dispatcher` about every commit: inline (catch up before `execute` returns) or
     /// by waking its worker.
-    pub(crate) fn set_after_commit(&self, dispatcher: Weak<Dispatcher>, inline: bool) {
-        let mut slot = self
-            .engine
-            .after_commit
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Some((dispatcher, inline));
+    /// Tells `hook` about every commit (a dispatcher, in inline or worker mode).
+    pub(crate) fn set_after_commit(&self, hook: Arc<dyn CommitHook>) {
+        self.engine.set_after_commit(hook);
     }
 
     async fn committed(&self) {
-        let hook = self
-            .engine
-            .after_commit
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        let Some((dispatcher, inline)) = hook else {
-            return;
-        };
-        let Some(dispatcher) = dispatcher.upgrade() else {
-            return;
-        };
-        if inline {
-            if let Err(error) = dispatcher.catch_up().await {
-                tracing::warn!(%error, "inline dispatch failed; consumers catch up on the next run");
-            }
-        } else {
-            dispatcher.notify();
-        }
+        self.engine.committed().await;
     }
 
     /// Checks that every registered handler's parameters can be resolved: call it at start-up
     /// to fail fast instead of at the first command. Returns every problem found.
     pub fn check(&self) -> Result<(), Vec<CommandError>> {
         let mut problems = Vec::new();
-        for registration in self.engine.handlers.values() {
+        for registration in self.handlers.values() {
             for parameter in (registration.parameters)() {
                 if let Some((id, service)) = parameter.service
                     && !self.engine.services.contains(id)
@@ -515,7 +333,7 @@ impl CommandBus {
         causation_id: Uuid,
     ) -> Result<CommandReceipt, CommandError> {
         let engine = &self.engine;
-        let registration = *engine
+        let registration = *self
             .handlers
             .get(&TypeId::of::<C>())
             .ok_or(CommandError::NoHandler { command: C::NAME })?;
@@ -544,13 +362,8 @@ impl CommandBus {
             recorded_at: SystemTime::now(),
         };
 
-        for attempt in 1..=engine.max_attempts {
-            let uow = Arc::new(UnitOfWork {
-                command_id,
-                correlation_id,
-                causation_id,
-                staged: Mutex::new(Staged::default()),
-            });
+        for attempt in 1..=self.max_attempts {
+            let uow = Arc::new(UnitOfWork::new(command_id, correlation_id, causation_id));
             let cx = HandlerContext {
                 engine: Arc::clone(engine),
                 uow: Arc::clone(&uow),
@@ -566,13 +379,13 @@ impl CommandBus {
                     });
                 }
                 Err(HandlerFailure::Failed(source)) => {
-                    if !staged.from_cache.is_empty() && attempt < engine.max_attempts {
+                    if !staged.from_cache.is_empty() && attempt < self.max_attempts {
                         // The handler may have decided on a stale cached state: decide again on
                         // fresh state before reporting the rejection.
                         engine.cache.remove(&staged.from_cache);
                         continue;
                     }
-                    if is_conflict(&*source) && attempt < engine.max_attempts {
+                    if is_conflict(&*source) && attempt < self.max_attempts {
                         backoff(attempt).await;
                         continue;
                     }
@@ -655,7 +468,7 @@ impl CommandBus {
                             engine
                                 .cache
                                 .remove(touched.iter().chain(&staged.from_cache));
-                            if attempt < engine.max_attempts {
+                            if attempt < self.max_attempts {
                                 backoff(attempt).await;
                             }
                         }
@@ -664,7 +477,7 @@ impl CommandBus {
                 }
             }
         }
-        let attempts = engine.max_attempts;
+        let attempts = self.max_attempts;
         self.log_only(
             record(CommandOutcome::Conflicted { attempts }),
             log_personal.take(),

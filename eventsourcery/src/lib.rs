@@ -11,6 +11,7 @@ pub mod command;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod config;
 pub mod dispatch;
+mod engine;
 pub mod erasure;
 mod error;
 pub mod event;

@@ -8,8 +8,8 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
-use crate::bus::{CacheUpdate, Engine, UnitOfWork};
 use crate::codec::{DecodeContext, EncodeContext};
+use crate::engine::{CacheUpdate, Engine, UnitOfWork};
 use crate::event::{EventError, EventRegistry, Metadata};
 use crate::store::{
     Commit, EventStore, NewEvent, RecordedEvent, Snapshot, StoreError, StreamAppend,

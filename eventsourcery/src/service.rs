@@ -1,8 +1,7 @@
 //! The service container and the handler parameters resolved from it, in the spirit of axum's
 //! extractors.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::any::TypeId;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -10,51 +9,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
-use crate::bus::{Engine, UnitOfWork};
+use crate::engine::{Engine, UnitOfWork};
 use crate::repository::Repository;
+
+pub use crate::engine::Services;
 use crate::store::EventStore;
-
-/// The services an application registered with the command bus, by type.
-#[derive(Default, Clone)]
-pub struct Services {
-    by_type: HashMap<TypeId, (Arc<dyn Any + Send + Sync>, &'static str)>,
-}
-
-impl Services {
-    /// Registers `service`, replacing one of the same type.
-    pub fn insert<T: Send + Sync + 'static>(&mut self, service: T) {
-        self.insert_shared(Arc::new(service));
-    }
-
-    /// Registers a shared service, replacing one of the same type.
-    pub fn insert_shared<T: Send + Sync + 'static>(&mut self, service: Arc<T>) {
-        self.by_type
-            .insert(TypeId::of::<T>(), (service, std::any::type_name::<T>()));
-    }
-
-    /// The service of type `T`, if registered.
-    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        let (service, _) = self.by_type.get(&TypeId::of::<T>())?;
-        Arc::clone(service).downcast::<T>().ok()
-    }
-
-    /// Adds every service of `other`, replacing those of the same type.
-    pub fn extend(&mut self, other: Services) {
-        self.by_type.extend(other.by_type);
-    }
-
-    pub(crate) fn contains(&self, id: TypeId) -> bool {
-        self.by_type.contains_key(&id)
-    }
-}
-
-impl fmt::Debug for Services {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.by_type.values().map(|(_, name)| name))
-            .finish()
-    }
-}
 
 /// What a handler parameter needs from the container, for start-up checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -399,14 +399,20 @@ impl Dispatcher {
     /// Makes `bus` catch consumers up right after each command it commits (inline mode: low
     /// latency, in the same process). Errors are logged; the command has already succeeded.
     pub fn dispatch_inline(self: &Arc<Self>) {
-        self.bus.set_after_commit(Arc::downgrade(self), true);
+        self.bus.set_after_commit(Arc::new(AfterCommit {
+            dispatcher: Arc::downgrade(self),
+            inline: true,
+        }));
     }
 
     /// Runs consumers in a background task (worker mode). It wakes when `bus` commits, when
     /// another process appends (PostgreSQL LISTEN/NOTIFY), and otherwise every
     /// `poll_interval`. Stop it with [`Worker::shutdown`].
     pub fn spawn(self: &Arc<Self>) -> Worker {
-        self.bus.set_after_commit(Arc::downgrade(self), false);
+        self.bus.set_after_commit(Arc::new(AfterCommit {
+            dispatcher: Arc::downgrade(self),
+            inline: false,
+        }));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let dispatcher = Arc::clone(self);
         let task = tokio::spawn(async move {
@@ -448,5 +454,29 @@ impl Worker {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// What the bus tells about its commits: a dispatcher, which catches up at once (inline) or
+/// wakes its worker. It holds the dispatcher weakly, so a dropped dispatcher hears nothing.
+struct AfterCommit {
+    dispatcher: std::sync::Weak<Dispatcher>,
+    inline: bool,
+}
+
+impl crate::engine::CommitHook for AfterCommit {
+    fn committed(&self) -> crate::error::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(dispatcher) = self.dispatcher.upgrade() else {
+                return;
+            };
+            if self.inline {
+                if let Err(error) = dispatcher.catch_up().await {
+                    tracing::warn!(%error, "inline dispatch failed; consumers catch up on the next run");
+                }
+            } else {
+                dispatcher.notify();
+            }
+        })
     }
 }
