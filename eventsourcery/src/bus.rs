@@ -13,7 +13,9 @@ use uuid::Uuid;
 use crate::aggregate::Aggregate;
 use crate::cache::DEFAULT_CAPACITY;
 use crate::codec::EncodeContext;
-use crate::command::{Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration};
+use crate::command::{
+    BoxError, Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration,
+};
 use crate::engine::{CommitHook, Engine, UnitOfWork};
 use crate::erasure::{EraseError, SubjectErased};
 use crate::event::DomainEvent;
@@ -337,14 +339,13 @@ impl CommandBus {
             .handlers
             .get(&TypeId::of::<C>())
             .ok_or(CommandError::NoHandler { command: C::NAME })?;
-        let store_error = |source| CommandError::Store {
-            command: C::NAME,
-            source,
-        };
         let mut log_cx = EncodeContext::new();
         let payload = command
             .encode(&mut log_cx)
-            .map_err(|e| store_error(e.into()))?;
+            .map_err(|source| CommandError::Invalid {
+                command: C::NAME,
+                source,
+            })?;
         let carries_personal_data = log_cx.has_personal_data();
         // The command's personal values are stored once, with the first attempt's events (one
         // vault round trip per command), and always before a log entry refers to them.
@@ -385,10 +386,23 @@ impl CommandBus {
                         engine.cache.remove(&staged.from_cache);
                         continue;
                     }
-                    if is_conflict(&*source) && attempt < self.max_attempts {
-                        backoff(attempt).await;
-                        continue;
-                    }
+                    // A repository call of the handler failed, or the handler returned a store
+                    // error of its own: the machinery, not the domain, whatever the handler
+                    // made of it.
+                    let rejection = match staged.failure {
+                        Some(failure) => Err(failure),
+                        None => store_error(source).map_or_else(Ok, Err),
+                    };
+                    let source = match rejection {
+                        Ok(source) => source,
+                        Err(failure) if failure.is_conflict() => {
+                            if attempt < self.max_attempts {
+                                backoff(attempt).await;
+                            }
+                            continue;
+                        }
+                        Err(failure) => return Err(CommandError::from_store(C::NAME, failure)),
+                    };
                     // The log keeps a handler's message only if no personal value could be in it:
                     // a handler that writes "ann@example.com is already registered" must not
                     // put the address in the command table, where no erasure reaches.
@@ -421,7 +435,7 @@ impl CommandBus {
                         let epoch = engine
                             .erasure_epoch()
                             .await
-                            .map_err(|e| store_error(personal_error(C::NAME, e)))?;
+                            .map_err(|e| CommandError::from_personal(C::NAME, e))?;
                         for update in &mut cache_updates {
                             update.personal.get_or_insert(epoch);
                         }
@@ -433,7 +447,7 @@ impl CommandBus {
                     engine
                         .store_personal(personal)
                         .await
-                        .map_err(|e| store_error(personal_error(C::NAME, e)))?;
+                        .map_err(|e| CommandError::from_personal(C::NAME, e))?;
                     let count = staged.streams.iter().map(|s| s.events.len() as u64).sum();
                     let touched: Vec<StreamId> =
                         staged.streams.iter().map(|s| s.stream_id.clone()).collect();
@@ -472,7 +486,7 @@ impl CommandBus {
                                 backoff(attempt).await;
                             }
                         }
-                        Err(error) => return Err(store_error(error)),
+                        Err(error) => return Err(CommandError::from_store(C::NAME, error)),
                     }
                 }
             }
@@ -510,31 +524,20 @@ impl CommandBus {
     }
 }
 
-fn personal_error(name: &str, source: PersonalError) -> StoreError {
-    StoreError::from(crate::event::EventError::Personal {
-        name: name.to_owned(),
-        field: "*".to_owned(),
-        source,
-    })
-}
-
-/// Whether a handler's error is (or wraps) a concurrency conflict.
-fn is_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        let conflict = error
-            .downcast_ref::<StoreError>()
-            .is_some_and(StoreError::is_conflict)
-            || matches!(
-                error.downcast_ref::<crate::command::Error>(),
-                Some(crate::command::Error::Store(e)) if e.is_conflict()
-            );
-        if conflict {
-            return true;
-        }
-        current = error.source();
+/// The store error a handler returned as its own error (a `StoreError`, or
+/// `eventsourcery::Error::Store`), or the error back if it is another.
+fn store_error(source: BoxError) -> Result<StoreError, BoxError> {
+    let source = match source.downcast::<StoreError>() {
+        Ok(store) => return Ok(*store),
+        Err(source) => source,
+    };
+    match source.downcast::<crate::command::Error>() {
+        Ok(error) => match *error {
+            crate::command::Error::Store(store) => Ok(store),
+            other => Err(Box::new(other)),
+        },
+        Err(source) => Err(source),
     }
-    false
 }
 
 /// Waits a little before a retry: exponential with full jitter, capped at 50 ms.

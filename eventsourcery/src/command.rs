@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::codec::EncodeContext;
 pub use crate::error::{BoxError, BoxFuture};
 use crate::event::{EventError, RegistryError};
+use crate::personal::{PersonalError, PersonalKey};
 use crate::service::{HandlerContext, Parameter, ResolveError};
 use crate::store::{RecordedEvent, StoreError};
 
@@ -82,6 +83,12 @@ pub struct CommandReceipt {
 }
 
 /// A command could not be executed.
+///
+/// [`kind`](Self::kind) sorts the variants for callers that map them (to an HTTP status, say):
+/// a rejection by the handler, a conflict that retries did not resolve, invalid input, an
+/// erased subject, a failure of the stores (the infrastructure), or a program that is set up
+/// wrong. A store or vault failure that the handler passed on with `?` is reported as such,
+/// never as a rejection.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
@@ -104,7 +111,7 @@ pub enum CommandError {
         #[source]
         source: ResolveError,
     },
-    /// The handler rejected the command; nothing was appended.
+    /// The handler rejected the command with its own error; nothing was appended.
     #[error("command `{command}` was rejected: {source}")]
     Rejected {
         /// The command name.
@@ -121,7 +128,27 @@ pub enum CommandError {
         /// How many attempts were made.
         attempts: u32,
     },
-    /// The store failed while committing.
+    /// The command, or an event its handler raised, could not be encoded (a value that does
+    /// not serialize, say); nothing was stored.
+    #[error("command `{command}` is invalid: {source}")]
+    Invalid {
+        /// The command name.
+        command: &'static str,
+        /// What could not be encoded, and where.
+        #[source]
+        source: EventError,
+    },
+    /// The command carries or raises personal data of a subject that was erased (and not
+    /// re-enrolled); nothing was stored.
+    #[error("command `{command}`: data subject {subject} was erased; its personal data is refused")]
+    SubjectErased {
+        /// The command name.
+        command: &'static str,
+        /// The erased subject.
+        subject: PersonalKey,
+    },
+    /// The event store failed, or holds an event it cannot read (during the handler or the
+    /// commit).
     #[error("command `{command}`: {source}")]
     Store {
         /// The command name.
@@ -130,9 +157,38 @@ pub enum CommandError {
         #[source]
         source: StoreError,
     },
+    /// The personal data vault failed while the command's values were stored.
+    #[error("command `{command}`: personal data: {source}")]
+    Personal {
+        /// The command name.
+        command: &'static str,
+        /// The vault's error.
+        #[source]
+        source: PersonalError,
+    },
     /// The program's registrations are inconsistent.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+}
+
+/// What kind of failure a [`CommandError`] is, for callers that map failures (to HTTP
+/// statuses, retries, alerts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The handler said no: a domain rule (HTTP 422 or 409, as the domain means it).
+    Rejected,
+    /// Concurrent writers won every attempt (HTTP 409; trying again later may succeed).
+    Conflict,
+    /// The request could not be encoded (HTTP 400 or 422).
+    Invalid,
+    /// The data subject was erased (HTTP 410).
+    SubjectErased,
+    /// A store or the vault failed or is unreachable (HTTP 503, or 500 for a corrupt row).
+    Unavailable,
+    /// The program is set up wrong: no handler, a missing service, clashing registrations
+    /// (HTTP 500).
+    Misconfigured,
 }
 
 impl CommandError {
@@ -147,6 +203,45 @@ impl CommandError {
     /// Whether the command gave up after concurrency conflicts.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Rejected { .. } => ErrorKind::Rejected,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Invalid { .. } => ErrorKind::Invalid,
+            Self::SubjectErased { .. } => ErrorKind::SubjectErased,
+            Self::Store { .. } | Self::Personal { .. } => ErrorKind::Unavailable,
+            Self::NoHandler { .. } | Self::Unresolved { .. } | Self::Registry(_) => {
+                ErrorKind::Misconfigured
+            }
+        }
+    }
+
+    /// The error for a command whose run met `failure`, a store error (of its handler's
+    /// repository calls, or of its commit).
+    pub(crate) fn from_store(command: &'static str, failure: StoreError) -> Self {
+        match failure {
+            StoreError::Conflict { .. } => Self::Conflict {
+                command,
+                attempts: 1,
+            },
+            StoreError::Encode(source) => Self::Invalid {
+                command,
+                source: *source,
+            },
+            StoreError::Personal { source, .. } => Self::from_personal(command, source),
+            source => Self::Store { command, source },
+        }
+    }
+
+    /// The error for a command whose personal values the vault did not store.
+    pub(crate) fn from_personal(command: &'static str, failure: PersonalError) -> Self {
+        match failure {
+            PersonalError::SubjectErased { subject } => Self::SubjectErased { command, subject },
+            source => Self::Personal { command, source },
+        }
     }
 }
 

@@ -191,6 +191,8 @@ pub(crate) struct Staged {
     pub(crate) loaded_personal: HashMap<StreamId, u64>,
     /// Whether a load in this attempt decrypted personal values.
     pub(crate) read_personal: bool,
+    /// The first failure of a repository call in this attempt.
+    pub(crate) failure: Option<StoreError>,
     pub(crate) cache_updates: Vec<CacheUpdate>,
 }
 
@@ -239,6 +241,14 @@ impl UnitOfWork {
             staged.read_personal = true;
         }
         staged.from_cache.push(stream);
+    }
+
+    /// Notes that a repository call of this attempt failed (the first failure is kept).
+    pub(crate) fn failed(&self, error: &StoreError) {
+        let mut staged = self.lock();
+        if staged.failure.is_none() {
+            staged.failure = Some(error.duplicate());
+        }
     }
 
     /// Notes that a load in this attempt read personal values.

@@ -113,6 +113,56 @@ pub enum EventError {
     },
 }
 
+impl EventError {
+    /// A copy of this error (see [`StoreError`](crate::store::StoreError)'s); a serde error
+    /// is copied with its message.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::UnknownEvent { name } => Self::UnknownEvent { name: name.clone() },
+            Self::NotHandled { type_name, name } => Self::NotHandled {
+                type_name,
+                name: name.clone(),
+            },
+            Self::Malformed {
+                name,
+                field,
+                source,
+            } => Self::Malformed {
+                name: name.clone(),
+                field: field.clone(),
+                source: <serde_json::Error as serde::de::Error>::custom(source),
+            },
+            Self::NewerVersion {
+                name,
+                stored,
+                supported,
+            } => Self::NewerVersion {
+                name: name.clone(),
+                stored: *stored,
+                supported: *supported,
+            },
+            Self::MissingUpcaster { name, stored } => Self::MissingUpcaster {
+                name: name.clone(),
+                stored: *stored,
+            },
+            Self::Upcast { name, from, reason } => Self::Upcast {
+                name: name.clone(),
+                from: *from,
+                reason: reason.clone(),
+            },
+            Self::Personal {
+                name,
+                field,
+                source,
+            } => Self::Personal {
+                name: name.clone(),
+                field: field.clone(),
+                source: source.duplicate(),
+            },
+        }
+    }
+}
+
 /// Metadata stored beside every event.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]

@@ -87,6 +87,20 @@ impl<A: Aggregate> Repository<A> {
     ///
     /// Replaying events never triggers a listener.
     pub async fn load(&self, id: &A::Id) -> Result<AggregateRoot<A>, StoreError> {
+        let loaded = self.load_inner(id).await;
+        self.note(loaded)
+    }
+
+    /// In a command, notes a failure for the bus, which reports it as what it is (a conflict,
+    /// invalid input, a failing store), whatever the handler makes of it.
+    fn note<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let (Err(error), Some(uow)) = (&result, &self.uow) {
+            uow.failed(error);
+        }
+        result
+    }
+
+    async fn load_inner(&self, id: &A::Id) -> Result<AggregateRoot<A>, StoreError> {
         let mut root = AggregateRoot::<A>::new(id.clone());
         let stream = root.stream_id().clone();
         let span = tracing::debug_span!("load", aggregate = A::NAME, stream = %stream);
@@ -102,11 +116,10 @@ impl<A: Aggregate> Repository<A> {
                     // process sharing the key store.
                     Some(epoch) => {
                         self.engine.erasure_epoch().await.map_err(|source| {
-                            StoreError::from(EventError::Personal {
-                                name: A::NAME.to_owned(),
-                                field: "*".to_owned(),
+                            StoreError::Personal {
+                                stream: stream.clone(),
                                 source,
-                            })
+                            }
                         })? == epoch
                     }
                 };
@@ -136,15 +149,9 @@ impl<A: Aggregate> Repository<A> {
             let references = crate::codec::references(
                 events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
             );
-            let vault_error = |event: &RecordedEvent, source| {
-                decode_error(
-                    event,
-                    EventError::Personal {
-                        name: event.event_name.clone(),
-                        field: "*".to_owned(),
-                        source,
-                    },
-                )
+            let vault_error = |source| StoreError::Personal {
+                stream: stream.clone(),
+                source,
             };
             if let Some(uow) = &self.uow
                 && !references.is_empty()
@@ -153,17 +160,12 @@ impl<A: Aggregate> Repository<A> {
             }
             let caching = A::CACHED && self.uow.is_some();
             let personal_epoch = match (&references.first(), caching) {
-                (Some(_), true) => Some(
-                    self.engine
-                        .erasure_epoch()
-                        .await
-                        .map_err(|source| vault_error(&events[0], source))?,
-                ),
+                (Some(_), true) => Some(self.engine.erasure_epoch().await.map_err(vault_error)?),
                 _ => None,
             };
             let resolved = match self.engine.resolve_personal(&references).await {
                 Ok(resolved) => resolved,
-                Err(source) => return Err(vault_error(&events[0], source)),
+                Err(source) => return Err(vault_error(source)),
             };
             let mut cx = DecodeContext::with(&resolved);
             for mut event in events {
@@ -211,6 +213,11 @@ impl<A: Aggregate> Repository<A> {
     /// a repository made with [`Repository::new`] appends at once, failing with
     /// [`StoreError::Conflict`] if the stream moved on since `root` was loaded.
     pub async fn save(&self, root: &mut AggregateRoot<A>) -> Result<(), StoreError> {
+        let saved = self.save_inner(root).await;
+        self.note(saved)
+    }
+
+    async fn save_inner(&self, root: &mut AggregateRoot<A>) -> Result<(), StoreError> {
         if root.pending_len() == 0 {
             return Ok(());
         }
@@ -252,13 +259,13 @@ impl<A: Aggregate> Repository<A> {
             }
             None => {
                 let values = cx.references();
-                self.engine.store_personal(cx).await.map_err(|source| {
-                    StoreError::from(EventError::Personal {
-                        name: A::NAME.to_owned(),
-                        field: "*".to_owned(),
+                self.engine
+                    .store_personal(cx)
+                    .await
+                    .map_err(|source| StoreError::Personal {
+                        stream: append.stream_id.clone(),
                         source,
-                    })
-                })?;
+                    })?;
                 let appended = self
                     .engine
                     .store

@@ -12,13 +12,12 @@ use crate::aggregate::{Aggregate, AggregateRoot, EventOf};
 use crate::backend::MemoryStore;
 use crate::bus::CommandBus;
 use crate::codec::{DecodeContext, EncodeContext};
-use crate::command::{Command, CommandError, CommandReceipt};
-use crate::event::{DomainEvent, EventError, Metadata, decode_stored};
-use crate::personal::{Personal, PersonalError, PersonalKey};
+use crate::command::{Command, CommandError, CommandReceipt, ErrorKind};
+use crate::event::{DomainEvent, Metadata, decode_stored};
+use crate::personal::{Personal, PersonalKey};
 use crate::service::Services;
 use crate::store::{
-    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, RecordedEvent, StoreError,
-    StreamAppend,
+    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, RecordedEvent, StreamAppend,
 };
 use crate::value::StreamId;
 use crate::vault::PersonalVault;
@@ -439,14 +438,11 @@ impl Then {
         self
     }
 
-    /// The handler's error, if it decided to reject the command (not if it passed on a failure
-    /// of the store or the vault).
+    /// The handler's error, if it decided to reject the command (the bus reports a failure of
+    /// the store or the vault that the handler passed on as such, not as a rejection).
     fn rejection(&self) -> Option<&(dyn StdError + 'static)> {
         match &self.result {
-            Err(CommandError::Rejected { source, .. }) => {
-                let source: &(dyn StdError + 'static) = &**source;
-                machinery_failure(source).is_none().then_some(source)
-            }
+            Err(CommandError::Rejected { source, .. }) => Some(&**source),
             _ => None,
         }
     }
@@ -458,19 +454,19 @@ impl Then {
                 1 => "the command succeeded and appended 1 event".to_owned(),
                 n => format!("the command succeeded and appended {n} events"),
             },
-            Err(CommandError::Rejected { source, .. }) => match machinery_failure(&**source) {
-                // The machinery's errors name streams, positions, fields and subjects, never a
-                // personal value.
-                Some(failure) => format!(
+            Err(CommandError::Rejected { .. }) => format!(
+                "the handler rejected the command: {}",
+                self.logged_message()
+            ),
+            // The machinery's errors name streams, positions, fields and subjects, never a
+            // personal value.
+            Err(error) => match error.kind() {
+                ErrorKind::Unavailable => format!(
                     "the handler failed on an error of the store or the vault, which is not a rejection: {}",
-                    chain(failure)
+                    chain(error)
                 ),
-                None => format!(
-                    "the handler rejected the command: {}",
-                    self.logged_message()
-                ),
+                _ => format!("the command failed: {}", chain(error)),
             },
-            Err(error) => format!("the command failed: {}", chain(error)),
         }
     }
 
@@ -502,27 +498,6 @@ async fn command_log(store: &Arc<dyn EventStore>, offset: u64) -> Option<Vec<Com
             return Some(log);
         }
     }
-}
-
-/// The failure of the store, the event codec or the vault inside a handler's error, if there
-/// is one: the handler passed it on (`repository.load(&id).await?`), it did not decide.
-fn machinery_failure<'a>(
-    error: &'a (dyn StdError + 'static),
-) -> Option<&'a (dyn StdError + 'static)> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        // `Error::Store` is transparent: its `source` skips the store error itself.
-        if let Some(crate::command::Error::Store(store)) =
-            error.downcast_ref::<crate::command::Error>()
-        {
-            return Some(store);
-        }
-        if error.is::<StoreError>() || error.is::<EventError>() || error.is::<PersonalError>() {
-            return Some(error);
-        }
-        current = error.source();
-    }
-    None
 }
 
 /// An error and its causes, `: `-separated, each said once (many messages include their

@@ -17,12 +17,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use eventsourcery::personal::{MasterKeyRing, PersonalError};
+use eventsourcery::personal::MasterKeyRing;
 use eventsourcery::store::{KeyStore, PersonalStore};
 use eventsourcery::{
-    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventError, EventStore, Id,
-    MasterKey, Personal, PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
-    StoreError,
+    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventStore, Id, MasterKey,
+    Personal, PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
 };
 use uuid::Uuid;
 
@@ -531,11 +530,7 @@ async fn second_vault(backend: &Backend) -> Backend {
 
 /// Whether a command failed because personal data of an erased subject was refused.
 fn refused_as_erased(error: &CommandError) -> bool {
-    matches!(
-        error,
-        CommandError::Store { source: StoreError::Encode(e), .. }
-            if matches!(&**e, EventError::Personal { source: PersonalError::SubjectErased { .. }, .. })
-    )
+    matches!(error, CommandError::SubjectErased { .. })
 }
 
 /// A referral: two subjects, and no blind-index entry, so a vault writes it without reading

@@ -23,6 +23,59 @@ pub fn remove_sqlite(path: &Path) {
     }
 }
 
+/// A memory store whose stream reads fail, as a broken database would.
+#[derive(Default)]
+pub struct BrokenReads {
+    inner: eventsourcery::MemoryStore,
+}
+
+#[eventsourcery::async_trait]
+impl eventsourcery::EventStore for BrokenReads {
+    async fn append(
+        &self,
+        commit: eventsourcery::store::Commit,
+    ) -> Result<Vec<eventsourcery::RecordedEvent>, eventsourcery::StoreError> {
+        self.inner.append(commit).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &eventsourcery::StreamId,
+        _: u64,
+    ) -> Result<Vec<eventsourcery::RecordedEvent>, eventsourcery::StoreError> {
+        Err(eventsourcery::StoreError::Corrupt {
+            table: "eventsourcery_events",
+            location: format!("stream `{stream}`"),
+            reason: "a broken row".into(),
+        })
+    }
+    async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<eventsourcery::RecordedEvent>, eventsourcery::StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn read_commands(
+        &self,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<eventsourcery::store::CommandRecord>, eventsourcery::StoreError> {
+        self.inner.read_commands(offset, limit).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream: &eventsourcery::StreamId,
+    ) -> Result<Option<eventsourcery::store::Snapshot>, eventsourcery::StoreError> {
+        self.inner.load_snapshot(stream).await
+    }
+    async fn save_snapshot(
+        &self,
+        snapshot: eventsourcery::store::Snapshot,
+    ) -> Result<(), eventsourcery::StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+}
+
 #[cfg(feature = "postgres")]
 pub mod postgres {
     use std::io::Write;

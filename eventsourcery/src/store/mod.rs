@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{EventError, Metadata};
+use crate::personal::PersonalError;
 use crate::value::StreamId;
 
 pub(crate) mod consumer;
@@ -226,6 +227,16 @@ pub enum StoreError {
     /// An append was not well formed (an empty stream id, an event listed twice).
     #[error("invalid append: {0}")]
     InvalidAppend(String),
+    /// The personal values of a stream's events could not be read or stored: the personal
+    /// data vault failed, or has no key for them.
+    #[error("personal data of stream `{stream}`: {source}")]
+    Personal {
+        /// The stream.
+        stream: StreamId,
+        /// The vault's error.
+        #[source]
+        source: PersonalError,
+    },
 }
 
 impl From<EventError> for StoreError {
@@ -238,6 +249,76 @@ impl StoreError {
     /// Whether this is an optimistic-concurrency conflict, which a command bus retries.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
+    }
+
+    /// A copy of this error, for a failure reported both to the handler that met it and to
+    /// the caller of its command. Driver and serde errors are copied with their message.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::Conflict {
+                stream,
+                expected,
+                actual,
+            } => Self::Conflict {
+                stream: stream.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Self::Decode {
+                stream,
+                version,
+                position,
+                source,
+            } => Self::Decode {
+                stream: stream.clone(),
+                version: *version,
+                position: *position,
+                source: Box::new(source.duplicate()),
+            },
+            Self::Encode(source) => Self::Encode(Box::new(source.duplicate())),
+            Self::Corrupt {
+                table,
+                location,
+                reason,
+            } => Self::Corrupt {
+                table,
+                location: location.clone(),
+                reason: reason.clone(),
+            },
+            Self::SchemaTooNew {
+                database,
+                found,
+                supported,
+            } => Self::SchemaTooNew {
+                database,
+                found: *found,
+                supported: *supported,
+            },
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Self::Database { operation, source } => Self::Database {
+                operation,
+                source: crate::error::copy_sqlx_error(source),
+            },
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            Self::Migrate { database, source } => Self::Migrate {
+                database,
+                source: sqlx::migrate::MigrateError::Source(source.to_string().into()),
+            },
+            Self::CheckpointMoved {
+                consumer,
+                expected,
+                actual,
+            } => Self::CheckpointMoved {
+                consumer: consumer.clone(),
+                expected: *expected,
+                actual: *actual,
+            },
+            Self::InvalidAppend(reason) => Self::InvalidAppend(reason.clone()),
+            Self::Personal { stream, source } => Self::Personal {
+                stream: stream.clone(),
+                source: source.duplicate(),
+            },
+        }
     }
 }
 
