@@ -7,12 +7,12 @@
 //! `eventsourcery::config` to use your own.
 
 use eventsourcery::config::{EventsBackend, Settings};
-use eventsourcery::dispatch::{Commands, Dispatcher, PersonalRefs};
+use eventsourcery::dispatch::{Commands, Dispatcher, PersonalRefs, ProjectionTx};
 use eventsourcery::personal::PersonalRef;
 use eventsourcery::sqlx; // the sqlx eventsourcery is built with
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, Id, Personal, PersonalData,
-    PersonalKey, ProjectionTx, Repository, SerializableValue,
+    PersonalKey, Repository, SerializableValue,
 };
 
 #[derive(SerializableValue, Clone, Debug)]

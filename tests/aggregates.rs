@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use eventsourcery::event::{EventError, Metadata};
 use eventsourcery::store::{Commit, NewEvent, Snapshot, StreamAppend};
+use eventsourcery::value::StreamId;
 use eventsourcery::{
-    Aggregate, AggregateRoot, Apply, DomainEvent, EventError, EventStore, Id, MemoryStore,
-    Metadata, Repository, SerializableValue, StoreError, StreamId,
+    Aggregate, AggregateRoot, Apply, DomainEvent, EventStore, Id, MemoryStore, Repository,
+    SerializableValue, StoreError,
 };
 use serde_json::json;
 use uuid::Uuid;

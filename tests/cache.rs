@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use eventsourcery::store::RecordedEvent;
 use eventsourcery::store::{CommandRecord, Commit, Snapshot};
+use eventsourcery::value::StreamId;
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, DomainEvent, EventStore, Id, MemoryStore, Personal,
-    PersonalData, PersonalKey, PersonalVault, RecordedEvent, Repository, SerializableValue,
-    StoreError, StreamId,
+    PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue, StoreError,
 };
 use uuid::Uuid;
 
@@ -19,7 +20,7 @@ struct Counting {
     stream_reads: AtomicU32,
 }
 
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl EventStore for Counting {
     async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.append(commit).await

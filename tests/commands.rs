@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use eventsourcery::bus::ExecuteOptions;
+use eventsourcery::service::{CommandMeta, Store};
 use eventsourcery::store::CommandOutcome;
 use eventsourcery::testkit::{Scenario, event};
 use eventsourcery::{
-    Aggregate, Apply, Command, CommandBus, CommandError, CommandMeta, Dep, DomainEvent,
-    ExecuteOptions, Id, MemoryStore, Repository, SerializableValue, Store,
+    Aggregate, Apply, Command, CommandBus, CommandError, Dep, DomainEvent, Id, MemoryStore,
+    Repository, SerializableValue,
 };
 use uuid::Uuid;
 

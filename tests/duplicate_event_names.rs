@@ -1,8 +1,9 @@
 //! Two event types claiming one name are reported when the bus is built, naming both.
 //! (A test binary of its own: the registry is program-wide.)
 
+use eventsourcery::event::EventRegistry;
 use eventsourcery::event::RegistryError;
-use eventsourcery::{CommandBus, DomainEvent, EventRegistry, MemoryStore};
+use eventsourcery::{CommandBus, DomainEvent, MemoryStore};
 
 mod billing {
     #[derive(eventsourcery::DomainEvent)]

@@ -7,9 +7,11 @@ mod support;
 use std::sync::Arc;
 
 use eventsourcery::command::ErrorKind;
+use eventsourcery::service::Store;
+use eventsourcery::value::StreamId;
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, Id, MemoryStore, Repository,
-    SerializableValue, Store, StoreError, StreamId,
+    SerializableValue, StoreError,
 };
 use uuid::Uuid;
 

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use eventsourcery::codec::{DecodeContext, EncodeContext};
-use eventsourcery::{
-    DomainEvent, EventError, EventRegistry, SerializableValue, event::decode_stored,
-};
+use eventsourcery::event::{EventError, EventRegistry};
+use eventsourcery::{DomainEvent, SerializableValue, event::decode_stored};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;

@@ -11,8 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use eventsourcery::backend::{SqliteKeyStore, SqlitePersonalStore};
+use eventsourcery::personal::MasterKey;
 use eventsourcery::personal::PersonalError;
-use eventsourcery::{MasterKey, PersonalKey, PersonalVault, SqliteKeyStore, SqlitePersonalStore};
+use eventsourcery::{PersonalKey, PersonalVault};
 
 const HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 

@@ -13,9 +13,10 @@ mod support;
 
 use std::sync::Arc;
 
+use eventsourcery::backend::{PostgresKeyStore, PostgresPersonalStore};
 use eventsourcery::personal::PersonalError;
 use eventsourcery::store::KeyStore;
-use eventsourcery::{PersonalKey, PostgresKeyStore, PostgresPersonalStore, PostgresStore};
+use eventsourcery::{PersonalKey, PostgresStore};
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 

@@ -10,9 +10,10 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use eventsourcery::backend::{SqliteKeyStore, SqlitePersonalStore};
 use eventsourcery::personal::PersonalError;
 use eventsourcery::store::{KeyStore, PersonalStore};
-use eventsourcery::{PersonalKey, SqliteKeyStore, SqlitePersonalStore, SqliteStore};
+use eventsourcery::{PersonalKey, SqliteStore};
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqlitePool;
 

@@ -363,7 +363,7 @@ mod postgres {
         let old_events = store.read_all(0, 10).await.expect("read_all");
         let positions: Vec<u64> = old_events.iter().map(|e| e.position).collect();
         assert_eq!(positions, [1, 2], "old events are read at once");
-        let stream = eventsourcery::StreamId::new("old-1");
+        let stream = eventsourcery::value::StreamId::new("old-1");
         let next = store
             .append(conformance::commit(&stream, 2, conformance::events(1)))
             .await

@@ -18,15 +18,14 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use eventsourcery::backend::{PostgresKeyStore, PostgresPersonalStore};
 use eventsourcery::config::{MasterKeySource, Settings, SslMode};
+use eventsourcery::personal::MasterKey;
 use eventsourcery::personal::PersonalError;
 use eventsourcery::sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
 use eventsourcery::store::KeyStore;
 use eventsourcery::tls::PlaintextConnections;
-use eventsourcery::{
-    EventStore, MasterKey, PersonalKey, PersonalVault, PostgresKeyStore, PostgresPersonalStore,
-    PostgresStore, StoreError,
-};
+use eventsourcery::{EventStore, PersonalKey, PersonalVault, PostgresStore, StoreError};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use support::postgres::TestDatabase;

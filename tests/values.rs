@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use eventsourcery::{Id, SerializableValue, ValueError};
+use eventsourcery::value::ValueError;
+use eventsourcery::{Id, SerializableValue};
 use uuid::Uuid;
 
 #[derive(SerializableValue, Clone, Debug)]

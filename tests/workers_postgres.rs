@@ -11,11 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventsourcery::dispatch::ProjectionTx;
 use eventsourcery::dispatch::{DispatchConfig, Dispatcher};
+use eventsourcery::event::Metadata;
 use eventsourcery::store::{Commit, NewEvent, StreamAppend};
-use eventsourcery::{
-    CommandBus, DomainEvent, EventStore, Metadata, PostgresStore, ProjectionTx, StreamId,
-};
+use eventsourcery::value::StreamId;
+use eventsourcery::{CommandBus, DomainEvent, EventStore, PostgresStore};
 use uuid::Uuid;
 
 const ROLE: &str = "ES_WORKER_URL";
@@ -32,7 +33,7 @@ struct Ping {
 #[eventsourcery::projection(consumer = "pg_workers")]
 async fn record(
     _: Ping,
-    meta: eventsourcery::EventMeta,
+    meta: eventsourcery::dispatch::EventMeta,
     tx: &mut ProjectionTx<'_>,
 ) -> Result<(), sqlx::Error> {
     let ProjectionTx::Postgres(conn) = tx else {

@@ -40,8 +40,8 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
             <#event as ::eventsourcery::__private::EventOf<Self>>::apply_to(&event, self)
         };
         quote! {
-            if <#event as ::eventsourcery::DomainEvent>::handles(name) {
-                let event = <#event as ::eventsourcery::DomainEvent>::decode(name, payload, cx)?;
+            if <#event as ::eventsourcery::__private::DomainEvent>::handles(name) {
+                let event = <#event as ::eventsourcery::__private::DomainEvent>::decode(name, payload, cx)?;
                 #apply;
                 return ::core::result::Result::Ok(());
             }
@@ -73,13 +73,13 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
             #(#event_of)*
 
             #[automatically_derived]
-            impl ::eventsourcery::Aggregate for #ident {
+            impl ::eventsourcery::__private::Aggregate for #ident {
                 #cache
                 type Id = #id;
                 const NAME: &'static str = #name;
                 #snapshot
                 fn handles(name: &str) -> bool {
-                    false #(|| <#events as ::eventsourcery::DomainEvent>::handles(name))*
+                    false #(|| <#events as ::eventsourcery::__private::DomainEvent>::handles(name))*
                 }
                 fn apply_stored(
                     &mut self,
@@ -126,7 +126,7 @@ fn stub(cont: &Container<attr::Aggregate>) -> TokenStream {
     });
     quote! {
         #[automatically_derived]
-        impl ::eventsourcery::Aggregate for #ident {
+        impl ::eventsourcery::__private::Aggregate for #ident {
             type Id = #id;
             const NAME: &'static str = #name;
             fn handles(_: &str) -> bool { false }

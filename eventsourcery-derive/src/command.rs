@@ -32,7 +32,7 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             #[automatically_derived]
-            impl ::eventsourcery::Command for #ident {
+            impl ::eventsourcery::__private::Command for #ident {
                 const NAME: &'static str = #name;
                 fn encode(&self, cx: &mut ::eventsourcery::__private::EncodeContext)
                     -> ::core::result::Result<::eventsourcery::__private::serde_json::Value, ::eventsourcery::__private::EventError>
@@ -54,7 +54,7 @@ fn stub(cont: &Container<attr::Command>) -> TokenStream {
     let name = cont.name();
     quote! {
         #[automatically_derived]
-        impl ::eventsourcery::Command for #ident {
+        impl ::eventsourcery::__private::Command for #ident {
             const NAME: &'static str = #name;
             fn encode(&self, _: &mut ::eventsourcery::__private::EncodeContext)
                 -> ::core::result::Result<::eventsourcery::__private::serde_json::Value, ::eventsourcery::__private::EventError>

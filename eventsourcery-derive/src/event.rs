@@ -31,7 +31,7 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
 fn stub(ident: &Ident) -> TokenStream {
     quote! {
         #[automatically_derived]
-        impl ::eventsourcery::DomainEvent for #ident {
+        impl ::eventsourcery::__private::DomainEvent for #ident {
             fn event_name(&self) -> &'static str { ::core::unimplemented!() }
             fn event_version(&self) -> u32 { ::core::unimplemented!() }
             fn handles(_: &str) -> bool { false }
@@ -56,7 +56,7 @@ fn expand_struct(cont: &Container<attr::Event>, fields: &ast::Fields) -> TokenSt
     let type_name = ident.to_string();
     quote! {
         #[automatically_derived]
-        impl ::eventsourcery::DomainEvent for #ident {
+        impl ::eventsourcery::__private::DomainEvent for #ident {
             fn event_name(&self) -> &'static str { #name }
             fn event_version(&self) -> u32 { #version }
             fn handles(name: &str) -> bool { name == #name }
@@ -98,25 +98,25 @@ fn expand_enum(ident: &Ident, variants: &[ast::Variant]) -> TokenStream {
         .collect();
     quote! {
         #[automatically_derived]
-        impl ::eventsourcery::DomainEvent for #ident {
+        impl ::eventsourcery::__private::DomainEvent for #ident {
             fn event_name(&self) -> &'static str {
-                match self { #(Self::#idents(e) => ::eventsourcery::DomainEvent::event_name(e),)* }
+                match self { #(Self::#idents(e) => ::eventsourcery::__private::DomainEvent::event_name(e),)* }
             }
             fn event_version(&self) -> u32 {
-                match self { #(Self::#idents(e) => ::eventsourcery::DomainEvent::event_version(e),)* }
+                match self { #(Self::#idents(e) => ::eventsourcery::__private::DomainEvent::event_version(e),)* }
             }
             fn handles(name: &str) -> bool {
-                false #(|| <#types as ::eventsourcery::DomainEvent>::handles(name))*
+                false #(|| <#types as ::eventsourcery::__private::DomainEvent>::handles(name))*
             }
             fn event_names() -> ::std::vec::Vec<&'static str> {
                 let mut names = ::std::vec::Vec::new();
-                #(names.extend(<#types as ::eventsourcery::DomainEvent>::event_names());)*
+                #(names.extend(<#types as ::eventsourcery::__private::DomainEvent>::event_names());)*
                 names
             }
             fn encode(&self, cx: &mut ::eventsourcery::__private::EncodeContext)
                 -> ::core::result::Result<::eventsourcery::__private::serde_json::Value, ::eventsourcery::__private::EventError>
             {
-                match self { #(Self::#idents(e) => ::eventsourcery::DomainEvent::encode(e, cx),)* }
+                match self { #(Self::#idents(e) => ::eventsourcery::__private::DomainEvent::encode(e, cx),)* }
             }
             fn decode(
                 name: &str,
@@ -124,8 +124,8 @@ fn expand_enum(ident: &Ident, variants: &[ast::Variant]) -> TokenStream {
                 cx: &mut ::eventsourcery::__private::DecodeContext<'_>,
             ) -> ::core::result::Result<Self, ::eventsourcery::__private::EventError> {
                 #(
-                    if <#types as ::eventsourcery::DomainEvent>::handles(name) {
-                        return <#types as ::eventsourcery::DomainEvent>::decode(name, payload, cx).map(Self::#idents);
+                    if <#types as ::eventsourcery::__private::DomainEvent>::handles(name) {
+                        return <#types as ::eventsourcery::__private::DomainEvent>::decode(name, payload, cx).map(Self::#idents);
                     }
                 )*
                 ::core::result::Result::Err(::eventsourcery::__private::EventError::NotHandled {

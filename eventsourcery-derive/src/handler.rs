@@ -48,7 +48,7 @@ fn expand_handler(handler: &Function<()>) -> TokenStream {
         quote_spanned!(ty.span()=> <#ty as ::eventsourcery::__private::FromServices>::parameter())
     });
     let command_name = quote_spanned! {command.span()=>
-        <#command as ::eventsourcery::Command>::NAME
+        <#command as ::eventsourcery::__private::Command>::NAME
     };
     let output_span = match &sig.output {
         ReturnType::Default => sig.ident.span(),

@@ -50,7 +50,7 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
             }
 
             #[automatically_derived]
-            impl ::eventsourcery::SerializableValue for #ident {}
+            impl ::eventsourcery::__private::SerializableValue for #ident {}
 
         };
     })
@@ -67,7 +67,7 @@ fn stub(ident: &Ident) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::str::FromStr for #ident {
-            type Err = ::eventsourcery::ValueError;
+            type Err = ::eventsourcery::__private::ValueError;
             fn from_str(_: &str) -> ::core::result::Result<Self, Self::Err> { ::core::unimplemented!() }
         }
 
@@ -105,7 +105,7 @@ fn stub(ident: &Ident) -> TokenStream {
         }
 
         #[automatically_derived]
-        impl ::eventsourcery::SerializableValue for #ident {}
+        impl ::eventsourcery::__private::SerializableValue for #ident {}
     }
 }
 
@@ -156,7 +156,7 @@ fn newtype(ident: &Ident, inner: &syn::Type) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::str::FromStr for #ident {
-            type Err = ::eventsourcery::ValueError;
+            type Err = ::eventsourcery::__private::ValueError;
             fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
                 #part.parse(#type_name, s).map(Self)
             }
@@ -253,10 +253,10 @@ fn named(ident: &Ident, fields: &ast::Fields) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::str::FromStr for #ident {
-            type Err = ::eventsourcery::ValueError;
+            type Err = ::eventsourcery::__private::ValueError;
             fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
                 let de: __De = ::eventsourcery::__private::serde_json::from_str(s)
-                    .map_err(|e| ::eventsourcery::ValueError::new(#type_name, e))?;
+                    .map_err(|e| ::eventsourcery::__private::ValueError::new(#type_name, e))?;
                 ::core::result::Result::Ok(Self { #(#names: de.#names,)* })
             }
         }
@@ -296,11 +296,11 @@ fn unit_enum(ident: &Ident, variants: &[ast::Variant]) -> TokenStream {
 
         #[automatically_derived]
         impl ::core::str::FromStr for #ident {
-            type Err = ::eventsourcery::ValueError;
+            type Err = ::eventsourcery::__private::ValueError;
             fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
                 match s {
                     #(#strings => ::core::result::Result::Ok(Self::#variants),)*
-                    _ => ::core::result::Result::Err(::eventsourcery::ValueError::new(
+                    _ => ::core::result::Result::Err(::eventsourcery::__private::ValueError::new(
                         #type_name,
                         ::core::concat!("expected one of `", #expected, "`"),
                     )),

@@ -9,6 +9,9 @@ use crate::codec::{DecodeContext, EncodeContext};
 use crate::event::{DomainEvent, EventError};
 use crate::value::{SerializableValue, StreamId};
 
+/// Derives [`Aggregate`] from `#[aggregate(id = T, events(E1, E2, ...))]`.
+pub use eventsourcery_derive::Aggregate;
+
 /// An aggregate's state, derived with
 /// `#[derive(Aggregate)] #[aggregate(id = VoucherId, events(VoucherIssued, VoucherRedeemed))]`.
 ///

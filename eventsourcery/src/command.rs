@@ -12,6 +12,9 @@ use crate::personal::{PersonalError, PersonalKey};
 use crate::service::{HandlerContext, Parameter, ResolveError};
 use crate::store::{RecordedEvent, StoreError};
 
+/// Derives [`Command`], with `#[command(name = "...")]` to set its log name.
+pub use eventsourcery_derive::Command;
+
 /// A request to change the system, derived with `#[derive(Command)]` and handled by one
 /// `#[eventsourcery::handler]` function.
 ///

@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use crate::codec::{DecodeContext, EncodeContext};
 
+/// Derives [`DomainEvent`]. See the [crate docs](crate) for the attributes.
+pub use eventsourcery_derive::DomainEvent;
+
 /// A domain event, derived with `#[derive(DomainEvent)]` on a struct (one event type) or on an
 /// enum whose variants each wrap one event struct.
 ///
@@ -232,7 +235,7 @@ inventory::collect!(Upcaster);
 macro_rules! upcaster {
     ($event:literal, $from:literal => $f:expr) => {
         $crate::__private::inventory::submit! {
-            $crate::Upcaster { event: $event, from: $from, upcast: $f }
+            $crate::event::Upcaster { event: $event, from: $from, upcast: $f }
         }
     };
 }

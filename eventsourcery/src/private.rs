@@ -10,15 +10,18 @@ pub use serde;
 pub use serde_json;
 pub use zeroize::Zeroizing;
 
-pub use crate::DomainEvent;
+pub use crate::aggregate::Aggregate;
 pub use crate::codec::{DecodeContext, EncodeContext};
+pub use crate::command::Command;
 pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
+pub use crate::event::DomainEvent;
 pub use crate::event::codec::{EventField, object};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
 pub use crate::personal::lookup::LookupField;
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{FromServices, HandlerContext, Parameter};
+pub use crate::value::SerializableValue;
 pub use crate::value::{Newtype, ValueError};
 pub use core::any::TypeId;
 
@@ -64,7 +67,7 @@ impl FromStr for NoId {
     }
 }
 
-impl crate::SerializableValue for NoId {}
+impl crate::value::SerializableValue for NoId {}
 
 /// Parses the string form of a value inside `Deserialize`.
 pub fn deserialize_from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -210,7 +213,7 @@ pub use crate::dispatch::{
 };
 
 /// A future returned by a generated consumer entry point.
-pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::BoxError>>;
+pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::error::BoxError>>;
 
 /// Decodes the event a consumer function takes; `None` if the envelope holds another event.
 ///
@@ -221,7 +224,7 @@ pub fn consumer_event<E>(
     cx: &HandleContext<'_>,
     handles: fn(&str) -> bool,
     decode: DecodeEvent<E>,
-) -> Result<Option<E>, crate::BoxError> {
+) -> Result<Option<E>, crate::error::BoxError> {
     Ok(cx.envelope().decode_with(handles, decode)?)
 }
 
@@ -258,17 +261,17 @@ impl<'b> TxParam<'b> for ProjectionTx<'b> {
 )]
 pub trait ConsumerOutput {
     /// Converts into the dispatcher's result.
-    fn into_consumer_result(self) -> Result<(), crate::BoxError>;
+    fn into_consumer_result(self) -> Result<(), crate::error::BoxError>;
 }
 
 impl<O: HandlerOutput> ConsumerOutput for O {
-    fn into_consumer_result(self) -> Result<(), crate::BoxError> {
+    fn into_consumer_result(self) -> Result<(), crate::error::BoxError> {
         self.into_result()
     }
 }
 
 /// Converts a consumer function's return value.
-pub fn consumer_output<O: ConsumerOutput>(output: O) -> Result<(), crate::BoxError> {
+pub fn consumer_output<O: ConsumerOutput>(output: O) -> Result<(), crate::error::BoxError> {
     output.into_consumer_result()
 }
 
@@ -365,7 +368,7 @@ pub trait RefuseValue<T> {
     }
 }
 
-impl<T: crate::SerializableValue> RefuseValue<T> for &&&Probe<T> {}
+impl<T: crate::value::SerializableValue> RefuseValue<T> for &&&Probe<T> {}
 
 /// Probed second: `T` implements `Serialize` (which a personal data type has only as the
 /// derive's refused impl, so this holds when a second impl makes it ambiguous).

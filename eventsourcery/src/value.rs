@@ -7,6 +7,13 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+/// Derives [`SerializableValue`]: a string form, serde through it, and value equality.
+///
+/// On a newtype (`struct VoucherId(Uuid)`) the string form is the inner value's; on a struct
+/// with named fields it is compact JSON; on an enum of unit variants it is the variant name.
+/// It also derives `PartialEq`, `Eq` and `Hash`: do not derive those yourself.
+pub use eventsourcery_derive::SerializableValue;
+
 /// A value with value semantics and a string form, usually derived with
 /// `#[derive(SerializableValue)]`.
 ///

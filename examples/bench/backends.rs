@@ -47,8 +47,8 @@ where
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-fn master() -> eventsourcery::MasterKey {
-    eventsourcery::MasterKey::generate().unwrap_or_else(|e| panic!("master key: {e}"))
+fn master() -> eventsourcery::personal::MasterKey {
+    eventsourcery::personal::MasterKey::generate().unwrap_or_else(|e| panic!("master key: {e}"))
 }
 
 #[cfg(feature = "sqlite")]
@@ -77,7 +77,7 @@ impl Sqlite {
 }
 
 #[cfg(feature = "sqlite")]
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl Backend for Sqlite {
     fn name(&self) -> &'static str {
         "sqlite"
@@ -88,10 +88,10 @@ impl Backend for Sqlite {
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
         // The default layout: keys and personal data in files of their own.
-        let keys = eventsourcery::SqliteKeyStore::open(self.path("keys"))
+        let keys = eventsourcery::backend::SqliteKeyStore::open(self.path("keys"))
             .await
             .unwrap_or_else(|e| panic!("keys: {e}"));
-        let personal = eventsourcery::SqlitePersonalStore::open(self.path("personal"))
+        let personal = eventsourcery::backend::SqlitePersonalStore::open(self.path("personal"))
             .await
             .unwrap_or_else(|e| panic!("personal: {e}"));
         let vault = PersonalVault::new(keys, personal, master());
@@ -196,7 +196,7 @@ impl Postgres {
 }
 
 #[cfg(feature = "postgres")]
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl Backend for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
@@ -208,12 +208,13 @@ impl Backend for Postgres {
             .await
             .unwrap_or_else(|e| panic!("open: {e}"));
         // The default layout: keys and personal data in databases of their own.
-        let keys = eventsourcery::PostgresKeyStore::from_pool(self.database().await)
+        let keys = eventsourcery::backend::PostgresKeyStore::from_pool(self.database().await)
             .await
             .unwrap_or_else(|e| panic!("keys: {e}"));
-        let personal = eventsourcery::PostgresPersonalStore::from_pool(self.database().await)
-            .await
-            .unwrap_or_else(|e| panic!("personal: {e}"));
+        let personal =
+            eventsourcery::backend::PostgresPersonalStore::from_pool(self.database().await)
+                .await
+                .unwrap_or_else(|e| panic!("personal: {e}"));
         let vault = PersonalVault::new(keys, personal, master());
         Stores {
             events: Arc::new(events),

@@ -3,9 +3,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use eventsourcery::dispatch::{EventMeta, ProjectionTx};
 use eventsourcery::{
-    Aggregate, Apply, Command, DomainEvent, EventMeta, Personal, PersonalData, PersonalKey,
-    ProjectionTx, Repository, SerializableValue,
+    Aggregate, Apply, Command, DomainEvent, Personal, PersonalData, PersonalKey, Repository,
+    SerializableValue,
 };
 use uuid::Uuid;
 

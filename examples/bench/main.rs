@@ -13,17 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsourcery::dispatch::{ConsumerStore, DispatchConfig, Dispatcher};
+use eventsourcery::event::Metadata;
 use eventsourcery::store::{CommandOutcome, CommandRecord, Commit, NewEvent, StreamAppend};
-use eventsourcery::{
-    CommandBus, EventStore, Id, Metadata, PersonalKey, PersonalVault, Repository, StreamId,
-};
+use eventsourcery::value::StreamId;
+use eventsourcery::{CommandBus, EventStore, Id, PersonalKey, PersonalVault, Repository};
 use uuid::Uuid;
 
 use domain::{Counter, CounterId, Increment, Register, SnapCounter, SnapCounterId};
 use figures::Figures;
 
 /// One backend under test: stores, and the raw single-insert baseline.
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     async fn fresh(&self) -> Stores;

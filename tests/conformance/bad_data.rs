@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use eventsourcery::event::EventError;
-use eventsourcery::{Id, Repository, StoreError, StreamId};
+use eventsourcery::value::StreamId;
+use eventsourcery::{Id, Repository, StoreError};
 
 use super::Harness;
 use super::domain::{Account, AccountId, Deposited};

@@ -424,7 +424,7 @@ pub(crate) async fn command_log_keeps_every_outcome_in_order(h: &Harness) {
 pub(crate) async fn invalid_appends_are_rejected(h: &Harness) {
     let store = &*h.store;
     let a = stream("a");
-    let empty_id = commit(&eventsourcery::StreamId::new(""), 0, events(1));
+    let empty_id = commit(&eventsourcery::value::StreamId::new(""), 0, events(1));
     assert!(matches!(
         store.append(empty_id).await,
         Err(StoreError::InvalidAppend(_))

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use eventsourcery::store::{Commit, RecordedEvent, StreamAppend};
-use eventsourcery::{CommandBus, EventStore, Id, StoreError, StreamId};
+use eventsourcery::value::StreamId;
+use eventsourcery::{CommandBus, EventStore, Id, StoreError};
 use serde_json::json;
 use tokio::task::JoinSet;
 

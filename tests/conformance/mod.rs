@@ -18,9 +18,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use eventsourcery::EventStore;
-use eventsourcery::StreamId;
 use eventsourcery::event::Metadata;
 use eventsourcery::store::{Commit, NewEvent, StreamAppend};
+use eventsourcery::value::StreamId;
 use serde_json::json;
 use uuid::Uuid;
 

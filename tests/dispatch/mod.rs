@@ -6,18 +6,21 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use eventsourcery::StoreError;
+use eventsourcery::dispatch::ProjectionTx;
 use eventsourcery::dispatch::{
     Commands, ConsumerState, ConsumerStore, DispatchConfig, Dispatcher, EventMeta, Once,
     PersonalRefs, TxWork,
 };
 use eventsourcery::erasure::{SubjectErased, stream_of};
 use eventsourcery::personal::PersonalRef;
+use eventsourcery::store::RecordedEvent;
 use eventsourcery::store::{CommandRecord, Commit, Snapshot};
+use eventsourcery::value::StreamId;
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, Dep, DomainEvent, EventStore, Id, MemoryStore, Personal,
-    PersonalData, PersonalKey, PersonalVault, ProjectionTx, Repository, SerializableValue,
+    PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
 };
-use eventsourcery::{RecordedEvent, StoreError, StreamId};
 use uuid::Uuid;
 
 #[derive(SerializableValue, Clone, Debug)]
@@ -296,7 +299,7 @@ pub async fn a_process_manager_command_carries_correlation_and_causation(backend
     let events = s
         .store
         .read_stream(
-            &eventsourcery::StreamId::for_aggregate("ticket", &ticket),
+            &eventsourcery::value::StreamId::for_aggregate("ticket", &ticket),
             0,
         )
         .await
@@ -462,7 +465,7 @@ pub struct CrashBeforeCheckpoint {
     crash: std::sync::atomic::AtomicBool,
 }
 
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl EventStore for CrashBeforeCheckpoint {
     async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.append(commit).await
@@ -492,7 +495,7 @@ impl EventStore for CrashBeforeCheckpoint {
     }
 }
 
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl ConsumerStore for CrashBeforeCheckpoint {
     async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
         self.inner.consumer_state(consumer).await
@@ -511,7 +514,7 @@ impl ConsumerStore for CrashBeforeCheckpoint {
         from: u64,
         to: u64,
         work: &(dyn TxWork + '_),
-    ) -> Result<Result<(), eventsourcery::BoxError>, StoreError> {
+    ) -> Result<Result<(), eventsourcery::error::BoxError>, StoreError> {
         self.inner.advance_with(consumer, from, to, work).await
     }
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
@@ -599,7 +602,7 @@ async fn sold_count(
     _: TicketSold,
     tx: &mut ProjectionTx<'_>,
     crash: Dep<CrashAfterWrite>,
-) -> Result<(), eventsourcery::BoxError> {
+) -> Result<(), eventsourcery::error::BoxError> {
     const UPSERT: &str = "INSERT INTO sold_count (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = sold_count.n + 1";
     match tx {
         #[cfg(feature = "sqlite")]
@@ -618,7 +621,7 @@ async fn sold_count(
     Ok(())
 }
 
-async fn reset_sold_count(tx: &mut ProjectionTx<'_>) -> Result<(), eventsourcery::BoxError> {
+async fn reset_sold_count(tx: &mut ProjectionTx<'_>) -> Result<(), eventsourcery::error::BoxError> {
     match tx {
         #[cfg(feature = "sqlite")]
         ProjectionTx::Sqlite(conn) => {

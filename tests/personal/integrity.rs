@@ -1,12 +1,13 @@
 //! Integrity cases: a tampered, truncated or moved ciphertext, a rotated or wrong master key,
 //! each a typed error and never an erased value or garbage.
 
+use eventsourcery::event::{EventError, Metadata};
+use eventsourcery::personal::MasterKey;
 use eventsourcery::personal::{MasterKeyRing, PersonalError};
 use eventsourcery::store::{Commit, NewEvent, StreamAppend};
 use eventsourcery::store::{PersonalRecord, WrappedKey};
-use eventsourcery::{
-    AggregateRoot, EventError, Id, MasterKey, Metadata, PersonalKey, StoreError, StreamId,
-};
+use eventsourcery::value::StreamId;
+use eventsourcery::{AggregateRoot, Id, PersonalKey, StoreError};
 use serde_json::Value;
 use uuid::Uuid;
 

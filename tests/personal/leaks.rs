@@ -5,10 +5,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use eventsourcery::event::EventError;
 use eventsourcery::personal::{PersonalError, PersonalKey};
 use eventsourcery::{
-    Aggregate, Apply, Command, CommandBus, CommandError, Dep, EventError, Id, Personal,
-    PersonalData, Repository,
+    Aggregate, Apply, Command, CommandBus, CommandError, Dep, Id, Personal, PersonalData,
+    Repository,
 };
 use serde_json::Value;
 use uuid::Uuid;

@@ -17,11 +17,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use eventsourcery::personal::MasterKey;
 use eventsourcery::personal::MasterKeyRing;
 use eventsourcery::store::{KeyStore, PersonalStore};
 use eventsourcery::{
-    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventStore, Id, MasterKey,
-    Personal, PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
+    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventStore, Id, Personal,
+    PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
 };
 use uuid::Uuid;
 

@@ -91,7 +91,7 @@ pub struct PausingKeys {
     pub gate: Arc<Gate>,
 }
 
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl KeyStore for PausingKeys {
     async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
         self.inner.keys(subjects).await
@@ -149,7 +149,7 @@ pub struct PausingData {
     pub gate: Arc<Gate>,
 }
 
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl PersonalStore for PausingData {
     async fn put(
         &self,

@@ -29,19 +29,19 @@ pub struct BrokenReads {
     inner: eventsourcery::MemoryStore,
 }
 
-#[eventsourcery::async_trait]
+#[eventsourcery::store::async_trait]
 impl eventsourcery::EventStore for BrokenReads {
     async fn append(
         &self,
         commit: eventsourcery::store::Commit,
-    ) -> Result<Vec<eventsourcery::RecordedEvent>, eventsourcery::StoreError> {
+    ) -> Result<Vec<eventsourcery::store::RecordedEvent>, eventsourcery::StoreError> {
         self.inner.append(commit).await
     }
     async fn read_stream(
         &self,
-        stream: &eventsourcery::StreamId,
+        stream: &eventsourcery::value::StreamId,
         _: u64,
-    ) -> Result<Vec<eventsourcery::RecordedEvent>, eventsourcery::StoreError> {
+    ) -> Result<Vec<eventsourcery::store::RecordedEvent>, eventsourcery::StoreError> {
         Err(eventsourcery::StoreError::Corrupt {
             table: "eventsourcery_events",
             location: format!("stream `{stream}`"),
@@ -52,7 +52,7 @@ impl eventsourcery::EventStore for BrokenReads {
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<eventsourcery::RecordedEvent>, eventsourcery::StoreError> {
+    ) -> Result<Vec<eventsourcery::store::RecordedEvent>, eventsourcery::StoreError> {
         self.inner.read_all(after, limit).await
     }
     async fn read_commands(
@@ -64,7 +64,7 @@ impl eventsourcery::EventStore for BrokenReads {
     }
     async fn load_snapshot(
         &self,
-        stream: &eventsourcery::StreamId,
+        stream: &eventsourcery::value::StreamId,
     ) -> Result<Option<eventsourcery::store::Snapshot>, eventsourcery::StoreError> {
         self.inner.load_snapshot(stream).await
     }

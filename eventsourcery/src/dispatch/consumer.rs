@@ -250,7 +250,8 @@ impl FromEvent for Once {
 /// holds no plaintext at all.
 ///
 /// ```
-/// # use eventsourcery::{DomainEvent, Personal, PersonalData, PersonalKey, ProjectionTx};
+/// # use eventsourcery::{DomainEvent, Personal, PersonalData, PersonalKey};
+/// # use eventsourcery::dispatch::ProjectionTx;
 /// # use eventsourcery::dispatch::PersonalRefs;
 /// # #[derive(PersonalData, Clone)] struct Email(String);
 /// # #[derive(DomainEvent)] #[event(name = "doc_refs_candidate_registered", subject = candidate)]

@@ -81,6 +81,21 @@ impl<'de> serde::Deserialize<'de> for PersonalKey {
     }
 }
 
+/// Derives [`PersonalData`](trait@PersonalData) for a value type holding personal data, and a `Debug`
+/// that shows none of it (`Email(<redacted>)`).
+///
+/// Do not derive `Debug` yourself: `#[derive(PersonalData, Debug)]` fails with "conflicting
+/// implementations of trait `Debug`" (E0119), because this derive already implements it.
+///
+/// The type has no serde form: deriving or implementing `Serialize`, `Deserialize` or
+/// [`SerializableValue`](trait@crate::value::SerializableValue) for it, or putting it in a plain field of an
+/// event, a command, a serde type or a value, does not compile, and the error says to hold it
+/// as `Personal<T>` in a `#[personal(subject = ...)]` field of an event (or as `T` in a
+/// `#[personal]` field of a command). Where you also derive `Serialize`, rustc first reports
+/// the overlap with the derive's own refused impl ("type annotations needed: cannot satisfy
+/// `T: Serialize`").
+pub use eventsourcery_derive::PersonalData;
+
 /// A value type that holds personal data, derived with `#[derive(PersonalData)]`.
 ///
 /// It has no serde implementation, so it cannot reach an event payload except through a

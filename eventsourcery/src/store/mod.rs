@@ -10,6 +10,10 @@ use crate::event::{EventError, Metadata};
 use crate::personal::PersonalError;
 use crate::value::StreamId;
 
+/// The attribute for implementing [`EventStore`], [`KeyStore`], [`PersonalStore`] and the
+/// other async traits by hand: `#[eventsourcery::store::async_trait]`.
+pub use async_trait::async_trait;
+
 pub(crate) mod consumer;
 pub(crate) mod personal;
 

@@ -1,5 +1,6 @@
 // Each mistake in the arguments is reported, not only the first.
-use eventsourcery::{DomainEvent, ProjectionTx};
+use eventsourcery::{DomainEvent};
+use eventsourcery::dispatch::ProjectionTx;
 
 #[derive(DomainEvent)]
 struct TicketSold {

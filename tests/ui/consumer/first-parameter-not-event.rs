@@ -1,4 +1,4 @@
-use eventsourcery::EventMeta;
+use eventsourcery::dispatch::EventMeta;
 
 #[eventsourcery::listener(consumer = "mailer")]
 async fn mailer(meta: EventMeta) {

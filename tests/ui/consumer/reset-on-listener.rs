@@ -1,4 +1,5 @@
-use eventsourcery::{DomainEvent, ProjectionTx};
+use eventsourcery::{DomainEvent};
+use eventsourcery::dispatch::ProjectionTx;
 
 #[derive(DomainEvent)]
 struct TicketSold {

@@ -1,4 +1,4 @@
-use eventsourcery::{CommandMeta, Store};
+use eventsourcery::service::{CommandMeta, Store};
 
 #[eventsourcery::handler]
 async fn send_mail(meta: CommandMeta, store: Store) {

@@ -2,7 +2,8 @@
 //! parameters of its kind.
 
 use eventsourcery::dispatch::Commands;
-use eventsourcery::{Command, Dep, DomainEvent, EventMeta, ProjectionTx};
+use eventsourcery::{Command, Dep, DomainEvent};
+use eventsourcery::dispatch::{EventMeta, ProjectionTx};
 
 #[derive(DomainEvent)]
 struct TicketSold {

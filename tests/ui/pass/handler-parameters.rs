@@ -1,6 +1,7 @@
 //! Handler parameters resolved by the bus, and a handler returning `()` or its own error.
 
-use eventsourcery::{Command, CommandMeta, Dep, Store};
+use eventsourcery::{Command, Dep};
+use eventsourcery::service::{CommandMeta, Store};
 
 #[derive(Command, Clone)]
 struct Ping;

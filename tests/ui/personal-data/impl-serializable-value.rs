@@ -1,7 +1,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use eventsourcery::{PersonalData, SerializableValue, ValueError};
+use eventsourcery::{PersonalData, SerializableValue};
+use eventsourcery::value::ValueError;
 
 #[derive(PersonalData, Clone, PartialEq, Eq, Hash)]
 struct Email(String);

@@ -69,7 +69,7 @@ async fn connect(
     plaintext: PlaintextConnections,
 ) -> Result<PgPool, PersonalError> {
     tls::check_personal_store(store, &options, plaintext)?;
-    crate::PostgresStore::pool_options()
+    crate::backend::PostgresStore::pool_options()
         .connect_with(options)
         .await
         .map_err(db("connect"))
@@ -622,5 +622,33 @@ impl PersonalStore for PostgresPersonalStore {
             .map_err(db("delete old index entries"))?
             .rows_affected();
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_stores_refuse_before_connecting() {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        // 0.0.0.0 is not loopback by this rule, and nothing listens on port 1: even a broken
+        // check would send nothing off this machine.
+        let url = "postgres://app:s3cret@0.0.0.0:1/keys?sslmode=prefer";
+        let refused = |error: Option<PersonalError>| {
+            matches!(&error, Some(PersonalError::PlaintextConnection(e)) if e.host == "0.0.0.0")
+                && error.is_some_and(|e| !e.to_string().contains("s3cret"))
+        };
+        assert!(refused(PostgresKeyStore::connect(url).await.err()));
+        assert!(refused(PostgresPersonalStore::connect(url).await.err()));
+        // A lazy pool has not connected yet; `from_pool` checks its options.
+        let pool = PgPoolOptions::new().connect_lazy_with(
+            url.parse::<PgConnectOptions>()
+                .unwrap_or_else(|e| panic!("{url} does not parse: {e}")),
+        );
+        assert!(refused(
+            PostgresKeyStore::from_pool(pool.clone()).await.err()
+        ));
+        assert!(refused(PostgresPersonalStore::from_pool(pool).await.err()));
     }
 }

@@ -278,7 +278,8 @@ macro_rules! sqlite_store {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use eventsourcery::store::KeyStore;
-/// use eventsourcery::{PersonalKey, SqliteKeyStore};
+/// use eventsourcery::{PersonalKey};
+/// use eventsourcery::backend::SqliteKeyStore;
 ///
 /// let keys = SqliteKeyStore::in_memory().await?;
 /// assert!(keys.keys(&[PersonalKey::issue()]).await?.is_empty());
@@ -533,7 +534,8 @@ impl KeyStore for SqliteKeyStore {
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use eventsourcery::store::PersonalStore;
-/// use eventsourcery::{PersonalKey, SqlitePersonalStore};
+/// use eventsourcery::{PersonalKey};
+/// use eventsourcery::backend::SqlitePersonalStore;
 ///
 /// let data = SqlitePersonalStore::in_memory().await?;
 /// assert!(data.by_subject(PersonalKey::issue()).await?.is_empty());
