@@ -198,8 +198,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("data in {}", dir.display());
     // Three SQLite files and a generated master key; see `Settings::from_env` for production.
     let stores = Settings::defaults(&dir).open().await?;
-    let bus = CommandBus::builder_shared(stores.events.clone())
-        .personal_data_shared(stores.vault.clone())
+    let bus = CommandBus::builder(stores.events.clone())
+        .personal_data(stores.vault.clone())
         .build()?;
     bus.check().map_err(|problems| format!("{problems:?}"))?;
 

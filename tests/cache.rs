@@ -135,8 +135,8 @@ struct Setup {
 fn setup() -> Setup {
     let store = Arc::new(Counting::default());
     let vault = Arc::new(PersonalVault::in_memory().unwrap());
-    let bus = CommandBus::builder_shared(store.clone())
-        .personal_data_shared(vault.clone())
+    let bus = CommandBus::builder(store.clone())
+        .personal_data(vault.clone())
         .build()
         .unwrap();
     // Another process, as far as the bus's cache knows.

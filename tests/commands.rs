@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use eventsourcery::bus::ExecuteOptions;
-use eventsourcery::service::{CommandMeta, Store};
-use eventsourcery::store::CommandOutcome;
+use eventsourcery::service::CommandMeta;
+use eventsourcery::store::{CommandOutcome, EventStore};
 use eventsourcery::testkit::{Scenario, event};
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, CommandError, Dep, DomainEvent, Id, MemoryStore,
@@ -156,10 +156,10 @@ struct Contend {
 async fn contend(
     cmd: Contend,
     accounts: Repository<Account>,
-    store: Store,
+    store: Arc<dyn EventStore>,
 ) -> Result<(), eventsourcery::Error> {
     let mut account = accounts.load(&cmd.account).await?;
-    let outsider = Repository::<Account>::new(store.0.clone());
+    let outsider = Repository::<Account>::new(store);
     let mut other = outsider.load(&cmd.account).await?;
     other.raise(Deposited {
         account: cmd.account.clone(),

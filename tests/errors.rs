@@ -7,11 +7,10 @@ mod support;
 use std::sync::Arc;
 
 use eventsourcery::command::ErrorKind;
-use eventsourcery::service::Store;
 use eventsourcery::value::StreamId;
 use eventsourcery::{
-    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, Id, MemoryStore, Repository,
-    SerializableValue, StoreError,
+    Aggregate, Apply, Command, CommandBus, CommandError, DomainEvent, EventStore, Id, MemoryStore,
+    Repository, SerializableValue, StoreError,
 };
 use uuid::Uuid;
 
@@ -76,7 +75,7 @@ struct ReadDirectly {
 }
 
 #[eventsourcery::handler]
-async fn read_directly(cmd: ReadDirectly, store: Store) -> Result<(), StoreError> {
+async fn read_directly(cmd: ReadDirectly, store: Arc<dyn EventStore>) -> Result<(), StoreError> {
     store
         .read_stream(&StreamId::for_aggregate("shelf", &cmd.shelf), 0)
         .await?;
@@ -151,7 +150,7 @@ async fn a_store_error_the_handler_returns_itself_is_the_stores() {
 #[tokio::test]
 async fn a_domain_rejection_is_a_rejection_and_is_logged() {
     let store = Arc::new(MemoryStore::new());
-    let bus = CommandBus::builder_shared(store.clone()).build().unwrap();
+    let bus = CommandBus::builder(store.clone()).build().unwrap();
     let error = bus
         .execute(Refuse {
             shelf: ShelfId::generate(),

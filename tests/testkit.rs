@@ -332,7 +332,7 @@ async fn a_scenario_takes_a_vault_of_its_own() {
     let vault = Arc::new(PersonalVault::in_memory().unwrap());
     let (id, ann) = (PatientId::generate(), PersonalKey::issue());
     let then = Scenario::new()
-        .personal_data_shared(Arc::clone(&vault))
+        .personal_data(Arc::clone(&vault))
         .when(register_cmd(&id, ann))
         .await;
     assert!(Arc::ptr_eq(then.vault(), &vault));

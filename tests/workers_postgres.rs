@@ -51,9 +51,7 @@ async fn record(
 
 async fn worker(url: String) {
     let store = Arc::new(PostgresStore::connect(&url).await.expect("worker connects"));
-    let bus = CommandBus::builder_shared(store.clone())
-        .build()
-        .expect("bus");
+    let bus = CommandBus::builder(store.clone()).build().expect("bus");
     let mut config = DispatchConfig::default();
     config.lease = Duration::from_millis(1_000);
     config.poll_interval = Duration::from_millis(50);

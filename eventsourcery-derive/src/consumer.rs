@@ -70,7 +70,7 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
         }
         let local = format_ident!("__p{}", i);
         resolve.push(quote_spanned! {ty.span()=>
-            let #local = <#ty as ::eventsourcery::__private::FromEvent>::from_event(cx)?;
+            let #local = <#ty as ::eventsourcery::__private::ConsumerParameter>::resolve(cx)?;
         });
         args.push(quote!(#local));
     }
@@ -112,7 +112,7 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             fn __eventsourcery_call<'a, 'b>(
-                cx: &'a mut ::eventsourcery::__private::HandleContext<'b>,
+                cx: &'a mut ::eventsourcery::__private::EventContext<'b>,
             ) -> ::eventsourcery::__private::ConsumerFuture<'a> {
                 ::std::boxed::Box::pin(async move {
                     let ::core::option::Option::Some(event) = #decode else {

@@ -40,12 +40,12 @@ fn expand_handler(handler: &Function<()>) -> TokenStream {
     // shows once, on the parameter or the command.
     let resolve = parameters.iter().zip(&locals).map(|(ty, local)| {
         quote_spanned! {ty.span()=>
-            let #local = <#ty as ::eventsourcery::__private::FromServices>::from_services(&cx)
+            let #local = <#ty as ::eventsourcery::__private::HandlerParameter>::resolve(&cx)
                 .map_err(::eventsourcery::__private::HandlerFailure::Resolve)?;
         }
     });
     let describe = parameters.iter().map(|ty| {
-        quote_spanned!(ty.span()=> <#ty as ::eventsourcery::__private::FromServices>::parameter())
+        quote_spanned!(ty.span()=> <#ty as ::eventsourcery::__private::HandlerParameter>::describe())
     });
     let command_name = quote_spanned! {command.span()=>
         <#command as ::eventsourcery::__private::Command>::NAME
@@ -63,7 +63,7 @@ fn expand_handler(handler: &Function<()>) -> TokenStream {
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
             fn __eventsourcery_call(
-                cx: ::eventsourcery::__private::HandlerContext,
+                cx: ::eventsourcery::__private::CommandContext,
                 command: ::std::boxed::Box<dyn ::core::any::Any + ::core::marker::Send>,
             ) -> ::eventsourcery::__private::HandlerFuture {
                 ::std::boxed::Box::pin(async move {

@@ -23,9 +23,9 @@ use crate::event::{EventRegistry, Metadata, RegistryError};
 use crate::personal::PersonalError;
 use crate::personal::PersonalKey;
 use crate::repository::Repository;
-use crate::service::{HandlerContext, ResolveError, Services};
+use crate::service::{CommandContext, ResolveError, Services};
 use crate::store::{
-    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, StoreError, StreamAppend,
+    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, Shared, StoreError, StreamAppend,
 };
 use crate::value::StreamId;
 use crate::vault::PersonalVault;
@@ -79,16 +79,12 @@ impl CommandBusBuilder {
         self
     }
 
-    /// Routes personal fields of events and commands through `vault`. Without one, saving or
-    /// loading an event with personal fields fails with [`PersonalError::NoVault`].
-    pub fn personal_data(self, vault: PersonalVault) -> Self {
-        self.personal_data_shared(Arc::new(vault))
-    }
-
-    /// Like [`personal_data`](Self::personal_data), with a vault shared with other parts of the
-    /// program (erasure requests, exports).
-    pub fn personal_data_shared(mut self, vault: Arc<PersonalVault>) -> Self {
-        self.vault = Some(vault);
+    /// Routes personal fields of events and commands through `vault`: a vault, or an
+    /// `Arc<PersonalVault>` shared with other parts of the program (erasure requests, exports).
+    /// Without one, saving or loading an event with personal fields fails with
+    /// [`PersonalError::NoVault`].
+    pub fn personal_data(mut self, vault: impl Shared<PersonalVault>) -> Self {
+        self.vault = Some(vault.shared());
         self
     }
 
@@ -164,15 +160,11 @@ impl fmt::Debug for CommandBus {
 }
 
 impl CommandBus {
-    /// Starts building a bus over `store`.
-    pub fn builder(store: impl EventStore) -> CommandBusBuilder {
-        Self::builder_shared(Arc::new(store))
-    }
-
-    /// Starts building a bus over a store shared with other parts of the program.
-    pub fn builder_shared(store: Arc<dyn EventStore>) -> CommandBusBuilder {
+    /// Starts building a bus over `store`: a store, or an `Arc` of one shared with other parts
+    /// of the program.
+    pub fn builder(store: impl Shared<dyn EventStore>) -> CommandBusBuilder {
         CommandBusBuilder {
-            store,
+            store: store.shared(),
             cache_capacity: DEFAULT_CAPACITY,
             vault: None,
             services: Services::default(),
@@ -365,7 +357,7 @@ impl CommandBus {
 
         for attempt in 1..=self.max_attempts {
             let uow = Arc::new(UnitOfWork::new(command_id, correlation_id, causation_id));
-            let cx = HandlerContext {
+            let cx = CommandContext {
                 engine: Arc::clone(engine),
                 uow: Arc::clone(&uow),
             };

@@ -9,7 +9,7 @@ use crate::codec::EncodeContext;
 pub use crate::error::{BoxError, BoxFuture};
 use crate::event::{EventError, RegistryError};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::service::{HandlerContext, Parameter, ResolveError};
+use crate::service::{CommandContext, Parameter, ResolveError};
 use crate::store::{RecordedEvent, StoreError};
 
 /// Derives [`Command`], with `#[command(name = "...")]` to set its log name.
@@ -52,7 +52,7 @@ inventory::collect!(HandlerRegistration);
 
 /// The type-erased entry point of a handler.
 pub type HandlerFn =
-    fn(HandlerContext, Box<dyn Any + Send>) -> BoxFuture<'static, Result<(), HandlerFailure>>;
+    fn(CommandContext, Box<dyn Any + Send>) -> BoxFuture<'static, Result<(), HandlerFailure>>;
 
 /// What the command log stores instead of a handler's error message when the command touched
 /// personal data (it carries some, or its handler read or raised some): the message could hold

@@ -396,7 +396,7 @@ impl Settings {
         Ok(Stores {
             events,
             backend,
-            vault: Arc::new(PersonalVault::from_shared(keys, personal, masters)),
+            vault: Arc::new(PersonalVault::new(keys, personal, masters)),
         })
     }
 

@@ -57,7 +57,7 @@ pub use vault::PersonalVault;
 pub use sqlx;
 
 /// Registers an `async fn` as the handler of the command it takes first; every other
-/// parameter is resolved by the command bus (see [`service::FromServices`]).
+/// parameter is resolved by the command bus (see [`service::FromContext`]).
 pub use eventsourcery_derive::handler;
 
 /// Registers an `async fn` taking an event as a listener: `#[listener(consumer = "name")]`.

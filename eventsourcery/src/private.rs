@@ -20,7 +20,7 @@ pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
 pub use crate::personal::lookup::LookupField;
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
-pub use crate::service::{FromServices, HandlerContext, Parameter};
+pub use crate::service::{CommandContext, FromContext, Parameter};
 pub use crate::value::SerializableValue;
 pub use crate::value::{Newtype, ValueError};
 pub use core::any::TypeId;
@@ -208,9 +208,7 @@ fn decode_personal<F: PersonalField>(
         .map_err(field_error(name, field))
 }
 
-pub use crate::dispatch::{
-    ConsumerKind, ConsumerRegistration, FromEvent, HandleContext, ProjectionTx,
-};
+pub use crate::dispatch::{ConsumerKind, ConsumerRegistration, EventContext, ProjectionTx};
 
 /// A future returned by a generated consumer entry point.
 pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::error::BoxError>>;
@@ -221,7 +219,7 @@ pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::er
 /// them, and `event_names`, through `<E as DomainEvent>` paths spanned on the event type, so an
 /// event type that is not a `DomainEvent` is one error.
 pub fn consumer_event<E>(
-    cx: &HandleContext<'_>,
+    cx: &EventContext<'_>,
     handles: fn(&str) -> bool,
     decode: DecodeEvent<E>,
 ) -> Result<Option<E>, crate::error::BoxError> {
@@ -273,6 +271,50 @@ impl<O: HandlerOutput> ConsumerOutput for O {
 /// Converts a consumer function's return value.
 pub fn consumer_output<O: ConsumerOutput>(output: O) -> Result<(), crate::error::BoxError> {
     output.into_consumer_result()
+}
+
+/// A command handler's parameter: what implements [`FromContext<CommandContext>`].
+///
+/// Its own trait, for a message that names command handlers; `FromContext` is a bound of the
+/// blanket impl, not a supertrait, so the compiler's error is this trait's message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a command handler parameter",
+    label = "not resolvable from the command context",
+    note = "take `Repository<YourAggregate>`, `Arc<dyn EventStore>`, `CommandMeta`, or a registered service as `Dep<{Self}>` (register it with `CommandBus::builder(..).service(..)`)"
+)]
+pub trait HandlerParameter: Sized {
+    /// Resolves the parameter.
+    fn resolve(cx: &CommandContext) -> Result<Self, crate::service::ResolveError>;
+    /// What it needs, for start-up checks.
+    fn describe() -> Parameter;
+}
+
+impl<T: FromContext<CommandContext>> HandlerParameter for T {
+    fn resolve(cx: &CommandContext) -> Result<Self, crate::service::ResolveError> {
+        T::from_context(cx)
+    }
+
+    fn describe() -> Parameter {
+        T::parameter()
+    }
+}
+
+/// A consumer function's parameter besides its event and its `&mut ProjectionTx<'_>`: what
+/// implements [`FromContext<EventContext>`], with a message that names consumers.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a listener, process manager or projection",
+    label = "not resolvable for an event",
+    note = "take `EventMeta`, `Commands` (to execute commands caused by the event: that is how a process manager changes an aggregate), `Once`, `PersonalRefs`, `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
+)]
+pub trait ConsumerParameter: Sized {
+    /// Resolves the parameter.
+    fn resolve(cx: &EventContext<'_>) -> Result<Self, crate::service::ResolveError>;
+}
+
+impl<T: for<'a> FromContext<EventContext<'a>>> ConsumerParameter for T {
+    fn resolve(cx: &EventContext<'_>) -> Result<Self, crate::service::ResolveError> {
+        T::from_context(cx)
+    }
 }
 
 // What the `Aggregate` derive's `EventOf` impls name.

@@ -12,7 +12,7 @@ use crate::codec::{DecodeContext, EncodeContext};
 use crate::engine::{CacheUpdate, Engine, UnitOfWork};
 use crate::event::{EventError, EventRegistry, Metadata};
 use crate::store::{
-    Commit, EventStore, NewEvent, RecordedEvent, Snapshot, StoreError, StreamAppend,
+    Commit, EventStore, NewEvent, RecordedEvent, Shared, Snapshot, StoreError, StreamAppend,
 };
 use crate::vault::PersonalVault;
 
@@ -57,13 +57,16 @@ impl<A> fmt::Debug for Repository<A> {
 
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store` whose saves append immediately.
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self::standalone(Arc::new(Engine::bare(store, None)))
+    pub fn new(store: impl Shared<dyn EventStore>) -> Self {
+        Self::standalone(Arc::new(Engine::bare(store.shared(), None)))
     }
 
     /// A repository over `store` whose events' personal fields go through `vault`.
-    pub fn with_personal_data(store: Arc<dyn EventStore>, vault: Arc<PersonalVault>) -> Self {
-        Self::standalone(Arc::new(Engine::bare(store, Some(vault))))
+    pub fn with_personal_data(
+        store: impl Shared<dyn EventStore>,
+        vault: impl Shared<PersonalVault>,
+    ) -> Self {
+        Self::standalone(Arc::new(Engine::bare(store.shared(), Some(vault.shared()))))
     }
 
     pub(crate) fn standalone(engine: Arc<Engine>) -> Self {

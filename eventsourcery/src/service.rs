@@ -1,5 +1,12 @@
-//! The service container and the handler parameters resolved from it, in the spirit of axum's
-//! extractors.
+//! The parameters of handler and consumer functions, in the spirit of axum's extractors.
+//!
+//! A function registered with [`handler`](crate::handler), [`listener`](crate::listener),
+//! [`process_manager`](crate::process_manager) or [`projection`](crate::projection) takes, after
+//! its command or event, any number of parameters whose types implement [`FromContext`] for the
+//! context the function runs in: [`CommandContext`] for a command handler,
+//! [`EventContext`](crate::dispatch::EventContext) for a consumer. [`Dep`] (a registered service)
+//! works in both; [`Repository`] and [`CommandMeta`] in handlers; the event's parameters are in
+//! [`dispatch`](crate::dispatch).
 
 use std::any::TypeId;
 use std::fmt;
@@ -30,7 +37,7 @@ pub struct Parameter {
 pub enum ResolveError {
     /// The service is not registered.
     #[error(
-        "parameter of type `{parameter}` needs service `{service}`, which is not registered; call `.service(...)` on the bus builder"
+        "parameter of type `{parameter}` needs service `{service}`, which is not registered; call `.service(...)` on the bus builder (or on the dispatcher, for a consumer)"
     )]
     MissingService {
         /// The parameter type.
@@ -46,14 +53,15 @@ pub enum ResolveError {
     },
 }
 
-/// What a handler parameter is resolved from: the bus and the command being executed.
+/// What a command handler's parameters are resolved from: the bus and the command being
+/// executed.
 #[derive(Clone)]
-pub struct HandlerContext {
+pub struct CommandContext {
     pub(crate) engine: Arc<Engine>,
     pub(crate) uow: Arc<UnitOfWork>,
 }
 
-impl HandlerContext {
+impl CommandContext {
     /// The event store.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.engine.store
@@ -75,24 +83,43 @@ impl HandlerContext {
     }
 }
 
-impl fmt::Debug for HandlerContext {
+impl fmt::Debug for CommandContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerContext")
+        f.debug_struct("CommandContext")
             .field("command_id", &self.uow.command_id)
             .field("correlation_id", &self.uow.correlation_id)
             .finish_non_exhaustive()
     }
 }
 
-/// A type that a command handler can take as a parameter.
+/// A type that a handler or consumer function can take as a parameter, resolved from the
+/// context `Cx` the function runs in.
+///
+/// `Cx` is [`CommandContext`] for a command handler and
+/// [`EventContext`](crate::dispatch::EventContext) for a listener, process manager or
+/// projection. Implement it for your own types to take them as parameters:
+///
+/// ```
+/// use eventsourcery::service::{CommandContext, FromContext, ResolveError};
+///
+/// /// The correlation id of the command, as a parameter.
+/// struct Correlation(uuid::Uuid);
+///
+/// impl FromContext<CommandContext> for Correlation {
+///     fn from_context(cx: &CommandContext) -> Result<Self, ResolveError> {
+///         Ok(Correlation(cx.correlation_id()))
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a command handler parameter",
-    label = "not resolvable from the service container",
-    note = "take `Repository<YourAggregate>`, `Store`, `CommandMeta`, or a registered service as `Dep<{Self}>` (register it with `CommandBus::builder(..).service(..)`)"
+    message = "`{Self}` cannot be resolved from `{Cx}`",
+    label = "not a parameter for `{Cx}`",
+    note = "a command handler takes `Repository<YourAggregate>`, `Arc<dyn EventStore>`, `CommandMeta`, or a registered service as `Dep<T>`",
+    note = "a listener, process manager or projection takes `EventMeta`, `Commands`, `Once`, `PersonalRefs`, `Dep<T>`, or `&mut ProjectionTx<'_>` in a projection"
 )]
-pub trait FromServices: Sized + Send + 'static {
-    /// Resolves the parameter for one command execution.
-    fn from_services(cx: &HandlerContext) -> Result<Self, ResolveError>;
+pub trait FromContext<Cx>: Sized {
+    /// Resolves the parameter for one command or event.
+    fn from_context(cx: &Cx) -> Result<Self, ResolveError>;
 
     /// What the parameter needs, checked by [`CommandBus::check`](crate::CommandBus::check).
     fn parameter() -> Parameter {
@@ -145,15 +172,23 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Dep<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> FromServices for Dep<T> {
-    fn from_services(cx: &HandlerContext) -> Result<Self, ResolveError> {
-        cx.services()
-            .get::<T>()
+impl<T: Send + Sync + 'static> Dep<T> {
+    /// The service from `services`, or the error naming what is missing.
+    pub(crate) fn from_services(services: &[&Services]) -> Result<Self, ResolveError> {
+        services
+            .iter()
+            .find_map(|services| services.get::<T>())
             .map(Dep)
             .ok_or(ResolveError::MissingService {
                 parameter: std::any::type_name::<Self>(),
                 service: std::any::type_name::<T>(),
             })
+    }
+}
+
+impl<T: Send + Sync + 'static> FromContext<CommandContext> for Dep<T> {
+    fn from_context(cx: &CommandContext) -> Result<Self, ResolveError> {
+        Self::from_services(&[cx.services()])
     }
 
     fn parameter() -> Parameter {
@@ -164,8 +199,8 @@ impl<T: Send + Sync + 'static> FromServices for Dep<T> {
     }
 }
 
-impl<A: Aggregate> FromServices for Repository<A> {
-    fn from_services(cx: &HandlerContext) -> Result<Self, ResolveError> {
+impl<A: Aggregate> FromContext<CommandContext> for Repository<A> {
+    fn from_context(cx: &CommandContext) -> Result<Self, ResolveError> {
         Ok(Repository::in_unit_of_work(
             Arc::clone(&cx.engine),
             Arc::clone(&cx.uow),
@@ -173,27 +208,10 @@ impl<A: Aggregate> FromServices for Repository<A> {
     }
 }
 
-/// The event store, as a handler parameter (reads; writes go through repositories).
-#[derive(Clone)]
-pub struct Store(pub Arc<dyn EventStore>);
-
-impl Deref for Store {
-    type Target = dyn EventStore;
-
-    fn deref(&self) -> &Self::Target {
-        &*self.0
-    }
-}
-
-impl fmt::Debug for Store {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Store")
-    }
-}
-
-impl FromServices for Store {
-    fn from_services(cx: &HandlerContext) -> Result<Self, ResolveError> {
-        Ok(Store(Arc::clone(cx.store())))
+/// The event store, for reads (writes go through repositories).
+impl FromContext<CommandContext> for Arc<dyn EventStore> {
+    fn from_context(cx: &CommandContext) -> Result<Self, ResolveError> {
+        Ok(Arc::clone(cx.store()))
     }
 }
 
@@ -207,8 +225,8 @@ pub struct CommandMeta {
     pub correlation_id: Uuid,
 }
 
-impl FromServices for CommandMeta {
-    fn from_services(cx: &HandlerContext) -> Result<Self, ResolveError> {
+impl FromContext<CommandContext> for CommandMeta {
+    fn from_context(cx: &CommandContext) -> Result<Self, ResolveError> {
         Ok(Self {
             command_id: cx.command_id(),
             correlation_id: cx.correlation_id(),

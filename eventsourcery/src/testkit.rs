@@ -17,7 +17,8 @@ use crate::event::{DomainEvent, Metadata, decode_stored};
 use crate::personal::{Personal, PersonalKey};
 use crate::service::Services;
 use crate::store::{
-    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, RecordedEvent, StreamAppend,
+    CommandOutcome, CommandRecord, Commit, EventStore, NewEvent, RecordedEvent, Shared,
+    StreamAppend,
 };
 use crate::value::StreamId;
 use crate::vault::PersonalVault;
@@ -94,19 +95,15 @@ impl Scenario {
     }
 
     /// Runs on `store` instead of a fresh in-memory one.
-    pub fn on_store(mut self, store: Arc<dyn EventStore>) -> Self {
-        self.store = Some(store);
+    pub fn on_store(mut self, store: impl Shared<dyn EventStore>) -> Self {
+        self.store = Some(store.shared());
         self
     }
 
-    /// Routes personal data through `vault` instead of a fresh in-memory one.
-    pub fn personal_data(self, vault: PersonalVault) -> Self {
-        self.personal_data_shared(Arc::new(vault))
-    }
-
-    /// Like [`personal_data`](Self::personal_data), with a vault the test keeps a handle to.
-    pub fn personal_data_shared(mut self, vault: Arc<PersonalVault>) -> Self {
-        self.vault = Some(vault);
+    /// Routes personal data through `vault` (or an `Arc<PersonalVault>` the test keeps a handle
+    /// to) instead of a fresh in-memory one.
+    pub fn personal_data(mut self, vault: impl Shared<PersonalVault>) -> Self {
+        self.vault = Some(vault.shared());
         self
     }
 
@@ -172,8 +169,7 @@ impl Scenario {
                 Err(error) => panic!("making the scenario's in-memory vault failed: {error}"),
             },
         };
-        let mut builder =
-            CommandBus::builder_shared(Arc::clone(&store)).personal_data_shared(Arc::clone(&vault));
+        let mut builder = CommandBus::builder(Arc::clone(&store)).personal_data(Arc::clone(&vault));
         builder.services_mut().extend(self.services);
         let bus = match builder.build() {
             Ok(bus) => bus,

@@ -14,7 +14,9 @@ use crate::batch::{Batcher, Queued};
 use crate::codec::{PersonalWrite, Reference, Resolved};
 use crate::personal::crypto::{DataKey, MasterKey, MasterKeyRing, blind_index, ciphertext_version};
 use crate::personal::{Personal, PersonalData, PersonalError, PersonalKey, PersonalRef};
-use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use crate::store::{
+    Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, Shared, WrappedKey,
+};
 use crate::sync::lock;
 
 /// The reserved subject whose data key is blind-index key `version`: the subject with UUID
@@ -131,23 +133,16 @@ impl PersonalVault {
     /// A vault over a key store and a personal data store, with the master key that wraps the
     /// data keys: a [`MasterKey`], or a [`MasterKeyRing`] holding previous master keys too
     /// while a rotation is under way.
+    ///
+    /// Each store is given by value or as an `Arc` shared with other parts of the program.
     pub fn new(
-        keys: impl KeyStore,
-        data: impl PersonalStore,
-        masters: impl Into<MasterKeyRing>,
-    ) -> Self {
-        Self::from_shared(Arc::new(keys), Arc::new(data), masters)
-    }
-
-    /// A vault over shared stores.
-    pub fn from_shared(
-        keys: Arc<dyn KeyStore>,
-        data: Arc<dyn PersonalStore>,
+        keys: impl Shared<dyn KeyStore>,
+        data: impl Shared<dyn PersonalStore>,
         masters: impl Into<MasterKeyRing>,
     ) -> Self {
         Self {
-            keys,
-            data,
+            keys: keys.shared(),
+            data: data.shared(),
             masters: masters.into(),
             writes: Batcher::new(WRITE_SLOTS, MAX_WRITE_CALLS, MAX_WRITE_VALUES, Vec::len),
             seen: Mutex::new(HashSet::new()),

@@ -193,8 +193,8 @@ async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>>
 }
 
 fn bus(stores: &Stores) -> CommandBus {
-    CommandBus::builder_shared(stores.events.clone())
-        .personal_data_shared(stores.vault.clone())
+    CommandBus::builder(stores.events.clone())
+        .personal_data(stores.vault.clone())
         .build()
         .unwrap_or_else(|e| panic!("building the bus: {e}"))
 }

@@ -226,7 +226,7 @@ pub(crate) async fn reader_sees_every_event_once_in_order_while_writers_commit(h
 pub(crate) async fn command_bus_retries_conflicts_until_every_command_lands(h: &Harness) {
     const TASKS: usize = 16;
     const COMMANDS: usize = 10;
-    let bus = CommandBus::builder_shared(Arc::clone(&h.store))
+    let bus = CommandBus::builder(Arc::clone(&h.store))
         .max_attempts(1_000)
         .build()
         .expect("bus");

@@ -211,8 +211,8 @@ fn setup(backend: Backend) -> Setup {
     let store = backend.store;
     let vault = Arc::new(PersonalVault::in_memory().unwrap());
     let seen = Arc::new(Seen::default());
-    let bus = CommandBus::builder_shared(store.clone())
-        .personal_data_shared(vault.clone())
+    let bus = CommandBus::builder(store.clone())
+        .personal_data(vault.clone())
         .service_shared(seen.clone())
         .build()
         .unwrap();
@@ -812,8 +812,8 @@ pub async fn a_worker_wakes_on_appends_from_another_process(backend: Backend) {
     // Let the worker finish its first round and start listening.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // "Another process": a bus of its own, which the dispatcher knows nothing about.
-    let elsewhere = CommandBus::builder_shared(other)
-        .personal_data_shared(s.vault.clone())
+    let elsewhere = CommandBus::builder(other)
+        .personal_data(s.vault.clone())
         .build()
         .unwrap();
     let started = std::time::Instant::now();

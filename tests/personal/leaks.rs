@@ -98,8 +98,8 @@ async fn register_cached(
 }
 
 fn inspecting_bus(backend: &Backend, seen: &Arc<Seen>) -> CommandBus {
-    CommandBus::builder_shared(backend.store.clone())
-        .personal_data_shared(backend.vault.clone())
+    CommandBus::builder(backend.store.clone())
+        .personal_data(backend.vault.clone())
         .service_shared(seen.clone())
         .build()
         .unwrap()
@@ -236,8 +236,8 @@ pub async fn export_lists_exactly_what_is_referenced(backend: Backend) {
         barrier: tokio::sync::Barrier::new(RACERS),
         waited: Mutex::new(HashSet::new()),
     });
-    let bus = CommandBus::builder_shared(backend.store.clone())
-        .personal_data_shared(backend.vault.clone())
+    let bus = CommandBus::builder(backend.store.clone())
+        .personal_data(backend.vault.clone())
         .service_shared(start)
         .max_attempts(50)
         .build()

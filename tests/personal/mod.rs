@@ -178,7 +178,7 @@ impl Backend {
         data: Arc<dyn PersonalStore>,
     ) -> Self {
         let master = random_master_hex();
-        let vault = PersonalVault::from_shared(keys, data, MasterKey::from_hex(&master).unwrap())
+        let vault = PersonalVault::new(keys, data, MasterKey::from_hex(&master).unwrap())
             .with_cache_lease(TEST_LEASE);
         Self {
             store,
@@ -200,8 +200,8 @@ impl Backend {
     }
 
     pub fn bus(&self) -> CommandBus {
-        CommandBus::builder_shared(self.store.clone())
-            .personal_data_shared(self.vault.clone())
+        CommandBus::builder(self.store.clone())
+            .personal_data(self.vault.clone())
             .build()
             .unwrap()
     }
@@ -238,9 +238,7 @@ impl Backend {
     ) -> Backend {
         Backend {
             store: self.store.clone(),
-            vault: Arc::new(
-                PersonalVault::from_shared(keys, data, masters).with_cache_lease(TEST_LEASE),
-            ),
+            vault: Arc::new(PersonalVault::new(keys, data, masters).with_cache_lease(TEST_LEASE)),
             master: hex.to_owned(),
             cleanup: None,
         }
@@ -248,9 +246,8 @@ impl Backend {
 
     /// The same stores and master key, in a vault that trusts an erasure epoch for `lease`.
     pub fn with_lease(&self, lease: std::time::Duration) -> Backend {
-        let vault =
-            PersonalVault::from_shared(self.keys().clone(), self.data().clone(), self.master())
-                .with_cache_lease(lease);
+        let vault = PersonalVault::new(self.keys().clone(), self.data().clone(), self.master())
+            .with_cache_lease(lease);
         Backend {
             store: self.store.clone(),
             vault: Arc::new(vault),

@@ -12,7 +12,7 @@ use crate::codec::DecodeContext;
 use crate::codec::Resolved;
 use crate::command::{BoxError, BoxFuture, Command, CommandError, CommandReceipt};
 use crate::event::{DomainEvent, EventError};
-use crate::service::Services;
+use crate::service::{Dep, FromContext, ResolveError, Services};
 use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 
 use crate::store::ConsumerStore;
@@ -139,8 +139,10 @@ pub struct EventMeta {
     pub recorded_at: SystemTime,
 }
 
-/// What a consumer's handler can reach besides the event.
-pub struct HandleContext<'a> {
+/// What the parameters of a listener, process manager or projection are resolved from: the
+/// event being handled, the bus, the registered services and, in a projection, the transaction
+/// of its batch.
+pub struct EventContext<'a> {
     pub(crate) bus: &'a CommandBus,
     pub(crate) services: &'a Services,
     pub(crate) store: &'a Arc<dyn ConsumerStore>,
@@ -150,16 +152,16 @@ pub struct HandleContext<'a> {
     pub tx: ProjectionTx<'a>,
 }
 
-impl fmt::Debug for HandleContext<'_> {
+impl fmt::Debug for EventContext<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandleContext")
+        f.debug_struct("EventContext")
             .field("envelope", &self.envelope)
             .field("tx", &self.tx)
             .finish_non_exhaustive()
     }
 }
 
-impl HandleContext<'_> {
+impl EventContext<'_> {
     /// The event being handled.
     pub fn envelope(&self) -> &Envelope {
         self.envelope
@@ -238,8 +240,8 @@ impl Once {
     }
 }
 
-impl FromEvent for Once {
-    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+impl FromContext<EventContext<'_>> for Once {
+    fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
         Ok(cx.once())
     }
 }
@@ -296,8 +298,8 @@ impl PersonalRefs {
     }
 }
 
-impl FromEvent for PersonalRefs {
-    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+impl FromContext<EventContext<'_>> for PersonalRefs {
+    fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
         Ok(Self {
             name: cx.envelope.event.event_name.clone(),
             payload: cx.envelope.payload.clone(),
@@ -335,7 +337,7 @@ pub trait Consumer: Send + Sync + 'static {
     fn subscribes_to(&self, event_name: &str) -> bool;
 
     /// Handles one event. An error is retried with backoff, then parks the consumer.
-    async fn handle(&self, cx: &mut HandleContext<'_>) -> Result<(), BoxError>;
+    async fn handle(&self, cx: &mut EventContext<'_>) -> Result<(), BoxError>;
 
     /// Clears a projection's read model before a rebuild (in the same transaction as the
     /// checkpoint reset). The default does nothing.
@@ -364,47 +366,27 @@ pub struct ConsumerRegistration {
 
 /// The type-erased entry point of a consumer function.
 pub type ConsumerFn =
-    for<'a, 'b> fn(&'a mut HandleContext<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
+    for<'a, 'b> fn(&'a mut EventContext<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
 
 /// The type-erased entry point of a projection's reset hook.
 pub type ResetFn = for<'a, 'b> fn(&'a mut ProjectionTx<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
 
-/// A type that a consumer function can take as a parameter besides its event.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a parameter of a listener, process manager or projection",
-    label = "not resolvable for an event",
-    note = "take `EventMeta`, `Commands` (to execute commands caused by the event: that is how a process manager changes an aggregate), `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
-)]
-pub trait FromEvent: Sized {
-    /// Resolves the parameter for one event.
-    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError>;
-}
-
-impl FromEvent for EventMeta {
-    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+impl FromContext<EventContext<'_>> for EventMeta {
+    fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
         Ok(cx.envelope.meta())
     }
 }
 
-impl FromEvent for Commands {
-    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
+impl FromContext<EventContext<'_>> for Commands {
+    fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
         Ok(cx.commands())
     }
 }
 
-impl<T: Send + Sync + 'static> FromEvent for crate::service::Dep<T> {
-    fn from_event(cx: &HandleContext<'_>) -> Result<Self, BoxError> {
-        cx.services
-            .get::<T>()
-            .or_else(|| cx.bus.engine().services.get::<T>())
-            .map(crate::service::Dep::new)
-            .ok_or_else(|| {
-                format!(
-                    "service `{}` is not registered with the dispatcher or the bus",
-                    std::any::type_name::<T>()
-                )
-                .into()
-            })
+impl<T: Send + Sync + 'static> FromContext<EventContext<'_>> for Dep<T> {
+    /// The dispatcher's service, or else the bus's.
+    fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
+        Dep::from_services(&[cx.services, &cx.bus.engine().services])
     }
 }
 
@@ -462,7 +444,7 @@ impl Consumer for Registered {
             .any(|(names, _)| names.contains(&event_name))
     }
 
-    async fn handle(&self, cx: &mut HandleContext<'_>) -> Result<(), BoxError> {
+    async fn handle(&self, cx: &mut EventContext<'_>) -> Result<(), BoxError> {
         let name = cx.envelope.recorded().event_name.clone();
         for (names, registration) in &self.handlers {
             if names.contains(&name.as_str()) {

@@ -20,15 +20,15 @@ use uuid::Uuid;
 use crate::bus::CommandBus;
 use crate::command::BoxError;
 use crate::service::Services;
-use crate::store::StoreError;
+use crate::store::{Shared, StoreError};
 
 mod consumer;
 mod run;
 
 pub use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use consumer::{
-    Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventMeta,
-    FromEvent, HandleContext, Once, PersonalRefs, ResetFn,
+    Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventContext,
+    EventMeta, Once, PersonalRefs, ResetFn,
 };
 
 /// Dispatch could not be set up or run.
@@ -167,7 +167,7 @@ impl DispatcherBuilder {
         self
     }
 
-    /// Registers a service that consumers reach with [`HandleContext::service`].
+    /// Registers a service that consumers reach with [`EventContext::service`].
     pub fn service<T: Send + Sync + 'static>(mut self, service: T) -> Self {
         self.services.insert(service);
         self
@@ -259,10 +259,10 @@ pub struct CatchUp {
 impl Dispatcher {
     /// Starts building a dispatcher whose process managers execute commands on `bus`, and whose
     /// checkpoints live in `store` (the store the bus appends to).
-    pub fn builder(bus: &CommandBus, store: Arc<dyn ConsumerStore>) -> DispatcherBuilder {
+    pub fn builder(bus: &CommandBus, store: impl Shared<dyn ConsumerStore>) -> DispatcherBuilder {
         DispatcherBuilder {
             bus: bus.clone(),
-            store,
+            store: store.shared(),
             consumers: Vec::new(),
             registered: true,
             only: None,

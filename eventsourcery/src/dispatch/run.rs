@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::consumer::{Consumer, ConsumerKind, Envelope, HandleContext};
+use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext};
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::codec::collect_references;
 use crate::command::BoxError;
@@ -51,7 +51,7 @@ struct Batch<'a> {
 impl TxWork for Batch<'_> {
     async fn run(&self, tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
         for envelope in self.envelopes {
-            let mut cx = HandleContext {
+            let mut cx = EventContext {
                 bus: &self.dispatcher.bus,
                 services: &self.dispatcher.services,
                 store: &self.dispatcher.store,
@@ -215,7 +215,7 @@ impl Dispatcher {
                 attempt += 1;
                 let result = match envelope {
                     Ok(envelope) => {
-                        let mut cx = HandleContext {
+                        let mut cx = EventContext {
                             bus: &self.bus,
                             services: &self.services,
                             store: &self.store,

@@ -16,9 +16,11 @@ pub use async_trait::async_trait;
 
 pub(crate) mod consumer;
 pub(crate) mod personal;
+mod shared;
 
 pub use consumer::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use personal::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+pub use shared::Shared;
 
 /// An event about to be appended.
 #[derive(Debug, Clone, PartialEq)]

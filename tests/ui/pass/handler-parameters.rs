@@ -1,7 +1,10 @@
 //! Handler parameters resolved by the bus, and a handler returning `()` or its own error.
 
 use eventsourcery::{Command, Dep};
-use eventsourcery::service::{CommandMeta, Store};
+use std::sync::Arc;
+
+use eventsourcery::service::CommandMeta;
+use eventsourcery::store::EventStore;
 
 #[derive(Command, Clone)]
 struct Ping;
@@ -18,7 +21,7 @@ struct Mailer;
 struct MailRefused;
 
 #[eventsourcery::handler]
-async fn ping(_: Ping, _meta: CommandMeta, _store: Store) {}
+async fn ping(_: Ping, _meta: CommandMeta, _store: Arc<dyn EventStore>) {}
 
 #[eventsourcery::handler]
 async fn notify(cmd: Notify, _mailer: Dep<Mailer>) -> Result<(), MailRefused> {
