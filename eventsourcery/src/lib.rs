@@ -29,7 +29,7 @@ pub mod value;
 pub mod vault;
 
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 pub use aggregate::{Aggregate, AggregateRoot, Apply};
