@@ -19,7 +19,7 @@ impl PersonalVault {
     /// store serves the subject's values.
     ///
     /// Idempotent: erasing again, or after a failure part-way, finishes the job. Events that
-    /// referred to the subject still load, with its fields as [`Personal::Erased`].
+    /// referred to the subject still load, with its fields as [`Personal::Erased`](crate::Personal::Erased).
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
         let span = tracing::info_span!("erase", %subject);
         let _enter = span.enter();

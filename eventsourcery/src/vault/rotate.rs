@@ -16,7 +16,7 @@ impl PersonalVault {
     /// erased or replaced meanwhile are left alone, and a key that none of the ring's master
     /// keys opens is reported in [`Rotation::failed`] while the others are re-wrapped. With
     /// several processes: give every process the new master key as current and the old one as
-    /// previous ([`MasterKeyRing::with_previous`]) first, then rotate from one of them, and drop
+    /// previous ([`MasterKeyRing::with_previous`](crate::personal::MasterKeyRing::with_previous)) first, then rotate from one of them, and drop
     /// the old key from the configuration once a rotation reports [`Rotation::is_complete`].
     pub async fn rotate_master_key(&self) -> Result<Rotation, PersonalError> {
         let current = self.masters.current();
@@ -58,7 +58,7 @@ impl PersonalVault {
     /// Replaces the blind-index key with a new version and rebuilds the index under it from
     /// the stored values, so that a copied index, or the old key, links nothing any more; also
     /// what brings entries made before a change of lookup form (see
-    /// [`PersonalData::lookup_form`]) in line.
+    /// [`PersonalData::lookup_form`](crate::PersonalData::lookup_form)) in line.
     ///
     /// Online: the personal data store first refuses entries made with the old key (a write
     /// that read the keys before is written again with the new one), lookups hash with both
