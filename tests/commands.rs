@@ -480,9 +480,34 @@ async fn a_missing_service_is_an_error_naming_the_type() {
     let complete = CommandBus::builder(MemoryStore::new())
         .service(Calls::default())
         .service(Seen(std::sync::Mutex::new(Vec::new())))
+        .without_handler::<Unhandled>()
         .build()
         .unwrap();
     complete.check().unwrap();
+}
+
+#[tokio::test]
+async fn the_start_up_check_lists_the_commands_without_a_handler() {
+    let bus = CommandBus::builder(MemoryStore::new())
+        .service(Calls::default())
+        .service(Seen(std::sync::Mutex::new(Vec::new())))
+        .build()
+        .unwrap();
+    let problems = bus.check().unwrap_err();
+    assert!(
+        matches!(
+            problems.as_slice(),
+            [CommandError::NoHandler {
+                command: "unhandled"
+            }]
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("#[eventsourcery::handler]")
+    );
 }
 
 #[tokio::test]

@@ -43,6 +43,13 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
             }
 
             #lookups
+
+            ::eventsourcery::__private::inventory::submit! {
+                ::eventsourcery::__private::CommandRegistration {
+                    command: ::core::any::TypeId::of::<#ident>,
+                    name: #name,
+                }
+            }
         };
     })
 }

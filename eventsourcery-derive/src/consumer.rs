@@ -55,6 +55,7 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
     };
     let ident = &sig.ident;
     let mut resolve = Vec::new();
+    let mut describe = Vec::new();
     let mut args = Vec::new();
     for (i, ty) in parameters.iter().enumerate() {
         if let Type::Reference(reference) = ty
@@ -71,6 +72,9 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
         let local = format_ident!("__p{}", i);
         resolve.push(quote_spanned! {ty.span()=>
             let #local = <#ty as ::eventsourcery::__private::ConsumerParameter>::resolve(cx)?;
+        });
+        describe.push(quote_spanned! {ty.span()=>
+            <#ty as ::eventsourcery::__private::ConsumerParameter>::describe()
         });
         args.push(quote!(#local));
     }
@@ -126,6 +130,10 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
 
             #reset_fn
 
+            fn __eventsourcery_parameters() -> ::std::vec::Vec<::eventsourcery::__private::Parameter> {
+                ::std::vec![#(#describe),*]
+            }
+
             ::eventsourcery::__private::inventory::submit! {
                 ::eventsourcery::__private::ConsumerRegistration {
                     consumer: #name,
@@ -134,6 +142,7 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
                     event_names: #names,
                     call: __eventsourcery_call,
                     reset: #reset_field,
+                    parameters: __eventsourcery_parameters,
                 }
             }
         };

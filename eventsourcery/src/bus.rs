@@ -2,7 +2,7 @@
 //! log entry atomically, and retries it against fresh state after a concurrency conflict.
 
 use std::any::TypeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,7 +14,8 @@ use crate::aggregate::Aggregate;
 use crate::cache::DEFAULT_CAPACITY;
 use crate::codec::EncodeContext;
 use crate::command::{
-    BoxError, Command, CommandError, CommandReceipt, HandlerFailure, HandlerRegistration,
+    BoxError, Command, CommandError, CommandReceipt, CommandRegistration, HandlerFailure,
+    HandlerRegistration,
 };
 use crate::engine::{CommitHook, Engine, UnitOfWork};
 use crate::erasure::{EraseError, SubjectErased};
@@ -61,6 +62,7 @@ pub struct CommandBusBuilder {
     vault: Option<Arc<PersonalVault>>,
     services: Services,
     max_attempts: u32,
+    without_handler: HashSet<TypeId>,
 }
 
 impl fmt::Debug for CommandBusBuilder {
@@ -91,6 +93,13 @@ impl CommandBusBuilder {
     /// Registers a service the caller keeps a handle to.
     pub fn service_shared<T: Send + Sync + 'static>(mut self, service: Arc<T>) -> Self {
         self.services.insert_shared(service);
+        self
+    }
+
+    /// Declares that this bus has no handler for `C` on purpose (another program handles it),
+    /// so that [`CommandBus::check`] does not report it.
+    pub fn without_handler<C: Command>(mut self) -> Self {
+        self.without_handler.insert(TypeId::of::<C>());
         self
     }
 
@@ -136,6 +145,7 @@ impl CommandBusBuilder {
             )),
             handlers: Arc::new(handlers),
             max_attempts: self.max_attempts,
+            without_handler: Arc::new(self.without_handler),
         })
     }
 }
@@ -148,6 +158,7 @@ pub struct CommandBus {
     engine: Arc<Engine>,
     handlers: Arc<HashMap<TypeId, &'static HandlerRegistration>>,
     max_attempts: u32,
+    without_handler: Arc<HashSet<TypeId>>,
 }
 
 impl fmt::Debug for CommandBus {
@@ -169,6 +180,7 @@ impl CommandBus {
             vault: None,
             services: Services::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            without_handler: HashSet::new(),
         }
     }
 
@@ -192,7 +204,6 @@ impl CommandBus {
     }
 
     /// Tells `dispatcher` about every commit: inline (catch up before `execute` returns) or
-    /// by waking its worker.
     /// Tells `hook` about every commit (a dispatcher, in inline or worker mode).
     pub(crate) fn set_after_commit(&self, hook: Arc<dyn CommitHook>) {
         self.engine.set_after_commit(hook);
@@ -202,10 +213,26 @@ impl CommandBus {
         self.engine.committed().await;
     }
 
-    /// Checks that every registered handler's parameters can be resolved: call it at start-up
-    /// to fail fast instead of at the first command. Returns every problem found.
+    /// Checks at start-up what would otherwise fail at the first command: every handler's
+    /// parameters can be resolved ([`CommandError::Unresolved`]), and every command type of
+    /// the program (each `#[derive(Command)]`) has a handler ([`CommandError::NoHandler`]),
+    /// unless the builder was told it has none on purpose
+    /// ([`without_handler`](CommandBusBuilder::without_handler)). Returns every problem found.
     pub fn check(&self) -> Result<(), Vec<CommandError>> {
         let mut problems = Vec::new();
+        let mut commands: Vec<&CommandRegistration> = inventory::iter::<CommandRegistration>
+            .into_iter()
+            .filter(|c| {
+                let id = (c.command)();
+                !self.handlers.contains_key(&id) && !self.without_handler.contains(&id)
+            })
+            .collect();
+        commands.sort_by_key(|c| c.name);
+        problems.extend(
+            commands
+                .into_iter()
+                .map(|c| CommandError::NoHandler { command: c.name }),
+        );
         for registration in self.handlers.values() {
             for parameter in (registration.parameters)() {
                 if let Some((id, service)) = parameter.service

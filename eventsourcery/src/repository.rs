@@ -33,6 +33,7 @@ fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
 pub struct Repository<A> {
     engine: Arc<Engine>,
     uow: Option<Arc<UnitOfWork>>,
+    read_only: bool,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -41,6 +42,7 @@ impl<A> Clone for Repository<A> {
         Self {
             engine: Arc::clone(&self.engine),
             uow: self.uow.clone(),
+            read_only: self.read_only,
             _aggregate: PhantomData,
         }
     }
@@ -51,6 +53,7 @@ impl<A> fmt::Debug for Repository<A> {
         f.debug_struct("Repository")
             .field("aggregate", &std::any::type_name::<A>())
             .field("in_command", &self.uow.is_some())
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -73,7 +76,16 @@ impl<A: Aggregate> Repository<A> {
         Self {
             engine,
             uow: None,
+            read_only: false,
             _aggregate: PhantomData,
+        }
+    }
+
+    /// A repository that loads but refuses to save ([`StoreError::ReadOnly`]): a consumer's.
+    pub(crate) fn read_only(engine: Arc<Engine>) -> Self {
+        Self {
+            read_only: true,
+            ..Self::standalone(engine)
         }
     }
 
@@ -81,6 +93,7 @@ impl<A: Aggregate> Repository<A> {
         Self {
             engine,
             uow: Some(uow),
+            read_only: false,
             _aggregate: PhantomData,
         }
     }
@@ -223,6 +236,11 @@ impl<A: Aggregate> Repository<A> {
     async fn save_inner(&self, root: &mut AggregateRoot<A>) -> Result<(), StoreError> {
         if root.pending_len() == 0 {
             return Ok(());
+        }
+        if self.read_only {
+            return Err(StoreError::ReadOnly {
+                stream: root.stream_id().clone(),
+            });
         }
         let expected_version = root.version();
         let metadata = self.uow.as_ref().map_or_else(Metadata::default, |uow| {

@@ -115,7 +115,7 @@ impl fmt::Debug for CommandContext {
     message = "`{Self}` cannot be resolved from `{Cx}`",
     label = "not a parameter for `{Cx}`",
     note = "a command handler takes `Repository<YourAggregate>`, `Arc<dyn EventStore>`, `CommandMeta`, or a registered service as `Dep<T>`",
-    note = "a listener, process manager or projection takes `EventMeta`, `Commands`, `Once`, `PersonalRefs`, `Dep<T>`, or `&mut ProjectionTx<'_>` in a projection"
+    note = "a listener, process manager or projection takes `EventMeta`, `Commands`, `Once`, `PersonalRefs`, `Repository<A>` (read-only), `Dep<T>`, or `&mut ProjectionTx<'_>` in a projection"
 )]
 pub trait FromContext<Cx>: Sized {
     /// Resolves the parameter for one command or event.
@@ -174,6 +174,14 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Dep<T> {
 
 impl<T: Send + Sync + 'static> Dep<T> {
     /// The service from `services`, or the error naming what is missing.
+    /// The parameter: the service it needs.
+    pub(crate) fn describe() -> Parameter {
+        Parameter {
+            type_name: std::any::type_name::<Self>(),
+            service: Some((TypeId::of::<T>(), std::any::type_name::<T>())),
+        }
+    }
+
     pub(crate) fn from_services(services: &[&Services]) -> Result<Self, ResolveError> {
         services
             .iter()
@@ -192,10 +200,7 @@ impl<T: Send + Sync + 'static> FromContext<CommandContext> for Dep<T> {
     }
 
     fn parameter() -> Parameter {
-        Parameter {
-            type_name: std::any::type_name::<Self>(),
-            service: Some((TypeId::of::<T>(), std::any::type_name::<T>())),
-        }
+        Self::describe()
     }
 }
 

@@ -7,12 +7,14 @@ use std::time::SystemTime;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate::Aggregate;
 use crate::bus::{CommandBus, ExecuteOptions};
 use crate::codec::DecodeContext;
 use crate::codec::Resolved;
 use crate::command::{BoxError, BoxFuture, Command, CommandError, CommandReceipt};
 use crate::event::{DomainEvent, EventError};
-use crate::service::{Dep, FromContext, ResolveError, Services};
+use crate::repository::Repository;
+use crate::service::{Dep, FromContext, Parameter, ResolveError, Services};
 use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 
 use crate::store::ConsumerStore;
@@ -344,6 +346,14 @@ pub trait Consumer: Send + Sync + 'static {
     async fn reset(&self, _tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
         Ok(())
     }
+
+    /// The parameters of its functions, by function, for [`Dispatcher::check`]. The default,
+    /// for a consumer written by hand, is none.
+    ///
+    /// [`Dispatcher::check`]: crate::dispatch::Dispatcher::check
+    fn parameters(&self) -> Vec<(&'static str, Parameter)> {
+        Vec::new()
+    }
 }
 
 /// One `#[listener]`, `#[process_manager]` or `#[projection]` function, submitted by the
@@ -362,14 +372,17 @@ pub struct ConsumerRegistration {
     pub call: ConsumerFn,
     /// Its reset hook, for projections (`#[projection(reset = function)]`), if any.
     pub reset: Option<ResetFn>,
+    /// What its parameters need from the service containers.
+    pub parameters: fn() -> Vec<Parameter>,
 }
 
 /// The type-erased entry point of a consumer function.
-pub type ConsumerFn =
+pub(crate) type ConsumerFn =
     for<'a, 'b> fn(&'a mut EventContext<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
 
 /// The type-erased entry point of a projection's reset hook.
-pub type ResetFn = for<'a, 'b> fn(&'a mut ProjectionTx<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
+pub(crate) type ResetFn =
+    for<'a, 'b> fn(&'a mut ProjectionTx<'b>) -> BoxFuture<'a, Result<(), BoxError>>;
 
 impl FromContext<EventContext<'_>> for EventMeta {
     fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
@@ -383,10 +396,22 @@ impl FromContext<EventContext<'_>> for Commands {
     }
 }
 
+/// A repository that loads aggregates (through the bus's cache and vault) and refuses to save:
+/// what an event causes is a command, executed with [`Commands`].
+impl<A: Aggregate> FromContext<EventContext<'_>> for Repository<A> {
+    fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
+        Ok(Repository::read_only(Arc::clone(cx.bus.engine())))
+    }
+}
+
 impl<T: Send + Sync + 'static> FromContext<EventContext<'_>> for Dep<T> {
     /// The dispatcher's service, or else the bus's.
     fn from_context(cx: &EventContext<'_>) -> Result<Self, ResolveError> {
         Dep::from_services(&[cx.services, &cx.bus.engine().services])
+    }
+
+    fn parameter() -> Parameter {
+        Dep::<T>::describe()
     }
 }
 
@@ -452,6 +477,17 @@ impl Consumer for Registered {
             }
         }
         Ok(())
+    }
+
+    fn parameters(&self) -> Vec<(&'static str, Parameter)> {
+        self.handlers
+            .iter()
+            .flat_map(|(_, registration)| {
+                (registration.parameters)()
+                    .into_iter()
+                    .map(|parameter| (registration.handler, parameter))
+            })
+            .collect()
     }
 
     async fn reset(&self, tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {

@@ -22,13 +22,12 @@ use crate::command::BoxError;
 use crate::service::Services;
 use crate::store::{Shared, StoreError};
 
-mod consumer;
+pub(crate) mod consumer;
 mod run;
 
 pub use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use consumer::{
-    Commands, Consumer, ConsumerFn, ConsumerKind, ConsumerRegistration, Envelope, EventContext,
-    EventMeta, Once, PersonalRefs, ResetFn,
+    Commands, Consumer, ConsumerKind, Envelope, EventContext, EventMeta, Once, PersonalRefs,
 };
 
 /// Dispatch could not be set up or run.
@@ -73,6 +72,17 @@ pub enum DispatchError {
         #[source]
         source: BoxError,
     },
+    /// A consumer function's parameter cannot be resolved (see [`Dispatcher::check`]).
+    #[error("consumer `{consumer}`, function `{handler}`: {source}")]
+    Unresolved {
+        /// The consumer.
+        consumer: String,
+        /// The function.
+        handler: &'static str,
+        /// What is missing.
+        #[source]
+        source: crate::service::ResolveError,
+    },
     /// The consumer is not parked, so there is nothing to skip.
     #[error("consumer `{consumer}` is not parked")]
     NotParked {
@@ -109,6 +119,61 @@ pub struct DispatchConfig {
     pub lease: Duration,
     /// How often a worker looks for new events when nothing wakes it.
     pub poll_interval: Duration,
+}
+
+/// Each option, set one at a time on the defaults:
+///
+/// ```
+/// # use std::time::Duration;
+/// use eventsourcery::dispatch::DispatchConfig;
+///
+/// let config = DispatchConfig::default()
+///     .max_attempts(2)
+///     .backoff(Duration::from_millis(10));
+/// assert_eq!(config.max_attempts, 2);
+/// ```
+impl DispatchConfig {
+    /// Events read per batch (at least 1).
+    #[must_use]
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Attempts at one event (or batch) before the consumer is parked (at least 1).
+    #[must_use]
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self
+    }
+
+    /// The first retry delay; it doubles per attempt.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The longest retry delay.
+    #[must_use]
+    pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
+        self.max_backoff = max_backoff;
+        self
+    }
+
+    /// How long a claimed consumer stays claimed without renewal.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How often a worker looks for new events when nothing wakes it.
+    #[must_use]
+    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
 }
 
 impl Default for DispatchConfig {
@@ -268,6 +333,39 @@ impl Dispatcher {
             only: None,
             services: Services::default(),
             config: DispatchConfig::default(),
+        }
+    }
+
+    /// Checks at start-up what would otherwise park a consumer at its first event: every
+    /// parameter of every consumer function can be resolved (a `Dep<T>` needs `T` registered
+    /// with the dispatcher or the bus). Returns every problem found.
+    pub fn check(&self) -> Result<(), Vec<DispatchError>> {
+        let problems: Vec<DispatchError> = self
+            .consumers
+            .iter()
+            .flat_map(|consumer| {
+                consumer
+                    .parameters()
+                    .into_iter()
+                    .filter_map(move |(handler, parameter)| {
+                        let (id, service) = parameter.service?;
+                        let registered =
+                            self.services.contains(id) || self.bus.engine().services.contains(id);
+                        (!registered).then(|| DispatchError::Unresolved {
+                            consumer: consumer.name().to_owned(),
+                            handler,
+                            source: crate::service::ResolveError::MissingService {
+                                parameter: parameter.type_name,
+                                service,
+                            },
+                        })
+                    })
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
     }
 

@@ -16,7 +16,8 @@ pub use zeroize::Zeroizing;
 pub use crate::aggregate::Aggregate;
 pub use crate::codec::{DecodeContext, EncodeContext};
 pub use crate::command::Command;
-pub use crate::command::{HandlerFailure, HandlerOutput, HandlerRegistration};
+pub use crate::command::HandlerOutput;
+pub use crate::command::registry::{CommandRegistration, HandlerFailure, HandlerRegistration};
 pub use crate::event::DomainEvent;
 pub use crate::event::codec::{EventField, object};
 pub use crate::event::{EventError, EventRegistration};
@@ -211,7 +212,8 @@ fn decode_personal<F: PersonalField>(
         .map_err(field_error(name, field))
 }
 
-pub use crate::dispatch::{ConsumerKind, ConsumerRegistration, EventContext, ProjectionTx};
+pub use crate::dispatch::consumer::ConsumerRegistration;
+pub use crate::dispatch::{ConsumerKind, EventContext, ProjectionTx};
 
 /// A future returned by a generated consumer entry point.
 pub type ConsumerFuture<'a> = crate::command::BoxFuture<'a, Result<(), crate::error::BoxError>>;
@@ -307,16 +309,22 @@ impl<T: FromContext<CommandContext>> HandlerParameter for T {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a parameter of a listener, process manager or projection",
     label = "not resolvable for an event",
-    note = "take `EventMeta`, `Commands` (to execute commands caused by the event: that is how a process manager changes an aggregate), `Once`, `PersonalRefs`, `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
+    note = "take `EventMeta`, `Commands` (to execute commands caused by the event: that is how a process manager changes an aggregate), `Once`, `PersonalRefs`, `Repository<A>` (to read an aggregate), `Dep<T>` for a registered service, or `&mut ProjectionTx<'_>` in a projection"
 )]
 pub trait ConsumerParameter: Sized {
     /// Resolves the parameter.
     fn resolve(cx: &EventContext<'_>) -> Result<Self, crate::service::ResolveError>;
+    /// What it needs, for start-up checks.
+    fn describe() -> Parameter;
 }
 
 impl<T: for<'a> FromContext<EventContext<'a>>> ConsumerParameter for T {
     fn resolve(cx: &EventContext<'_>) -> Result<Self, crate::service::ResolveError> {
         T::from_context(cx)
+    }
+
+    fn describe() -> Parameter {
+        <T as FromContext<EventContext<'_>>>::parameter()
     }
 }
 

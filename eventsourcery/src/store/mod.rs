@@ -230,6 +230,15 @@ pub enum StoreError {
         /// Where it is.
         actual: u64,
     },
+    /// A repository given to a listener, process manager or projection only loads: what an
+    /// event causes is a command.
+    #[error(
+        "this repository only loads (it was given to a consumer); execute a command to change stream `{stream}`"
+    )]
+    ReadOnly {
+        /// The stream a save was tried on.
+        stream: StreamId,
+    },
     /// An append was not well formed (an empty stream id, an event listed twice).
     #[error("invalid append: {0}")]
     InvalidAppend(String),
@@ -309,6 +318,9 @@ impl StoreError {
             Self::Migrate { database, source } => Self::Migrate {
                 database,
                 source: sqlx::migrate::MigrateError::Source(source.to_string().into()),
+            },
+            Self::ReadOnly { stream } => Self::ReadOnly {
+                stream: stream.clone(),
             },
             Self::CheckpointMoved {
                 consumer,

@@ -1,4 +1,5 @@
-use eventsourcery::{Aggregate, Apply, DomainEvent, Repository, SerializableValue};
+use eventsourcery::service::CommandMeta;
+use eventsourcery::{DomainEvent, SerializableValue};
 
 #[derive(SerializableValue, Clone, Debug)]
 struct TicketId(uuid::Uuid);
@@ -8,21 +9,10 @@ struct TicketSold {
     ticket: TicketId,
 }
 
-#[derive(Aggregate, Default)]
-#[aggregate(id = TicketId, events(TicketSold))]
-struct Ticket {
-    sold: bool,
-}
-
-impl Apply<TicketSold> for Ticket {
-    fn apply(&mut self, _: &TicketSold) {
-        self.sold = true;
-    }
-}
-
+// A command's ids exist only while a command runs.
 #[eventsourcery::listener(consumer = "mailer")]
-async fn mailer(event: TicketSold, tickets: Repository<Ticket>) {
-    let _ = (event, tickets);
+async fn mailer(event: TicketSold, meta: CommandMeta) {
+    let _ = (event, meta);
 }
 
 fn main() {}

@@ -1,7 +1,5 @@
 //! Commands, their handlers, and the errors of executing them.
 
-use std::any::{Any, TypeId};
-
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -9,8 +7,12 @@ use crate::codec::EncodeContext;
 pub use crate::error::{BoxError, BoxFuture};
 use crate::event::{EventError, RegistryError};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::service::{CommandContext, Parameter, ResolveError};
+use crate::service::ResolveError;
 use crate::store::{RecordedEvent, StoreError};
+
+pub(crate) mod registry;
+
+pub(crate) use registry::{CommandRegistration, HandlerFailure, HandlerRegistration};
 
 /// Derives [`Command`], with `#[command(name = "...")]` to set its log name.
 pub use eventsourcery_derive::Command;
@@ -33,43 +35,12 @@ pub trait Command: Clone + Send + Sync + 'static {
     fn encode(&self, cx: &mut EncodeContext) -> Result<Value, EventError>;
 }
 
-/// A command handler, submitted by `#[eventsourcery::handler]`.
-#[derive(Debug)]
-pub struct HandlerRegistration {
-    /// The command's type.
-    pub command: fn() -> TypeId,
-    /// The command's name.
-    pub command_name: &'static str,
-    /// The handler function's path, for messages.
-    pub handler: &'static str,
-    /// Calls the handler.
-    pub call: HandlerFn,
-    /// What its parameters need from the service container.
-    pub parameters: fn() -> Vec<Parameter>,
-}
-
-inventory::collect!(HandlerRegistration);
-
-/// The type-erased entry point of a handler.
-pub type HandlerFn =
-    fn(CommandContext, Box<dyn Any + Send>) -> BoxFuture<'static, Result<(), HandlerFailure>>;
-
 /// What the command log stores instead of a handler's error message when the command touched
 /// personal data (it carries some, or its handler read or raised some): the message could hold
 /// personal values, and the command log is never erased. The caller still gets the handler's
 /// own error.
 pub const WITHHELD: &str =
     "rejected by the handler; message withheld: the command touched personal data";
-
-/// Why a handler call did not succeed.
-#[derive(Debug)]
-#[doc(hidden)]
-pub enum HandlerFailure {
-    /// A parameter could not be resolved.
-    Resolve(ResolveError),
-    /// The handler returned an error.
-    Failed(BoxError),
-}
 
 /// What a command's execution produced.
 #[derive(Debug, Clone)]
