@@ -14,12 +14,17 @@
 //! | `EVENTSOURCERY_SSLMODE` | none | the `sslmode` of PostgreSQL URLs that set none |
 //! | `EVENTSOURCERY_SSLROOTCERT` | none | the `sslrootcert` of PostgreSQL URLs that set none |
 //! | `EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES` | `0` | `1` lets the key and personal data stores be reached over a network without TLS |
+//! | `EVENTSOURCERY_TENANT` | none | the tenant whose stores to open: a schema or directory of its own per store (see [`Tenant`]) |
 //!
 //! URLs are `sqlite://path` (a file, created if missing), `sqlite::memory:`, or
 //! `postgres://user@host:port/database`, with libpq's `sslmode` and `sslrootcert` parameters
 //! for TLS (see [`crate::tls`] for what each mode checks). The key store and the personal data
 //! store are refused a network host without TLS unless
 //! `EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES=1`; loopback and Unix sockets need no TLS.
+//!
+//! One deployment can serve many tenants, each with its own three stores:
+//! [`Settings::open_tenant`] opens them by name (see [`Tenant`] for what is kept apart and
+//! what is shared).
 //!
 //! With neither master key variable set, a key file is generated on first run beside the
 //! SQLite files, with a warning: production must supply its own key and keep it apart from the
@@ -33,19 +38,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::dispatch::ConsumerStore;
-use crate::personal::{MasterKey, MasterKeyRing, PersonalError};
+use crate::personal::PersonalError;
 use crate::store::StoreError;
-use crate::store::{KeyStore, PersonalStore};
 use crate::vault::PersonalVault;
 
+mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redact;
 mod ssl_mode;
+mod tenant;
 
+use open::{Plan, Target};
 use redact::redact;
 use ssl_mode::SSL_MODES;
 pub use ssl_mode::SslMode;
+pub use tenant::Tenant;
 
 /// The variable naming the event store.
 const EVENTS_URL: &str = "EVENTSOURCERY_EVENTS_URL";
@@ -59,6 +67,8 @@ const SSLMODE: &str = "EVENTSOURCERY_SSLMODE";
 const SSLROOTCERT: &str = "EVENTSOURCERY_SSLROOTCERT";
 /// The variable that allows plaintext to the key and personal data stores over a network.
 const ALLOW_PLAINTEXT: &str = "EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES";
+/// The variable naming the tenant whose stores to open.
+const TENANT: &str = "EVENTSOURCERY_TENANT";
 /// Previous master keys, as comma-separated hex.
 const PREVIOUS_MASTER_KEYS: &str = "EVENTSOURCERY_PREVIOUS_MASTER_KEYS";
 /// Files holding previous master keys, separated as in `PATH`.
@@ -129,6 +139,16 @@ pub enum ConfigError {
         #[source]
         source: sqlx::Error,
     },
+    /// The schema of the tenant could not be created in the database a setting names.
+    #[cfg(feature = "postgres")]
+    #[error("{variable}: creating the tenant's schema: {source}")]
+    TenantSchema {
+        /// The setting.
+        variable: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The key store or the personal data store would be reached over a network without TLS.
     #[cfg(feature = "postgres")]
     #[error("{variable}: {source}")]
@@ -170,6 +190,9 @@ pub struct Settings {
     /// (`EVENTSOURCERY_ALLOW_PLAINTEXT_PERSONAL_STORES=1`); `false` by default. Only for a
     /// network you trust to keep wrapped keys, ciphertexts and passwords private.
     pub allow_plaintext_personal_stores: bool,
+    /// The tenant whose stores to open (`EVENTSOURCERY_TENANT`), or `None` for the stores the
+    /// URLs name as they are. See [`Tenant`] for where each tenant's data goes.
+    pub tenant: Option<Tenant>,
     /// Values of the environment that did not parse, reported by `validate` and `open`.
     invalid: Vec<(&'static str, String, &'static str)>,
 }
@@ -222,6 +245,7 @@ impl fmt::Debug for Settings {
                 "allow_plaintext_personal_stores",
                 &self.allow_plaintext_personal_stores,
             )
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -241,6 +265,7 @@ impl Settings {
             ssl_mode: None,
             ssl_root_cert: None,
             allow_plaintext_personal_stores: false,
+            tenant: None,
             invalid: Vec::new(),
         }
     }
@@ -296,6 +321,12 @@ impl Settings {
         }
         if let Some(path) = var(SSLROOTCERT) {
             settings.ssl_root_cert = Some(PathBuf::from(path));
+        }
+        if let Some(name) = var(TENANT) {
+            match Tenant::new(&name) {
+                Ok(tenant) => settings.tenant = Some(tenant),
+                Err(_) => settings.invalid.push((TENANT, name, tenant::TENANT_NAMES)),
+            }
         }
         if let Some(flag) = var(ALLOW_PLAINTEXT) {
             match parse_flag(&flag) {
@@ -375,194 +406,6 @@ impl Settings {
             crate::tls::PlaintextConnections::Refuse
         }
     }
-
-    /// Opens the event store and the personal data vault, after the checks of
-    /// [`validate`](Self::validate).
-    pub async fn open(&self) -> Result<Stores, ConfigError> {
-        let plan = self.plan()?;
-        let mut masters = MasterKeyRing::new(self.master_key(&self.master_key)?);
-        for previous in &self.previous_master_keys {
-            masters = masters.with_previous(self.master_key(previous)?);
-        }
-        let backend = self.open_events(plan.events).await?;
-        let keys = self.open_keys(plan.keys).await?;
-        let personal = self.open_personal(plan.personal).await?;
-        let events: Arc<dyn ConsumerStore> = match &backend {
-            #[cfg(feature = "sqlite")]
-            EventsBackend::Sqlite(store) => Arc::new(store.clone()),
-            #[cfg(feature = "postgres")]
-            EventsBackend::Postgres(store) => Arc::new(store.clone()),
-        };
-        Ok(Stores {
-            events,
-            backend,
-            vault: Arc::new(PersonalVault::new(keys, personal, masters)),
-        })
-    }
-
-    /// The master key `source` names, generated on first use for the embedded default.
-    fn master_key(&self, source: &MasterKeySource) -> Result<MasterKey, ConfigError> {
-        match source {
-            MasterKeySource::Hex(hex) => MasterKey::from_hex(hex),
-            MasterKeySource::File(path) => MasterKey::from_file(path),
-            MasterKeySource::GeneratedFile(path) => {
-                self.create_data_dir()?;
-                MasterKey::load_or_generate(path)
-            }
-        }
-        .map_err(ConfigError::Personal)
-    }
-
-    fn create_data_dir(&self) -> Result<(), ConfigError> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|source| ConfigError::DataDir {
-            path: self.data_dir.clone(),
-            source,
-        })
-    }
-
-    async fn open_events(&self, target: Target) -> Result<EventsBackend, ConfigError> {
-        match target {
-            #[cfg(feature = "sqlite")]
-            Target::SqliteMemory => crate::backend::SqliteStore::in_memory()
-                .await
-                .map(EventsBackend::Sqlite)
-                .map_err(ConfigError::Events),
-            #[cfg(feature = "sqlite")]
-            Target::SqliteFile(path) => {
-                create_parent(&path)?;
-                crate::backend::SqliteStore::open(path)
-                    .await
-                    .map(EventsBackend::Sqlite)
-                    .map_err(ConfigError::Events)
-            }
-            // The event store follows its URL's `sslmode`: it holds no personal data.
-            #[cfg(feature = "postgres")]
-            Target::Postgres(options) => {
-                let pool = crate::backend::PostgresStore::pool_options()
-                    .connect_with(*options)
-                    .await
-                    .map_err(|source| {
-                        ConfigError::Events(StoreError::Database {
-                            operation: "connect",
-                            source,
-                        })
-                    })?;
-                crate::backend::PostgresStore::from_pool(pool)
-                    .await
-                    .map(EventsBackend::Postgres)
-                    .map_err(ConfigError::Events)
-            }
-        }
-    }
-
-    async fn open_keys(&self, target: Target) -> Result<Arc<dyn KeyStore>, ConfigError> {
-        Ok(match target {
-            #[cfg(feature = "sqlite")]
-            Target::SqliteMemory => Arc::new(
-                crate::backend::SqliteKeyStore::in_memory()
-                    .await
-                    .map_err(ConfigError::Personal)?,
-            ),
-            #[cfg(feature = "sqlite")]
-            Target::SqliteFile(path) => {
-                create_parent(&path)?;
-                Arc::new(
-                    crate::backend::SqliteKeyStore::open(path)
-                        .await
-                        .map_err(ConfigError::Personal)?,
-                )
-            }
-            #[cfg(feature = "postgres")]
-            Target::Postgres(options) => Arc::new(
-                crate::backend::PostgresKeyStore::connect_with(*options, self.plaintext())
-                    .await
-                    .map_err(ConfigError::Personal)?,
-            ),
-        })
-    }
-
-    async fn open_personal(&self, target: Target) -> Result<Arc<dyn PersonalStore>, ConfigError> {
-        Ok(match target {
-            #[cfg(feature = "sqlite")]
-            Target::SqliteMemory => Arc::new(
-                crate::backend::SqlitePersonalStore::in_memory()
-                    .await
-                    .map_err(ConfigError::Personal)?,
-            ),
-            #[cfg(feature = "sqlite")]
-            Target::SqliteFile(path) => {
-                create_parent(&path)?;
-                Arc::new(
-                    crate::backend::SqlitePersonalStore::open(path)
-                        .await
-                        .map_err(ConfigError::Personal)?,
-                )
-            }
-            #[cfg(feature = "postgres")]
-            Target::Postgres(options) => Arc::new(
-                crate::backend::PostgresPersonalStore::connect_with(*options, self.plaintext())
-                    .await
-                    .map_err(ConfigError::Personal)?,
-            ),
-        })
-    }
-}
-
-/// The stores that [`Settings::open`] opens, checked.
-struct Plan {
-    events: Target,
-    keys: Target,
-    personal: Target,
-}
-
-impl Plan {
-    /// The first setting, if any, whose store is a PostgreSQL database.
-    fn first_postgres(&self) -> Option<&'static str> {
-        [
-            (EVENTS_URL, &self.events),
-            (KEYS_URL, &self.keys),
-            (PERSONAL_URL, &self.personal),
-        ]
-        .into_iter()
-        .find(|(_, target)| target.is_postgres())
-        .map(|(variable, _)| variable)
-    }
-}
-
-/// One store's database, as its URL names it.
-enum Target {
-    /// `sqlite::memory:`.
-    #[cfg(feature = "sqlite")]
-    SqliteMemory,
-    /// `sqlite://path` (or `sqlite:path`).
-    #[cfg(feature = "sqlite")]
-    SqliteFile(PathBuf),
-    /// `postgres://...`, with the TLS settings applied (boxed: three of these, once).
-    #[cfg(feature = "postgres")]
-    Postgres(Box<sqlx::postgres::PgConnectOptions>),
-}
-
-impl Target {
-    fn is_postgres(&self) -> bool {
-        match self {
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => true,
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-}
-
-/// Creates the directory of a SQLite file, if it has one.
-#[cfg(feature = "sqlite")]
-fn create_parent(path: &std::path::Path) -> Result<(), ConfigError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| ConfigError::DataDir {
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(feature = "postgres")]
@@ -585,6 +428,9 @@ fn unsupported(variable: &'static str, url: &str) -> ConfigError {
 }
 
 /// The event store as its concrete type, for read-model tables kept in its database.
+///
+/// Match on it, or ask with [`sqlite`](Self::sqlite) and [`postgres`](Self::postgres), which
+/// need no arm for the backends a build leaves out.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum EventsBackend {
@@ -594,6 +440,49 @@ pub enum EventsBackend {
     /// A PostgreSQL event store.
     #[cfg(feature = "postgres")]
     Postgres(crate::backend::PostgresStore),
+}
+
+impl EventsBackend {
+    /// The SQLite store, if the event store is one.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(&self) -> Option<&crate::backend::SqliteStore> {
+        match self {
+            Self::Sqlite(store) => Some(store),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The PostgreSQL store, if the event store is one.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&self) -> Option<&crate::backend::PostgresStore> {
+        match self {
+            Self::Postgres(store) => Some(store),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The backend's name: `"sqlite"` or `"postgres"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The store, as the event store and consumer state a [`Dispatcher`](crate::Dispatcher)
+    /// and a [`CommandBus`](crate::CommandBus) take.
+    pub fn consumer_store(&self) -> Arc<dyn ConsumerStore> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
 }
 
 /// The opened stores: the event store (with its consumer state) and the personal data vault.
@@ -606,11 +495,15 @@ pub struct Stores {
     pub backend: EventsBackend,
     /// The personal data vault over the key store and the personal data store.
     pub vault: Arc<PersonalVault>,
+    /// The tenant these stores belong to, if they were opened for one.
+    pub tenant: Option<Tenant>,
 }
 
 impl fmt::Debug for Stores {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stores")
+            .field("backend", &self.backend.name())
+            .field("tenant", &self.tenant)
             .field("vault", &self.vault)
             .finish_non_exhaustive()
     }

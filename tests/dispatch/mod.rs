@@ -835,3 +835,39 @@ pub async fn a_worker_wakes_on_appends_from_another_process(backend: Backend) {
     println!("woke after {:?}", started.elapsed());
     worker.shutdown().await;
 }
+
+/// PostgreSQL: after a worker ran (and LISTENed), shutting it down gives every connection
+/// back: closing the pool returns within a second while the store is still alive. Dropping a
+/// worker instead of shutting it down stops it too, and so gives them back as well.
+#[cfg(feature = "postgres")]
+pub async fn closing_the_pool_after_a_worker_returns_at_once(backend: Backend) {
+    let Pool::Postgres(pool) = backend.pool.clone() else {
+        panic!("PostgreSQL only")
+    };
+    let s = setup(backend);
+    for shut_down in [true, false] {
+        let dispatcher = dispatcher(&s, &["mailer"]);
+        let worker = dispatcher.spawn();
+        let before = s.seen.emails.lock().unwrap().len();
+        sell_one(&s, "closing@example.com").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while s.seen.emails.lock().unwrap().len() == before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker did not deliver"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Let it finish the round and wait on LISTEN, holding its connection.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if shut_down {
+            worker.shutdown().await;
+        } else {
+            drop(worker);
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(1), pool.close())
+        .await
+        .expect("PgPool::close did not return within a second after the workers stopped");
+    drop(s);
+}

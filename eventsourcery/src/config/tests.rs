@@ -1,6 +1,7 @@
 //! The settings: defaults, the environment, the checks of `validate`, and `Debug`.
 
 use super::*;
+use crate::personal::MasterKey;
 
 #[test]
 fn defaults_are_three_sqlite_files_and_a_generated_key() {

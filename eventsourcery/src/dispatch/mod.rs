@@ -535,23 +535,43 @@ impl Dispatcher {
                     .release(consumer.name(), dispatcher.owner)
                     .await;
             }
+            dispatcher.store.stop_waiting().await;
         });
-        Worker { stop, task }
+        Worker {
+            stop,
+            task: Some(task),
+        }
     }
 }
 
 /// A running dispatch worker.
+///
+/// [`shutdown`](Self::shutdown) stops it and waits until it stopped: the round in progress
+/// finishes, the consumers' leases are released, and every connection it held is back in its
+/// pool, so a `PgPool::close` after it returns at once. Dropping a `Worker` asks it to stop the
+/// same way without waiting: the task finishes its round and releases what it holds on its
+/// own (unless the runtime shuts down first, when leases run out instead).
 #[derive(Debug)]
 pub struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// `None` once `shutdown` took it.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Worker {
-    /// Stops after the current round and releases the consumers' leases.
-    pub async fn shutdown(self) {
+    /// Stops after the current round, releases the consumers' leases and the store's LISTEN
+    /// connection, and returns when the worker's task has ended.
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 

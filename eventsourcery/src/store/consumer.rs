@@ -104,6 +104,11 @@ pub trait ConsumerStore: EventStore {
         tokio::time::sleep(timeout).await;
         Ok(())
     }
+
+    /// Gives back what [`wait_for_append`](Self::wait_for_append) holds between waits (on
+    /// PostgreSQL, the LISTEN connection, which a pool would otherwise wait for on `close`).
+    /// Called by a dispatch worker when it stops; the next wait takes it again.
+    async fn stop_waiting(&self) {}
 }
 
 /// A connection inside the transaction that a projection's update shares with its checkpoint.

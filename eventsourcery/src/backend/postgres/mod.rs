@@ -279,6 +279,14 @@ impl PostgresStore {
         }
     }
 
+    /// Closes the LISTEN connection of [`wait_for_append`](Self::wait_for_append), if open, so
+    /// that it does not keep the pool from closing.
+    pub(crate) async fn stop_waiting(&self) {
+        // Dropped, the listener hands its connection back to the pool from a task of its own
+        // (after `UNLISTEN *`); `close` waits for it.
+        drop(self.shared.listener.lock().await.take());
+    }
+
     /// Tells dispatch workers of other processes (LISTENing on `eventsourcery_events`) that
     /// events were appended.
     ///

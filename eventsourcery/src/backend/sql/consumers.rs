@@ -312,6 +312,10 @@ macro_rules! sql_consumer_store {
                 async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
                     $wait(self, timeout).await
                 }
+
+                async fn stop_waiting(&self) {
+                    self.stop_waiting().await
+                }
             )?
         }
     };
