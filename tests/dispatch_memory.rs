@@ -14,6 +14,7 @@ dispatch_suite!(memory;
     a_listener_sees_each_event_once_with_personal_data_decrypted,
     rebuilding_an_aggregate_never_triggers_a_consumer,
     a_process_manager_command_carries_correlation_and_causation,
+    request_metadata_reaches_consumers_and_carries_on,
     a_failing_consumer_is_retried_then_parked_while_others_run,
     projections_rebuild_to_the_same_read_model_and_hold_no_erased_data,
     inline_mode_dispatches_before_execute_returns,

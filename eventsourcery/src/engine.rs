@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::cache::AggregateCache;
 use crate::codec::{EncodeContext, Reference, Resolved};
 use crate::error::BoxFuture;
+use crate::event::Metadata;
 use crate::personal::PersonalError;
 use crate::store::{EventStore, StoreError, StreamAppend};
 use crate::sync::lock;
@@ -165,7 +166,8 @@ impl Engine {
 pub(crate) struct UnitOfWork {
     pub(crate) command_id: Uuid,
     pub(crate) correlation_id: Uuid,
-    pub(crate) causation_id: Uuid,
+    /// What the command's events are stored with.
+    pub(crate) metadata: Metadata,
     staged: Mutex<Staged>,
 }
 
@@ -197,11 +199,11 @@ pub(crate) struct Staged {
 }
 
 impl UnitOfWork {
-    pub(crate) fn new(command_id: Uuid, correlation_id: Uuid, causation_id: Uuid) -> Self {
+    pub(crate) fn new(command_id: Uuid, correlation_id: Uuid, metadata: Metadata) -> Self {
         Self {
             command_id,
             correlation_id,
-            causation_id,
+            metadata,
             staged: Mutex::new(Staged::default()),
         }
     }

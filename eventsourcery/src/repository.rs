@@ -243,9 +243,10 @@ impl<A: Aggregate> Repository<A> {
             });
         }
         let expected_version = root.version();
-        let metadata = self.uow.as_ref().map_or_else(Metadata::default, |uow| {
-            Metadata::for_command(uow.command_id, uow.correlation_id, uow.causation_id)
-        });
+        let metadata = self
+            .uow
+            .as_ref()
+            .map_or_else(Metadata::default, |uow| uow.metadata.clone());
         let pending = root.take_pending();
         let mut cx = EncodeContext::new();
         let mut events = Vec::with_capacity(pending.len());

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::engine::{Engine, UnitOfWork};
+use crate::event::RequestMetadata;
 use crate::repository::Repository;
 
 pub use crate::engine::Services;
@@ -80,6 +81,11 @@ impl CommandContext {
     /// The correlation id of the command being executed.
     pub fn correlation_id(&self) -> Uuid {
         self.uow.correlation_id
+    }
+
+    /// What the caller told about the request (actor, tenant, request id, ...).
+    pub fn request(&self) -> &RequestMetadata {
+        &self.uow.metadata.request
     }
 }
 
@@ -220,14 +226,17 @@ impl FromContext<CommandContext> for Arc<dyn EventStore> {
     }
 }
 
-/// The ids of the command being handled, as a handler parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The ids and request metadata of the command being handled, as a handler parameter: the
+/// actor, to decide whether they may, say.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CommandMeta {
     /// The command's id.
     pub command_id: Uuid,
     /// Its correlation id.
     pub correlation_id: Uuid,
+    /// What the caller told about the request.
+    pub request: RequestMetadata,
 }
 
 impl FromContext<CommandContext> for CommandMeta {
@@ -235,6 +244,7 @@ impl FromContext<CommandContext> for CommandMeta {
         Ok(Self {
             command_id: cx.command_id(),
             correlation_id: cx.correlation_id(),
+            request: cx.request().clone(),
         })
     }
 }

@@ -63,7 +63,7 @@ enum Step {
     /// An event appended to a stream, with the personal values it refers to.
     Given {
         stream: StreamId,
-        event: NewEvent,
+        event: Box<NewEvent>,
         personal: EncodeContext,
     },
     /// A data subject forgotten.
@@ -135,13 +135,13 @@ impl Scenario {
         };
         self.steps.push(Step::Given {
             stream: StreamId::for_aggregate(A::NAME, id),
-            event: NewEvent {
+            event: Box::new(NewEvent {
                 event_id: Uuid::now_v7(),
                 event_name: event.event_name().to_owned(),
                 schema_version: event.event_version(),
                 payload,
                 metadata: Metadata::default(),
-            },
+            }),
             personal,
         });
         self
@@ -194,7 +194,7 @@ impl Scenario {
                         streams: vec![StreamAppend {
                             stream_id: stream,
                             expected_version: *expected,
-                            events: vec![event],
+                            events: vec![*event],
                         }],
                         command: None,
                     };

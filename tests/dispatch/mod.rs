@@ -322,6 +322,86 @@ pub async fn a_process_manager_command_carries_correlation_and_causation(backend
     assert_eq!(welcome.metadata.command_id, Some(send.command_id));
 }
 
+pub async fn request_metadata_reaches_consumers_and_carries_on(backend: Backend) {
+    use eventsourcery::bus::ExecuteOptions;
+    use eventsourcery::event::RequestMetadata;
+
+    let s = setup(backend);
+    let dispatcher = dispatcher(&s, &["audit", "welcomer"]);
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let options = ExecuteOptions::correlated_by("req-7Yc2 from the gateway")
+        .actor("user:42")
+        .tenant("acme")
+        .traceparent(traceparent)
+        .with("channel", "web");
+    let expected = RequestMetadata::new()
+        .request_id("req-7Yc2 from the gateway")
+        .actor("user:42")
+        .tenant("acme")
+        .traceparent(traceparent)
+        .with("channel", "web");
+    let correlation = options.correlation_id;
+    let ticket = TicketId::generate();
+    s.bus
+        .execute_with(
+            SellTicket {
+                ticket: ticket.clone(),
+                holder: PersonalKey::issue(),
+                email: Email("meta@example.com".into()),
+            },
+            options,
+        )
+        .await
+        .unwrap();
+    dispatcher.catch_up().await.unwrap();
+
+    // The listener's EventMeta.
+    let metas = s.seen.metas.lock().unwrap().clone();
+    assert_eq!(metas.len(), 1);
+    assert_eq!(metas[0].request, expected);
+    assert_eq!(metas[0].correlation_id, correlation);
+
+    // The stored events, the process manager's included, and both command log entries.
+    let events = s
+        .store
+        .read_stream(&StreamId::for_aggregate("ticket", &ticket), 0)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        assert_eq!(event.metadata.request, expected, "{}", event.event_name);
+        assert_eq!(event.metadata.correlation_id, correlation);
+    }
+    let log = s.store.read_commands(0, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    for command in &log {
+        assert_eq!(command.metadata.request, expected, "{}", command.name);
+    }
+
+    // Metadata that breaks a limit is refused before anything is stored, and the message
+    // names the key, not the value.
+    let refused = s
+        .bus
+        .execute_with(
+            SellTicket {
+                ticket: TicketId::generate(),
+                holder: PersonalKey::issue(),
+                email: Email("refused@example.com".into()),
+            },
+            ExecuteOptions::new().actor("ann@example.com\n"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, eventsourcery::CommandError::InvalidMetadata { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.kind(), eventsourcery::command::ErrorKind::Invalid);
+    assert!(!refused.to_string().contains("ann@"), "{refused}");
+    assert_eq!(s.store.read_all(0, 100).await.unwrap().len(), 2);
+    assert_eq!(s.store.read_commands(0, 10).await.unwrap().len(), 2);
+}
+
 pub async fn a_failing_consumer_is_retried_then_parked_while_others_run(backend: Backend) {
     let s = setup(backend);
     let dispatcher = dispatcher(&s, &["mailer", "audit"]);

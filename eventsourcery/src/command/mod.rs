@@ -112,6 +112,17 @@ pub enum CommandError {
         #[source]
         source: EventError,
     },
+    /// The request metadata given with the command breaks a limit (a key, a length, a
+    /// control character, a malformed trace context); nothing was stored. The message names
+    /// the key, never the value.
+    #[error("command `{command}`: {source}")]
+    InvalidMetadata {
+        /// The command name.
+        command: &'static str,
+        /// Which key, and what is wrong.
+        #[source]
+        source: crate::event::MetadataError,
+    },
     /// The command carries or raises personal data of a subject that was erased (and not
     /// re-enrolled); nothing was stored.
     #[error("command `{command}`: data subject {subject} was erased; its personal data is refused")]
@@ -184,7 +195,7 @@ impl CommandError {
         match self {
             Self::Rejected { .. } => ErrorKind::Rejected,
             Self::Conflict { .. } => ErrorKind::Conflict,
-            Self::Invalid { .. } => ErrorKind::Invalid,
+            Self::Invalid { .. } | Self::InvalidMetadata { .. } => ErrorKind::Invalid,
             Self::SubjectErased { .. } => ErrorKind::SubjectErased,
             Self::Store { .. } | Self::Personal { .. } => ErrorKind::Unavailable,
             Self::NoHandler { .. } | Self::Unresolved { .. } | Self::Registry(_) => {

@@ -12,7 +12,7 @@ use crate::bus::{CommandBus, ExecuteOptions};
 use crate::codec::DecodeContext;
 use crate::codec::Resolved;
 use crate::command::{BoxError, BoxFuture, Command, CommandError, CommandReceipt};
-use crate::event::{DomainEvent, EventError};
+use crate::event::{DomainEvent, EventError, RequestMetadata};
 use crate::repository::Repository;
 use crate::service::{Dep, FromContext, Parameter, ResolveError, Services};
 use crate::store::{ProjectionTx, RecordedEvent, StoreError};
@@ -95,6 +95,8 @@ impl Envelope {
             position: self.event.position,
             correlation_id: self.event.metadata.correlation_id,
             causation_id: self.event.metadata.causation_id,
+            command_id: self.event.metadata.command_id,
+            request: self.event.metadata.request.clone(),
             recorded_at: self.event.recorded_at,
         }
     }
@@ -137,6 +139,11 @@ pub struct EventMeta {
     pub correlation_id: Option<Uuid>,
     /// What caused it.
     pub causation_id: Option<Uuid>,
+    /// The command that recorded it.
+    pub command_id: Option<Uuid>,
+    /// What the application told about the request that led to it (actor, tenant, request
+    /// id, trace context, other key/values).
+    pub request: RequestMetadata,
     /// When it was recorded.
     pub recorded_at: SystemTime,
 }
@@ -169,15 +176,17 @@ impl EventContext<'_> {
         self.envelope
     }
 
-    /// Commands caused by this event: they carry its correlation id, and its id as causation.
+    /// Commands caused by this event: they carry its correlation id, its id as causation,
+    /// and its request metadata.
     pub fn commands(&self) -> Commands {
-        let meta = self.envelope.meta();
+        let event = &self.envelope.event;
         Commands {
             bus: self.bus.clone(),
             options: ExecuteOptions::caused_by(
-                meta.correlation_id.unwrap_or(meta.event_id),
-                meta.event_id,
-            ),
+                event.metadata.correlation_id.unwrap_or(event.event_id),
+                event.event_id,
+            )
+            .request(event.metadata.request.clone()),
         }
     }
 
@@ -320,7 +329,7 @@ pub struct Commands {
 impl Commands {
     /// Executes `command`, caused by the event being handled.
     pub async fn execute<C: Command>(&self, command: C) -> Result<CommandReceipt, CommandError> {
-        self.bus.execute_with(command, self.options).await
+        self.bus.execute_with(command, self.options.clone()).await
     }
 }
 

@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use crate::codec::{DecodeContext, EncodeContext};
 
 /// Derives [`DomainEvent`]. See the [crate docs](crate) for the attributes.
 pub use eventsourcery_derive::DomainEvent;
+
+mod metadata;
+pub use metadata::{Metadata, MetadataError, RequestMetadata};
 
 /// A domain event, derived with `#[derive(DomainEvent)]` on a struct (one event type) or on an
 /// enum whose variants each wrap one event struct.
@@ -162,32 +164,6 @@ impl EventError {
                 field: field.clone(),
                 source: source.duplicate(),
             },
-        }
-    }
-}
-
-/// Metadata stored beside every event.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
-pub struct Metadata {
-    /// The command (or event) that caused this event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<Uuid>,
-    /// The id shared by everything that flows from one original request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<Uuid>,
-    /// The command that recorded this event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<Uuid>,
-}
-
-impl Metadata {
-    /// Metadata for events recorded by command `command_id` within `correlation_id`.
-    pub fn for_command(command_id: Uuid, correlation_id: Uuid, causation_id: Uuid) -> Self {
-        Self {
-            causation_id: Some(causation_id),
-            correlation_id: Some(correlation_id),
-            command_id: Some(command_id),
         }
     }
 }
