@@ -59,5 +59,9 @@ pub mod consumers {
 }
 
 pub mod testing {
-    #![doc = include_str!("testing.md")]
+    #![cfg_attr(feature = "testkit", doc = include_str!("testing.md"))]
+    #![cfg_attr(
+        not(feature = "testkit"),
+        doc = "Testing your domain: given/when/then scenarios, with the `testkit` feature."
+    )]
 }
