@@ -1,4 +1,11 @@
 //! Aggregates: consistency boundaries rebuilt from their events.
+//!
+//! An aggregate is a state struct deriving [`Aggregate`](macro@Aggregate), changed only by the
+//! events it lists, each through an [`Apply`] impl; an [`AggregateRoot`] adds the id, the version
+//! it was loaded at and the events raised since, which [`Repository::save`](crate::Repository::save)
+//! appends with that version so that a concurrent writer is caught. The module is here, below the
+//! stores, so that the state and its replay know nothing of where events are kept. Guide:
+//! [aggregates](crate::docs::aggregates).
 
 use std::fmt;
 use std::ops::Deref;

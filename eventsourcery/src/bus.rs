@@ -1,5 +1,11 @@
 //! The command bus: finds a command's handler, resolves its parameters, commits its events and
 //! log entry atomically, and retries it against fresh state after a concurrency conflict.
+//!
+//! A [`CommandBus`] is built with a [`CommandBusBuilder`] (the event store, the vault, services,
+//! retries, the aggregate cache) and collects every `#[eventsourcery::handler]` of the program;
+//! [`CommandBus::check`] finds at start-up what the first command would fail on. It knows
+//! nothing of dispatch: a dispatcher hears of commits through a hook the bus offers. Guide:
+//! [commands and handlers](crate::docs::commands_and_handlers).
 
 use std::any::TypeId;
 use std::collections::{HashMap, HashSet};

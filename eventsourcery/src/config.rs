@@ -32,6 +32,9 @@
 //! the directory). That is for an all-SQLite first run only: with any PostgreSQL URL, a master
 //! key must be configured ([`ConfigError::MasterKeyRequired`]), since several processes, or one
 //! on an ephemeral disk, would each generate a key of their own.
+//!
+//! Guide: [configuration](crate::docs::configuration) and
+//! [deploying the three stores](crate::docs::deploying_the_three_stores).
 
 use std::fmt;
 use std::path::PathBuf;

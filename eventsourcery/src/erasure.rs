@@ -22,6 +22,9 @@
 //! A read model that holds personal values by reference instead
 //! ([`PersonalRef`](crate::personal::PersonalRef)) has nothing to forget: its references read
 //! as erased.
+//!
+//! Guide: [what was derived from the data forgets
+//! too](crate::docs::personal_data#what-was-derived-from-the-data-forgets-too).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -11,6 +11,7 @@ pub mod command;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod config;
 pub mod dispatch;
+pub mod docs;
 mod engine;
 pub mod erasure;
 pub mod error;

@@ -1,4 +1,9 @@
 //! Loading and saving aggregates.
+//!
+//! A [`Repository`] replays an aggregate's stream (from a snapshot, if any) and appends the
+//! events raised on it with the version it was loaded at. Inside a command handler its saves
+//! are staged and committed with the command; given to a consumer it only loads; made with
+//! [`Repository::new`] it appends at once. Guide: [aggregates](crate::docs::aggregates).
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -7,6 +7,9 @@
 //! [`EventContext`](crate::dispatch::EventContext) for a consumer. [`Dep`] (a registered service)
 //! works in both; [`Repository`] and [`CommandMeta`] in handlers; the event's parameters are in
 //! [`dispatch`](crate::dispatch).
+//!
+//! Guide: [commands and handlers](crate::docs::commands_and_handlers) and
+//! [consumers](crate::docs::consumers#consumer-parameters).
 
 use std::any::TypeId;
 use std::fmt;

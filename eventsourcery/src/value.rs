@@ -1,4 +1,10 @@
 //! Values and identifiers: the string form of `#[derive(SerializableValue)]` types.
+//!
+//! A [`SerializableValue`] has value equality and one string form, used by `Display`,
+//! `FromStr` and serde alike, so an id or an amount reads the same in a payload, a stream id
+//! and a log line. A newtype over a UUID is an [`Id`] (import the trait to call
+//! [`generate`](Id::generate)); a [`StreamId`] names an aggregate's stream. Guide:
+//! [values and ids](crate::docs::values_and_ids).
 
 use std::fmt;
 use std::hash::Hash;

@@ -1,4 +1,11 @@
 //! Commands, their handlers, and the errors of executing them.
+//!
+//! A command derives [`Command`](macro@Command) and is handled by one
+//! `#[eventsourcery::handler]` function, which returns [`Error`] or an error of its own;
+//! the bus reports every failure as a [`CommandError`], whose [`kind`](CommandError::kind)
+//! ([`ErrorKind`]) tells a domain rejection from a conflict, invalid input, an erased subject or
+//! a failing store, so that services can map failures (to HTTP statuses, say) without reading
+//! source chains. Guide: [commands and handlers](crate::docs::commands_and_handlers).
 
 use serde_json::Value;
 use uuid::Uuid;

@@ -7,6 +7,8 @@
 //! as idempotency key: see [`Once`]). A failing consumer is retried
 //! with backoff, then parked with its error while the others keep running. Rebuilding an
 //! aggregate reads its stream directly and never reaches a consumer.
+//!
+//! Guide: [consumers](crate::docs::consumers).
 
 use std::collections::HashSet;
 use std::fmt;

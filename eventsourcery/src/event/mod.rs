@@ -1,4 +1,12 @@
 //! Domain events: names, schema versions, payload encoding, the event registry and upcasters.
+//!
+//! An event derives [`DomainEvent`](macro@DomainEvent), which gives it the stable name and
+//! schema version it is stored under and the encoding of its fields (personal ones through
+//! [`codec`](crate::codec)). Every event type registers itself in the [`EventRegistry`], so
+//! that two types claiming one name are found when the bus is built, and old payloads are
+//! upgraded on read by the [`upcaster!`](crate::upcaster)s registered for their versions.
+//! Decoding a bad payload gives an [`EventError`] naming where it is, never a panic. Guide:
+//! [events](crate::docs::events).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

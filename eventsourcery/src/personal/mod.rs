@@ -6,6 +6,8 @@
 //! data key into the personal data store, and the event payload keeps only a reference; on load
 //! it is decrypted back, or reads as [`Personal::Erased`] once the subject has been forgotten
 //! with [`PersonalVault::erase`](crate::vault::PersonalVault::erase).
+//!
+//! Guide: [personal data](crate::docs::personal_data).
 
 use std::fmt;
 

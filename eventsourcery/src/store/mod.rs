@@ -1,5 +1,12 @@
 //! The event store: one trait, with in-memory, SQLite and PostgreSQL implementations that
 //! behave identically.
+//!
+//! This module holds the storage traits and their records only: [`EventStore`] (streams with
+//! optimistic concurrency, the global log, snapshots, the command log), [`ConsumerStore`]
+//! (checkpoints, parked consumers, leases), and the [`KeyStore`] and [`PersonalStore`] behind
+//! the vault, with one error, [`StoreError`]. The implementations live in
+//! [`backend`](crate::backend), so everything above this layer depends on the traits, never on
+//! a database. Guide: [choosing a store](crate::docs::choosing_a_store).
 
 use std::time::SystemTime;
 

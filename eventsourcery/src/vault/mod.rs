@@ -1,4 +1,12 @@
 //! The personal data vault: encrypts on write, decrypts on read, erases, exports, finds.
+//!
+//! A [`PersonalVault`] sits over a key store and a personal data store (see
+//! [`store`](crate::store)) and a master key: it gives each data subject its own data key,
+//! encrypts personal values into the personal data store on write, decrypts them on read (or
+//! reads them as erased), erases a subject by destroying its key, exports a subject's data
+//! ([`Export`]), finds subjects through the blind index, and rotates the master and index keys
+//! ([`Rotation`], [`IndexRotation`]). It is the only place that sees plaintext personal values
+//! and keys. Guide: [personal data](crate::docs::personal_data).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
