@@ -168,7 +168,7 @@ impl fmt::Display for PublicRejection {
 
 impl StdError for PublicRejection {}
 
-impl From<PublicRejection> for crate::Error {
+impl From<PublicRejection> for crate::command::Error {
     fn from(rejection: PublicRejection) -> Self {
         Self::domain(rejection)
     }
@@ -290,7 +290,7 @@ impl From<&CommandError> for Problem {
 }
 
 /// The first [`PublicRejection`] in the handler's error or its `source()` chain, looking
-/// inside [`crate::Error::Domain`] too (which, being transparent, skips its own error in
+/// inside [`crate::command::Error::Domain`] too (which, being transparent, skips its own error in
 /// `source()`).
 fn public_rejection<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a PublicRejection> {
     let mut next = Some(error);
@@ -300,8 +300,8 @@ fn public_rejection<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a Publi
         if let Some(public) = error.downcast_ref::<PublicRejection>() {
             return Some(public);
         }
-        next = match error.downcast_ref::<crate::Error>() {
-            Some(crate::Error::Domain(inner)) => Some(inner.as_ref()),
+        next = match error.downcast_ref::<crate::command::Error>() {
+            Some(crate::command::Error::Domain(inner)) => Some(inner.as_ref()),
             _ => error.source(),
         };
     }
