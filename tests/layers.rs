@@ -34,6 +34,8 @@ const LAYERS: &[&[&str]] = &[
     &["bus"],
     // Dispatch to listeners, process managers and projections.
     &["dispatch"],
+    // Adapters to other frameworks: command errors as HTTP responses (feature `axum`).
+    &["http"],
 ];
 
 /// Facades, which may use any layer: the crate root, generated code's support, the

@@ -12,6 +12,7 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/pass/*.rs");
     t.compile_fail("tests/ui/serializable-value/*.rs");
+    t.compile_fail("tests/ui/entity/*.rs");
     t.compile_fail("tests/ui/domain-event/*.rs");
     t.compile_fail("tests/ui/aggregate/*.rs");
     t.compile_fail("tests/ui/command/*.rs");

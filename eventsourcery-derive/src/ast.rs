@@ -59,7 +59,19 @@ pub(crate) struct Field<'a> {
     /// `#[personal(...)]`: parsed on the named fields of the derives whose payload routes
     /// personal fields (`DomainEvent`, `Command`), `None` elsewhere.
     pub(crate) personal: Option<attr::Personal>,
+    /// `#[entity(...)]`: parsed on the named fields of `Entity`, `None` elsewhere.
+    pub(crate) entity: Option<attr::EntityField>,
     pub(crate) original: &'a syn::Field,
+}
+
+/// Which field attributes a derive parses, on named fields only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldAttrs {
+    None,
+    /// `#[personal(...)]`, for the payload derives.
+    Personal,
+    /// `#[entity(...)]`, for `Entity`.
+    Entity,
 }
 
 impl Field<'_> {
@@ -70,23 +82,33 @@ impl Field<'_> {
 }
 
 impl<'a> Fields<'a> {
-    /// `personal`: whether to parse `#[personal]` on named fields. A tuple struct is rejected
-    /// as a whole by the payload derives, so its fields' attributes would only add noise.
-    fn from_ast(cx: &Ctxt, fields: &'a syn::Fields, personal: bool) -> Self {
+    /// `parse`: the field attributes to parse, on named fields only. A tuple struct is rejected
+    /// as a whole by the derives that have field attributes, so its fields' attributes would
+    /// only add noise.
+    fn from_ast(cx: &Ctxt, fields: &'a syn::Fields, parse: FieldAttrs) -> Self {
         let style = match fields {
             syn::Fields::Named(_) => Style::Named,
             syn::Fields::Unnamed(f) if f.unnamed.len() == 1 => Style::Newtype,
             syn::Fields::Unnamed(_) => Style::Tuple,
             syn::Fields::Unit => Style::Unit,
         };
-        let personal = personal && style == Style::Named;
+        let parse = if style == Style::Named {
+            parse
+        } else {
+            FieldAttrs::None
+        };
         let all = fields
             .iter()
             .map(|field| Field {
                 ident: field.ident.as_ref(),
                 ty: &field.ty,
-                personal: if personal {
+                personal: if parse == FieldAttrs::Personal {
                     attr::Personal::from_attrs(cx, &field.attrs)
+                } else {
+                    None
+                },
+                entity: if parse == FieldAttrs::Entity {
+                    attr::EntityField::from_attrs(cx, &field.attrs)
                 } else {
                     None
                 },
@@ -112,15 +134,15 @@ impl<'a> Fields<'a> {
 }
 
 impl<'a> Data<'a> {
-    fn from_ast(cx: &Ctxt, data: &'a syn::Data, personal: bool) -> Self {
+    fn from_ast(cx: &Ctxt, data: &'a syn::Data, parse: FieldAttrs) -> Self {
         match data {
-            syn::Data::Struct(data) => Self::Struct(Fields::from_ast(cx, &data.fields, personal)),
+            syn::Data::Struct(data) => Self::Struct(Fields::from_ast(cx, &data.fields, parse)),
             syn::Data::Enum(data) => Self::Enum(
                 data.variants
                     .iter()
                     .map(|variant| Variant {
                         ident: &variant.ident,
-                        fields: Fields::from_ast(cx, &variant.fields, false),
+                        fields: Fields::from_ast(cx, &variant.fields, FieldAttrs::None),
                         original: variant,
                     })
                     .collect(),
@@ -133,11 +155,11 @@ impl<'a> Data<'a> {
 impl<'a, A> Container<'a, A> {
     /// Parses the fields, after the caller has parsed `attrs`: the errors inside attributes
     /// come in the order they are written.
-    fn new(cx: &Ctxt, input: &'a DeriveInput, attrs: A, personal: bool) -> Self {
+    fn new(cx: &Ctxt, input: &'a DeriveInput, attrs: A, parse: FieldAttrs) -> Self {
         Self {
             ident: &input.ident,
             attrs,
-            data: Data::from_ast(cx, &input.data, personal),
+            data: Data::from_ast(cx, &input.data, parse),
             original: input,
         }
     }
@@ -161,7 +183,7 @@ impl<'a> Container<'a, attr::Event> {
             syn::Data::Struct(_) => attr::Event::from_attrs(cx, &input.attrs),
             _ => attr::Event::default(),
         };
-        Self::new(cx, input, attrs, true)
+        Self::new(cx, input, attrs, FieldAttrs::Personal)
     }
 
     pub(crate) fn name(&self) -> String {
@@ -176,7 +198,7 @@ impl<'a> Container<'a, attr::Event> {
 impl<'a> Container<'a, attr::Command> {
     pub(crate) fn command(cx: &Ctxt, input: &'a DeriveInput) -> Self {
         let attrs = attr::Command::from_attrs(cx, &input.attrs);
-        Self::new(cx, input, attrs, true)
+        Self::new(cx, input, attrs, FieldAttrs::Personal)
     }
 
     pub(crate) fn name(&self) -> String {
@@ -187,7 +209,7 @@ impl<'a> Container<'a, attr::Command> {
 impl<'a> Container<'a, attr::Aggregate> {
     pub(crate) fn aggregate(cx: &Ctxt, input: &'a DeriveInput) -> Self {
         let attrs = attr::Aggregate::from_attrs(cx, &input.attrs);
-        Self::new(cx, input, attrs, false)
+        Self::new(cx, input, attrs, FieldAttrs::None)
     }
 
     pub(crate) fn name(&self) -> String {
@@ -198,7 +220,7 @@ impl<'a> Container<'a, attr::Aggregate> {
 impl<'a> Container<'a, attr::PersonalData> {
     pub(crate) fn personal_data(cx: &Ctxt, input: &'a DeriveInput) -> Self {
         let attrs = attr::PersonalData::from_attrs(cx, &input.attrs);
-        Self::new(cx, input, attrs, false)
+        Self::new(cx, input, attrs, FieldAttrs::None)
     }
 
     /// The kind of personal data, stored beside each value.
@@ -210,7 +232,27 @@ impl<'a> Container<'a, attr::PersonalData> {
 impl<'a> Container<'a, ()> {
     pub(crate) fn value(cx: &Ctxt, input: &'a DeriveInput) -> Self {
         attr::value(cx, &input.attrs);
-        Self::new(cx, input, (), false)
+        Self::new(cx, input, (), FieldAttrs::None)
+    }
+}
+
+impl<'a> Container<'a, attr::Entity> {
+    /// An entity's own `#[entity]` attributes go on its fields; on the type they are only
+    /// found, for the check to reject.
+    pub(crate) fn entity(cx: &Ctxt, input: &'a DeriveInput) -> Self {
+        Self::new(cx, input, attr::Entity, FieldAttrs::Entity)
+    }
+
+    /// The fields marked `#[entity(id)]`, in order: the check wants exactly one.
+    pub(crate) fn id_fields(&self) -> Vec<&Field<'a>> {
+        match &self.data {
+            Data::Struct(fields) => fields
+                .all
+                .iter()
+                .filter(|field| field.entity.as_ref().is_some_and(|e| e.id.is_some()))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

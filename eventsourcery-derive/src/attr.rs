@@ -1,6 +1,7 @@
 //! Attribute parsing: the error context, the helpers every parser shares, and the parsed forms
 //! of `#[event(...)]`, `#[command(...)]`, `#[aggregate(...)]`, `#[personal(...)]`,
-//! `#[personal_data(...)]`, `#[value]` and the arguments of the attribute macros.
+//! `#[personal_data(...)]`, `#[value]`, `#[entity(...)]` and the arguments of the attribute
+//! macros.
 //!
 //! Everything here looks inside one attribute: its syntax, its keys and their values. What
 //! concerns the input as a whole (a subject that names no field, a missing `id`, an attribute
@@ -19,6 +20,7 @@ pub(crate) const COMMAND: &str = "command";
 pub(crate) const PERSONAL: &str = "personal";
 pub(crate) const PERSONAL_DATA: &str = "personal_data";
 pub(crate) const VALUE: &str = "value";
+pub(crate) const ENTITY: &str = "entity";
 
 /// The keys inside the attributes: the lists in "expected one of ..." are built from the same
 /// constants as the matches, so they cannot drift apart.
@@ -414,6 +416,43 @@ pub(crate) fn value(cx: &Ctxt, attrs: &[Attribute]) {
     each_nested(cx, attrs, VALUE, |meta| {
         Err(meta.error("`#[value(...)]` takes no options"))
     });
+}
+
+/// The type-level attributes of `Entity`: none (`#[entity(id)]` goes on a field, and the check
+/// rejects `#[entity]` on the type).
+pub(crate) struct Entity;
+
+/// `#[entity(id)]` on a field of an entity.
+pub(crate) struct EntityField {
+    /// The `id` key, to span errors about it (a second id field).
+    pub(crate) id: Option<Path>,
+}
+
+impl EntityField {
+    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Option<Self> {
+        let mut found = false;
+        let mut id = Once::new(key::ID);
+        for attr in attrs.iter().filter(|a| a.path().is_ident(ENTITY)) {
+            found = true;
+            if let syn::Meta::Path(_) = attr.meta {
+                cx.error(
+                    attr,
+                    "expected `#[entity(id)]`: the attribute marks the entity's id field",
+                );
+            }
+        }
+        each_nested(cx, attrs, ENTITY, |meta| {
+            if !meta.path.is_ident(key::ID) {
+                return Err(unknown(meta, ENTITY, &[key::ID]));
+            }
+            if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                return Err(meta.error("`id` takes no value: write `#[entity(id)]`"));
+            }
+            id.set(cx, &meta.path, meta.path.clone());
+            Ok(())
+        });
+        found.then(|| Self { id: id.get() })
+    }
 }
 
 /// `#[personal]` or `#[personal(subject = field, lookup)]` on a field.

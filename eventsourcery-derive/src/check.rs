@@ -181,6 +181,59 @@ pub(crate) fn value(cx: &Ctxt, cont: &Container<()>) {
     }
 }
 
+pub(crate) fn entity(cx: &Ctxt, cont: &Container<attr::Entity>) {
+    not_generic(cx, cont, "an entity cannot be generic");
+    reject(
+        cx,
+        &cont.original.attrs,
+        attr::ENTITY,
+        "`#[entity(id)]` goes on the entity's id field, not on the type",
+    );
+    let fields = match &cont.data {
+        Data::Struct(fields) if fields.style == Style::Named => fields,
+        Data::Struct(fields) if fields.style != Style::Unit => {
+            return cx.error(
+                fields.original,
+                "Entity needs a struct with named fields, one of them marked `#[entity(id)]`: `struct Bed { #[entity(id)] id: BedId, ... }`",
+            );
+        }
+        _ => {
+            return cx.error(
+                cont.ident,
+                "Entity can be derived for a struct with named fields only, one of them marked `#[entity(id)]`: `struct Bed { #[entity(id)] id: BedId, ... }`",
+            );
+        }
+    };
+    let ids = cont.id_fields();
+    match ids.as_slice() {
+        [] => {
+            // A field whose `#[entity(...)]` had errors of its own was most likely meant to
+            // be the id: those errors are already reported.
+            if fields.all.iter().all(|field| field.entity.is_none()) {
+                cx.error(
+                    cont.ident,
+                    "an entity needs an id: mark the field that identifies it `#[entity(id)]`; entities are equal when their ids are",
+                );
+            }
+        }
+        [first, rest @ ..] => {
+            let first_name = first.ident.map(|ident| ident.unraw().to_string());
+            for field in rest {
+                let Some(id) = field.entity.as_ref().and_then(|e| e.id.as_ref()) else {
+                    continue;
+                };
+                cx.error(
+                    id,
+                    format!(
+                        "an entity has one id field, and `{}` is already marked `#[entity(id)]`: for an identity made of several parts, make them one value type (`#[derive(SerializableValue)] struct BedId {{ ward: WardId, number: u32 }}`)",
+                        first_name.as_deref().unwrap_or("another field"),
+                    ),
+                );
+            }
+        }
+    }
+}
+
 pub(crate) fn personal_data(cx: &Ctxt, cont: &Container<attr::PersonalData>) {
     not_generic(cx, cont, "a personal data type cannot be generic");
     match &cont.data {

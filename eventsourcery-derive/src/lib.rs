@@ -16,6 +16,7 @@ mod case;
 mod check;
 mod command;
 mod consumer;
+mod entity;
 mod event;
 mod fallback;
 mod fields;
@@ -34,6 +35,15 @@ use crate::fallback::Fallback;
 pub fn derive_serializable_value(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     value::expand(&input)
+        .unwrap_or_else(Fallback::into_compile_error)
+        .into()
+}
+
+/// Derives `eventsourcery::value::Entity`.
+#[proc_macro_derive(Entity, attributes(entity))]
+pub fn derive_entity(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    entity::expand(&input)
         .unwrap_or_else(Fallback::into_compile_error)
         .into()
 }

@@ -110,15 +110,15 @@ fn stub(ident: &Ident) -> TokenStream {
 }
 
 /// The operations on a part of the value (`PersonalValuePart` in `eventsourcery::__private`),
-/// spanned on its type.
-fn part(ty: &syn::Type) -> TokenStream {
+/// spanned on its type. `Entity` goes through the same parts.
+pub(crate) fn part(ty: &syn::Type) -> TokenStream {
     quote_spanned! {ty.span()=>
         (&&::eventsourcery::__private::Probe::<#ty>::new()).value_part()
     }
 }
 
 /// Brings the traits behind [`part`] into scope, once for the derive's whole `const _` block.
-fn part_traits() -> TokenStream {
+pub(crate) fn part_traits() -> TokenStream {
     quote! {
         #[allow(unused_imports)]
         use ::eventsourcery::__private::{PersonalValuePart as _, PlainValuePart as _};
@@ -126,10 +126,13 @@ fn part_traits() -> TokenStream {
 }
 
 /// The one check that no part is personal data: an error per personal part, on its type.
-fn refuse_personal_parts(types: &[&syn::Type]) -> TokenStream {
+/// `refuse` is the part's method that fails for personal data, worded for the derive.
+pub(crate) fn refuse_personal_parts(types: &[&syn::Type], refuse: &str) -> TokenStream {
     let refusals = types.iter().map(|ty| {
         let part = part(ty);
-        quote_spanned!(ty.span()=> #part.refuse();)
+        // Spanned on the type, as the error is reported on the method's name.
+        let refuse = Ident::new(refuse, ty.span());
+        quote_spanned!(ty.span()=> #part.#refuse();)
     });
     quote! {
         #[allow(dead_code)]
@@ -139,10 +142,76 @@ fn refuse_personal_parts(types: &[&syn::Type]) -> TokenStream {
     }
 }
 
+/// A serde form of named fields, each through its part: `__Ser<'a>`, borrowing them, and
+/// `__De`, owning them. Each field goes through its part's `serialize` and `deserialize`, which
+/// have no bounds for a personal part: the refusal is then its one error. `deny_unknown`: whether
+/// `__De` rejects fields it does not know.
+pub(crate) fn field_serde(fields: &ast::Fields, deny_unknown: bool) -> TokenStream {
+    let names = fields.names();
+    let types = fields.types();
+    // Spanned on the type: a field that has no serde form (a `Personal<T>`) is reported there.
+    let serialize_part: Vec<_> = types
+        .iter()
+        .map(|ty| {
+            let part = part(ty);
+            quote_spanned!(ty.span()=> #part.serialize(*value, serializer))
+        })
+        .collect();
+    let deserialize_part: Vec<_> = types
+        .iter()
+        .map(|ty| {
+            let part = part(ty);
+            quote_spanned!(ty.span()=> #part.deserialize(deserializer))
+        })
+        .collect();
+    let serialize: Vec<_> = names
+        .iter()
+        .map(|name| format_ident!("__serialize_{}", name.unraw()))
+        .collect();
+    let deserialize: Vec<_> = names
+        .iter()
+        .map(|name| format_ident!("__deserialize_{}", name.unraw()))
+        .collect();
+    let serialize_with: Vec<_> = serialize
+        .iter()
+        .map(|f| LitStr::new(&f.to_string(), Span::call_site()))
+        .collect();
+    let deserialize_with: Vec<_> = deserialize
+        .iter()
+        .map(|f| LitStr::new(&f.to_string(), Span::call_site()))
+        .collect();
+    let deny = deny_unknown.then(|| quote!(, deny_unknown_fields));
+    quote! {
+        #(
+            fn #serialize<__S>(value: &&#types, serializer: __S) -> ::core::result::Result<__S::Ok, __S::Error>
+            where
+                __S: ::eventsourcery::__private::serde::Serializer,
+            {
+                #serialize_part
+            }
+
+            fn #deserialize<'de, __D>(deserializer: __D) -> ::core::result::Result<#types, __D::Error>
+            where
+                __D: ::eventsourcery::__private::serde::Deserializer<'de>,
+            {
+                #deserialize_part
+            }
+        )*
+
+        #[derive(::eventsourcery::__private::serde::Serialize)]
+        #[serde(crate = "::eventsourcery::__private::serde")]
+        struct __Ser<'a> { #(#[serde(serialize_with = #serialize_with)] #names: &'a #types,)* }
+
+        #[derive(::eventsourcery::__private::serde::Deserialize)]
+        #[serde(crate = "::eventsourcery::__private::serde" #deny)]
+        struct __De { #(#[serde(deserialize_with = #deserialize_with)] #names: #types,)* }
+    }
+}
+
 fn newtype(ident: &Ident, inner: &syn::Type) -> TokenStream {
     let type_name = ident.to_string();
     let (part, traits) = (part(inner), part_traits());
-    let refuse = refuse_personal_parts(&[inner]);
+    let refuse = refuse_personal_parts(&[inner], "refuse");
     quote! {
         #traits
         #refuse
@@ -195,52 +264,12 @@ fn named(ident: &Ident, fields: &ast::Fields) -> TokenStream {
     let types = fields.types();
     let parts: Vec<_> = types.iter().map(|ty| part(ty)).collect();
     let traits = part_traits();
-    let refuse = refuse_personal_parts(&types);
-    // Each field goes through its part's `serialize` and `deserialize`, which have no bounds
-    // for a personal part: the refusal above is then its one error.
-    let serialize: Vec<_> = names
-        .iter()
-        .map(|name| format_ident!("__serialize_{}", name.unraw()))
-        .collect();
-    let deserialize: Vec<_> = names
-        .iter()
-        .map(|name| format_ident!("__deserialize_{}", name.unraw()))
-        .collect();
-    let serialize_with: Vec<_> = serialize
-        .iter()
-        .map(|f| LitStr::new(&f.to_string(), Span::call_site()))
-        .collect();
-    let deserialize_with: Vec<_> = deserialize
-        .iter()
-        .map(|f| LitStr::new(&f.to_string(), Span::call_site()))
-        .collect();
+    let refuse = refuse_personal_parts(&types, "refuse");
+    let serde = field_serde(fields, true);
     quote! {
         #traits
         #refuse
-
-        #(
-            fn #serialize<__S>(value: &&#types, serializer: __S) -> ::core::result::Result<__S::Ok, __S::Error>
-            where
-                __S: ::eventsourcery::__private::serde::Serializer,
-            {
-                #parts.serialize(*value, serializer)
-            }
-
-            fn #deserialize<'de, __D>(deserializer: __D) -> ::core::result::Result<#types, __D::Error>
-            where
-                __D: ::eventsourcery::__private::serde::Deserializer<'de>,
-            {
-                #parts.deserialize(deserializer)
-            }
-        )*
-
-        #[derive(::eventsourcery::__private::serde::Serialize)]
-        #[serde(crate = "::eventsourcery::__private::serde")]
-        struct __Ser<'a> { #(#[serde(serialize_with = #serialize_with)] #names: &'a #types,)* }
-
-        #[derive(::eventsourcery::__private::serde::Deserialize)]
-        #[serde(crate = "::eventsourcery::__private::serde", deny_unknown_fields)]
-        struct __De { #(#[serde(deserialize_with = #deserialize_with)] #names: #types,)* }
+        #serde
 
         #[automatically_derived]
         impl ::core::fmt::Display for #ident {

@@ -17,6 +17,8 @@ pub mod erasure;
 pub mod error;
 pub mod event;
 mod fs;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod personal;
 mod repository;
 pub mod service;

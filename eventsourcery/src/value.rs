@@ -1,9 +1,11 @@
-//! Values and identifiers: the string form of `#[derive(SerializableValue)]` types.
+//! Values, identifiers and entities: the string form of `#[derive(SerializableValue)]` types,
+//! and the identity equality of `#[derive(Entity)]` ones.
 //!
 //! A [`SerializableValue`] has value equality and one string form, used by `Display`,
 //! `FromStr` and serde alike, so an id or an amount reads the same in a payload, a stream id
 //! and a log line. A newtype over a UUID is an [`Id`] (import the trait to call
-//! [`generate`](Id::generate)); a [`StreamId`] names an aggregate's stream. Guide:
+//! [`generate`](Id::generate)); a [`StreamId`] names an aggregate's stream. An [`Entity`] is
+//! equal to another with the same id, whatever its other fields hold. Guide:
 //! [values and ids](crate::docs::values_and_ids).
 
 use std::fmt;
@@ -34,6 +36,66 @@ pub use eventsourcery_derive::SerializableValue;
 pub trait SerializableValue:
     fmt::Display + FromStr<Err = ValueError> + Eq + Hash + Clone + Send + Sync + 'static
 {
+}
+
+/// Derives [`Entity`]: equality and hashing by the field marked `#[entity(id)]`, and serde.
+///
+/// An entity is an object with an identity that lives inside an aggregate's state or an event
+/// (a bed in a ward, a line of an order): two entities with the same id are the same entity,
+/// whatever their other fields say. The derive goes on a struct with named fields, exactly one
+/// of them marked `#[entity(id)]`, and gives it:
+///
+/// - `PartialEq`, `Eq` and `Hash` on the id field only (do not derive those yourself), so a
+///   `HashSet` of entities holds one per id;
+/// - [`Entity::id`], the id field;
+/// - `Serialize` and `Deserialize` as an object of its fields, so it can be a field of an
+///   event, of a command or of a snapshot-taking aggregate's state. Fields that an entity no
+///   longer has are ignored when old events are read, as an event's own are.
+///
+/// An entity is stored in plain text wherever it goes, so it cannot hold personal data: a
+/// field whose type derives `PersonalData` does not compile (as in a `SerializableValue`), and
+/// neither does a `Personal<T>` one. Keep the personal value in its own `#[personal]` field of
+/// the event, beside the entity's id.
+///
+/// ```
+/// use std::collections::HashSet;
+///
+/// use eventsourcery::SerializableValue;
+/// use eventsourcery::value::Entity;
+///
+/// #[derive(SerializableValue, Clone, Debug)]
+/// struct BedId(u32);
+///
+/// #[derive(Entity, Clone, Debug)]
+/// struct Bed {
+///     #[entity(id)]
+///     id: BedId,
+///     occupied: bool,
+/// }
+///
+/// let free = Bed { id: BedId(7), occupied: false };
+/// let taken = Bed { id: BedId(7), occupied: true };
+/// assert_eq!(free, taken); // the same bed, in two states
+/// assert_eq!(taken.id(), &BedId(7));
+/// let beds: HashSet<Bed> = [free, taken].into_iter().collect();
+/// assert_eq!(beds.len(), 1);
+/// ```
+pub use eventsourcery_derive::Entity;
+
+/// An object with an identity: equal to another when their ids are equal, usually derived with
+/// `#[derive(Entity)]` (which also gives it serde, through the rules that keep personal data
+/// out of it).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an entity",
+    label = "needs an id",
+    note = "an entity is a struct with named fields and `#[derive(Entity)]`, its id field marked `#[entity(id)]`: `struct Bed {{ #[entity(id)] id: BedId, occupied: bool }}`"
+)]
+pub trait Entity: Eq + Hash {
+    /// The type of the id, usually a `SerializableValue` newtype (`struct BedId(Uuid)`).
+    type Id: Eq + Hash;
+
+    /// The id: what makes two entities the same one.
+    fn id(&self) -> &Self::Id;
 }
 
 /// A value that wraps exactly one inner value, implemented by `#[derive(SerializableValue)]` on

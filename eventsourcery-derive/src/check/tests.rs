@@ -31,6 +31,12 @@ fn value(input: DeriveInput) -> Vec<String> {
     cx.messages()
 }
 
+fn entity(input: DeriveInput) -> Vec<String> {
+    let cx = Ctxt::new();
+    super::entity(&cx, &Container::entity(&cx, &input));
+    cx.messages()
+}
+
 fn personal_data(input: DeriveInput) -> Vec<String> {
     let cx = Ctxt::new();
     super::personal_data(&cx, &Container::personal_data(&cx, &input));
@@ -406,5 +412,100 @@ fn a_consumer_is_named_and_takes_its_event() {
         [
             "`reset` is for projections, which have a read model to clear on a rebuild; a listener takes only `consumer = \"...\"`"
         ]
+    );
+}
+
+const ENTITY_SHAPE: &str = "Entity can be derived for a struct with named fields only, one of them marked `#[entity(id)]`: `struct Bed { #[entity(id)] id: BedId, ... }`";
+
+#[test]
+fn entities_are_named_structs_with_one_id_field() {
+    assert!(
+        entity(parse_quote! {
+            struct Bed { #[entity(id)] id: BedId, occupied: bool }
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed { id: BedId }
+        }),
+        [
+            "an entity needs an id: mark the field that identifies it `#[entity(id)]`; entities are equal when their ids are"
+        ]
+    );
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed { #[entity(id)] ward: WardId, #[entity(id)] number: u32 }
+        }),
+        [
+            "an entity has one id field, and `ward` is already marked `#[entity(id)]`: for an identity made of several parts, make them one value type (`#[derive(SerializableValue)] struct BedId { ward: WardId, number: u32 }`)"
+        ]
+    );
+    assert_eq!(
+        entity(parse_quote!(
+            struct Bed(BedId);
+        )),
+        [
+            "Entity needs a struct with named fields, one of them marked `#[entity(id)]`: `struct Bed { #[entity(id)] id: BedId, ... }`"
+        ]
+    );
+    assert_eq!(
+        entity(parse_quote!(
+            enum Bed {
+                Free,
+            }
+        )),
+        [ENTITY_SHAPE]
+    );
+    assert_eq!(
+        entity(parse_quote!(
+            struct Bed;
+        )),
+        [ENTITY_SHAPE]
+    );
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed<T> { #[entity(id)] id: T }
+        }),
+        ["an entity cannot be generic"]
+    );
+}
+
+#[test]
+fn entity_attributes_are_checked() {
+    assert_eq!(
+        entity(parse_quote! {
+            #[entity(id)]
+            struct Bed { id: BedId }
+        }),
+        [
+            "`#[entity(id)]` goes on the entity's id field, not on the type",
+            "an entity needs an id: mark the field that identifies it `#[entity(id)]`; entities are equal when their ids are",
+        ]
+    );
+    // A malformed `#[entity]` is its own error, not also a missing id.
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed { #[entity(idd)] id: BedId }
+        }),
+        ["unknown `entity` attribute `idd`; expected `id`"]
+    );
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed { #[entity] id: BedId }
+        }),
+        ["expected `#[entity(id)]`: the attribute marks the entity's id field"]
+    );
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed { #[entity(id = number)] id: BedId }
+        }),
+        ["`id` takes no value: write `#[entity(id)]`"]
+    );
+    assert_eq!(
+        entity(parse_quote! {
+            struct Bed { #[entity(id, id)] id: BedId }
+        }),
+        ["duplicate `id` attribute"]
     );
 }

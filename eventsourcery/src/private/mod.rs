@@ -25,6 +25,7 @@ pub use crate::personal::PersonalData;
 pub use crate::personal::lookup::LookupField;
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{CommandContext, FromContext, Parameter};
+pub use crate::value::Entity;
 pub use crate::value::SerializableValue;
 pub use crate::value::{Newtype, ValueError};
 pub use core::any::TypeId;

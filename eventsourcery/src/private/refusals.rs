@@ -229,6 +229,9 @@ impl<T> ValuePart<T> {
     /// Passes: the part is not personal data.
     pub fn refuse(self) {}
 
+    /// Passes: the field of an entity is not personal data.
+    pub fn refuse_in_entity(self) {}
+
     /// The part's string form.
     pub fn fmt(self, value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result
     where
@@ -294,6 +297,14 @@ impl<T> ValuePart<T> {
 )]
 pub trait PersonalDataIsNeverPartOfAValue<T>: sealed::Never<T> {}
 
+/// The bound of [`PersonalPart::refuse_in_entity`], which never holds.
+#[diagnostic::on_unimplemented(
+    message = "`{T}` is personal data: an `Entity` cannot hold it",
+    label = "personal data in an entity",
+    note = "an entity is stored in plain text wherever it goes (an event, a command, a snapshot): leave the personal part out of the entity and give the event a field of its own for it, `Personal<{T}>` marked `#[personal(subject = ...)]`, beside the entity's id (in a command, `{T}` marked `#[personal]`)"
+)]
+pub trait PersonalDataIsNeverPartOfAnEntity<T>: sealed::Never<T> {}
+
 /// A part of a value that is personal data. Its operations have no bounds, so that `refuse`
 /// is the one error: they are never called, since the value does not compile.
 pub struct PersonalPart<T>(PhantomData<T>);
@@ -303,6 +314,13 @@ impl<T> PersonalPart<T> {
     pub fn refuse(self)
     where
         Plaintext: PersonalDataIsNeverPartOfAValue<T>,
+    {
+    }
+
+    /// Fails: an entity never holds personal data.
+    pub fn refuse_in_entity(self)
+    where
+        Plaintext: PersonalDataIsNeverPartOfAnEntity<T>,
     {
     }
 
