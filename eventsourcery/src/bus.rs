@@ -447,9 +447,24 @@ impl CommandBus {
         );
         let metadata = Metadata::for_command(command_id, correlation_id, causation_id)
             .with_request(options.request);
-        self.run(command, command_id, correlation_id, metadata)
+        let started = std::time::Instant::now();
+        let result = self
+            .run(command, command_id, correlation_id, metadata)
             .instrument(span)
-            .await
+            .await;
+        let (outcome, attempts) = match &result {
+            Ok(receipt) => {
+                crate::metrics::appended(receipt.events.len());
+                ("ok", receipt.attempts)
+            }
+            Err(CommandError::Conflict { attempts, .. }) => ("conflict", *attempts),
+            Err(error) => (error.kind().as_str(), 1),
+        };
+        for _ in 1..attempts {
+            crate::metrics::retry(C::NAME);
+        }
+        crate::metrics::command(C::NAME, outcome, started.elapsed());
+        result
     }
 
     /// Runs `command`, whose `metadata` holds `command_id` and `correlation_id`.

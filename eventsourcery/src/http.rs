@@ -251,20 +251,8 @@ impl Problem {
             "title": self.title,
             "status": self.status.as_u16(),
             "detail": self.detail,
-            "kind": kind_name(self.kind),
+            "kind": ErrorKind::as_str(self.kind),
         })
-    }
-}
-
-/// The `kind` member: the variant's name in snake case.
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Rejected => "rejected",
-        ErrorKind::Conflict => "conflict",
-        ErrorKind::Invalid => "invalid",
-        ErrorKind::SubjectErased => "subject_erased",
-        ErrorKind::Unavailable => "unavailable",
-        ErrorKind::Misconfigured => "misconfigured",
     }
 }
 
@@ -325,7 +313,7 @@ impl IntoResponse for CommandError {
         let problem = Problem::from(&self);
         if problem.status.is_server_error() {
             // The response says nothing of it: the server's log is where it goes.
-            tracing::error!(target: "eventsourcery::http", kind = kind_name(problem.kind), error = %self, "command failed");
+            tracing::error!(target: "eventsourcery::http", kind = ErrorKind::as_str(problem.kind), error = %self, "command failed");
         }
         problem.into_response()
     }

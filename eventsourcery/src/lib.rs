@@ -19,6 +19,7 @@ pub mod event;
 mod fs;
 #[cfg(feature = "axum")]
 pub mod http;
+pub mod metrics;
 pub mod personal;
 mod repository;
 pub mod service;

@@ -183,6 +183,21 @@ pub enum ErrorKind {
     Misconfigured,
 }
 
+impl ErrorKind {
+    /// The kind's name in snake case (`subject_erased`), as metrics and problem details use
+    /// it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Conflict => "conflict",
+            Self::Invalid => "invalid",
+            Self::SubjectErased => "subject_erased",
+            Self::Unavailable => "unavailable",
+            Self::Misconfigured => "misconfigured",
+        }
+    }
+}
+
 impl CommandError {
     /// The handler's error, if the command was rejected with an error of type `E`.
     pub fn rejection<E: std::error::Error + 'static>(&self) -> Option<&E> {

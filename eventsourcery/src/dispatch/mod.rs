@@ -25,7 +25,10 @@ use crate::service::Services;
 use crate::store::{Shared, StoreError};
 
 pub(crate) mod consumer;
+mod health;
 mod run;
+
+pub use health::{ConsumerHealth, Health, HealthProblem, LeaseStatus};
 
 pub use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use consumer::{
@@ -281,6 +284,7 @@ impl DispatcherBuilder {
             wake: Notify::new(),
             running: tokio::sync::Mutex::new(()),
             dirty: AtomicBool::new(false),
+            leases: health::Leases::default(),
         }))
     }
 }
@@ -297,6 +301,8 @@ pub struct Dispatcher {
     wake: Notify,
     running: tokio::sync::Mutex<()>,
     dirty: AtomicBool,
+    /// The leases this dispatcher took, for [`Dispatcher::health`].
+    leases: health::Leases,
 }
 
 impl fmt::Debug for Dispatcher {

@@ -74,30 +74,34 @@ impl Dispatcher {
         report: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), DispatchError> {
         let name = consumer.name();
-        if !self
+        let claimed = self
             .store
             .claim(name, self.owner, self.config.lease)
-            .await?
-        {
+            .await?;
+        self.leases.note(name, claimed, false);
+        if !claimed {
             round.not_claimed.push(name.to_owned());
             return Ok(());
         }
         let mut state = self.store.consumer_state(name).await?;
         if state.parked.is_some() {
+            crate::metrics::consumer(name, 0, true);
             round.parked.push(name.to_owned());
             return Ok(());
         }
         let mut first = true;
         loop {
             // Renew the lease per batch, so a long catch-up keeps it; stop if it was lost.
-            if !first
-                && !self
+            if !first {
+                let renewed = self
                     .store
                     .claim(name, self.owner, self.config.lease)
-                    .await?
-            {
-                round.not_claimed.push(name.to_owned());
-                return Ok(());
+                    .await?;
+                self.leases.note(name, renewed, true);
+                if !renewed {
+                    round.not_claimed.push(name.to_owned());
+                    return Ok(());
+                }
             }
             first = false;
             let events = self
@@ -105,6 +109,8 @@ impl Dispatcher {
                 .read_all(state.position, self.config.batch_size)
                 .await?;
             let Some(last) = events.last().map(|e| e.position) else {
+                // Caught up with the head as it was read.
+                crate::metrics::consumer(name, 0, false);
                 return Ok(());
             };
             let wanted: Vec<RecordedEvent> = events
@@ -134,11 +140,13 @@ impl Dispatcher {
             .await?;
             match outcome {
                 Outcome::Done(handled) => {
+                    crate::metrics::handled(name, handled);
                     round.handled += handled;
                     state.position = last;
                     report(last);
                 }
                 Outcome::Parked => {
+                    crate::metrics::consumer(name, 0, true);
                     round.parked.push(name.to_owned());
                     return Ok(());
                 }

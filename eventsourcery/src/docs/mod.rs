@@ -18,6 +18,7 @@
 //!    stolen, and TLS.
 //! 9. [Consumers](consumers): listeners, process managers and projections.
 //! 10. [Testing](testing): given/when/then scenarios for your domain.
+//! 11. [Operating](operating): metrics and health.
 //!
 //! The layers of the crate and what each may use are in the
 //! [crate docs](crate#architecture).
@@ -56,6 +57,10 @@ pub mod deploying_the_three_stores {
 
 pub mod consumers {
     #![doc = include_str!("consumers.md")]
+}
+
+pub mod operating {
+    #![doc = include_str!("operating.md")]
 }
 
 pub mod testing {

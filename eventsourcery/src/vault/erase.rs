@@ -5,6 +5,7 @@ use super::index_version;
 use crate::personal::{PersonalError, PersonalKey};
 use crate::sync::lock;
 use std::time::{Instant, SystemTime};
+use tracing::Instrument;
 
 impl PersonalVault {
     /// Forgets a subject: records a PII-free erasure entry (which refuses new data) and
@@ -21,24 +22,30 @@ impl PersonalVault {
     /// Idempotent: erasing again, or after a failure part-way, finishes the job. Events that
     /// referred to the subject still load, with its fields as [`Personal::Erased`](crate::Personal::Erased).
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
+        // Instrumented, not entered: a guard held across an await would mark other tasks'
+        // work as the erasure's.
         let span = tracing::info_span!("erase", %subject);
-        let _enter = span.enter();
-        if index_version(subject).is_some() {
-            // A blind-index key is retired by `rotate_index_key`, not erased.
-            return Err(PersonalError::SubjectErased { subject });
+        async move {
+            if index_version(subject).is_some() {
+                // A blind-index key is retired by `rotate_index_key`, not erased.
+                return Err(PersonalError::SubjectErased { subject });
+            }
+            let erasure = self.keys.erase(subject, SystemTime::now(), reason).await?;
+            let lease_ends = Instant::now() + self.cache_lease;
+            let deleted = self
+                .data
+                .erase_subject(subject, erasure.last_key_version)
+                .await?;
+            // Epochs read before the erasure committed are trusted for a lease after their read:
+            // wait until none is, so no cache anywhere serves the subject's values once this
+            // returns.
+            tokio::time::sleep_until(lease_ends.into()).await;
+            tracing::info!(deleted, "subject erased");
+            crate::metrics::erased();
+            Ok(())
         }
-        let erasure = self.keys.erase(subject, SystemTime::now(), reason).await?;
-        let lease_ends = Instant::now() + self.cache_lease;
-        let deleted = self
-            .data
-            .erase_subject(subject, erasure.last_key_version)
-            .await?;
-        // Epochs read before the erasure committed are trusted for a lease after their read:
-        // wait until none is, so no cache anywhere serves the subject's values once this
-        // returns.
-        tokio::time::sleep_until(lease_ends.into()).await;
-        tracing::info!(deleted, "subject erased");
-        Ok(())
+        .instrument(span)
+        .await
     }
 
     /// The key store's erasure epoch, which every erasure, in any process, moves on: as read
