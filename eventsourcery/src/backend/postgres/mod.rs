@@ -4,8 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row};
+use sqlx::{AssertSqlSafe, Postgres, Row};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -159,6 +160,44 @@ struct Shared {
     group: group::Group,
     /// Wakes the task that notifies other processes of appends; started on the first append.
     notifier: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl sql::Backend for Postgres {
+    async fn applied_version(
+        pool: &PgPool,
+        table: &'static str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Two statements: PostgreSQL resolves every table name of a statement before running
+        // it, so one statement cannot ask for the version only if the table exists.
+        let tracked: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(pool)
+            .await?;
+        if !tracked {
+            return Ok(None);
+        }
+        // `table` is one of this crate's constants, never input.
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
+            .fetch_one(pool)
+            .await
+    }
+
+    async fn run_migrator(
+        pool: &PgPool,
+        migrator: Migrator,
+    ) -> Result<Result<(), MigrateError>, sqlx::Error> {
+        // sqlx's migrator serialises migrating processes with a session-level advisory lock,
+        // which it does not release when a migration fails. It gets a connection of its own,
+        // closed afterwards, so a failure cannot leave the lock on a pooled connection.
+        let options = (*pool.connect_options()).clone();
+        let dedicated = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let migrated = migrator.run(&dedicated).await;
+        dedicated.close().await;
+        Ok(migrated)
+    }
 }
 
 /// The error of a sequence that handed out a negative position.
@@ -328,35 +367,7 @@ impl PostgresStore {
     /// take turns on an advisory lock). Fails with [`StoreError::SchemaTooNew`], changing
     /// nothing, if a newer program migrated the database.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        // Two statements: PostgreSQL resolves every table name of a statement before running
-        // it, so one statement cannot ask for the version only if the table exists.
-        let tracked: bool = sqlx::query_scalar(
-            "SELECT to_regclass('eventsourcery_event_store_migrations') IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("migrate"))?;
-        let applied: Option<i64> = if tracked {
-            sqlx::query_scalar("SELECT MAX(version) FROM eventsourcery_event_store_migrations")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("migrate"))?
-        } else {
-            None
-        };
-        SCHEMA.check_applied(applied)?;
-        // sqlx's migrator serialises migrating processes with a session-level advisory lock,
-        // which it does not release when a migration fails. It gets a connection of its own,
-        // closed afterwards, so a failure cannot leave the lock on a pooled connection.
-        let options = (*self.pool.connect_options()).clone();
-        let dedicated = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(db("migrate"))?;
-        let migrated = SCHEMA.migrator().run(&dedicated).await;
-        dedicated.close().await;
-        migrated.map_err(|error| SCHEMA.migrate_error(error))
+        SCHEMA.migrate(&self.pool, sql::MIGRATIONS_TABLE).await
     }
 
     /// The current version of each stream of `commit`, in order.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
 use crate::backend::sql::Schema;
@@ -73,39 +73,6 @@ async fn connect(
         .connect_with(options)
         .await
         .map_err(db("connect"))
-}
-
-/// Applies the migrations of `schema` that the database does not have yet.
-async fn migrate(pool: &PgPool, schema: &Schema, table: &'static str) -> Result<(), PersonalError> {
-    // Two statements: PostgreSQL resolves every table name of a statement before running it,
-    // so one statement cannot ask for the version only if the table exists.
-    let tracked: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table)
-        .fetch_one(pool)
-        .await
-        .map_err(db("migrate"))?;
-    let applied: Option<i64> = if tracked {
-        // `table` is one of this crate's constants, never input.
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
-            .fetch_one(pool)
-            .await
-            .map_err(db("migrate"))?
-    } else {
-        None
-    };
-    sql::check_applied(schema, applied)?;
-    // sqlx's migrator serialises migrating processes with a session-level advisory lock, which
-    // it does not release when a migration fails. It gets a connection of its own, closed
-    // afterwards, so a failure cannot leave the lock on a pooled connection.
-    let options = (*pool.connect_options()).clone();
-    let dedicated = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .map_err(db("migrate"))?;
-    let migrated = schema.migrator_recording_into(table).run(&dedicated).await;
-    dedicated.close().await;
-    migrated.map_err(|error| sql::migrate_error(schema, error))
 }
 
 /// Shows where a pool connects, without credentials.
@@ -185,7 +152,7 @@ macro_rules! postgres_store {
             /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated
             /// the database.
             pub async fn migrate(&self) -> Result<(), PersonalError> {
-                migrate(&self.pool, &$schema, $migrations).await
+                $schema.migrate(&self.pool, $migrations).await
             }
 
             /// Rewrites the store's tables (`VACUUM FULL`), so that the tuples of erased

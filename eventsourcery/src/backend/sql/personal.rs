@@ -12,7 +12,7 @@ use sqlx::migrate::MigrateError;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::Schema;
+use super::SchemaError;
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{Erasure, PersonalRecord, WrappedKey};
 
@@ -37,33 +37,21 @@ pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Persona
     move |source| PersonalError::Database { operation, source }
 }
 
-/// Fails with [`PersonalError::SchemaTooNew`] if the database was migrated by a newer program.
-pub(crate) fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
-    match applied {
-        Some(found) if found > schema.latest() => Err(PersonalError::SchemaTooNew {
-            database: schema.database,
-            found,
-            supported: schema.latest(),
-        }),
-        _ => Ok(()),
+impl SchemaError for PersonalError {
+    fn database(operation: &'static str, source: sqlx::Error) -> Self {
+        Self::Database { operation, source }
     }
-}
 
-/// Maps a migrator error; an applied version this program does not have means the schema is
-/// newer than the program.
-pub(crate) fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
-    match error {
-        MigrateError::VersionMissing(found) if found > schema.latest() => {
-            PersonalError::SchemaTooNew {
-                database: schema.database,
-                found,
-                supported: schema.latest(),
-            }
+    fn schema_too_new(database: &'static str, found: i64, supported: i64) -> Self {
+        Self::SchemaTooNew {
+            database,
+            found,
+            supported,
         }
-        source => PersonalError::Migrate {
-            database: schema.database,
-            source,
-        },
+    }
+
+    fn migrate(database: &'static str, source: MigrateError) -> Self {
+        Self::Migrate { database, source }
     }
 }
 
@@ -251,6 +239,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::backend::sql::Schema;
+
+    fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
+        schema.check_version(applied)
+    }
+
+    fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
+        schema.migrate_failure(error)
+    }
 
     #[test]
     fn a_newer_applied_version_is_schema_too_new() {

@@ -5,10 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
@@ -181,13 +182,7 @@ impl SqliteStore {
     /// database.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
-        let applied = applied_version(&self.pool).await.map_err(db("migrate"))?;
-        SCHEMA.check_applied(applied)?;
-        SCHEMA
-            .migrator()
-            .run(&self.pool)
-            .await
-            .map_err(|error| SCHEMA.migrate_error(error))
+        SCHEMA.migrate(&self.pool, sql::MIGRATIONS_TABLE).await
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -336,21 +331,33 @@ async fn append_in(
     Ok(())
 }
 
-/// The newest schema version recorded in the database, if it has the migrations table.
-async fn applied_version(pool: &SqlitePool) -> Result<Option<i64>, sqlx::Error> {
-    // Two statements: SQLite resolves every table name of a statement before running it.
-    let tracked: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master
-         WHERE type = 'table' AND name = 'eventsourcery_event_store_migrations'",
-    )
-    .fetch_one(pool)
-    .await?;
-    if tracked == 0 {
-        return Ok(None);
-    }
-    sqlx::query_scalar("SELECT MAX(version) FROM eventsourcery_event_store_migrations")
+impl sql::Backend for Sqlite {
+    async fn applied_version(
+        pool: &SqlitePool,
+        table: &'static str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Two statements: SQLite resolves every table name of a statement before running it.
+        let tracked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        )
+        .bind(table)
         .fetch_one(pool)
-        .await
+        .await?;
+        if tracked == 0 {
+            return Ok(None);
+        }
+        // `table` is one of this crate's constants, never input.
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
+            .fetch_one(pool)
+            .await
+    }
+
+    async fn run_migrator(
+        pool: &SqlitePool,
+        migrator: Migrator,
+    ) -> Result<Result<(), MigrateError>, sqlx::Error> {
+        Ok(migrator.run(pool).await)
+    }
 }
 
 /// The current version of `stream` (0 if it has no events).

@@ -116,29 +116,7 @@ impl Database {
     /// Applies the migrations of `schema` that the database does not have yet.
     async fn migrate(&self, schema: &Schema, table: &'static str) -> Result<(), PersonalError> {
         let _writer = self.writer.lock().await;
-        // Two statements: SQLite resolves every table name of a statement before running it.
-        let tracked: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        )
-        .bind(table)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("migrate"))?;
-        let applied: Option<i64> = if tracked == 0 {
-            None
-        } else {
-            // `table` is one of this crate's constants, never input.
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("migrate"))?
-        };
-        sql::check_applied(schema, applied)?;
-        schema
-            .migrator_recording_into(table)
-            .run(&self.pool)
-            .await
-            .map_err(|error| sql::migrate_error(schema, error))
+        schema.migrate(&self.pool, table).await
     }
 
     /// A write transaction, queued behind this process's other writers.
