@@ -2,25 +2,45 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Postgres, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, Transaction};
 use tokio::sync::mpsc;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
-use crate::store::{
-    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
-};
-use crate::value::StreamId;
+use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 
 mod group;
+mod keys;
 mod personal;
 
-pub use personal::{PostgresKeyStore, PostgresPersonalStore};
+pub use keys::PostgresKeyStore;
+pub use personal::PostgresPersonalStore;
+
+/// The event store's statements in PostgreSQL's dialect: UUIDs and `jsonb` are selected as
+/// text, and JSON text is cast to `jsonb` on the way in.
+const EVENT_SQL: sql::EventSql = sql::EventSql {
+    read_stream: "SELECT position, event_id::text, stream_id, stream_version, event_name, \
+            schema_version, payload::text, metadata::text, recorded_at_ns \
+        FROM eventsourcery_events WHERE stream_id = $1 AND stream_version > $2 \
+        ORDER BY stream_version",
+    read_commands: "SELECT seq, command_id::text, name, payload::text, metadata::text, \
+            outcome_detail::text, recorded_at_ns \
+        FROM eventsourcery_commands ORDER BY seq LIMIT $2 OFFSET $1",
+    load_snapshot: "SELECT stream_version, snapshot_version, state::text \
+        FROM eventsourcery_snapshots WHERE stream_id = $1",
+    lock_checkpoint: "SELECT position FROM eventsourcery_consumers WHERE name = $1 FOR UPDATE",
+    save_snapshot: "INSERT INTO eventsourcery_snapshots \
+            (stream_id, stream_version, snapshot_version, state, saved_at_ns) \
+        VALUES ($1, $2, $3, $4::jsonb, $5) \
+        ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
+            snapshot_version = excluded.snapshot_version, state = excluded.state, \
+            saved_at_ns = excluded.saved_at_ns \
+        WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
+};
 
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
@@ -491,51 +511,22 @@ impl PostgresStore {
     }
 }
 
-#[async_trait::async_trait]
-impl EventStore for PostgresStore {
-    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate_commit(&commit)?;
-        let commit = PreparedCommit::new(commit)?;
-        let span = tracing::debug_span!(
-            "append",
-            store = "postgres",
-            streams = commit.streams.len(),
-            events = commit.events.len(),
-        );
-        self.shared
-            .group
-            .append(self, commit)
-            .instrument(span)
-            .await
+impl sql::SqlStore for PostgresStore {
+    type Db = Postgres;
+    type Writer = ();
+
+    const NAME: &'static str = "postgres";
+    const SQL: &'static sql::EventSql = &EVENT_SQL;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn read_stream(
+    async fn append_prepared(
         &self,
-        stream: &StreamId,
-        after_version: u64,
+        commit: PreparedCommit,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, event_id::text, stream_id, stream_version, event_name,
-                    schema_version, payload::text, metadata::text, recorded_at_ns
-             FROM eventsourcery_events
-             WHERE stream_id = $1 AND stream_version > $2
-             ORDER BY stream_version",
-        )
-        .bind(stream.as_str())
-        .bind(sql::bound(after_version))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_stream"))?;
-        rows.iter().map(sql::event_from_row).collect()
-    }
-
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(position) FROM eventsourcery_events")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("head position"))?;
-        Ok(last.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+        self.shared.group.append(self, commit).await
     }
 
     async fn read_all(
@@ -559,61 +550,23 @@ impl EventStore for PostgresStore {
         }
     }
 
-    async fn read_commands(
-        &self,
-        offset: u64,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, command_id::text, name, payload::text, metadata::text,
-                    outcome_detail::text, recorded_at_ns
-             FROM eventsourcery_commands
-             ORDER BY seq
-             LIMIT $2 OFFSET $1",
-        )
-        .bind(sql::bound(offset))
-        .bind(sql::limit(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_commands"))?;
-        rows.iter().map(sql::command_from_row).collect()
+    async fn writer(&self) {}
+
+    async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>), StoreError> {
+        Ok(((), self.pool.begin().await.map_err(db("begin"))?))
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stream_version, snapshot_version, state::text
-             FROM eventsourcery_snapshots WHERE stream_id = $1",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("load_snapshot"))?;
-        row.map(|row| sql::snapshot_from_row(stream, &row))
-            .transpose()
+    fn projection_tx(conn: &mut PgConnection) -> ProjectionTx<'_> {
+        ProjectionTx::Postgres(conn)
     }
 
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let version = sql::to_i64(snapshot.stream_version, "snapshot stream version")?;
-        let saved_at = sql::nanos(SystemTime::now())?;
-        sqlx::query(
-            "INSERT INTO eventsourcery_snapshots
-                 (stream_id, stream_version, snapshot_version, state, saved_at_ns)
-             VALUES ($1, $2, $3, $4::jsonb, $5)
-             ON CONFLICT (stream_id) DO UPDATE SET
-                 stream_version = excluded.stream_version,
-                 snapshot_version = excluded.snapshot_version,
-                 state = excluded.state,
-                 saved_at_ns = excluded.saved_at_ns
-             WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
-        )
-        .bind(snapshot.stream_id.as_str())
-        .bind(version)
-        .bind(i64::from(snapshot.snapshot_version))
-        .bind(snapshot.state.to_string())
-        .bind(saved_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("save_snapshot"))?;
-        Ok(())
+    async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.wait_for_append(timeout).await
+    }
+}
+
+impl sql::consumers::RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
     }
 }

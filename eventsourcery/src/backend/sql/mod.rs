@@ -115,23 +115,32 @@ pub(crate) trait SchemaError: Sized {
     fn migrate(database: &'static str, source: MigrateError) -> Self;
 }
 
-impl SchemaError for StoreError {
-    fn database(operation: &'static str, source: sqlx::Error) -> Self {
-        Self::Database { operation, source }
-    }
+/// Implements [`SchemaError`] for an error enum with the variants `Database { operation,
+/// source }`, `SchemaTooNew { database, found, supported }` and `Migrate { database, source }`.
+macro_rules! schema_error {
+    ($error:ty) => {
+        impl $crate::backend::sql::SchemaError for $error {
+            fn database(operation: &'static str, source: sqlx::Error) -> Self {
+                Self::Database { operation, source }
+            }
 
-    fn schema_too_new(database: &'static str, found: i64, supported: i64) -> Self {
-        Self::SchemaTooNew {
-            database,
-            found,
-            supported,
+            fn schema_too_new(database: &'static str, found: i64, supported: i64) -> Self {
+                Self::SchemaTooNew {
+                    database,
+                    found,
+                    supported,
+                }
+            }
+
+            fn migrate(database: &'static str, source: MigrateError) -> Self {
+                Self::Migrate { database, source }
+            }
         }
-    }
-
-    fn migrate(database: &'static str, source: MigrateError) -> Self {
-        Self::Migrate { database, source }
-    }
+    };
 }
+
+schema_error!(StoreError);
+schema_error!(crate::personal::PersonalError);
 
 /// What one SQL database does its own way, as sqlx implements `Migrate` once per driver: the
 /// generic code of this module (migrations, reads, snapshots, consumer state, key and personal
@@ -160,10 +169,12 @@ pub(crate) use crate::error::copy_sqlx_error as copy_error;
 
 mod commit;
 pub(crate) mod consumers;
+mod events;
 pub(crate) mod personal;
 mod rows;
 
 pub(crate) use commit::{AppendQueue, PendingAppend, PreparedCommit, append_in_group, fail_group};
+pub(crate) use events::{EventSql, SqlStore};
 pub(crate) use rows::{command_from_row, event_from_row, snapshot_from_row};
 
 /// Which unique constraint an insert violated, if it violated one.

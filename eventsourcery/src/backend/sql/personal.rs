@@ -8,11 +8,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::migrate::MigrateError;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::SchemaError;
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{Erasure, PersonalRecord, WrappedKey};
 
@@ -35,24 +33,6 @@ pub(crate) const BLIND_INDEX: &str = "eventsourcery_blind_index";
 /// Wraps a driver error with what was being done.
 pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> PersonalError {
     move |source| PersonalError::Database { operation, source }
-}
-
-impl SchemaError for PersonalError {
-    fn database(operation: &'static str, source: sqlx::Error) -> Self {
-        Self::Database { operation, source }
-    }
-
-    fn schema_too_new(database: &'static str, found: i64, supported: i64) -> Self {
-        Self::SchemaTooNew {
-            database,
-            found,
-            supported,
-        }
-    }
-
-    fn migrate(database: &'static str, source: MigrateError) -> Self {
-        Self::Migrate { database, source }
-    }
 }
 
 /// Nanoseconds since the Unix epoch (negative before it).
@@ -239,6 +219,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sqlx::migrate::MigrateError;
 
     use crate::backend::sql::Schema;
 

@@ -3,25 +3,43 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite, Transaction};
-use tokio::sync::Mutex;
-use tracing::Instrument;
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
-use crate::store::{
-    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
-};
+use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 use crate::value::StreamId;
 
+mod keys;
 mod personal;
 
-pub use personal::{SqliteKeyStore, SqlitePersonalStore};
+pub use keys::SqliteKeyStore;
+pub use personal::SqlitePersonalStore;
+
+/// The event store's statements in SQLite's dialect: UUIDs and JSON are stored as text.
+const EVENT_SQL: sql::EventSql = sql::EventSql {
+    read_stream: "SELECT position, event_id, stream_id, stream_version, event_name, \
+            schema_version, payload, metadata, recorded_at_ns FROM eventsourcery_events \
+        WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
+    read_commands: "SELECT seq, command_id, name, payload, metadata, outcome_detail, \
+        recorded_at_ns FROM eventsourcery_commands ORDER BY seq LIMIT $2 OFFSET $1",
+    load_snapshot: "SELECT stream_version, snapshot_version, state \
+        FROM eventsourcery_snapshots WHERE stream_id = $1",
+    lock_checkpoint: "SELECT position FROM eventsourcery_consumers WHERE name = $1",
+    save_snapshot: "INSERT INTO eventsourcery_snapshots \
+            (stream_id, stream_version, snapshot_version, state, saved_at_ns) \
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id) DO UPDATE SET \
+            stream_version = excluded.stream_version, \
+            snapshot_version = excluded.snapshot_version, state = excluded.state, \
+            saved_at_ns = excluded.saved_at_ns \
+        WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
+};
 
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
@@ -160,21 +178,6 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Begins a write transaction, queued behind this process's other writers.
-    pub(crate) async fn begin_queued(
-        &self,
-    ) -> Result<
-        (
-            tokio::sync::OwnedMutexGuard<()>,
-            Transaction<'static, Sqlite>,
-        ),
-        StoreError,
-    > {
-        let guard = Arc::clone(&self.writer).lock_owned().await;
-        let tx = self.begin_write().await?;
-        Ok((guard, tx))
-    }
-
     /// Applies the embedded migrations that the database does not have yet.
     ///
     /// Run by every constructor; safe to call again. Fails with
@@ -185,7 +188,9 @@ impl SqliteStore {
         SCHEMA.migrate(&self.pool, sql::MIGRATIONS_TABLE).await
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    /// An `IMMEDIATE` transaction: it takes SQLite's write lock when it begins, not at its
+    /// first write, so that it cannot fail half-way for want of it.
+    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -197,7 +202,7 @@ impl SqliteStore {
     /// with its error, and one commit (one fsync) serves the rest.
     async fn write_group(&self, group: Vec<sql::PendingAppend>) {
         let _writer = self.writer.lock().await;
-        let mut tx = match self.begin_write().await {
+        let mut tx = match self.begin_immediate().await {
             Ok(tx) => tx,
             Err(error) => return sql::fail_group(group, &error),
         };
@@ -374,51 +379,25 @@ where
     .map_err(db("append"))
 }
 
-#[async_trait::async_trait]
-impl EventStore for SqliteStore {
-    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate_commit(&commit)?;
-        let commit = PreparedCommit::new(commit)?;
-        let span = tracing::debug_span!(
-            "append",
-            store = "sqlite",
-            streams = commit.streams.len(),
-            events = commit.events.len(),
-        );
+impl sql::SqlStore for SqliteStore {
+    type Db = Sqlite;
+    type Writer = OwnedMutexGuard<()>;
+
+    const NAME: &'static str = "sqlite";
+    const SQL: &'static sql::EventSql = &EVENT_SQL;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn append_prepared(
+        &self,
+        commit: PreparedCommit,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         sql::append_in_group(&self.group, self, commit, |store, group| async move {
             store.write_group(group).await
         })
-        .instrument(span)
         .await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, event_id, stream_id, stream_version, event_name, schema_version,
-                    payload, metadata, recorded_at_ns
-             FROM eventsourcery_events
-             WHERE stream_id = ?1 AND stream_version > ?2
-             ORDER BY stream_version",
-        )
-        .bind(stream.as_str())
-        .bind(sql::bound(after_version))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_stream"))?;
-        rows.iter().map(sql::event_from_row).collect()
-    }
-
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(position) FROM eventsourcery_events")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("head position"))?;
-        Ok(last.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
     }
 
     async fn read_all(
@@ -442,61 +421,25 @@ impl EventStore for SqliteStore {
         rows.iter().map(sql::event_from_row).collect()
     }
 
-    async fn read_commands(
+    async fn writer(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.writer).lock_owned().await
+    }
+
+    async fn begin_write(
         &self,
-        offset: u64,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, command_id, name, payload, metadata, outcome_detail, recorded_at_ns
-             FROM eventsourcery_commands
-             ORDER BY seq
-             LIMIT ?2 OFFSET ?1",
-        )
-        .bind(sql::bound(offset))
-        .bind(sql::limit(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_commands"))?;
-        rows.iter().map(sql::command_from_row).collect()
+    ) -> Result<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>), StoreError> {
+        let guard = sql::SqlStore::writer(self).await;
+        let tx = self.begin_immediate().await?;
+        Ok((guard, tx))
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stream_version, snapshot_version, state
-             FROM eventsourcery_snapshots WHERE stream_id = ?1",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("load_snapshot"))?;
-        row.map(|row| sql::snapshot_from_row(stream, &row))
-            .transpose()
+    fn projection_tx(conn: &mut SqliteConnection) -> ProjectionTx<'_> {
+        ProjectionTx::Sqlite(conn)
     }
+}
 
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let version = sql::to_i64(snapshot.stream_version, "snapshot stream version")?;
-        let saved_at = sql::nanos(SystemTime::now())?;
-        let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO eventsourcery_snapshots
-                 (stream_id, stream_version, snapshot_version, state, saved_at_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (stream_id) DO UPDATE SET
-                 stream_version = excluded.stream_version,
-                 snapshot_version = excluded.snapshot_version,
-                 state = excluded.state,
-                 saved_at_ns = excluded.saved_at_ns
-             WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
-        )
-        .bind(snapshot.stream_id.as_str())
-        .bind(version)
-        .bind(i64::from(snapshot.snapshot_version))
-        .bind(snapshot.state.to_string())
-        .bind(saved_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("save_snapshot"))?;
-        Ok(())
+impl sql::consumers::RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
     }
 }
