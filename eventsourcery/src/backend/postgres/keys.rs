@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
 use super::personal::{connect, describe, postgres_store, uuids};
-use crate::backend::sql::Schema;
 use crate::backend::sql::personal::{self as sql, db};
+use crate::backend::sql::{Schema, migration};
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{Erasure, KeyStore, WrappedKey};
 use crate::tls::{self, PlaintextConnections};
@@ -19,26 +19,14 @@ use crate::tls::{self, PlaintextConnections};
 const KEY_SCHEMA: Schema = Schema {
     database: "PostgreSQL key store",
     migrations: &[
-        (
-            1,
-            "key store",
-            include_str!("../../../migrations/postgres/keys/0001_key_store.sql"),
-        ),
-        (
-            2,
-            "subject locks",
-            include_str!("../../../migrations/postgres/keys/0002_subject_locks.sql"),
-        ),
-        (
+        migration!(1, "key store", "postgres/keys/0001_key_store.sql"),
+        migration!(2, "subject locks", "postgres/keys/0002_subject_locks.sql"),
+        migration!(
             3,
             "generic claim plans",
-            include_str!("../../../migrations/postgres/keys/0003_generic_claim_plans.sql"),
+            "postgres/keys/0003_generic_claim_plans.sql"
         ),
-        (
-            4,
-            "atomic erasure",
-            include_str!("../../../migrations/postgres/keys/0004_atomic_erasure.sql"),
-        ),
+        migration!(4, "atomic erasure", "postgres/keys/0004_atomic_erasure.sql"),
     ],
 };
 

@@ -46,30 +46,14 @@ const EVENT_SQL: sql::EventSql = sql::EventSql {
 const SCHEMA: Schema = Schema {
     database: "PostgreSQL event store",
     migrations: &[
-        (
-            1,
-            "event store",
-            include_str!("../../../migrations/postgres/0001_event_store.sql"),
-        ),
-        (
-            2,
-            "consumers",
-            include_str!("../../../migrations/postgres/0002_consumers.sql"),
-        ),
-        (
-            3,
-            "parallel appends",
-            include_str!("../../../migrations/postgres/0003_parallel_appends.sql"),
-        ),
-        (
-            4,
-            "notify appends",
-            include_str!("../../../migrations/postgres/0004_notify_appends.sql"),
-        ),
-        (
+        sql::migration!(1, "event store", "postgres/0001_event_store.sql"),
+        sql::migration!(2, "consumers", "postgres/0002_consumers.sql"),
+        sql::migration!(3, "parallel appends", "postgres/0003_parallel_appends.sql"),
+        sql::migration!(4, "notify appends", "postgres/0004_notify_appends.sql"),
+        sql::migration!(
             5,
             "notify from the store",
-            include_str!("../../../migrations/postgres/0005_notify_from_the_store.sql"),
+            "postgres/0005_notify_from_the_store.sql"
         ),
     ],
 };

@@ -7,8 +7,8 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
-use crate::backend::sql::Schema;
 use crate::backend::sql::personal::{self as sql, db};
+use crate::backend::sql::{Schema, migration};
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{IndexEntry, PersonalRecord, PersonalStore};
 use crate::tls::{self, PlaintextConnections};
@@ -17,15 +17,15 @@ use crate::tls::{self, PlaintextConnections};
 const PERSONAL_SCHEMA: Schema = Schema {
     database: "PostgreSQL personal data store",
     migrations: &[
-        (
+        migration!(
             1,
             "personal data store",
-            include_str!("../../../migrations/postgres/personal/0001_personal_store.sql"),
+            "postgres/personal/0001_personal_store.sql"
         ),
-        (
+        migration!(
             2,
             "erased subjects",
-            include_str!("../../../migrations/postgres/personal/0002_erased_subjects.sql"),
+            "postgres/personal/0002_erased_subjects.sql"
         ),
     ],
 };

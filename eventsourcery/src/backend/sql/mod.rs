@@ -27,6 +27,19 @@ pub(super) const COMMANDS: &str = "eventsourcery_commands";
 /// The snapshots table.
 pub(super) const SNAPSHOTS: &str = "eventsourcery_snapshots";
 
+/// One embedded migration, `(version, description, SQL)`, its SQL read at compile time from
+/// `file` under the crate's `migrations/` folder.
+macro_rules! migration {
+    ($version:literal, $description:literal, $file:literal) => {
+        (
+            $version,
+            $description,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $file)),
+        )
+    };
+}
+pub(crate) use migration;
+
 /// One backend's embedded, versioned migrations (also used by the personal data and key
 /// stores, each with a migrations table of its own).
 pub(crate) struct Schema {

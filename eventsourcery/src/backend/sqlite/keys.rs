@@ -9,8 +9,8 @@ use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqlitePool;
 
 use super::personal::{Database, sqlite_store, uuid_list};
-use crate::backend::sql::Schema;
 use crate::backend::sql::personal::{self as sql, db};
+use crate::backend::sql::{Schema, migration};
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{Erasure, KeyStore, WrappedKey};
 
@@ -18,16 +18,8 @@ use crate::store::{Erasure, KeyStore, WrappedKey};
 const KEY_SCHEMA: Schema = Schema {
     database: "SQLite key store",
     migrations: &[
-        (
-            1,
-            "key store",
-            include_str!("../../../migrations/sqlite/keys/0001_key_store.sql"),
-        ),
-        (
-            2,
-            "erasure epoch",
-            include_str!("../../../migrations/sqlite/keys/0002_erasure_epoch.sql"),
-        ),
+        migration!(1, "key store", "sqlite/keys/0001_key_store.sql"),
+        migration!(2, "erasure epoch", "sqlite/keys/0002_erasure_epoch.sql"),
     ],
 };
 

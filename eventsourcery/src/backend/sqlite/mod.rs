@@ -45,16 +45,8 @@ const EVENT_SQL: sql::EventSql = sql::EventSql {
 const SCHEMA: Schema = Schema {
     database: "SQLite event store",
     migrations: &[
-        (
-            1,
-            "event store",
-            include_str!("../../../migrations/sqlite/0001_event_store.sql"),
-        ),
-        (
-            2,
-            "consumers",
-            include_str!("../../../migrations/sqlite/0002_consumers.sql"),
-        ),
+        sql::migration!(1, "event store", "sqlite/0001_event_store.sql"),
+        sql::migration!(2, "consumers", "sqlite/0002_consumers.sql"),
     ],
 };
 
@@ -63,6 +55,37 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections of a file-backed store: one writer at a time, readers in parallel (WAL).
 const MAX_CONNECTIONS: u32 = 8;
+
+/// The connect options of a file-backed store: the file at `path`, created if missing, in WAL
+/// mode, with `synchronous = FULL` and a busy timeout for writers of other processes.
+fn file_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+}
+
+/// A pool of a file-backed store.
+async fn file_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .connect_with(options)
+        .await
+}
+
+/// A database in memory. It lives as long as its connection, so the pool holds exactly one
+/// connection and never retires it.
+async fn memory_pool() -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(SqliteConnectOptions::new().filename(":memory:"))
+        .await
+}
 
 /// An event store in a SQLite database: the embedded default, a file and no server.
 ///
@@ -122,15 +145,7 @@ impl SqliteStore {
     ///
     /// Fails with [`StoreError::SchemaTooNew`] if a newer program migrated the file.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+        let pool = file_pool(file_options(path.as_ref()))
             .await
             .map_err(db("open"))?;
         Self::from_pool(pool).await
@@ -141,16 +156,7 @@ impl SqliteStore {
     /// It is one database on one connection, shared by every clone: use it for tests and
     /// prototypes that want SQLite's behaviour without a file.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        // An SQLite in-memory database lives as long as its connection, so the pool holds
-        // exactly one connection and never retires it.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(SqliteConnectOptions::new().filename(":memory:"))
-            .await
-            .map_err(db("open"))?;
+        let pool = memory_pool().await.map_err(db("open"))?;
         Self::from_pool(pool).await
     }
 

@@ -6,15 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-use crate::backend::sql::Schema;
 use crate::backend::sql::personal::{self as sql, db};
+use crate::backend::sql::{Schema, migration};
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{IndexEntry, PersonalRecord, PersonalStore};
 
@@ -22,27 +20,21 @@ use crate::store::{IndexEntry, PersonalRecord, PersonalStore};
 const PERSONAL_SCHEMA: Schema = Schema {
     database: "SQLite personal data store",
     migrations: &[
-        (
+        migration!(
             1,
             "personal data store",
-            include_str!("../../../migrations/sqlite/personal/0001_personal_store.sql"),
+            "sqlite/personal/0001_personal_store.sql"
         ),
-        (
+        migration!(
             2,
             "erased subjects",
-            include_str!("../../../migrations/sqlite/personal/0002_erased_subjects.sql"),
+            "sqlite/personal/0002_erased_subjects.sql"
         ),
     ],
 };
 
-/// How long a writer from another process waits for SQLite's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How many times an erasure tries to truncate the write-ahead log while readers hold it.
 const CHECKPOINT_ATTEMPTS: u32 = 5;
-
-/// Connections of a file-backed store: one writer at a time, readers in parallel (WAL).
-const MAX_CONNECTIONS: u32 = 8;
 
 /// A pool and the queue of this process's writers, shared by clones.
 #[derive(Clone)]
@@ -61,31 +53,14 @@ impl Database {
             path: path.to_owned(),
             source,
         })?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("secure_delete", "ON");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .map_err(db("open"))?;
+        let options = super::file_options(path).pragma("secure_delete", "ON");
+        let pool = super::file_pool(options).await.map_err(db("open"))?;
         Ok(Self::new(pool))
     }
 
     /// A database in memory, on one connection that is never retired.
     pub(super) async fn in_memory() -> Result<Self, PersonalError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(SqliteConnectOptions::new().filename(":memory:"))
-            .await
-            .map_err(db("open"))?;
+        let pool = super::memory_pool().await.map_err(db("open"))?;
         Ok(Self::new(pool))
     }
 
