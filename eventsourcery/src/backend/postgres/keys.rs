@@ -8,11 +8,11 @@ use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
-use super::personal::{connect, describe, postgres_store, uuids};
+use super::personal::{connect, describe, postgres_store};
 use crate::backend::sql::personal::{self as sql, db};
 use crate::backend::sql::{Schema, migration};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{Erasure, KeyStore, WrappedKey};
+use crate::store::{Erasure, WrappedKey};
 use crate::tls::{self, PlaintextConnections};
 
 /// The key store's embedded migrations, newest last.
@@ -57,23 +57,7 @@ postgres_store!(
     [sql::DATA_KEYS, sql::ERASURES]
 );
 
-#[async_trait::async_trait]
-impl KeyStore for PostgresKeyStore {
-    async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             WHERE subject = ANY($1)",
-        )
-        .bind(uuids(subjects))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read data keys"))?;
-        rows.iter().map(sql::key_from_row).collect()
-    }
-
+impl crate::backend::sql::SqlKeyStore for PostgresKeyStore {
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
         // A concurrent insert for the same subject makes this one wait for it to commit, then
         // do nothing; the next statement (with a fresh snapshot) reads the winner's key.
@@ -93,7 +77,7 @@ impl KeyStore for PostgresKeyStore {
         .await
         .map_err(db("insert data key"))?;
         if let Some(row) = inserted {
-            return sql::key_from_row(&row);
+            return sql::VaultRow::key(&row);
         }
         let stored = sqlx::query(
             "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
@@ -104,7 +88,7 @@ impl KeyStore for PostgresKeyStore {
         .await
         .map_err(db("insert data key"))?;
         match stored {
-            Some(row) => sql::key_from_row(&row),
+            Some(row) => sql::VaultRow::key(&row),
             // Deleted between the two statements: the subject is being erased.
             None => Err(PersonalError::SubjectErased {
                 subject: key.subject,
@@ -157,22 +141,7 @@ impl KeyStore for PostgresKeyStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db("erase data key"))?;
-        sql::erasure_from_row(&row)
-    }
-
-    async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled
-             FROM eventsourcery_erasures WHERE subject = ANY($1)",
-        )
-        .bind(uuids(subjects))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read erasures"))?;
-        rows.iter().map(sql::erasure_from_row).collect()
+        sql::VaultRow::erasure(&row)
     }
 
     async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
@@ -182,51 +151,5 @@ impl KeyStore for PostgresKeyStore {
             .await
             .map_err(db("re-enroll"))?;
         Ok(())
-    }
-
-    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
-        let epoch: i64 =
-            sqlx::query_scalar("SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("read the erasure epoch"))?;
-        Ok(epoch.unsigned_abs())
-    }
-
-    async fn keys_after(
-        &self,
-        after: Option<PersonalKey>,
-        limit: usize,
-    ) -> Result<Vec<WrappedKey>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             WHERE $1::uuid IS NULL OR subject > $1 ORDER BY subject LIMIT $2",
-        )
-        .bind(after.map(|s| s.as_uuid()))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read data keys"))?;
-        rows.iter().map(sql::key_from_row).collect()
-    }
-
-    async fn rewrap_keys(&self, mut keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
-        // One lock order for every writer.
-        keys.sort_by_key(|k| k.subject);
-        let mut tx = self.pool.begin().await.map_err(db("rewrap data keys"))?;
-        for key in &keys {
-            sqlx::query(
-                "UPDATE eventsourcery_data_keys SET wrapped = $3, master_key_id = $4
-                 WHERE subject = $1 AND version = $2",
-            )
-            .bind(key.subject.as_uuid())
-            .bind(i64::from(key.version))
-            .bind(key.wrapped.as_slice())
-            .bind(&key.master_key_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("rewrap data keys"))?;
-        }
-        tx.commit().await.map_err(db("rewrap data keys"))
     }
 }

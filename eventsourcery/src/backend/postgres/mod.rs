@@ -167,6 +167,22 @@ struct Shared {
 }
 
 impl sql::Backend for Postgres {
+    type Uuid = Uuid;
+    type Uuids = Vec<Uuid>;
+    type After = Option<Uuid>;
+
+    fn uuid(id: Uuid) -> Uuid {
+        id
+    }
+
+    fn uuids(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+        ids.collect()
+    }
+
+    fn after(id: Option<Uuid>) -> Option<Uuid> {
+        id
+    }
+
     async fn applied_version(
         pool: &PgPool,
         table: &'static str,
@@ -461,7 +477,7 @@ impl PostgresStore {
             if !settled {
                 return Ok((events, true));
             }
-            events.push(sql::event_from_row(row)?);
+            events.push(sql::StoreRow::event(row)?);
         }
         Ok((events, false))
     }

@@ -8,9 +8,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
 use crate::backend::sql::personal::{self as sql, db};
-use crate::backend::sql::{Schema, migration};
+use crate::backend::sql::{Schema, VaultSql, migration};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{IndexEntry, PersonalRecord, PersonalStore};
+use crate::store::{IndexEntry, PersonalRecord};
 use crate::tls::{self, PlaintextConnections};
 
 /// The personal data store's embedded migrations, newest last.
@@ -28,6 +28,27 @@ const PERSONAL_SCHEMA: Schema = Schema {
             "postgres/personal/0002_erased_subjects.sql"
         ),
     ],
+};
+
+/// The key and personal data stores' reads in PostgreSQL's dialect: UUIDs are `uuid`,
+/// selected as text, a list of them is a `uuid[]`, and the first page has no lower bound.
+pub(super) const VAULT_SQL: VaultSql = VaultSql {
+    keys: "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys \
+        WHERE subject = ANY($1)",
+    erasures: "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled \
+        FROM eventsourcery_erasures WHERE subject = ANY($1)",
+    keys_after: "SELECT subject::text, version, wrapped, master_key_id \
+        FROM eventsourcery_data_keys WHERE $1::uuid IS NULL OR subject > $1 \
+        ORDER BY subject LIMIT $2",
+    records: "SELECT reference::text, subject::text, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE reference = ANY($1)",
+    by_subject: "SELECT reference::text, subject::text, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE subject = $1 ORDER BY created_at_ns, reference",
+    find: "SELECT DISTINCT subject::text FROM eventsourcery_blind_index WHERE hash = $1 \
+        ORDER BY 1",
+    records_after: "SELECT reference::text, subject::text, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE $1::uuid IS NULL OR reference > $1 \
+        ORDER BY reference LIMIT $2",
 };
 
 /// The SQLSTATE with which the put function refuses an index entry below the index floor.
@@ -60,6 +81,24 @@ pub(super) fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) ->
 /// with one field, `pool`), identical but for its name, URL example and schema.
 macro_rules! postgres_store {
     ($store:ident, $what:literal, $example:literal, $schema:expr, $migrations:expr, $tables:expr) => {
+        impl crate::backend::sql::SqlVaultStore for $store {
+            type Db = sqlx::Postgres;
+            const SQL: &'static crate::backend::sql::VaultSql = &super::personal::VAULT_SQL;
+
+            type Writer = ();
+
+            fn pool(&self) -> &PgPool {
+                &self.pool
+            }
+
+            async fn begin_write(
+                &self,
+                operation: &'static str,
+            ) -> Result<((), sqlx::Transaction<'static, sqlx::Postgres>), PersonalError> {
+                Ok(((), self.pool.begin().await.map_err(db(operation))?))
+            }
+        }
+
         impl fmt::Debug for $store {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 describe(stringify!($store), &self.pool, f)
@@ -153,10 +192,6 @@ macro_rules! postgres_store {
 
 pub(super) use postgres_store;
 
-pub(super) fn uuids(subjects: &[PersonalKey]) -> Vec<Uuid> {
-    subjects.iter().map(PersonalKey::as_uuid).collect()
-}
-
 /// The personal data store in a PostgreSQL database: encrypted personal values and the keyed
 /// blind index. No column holds a plaintext personal value.
 ///
@@ -180,16 +215,12 @@ postgres_store!(
     [sql::PERSONAL_DATA, sql::BLIND_INDEX]
 );
 
-#[async_trait::async_trait]
-impl PersonalStore for PostgresPersonalStore {
+impl crate::backend::sql::SqlPersonalStore for PostgresPersonalStore {
     async fn put(
         &self,
         mut records: Vec<PersonalRecord>,
         mut index: Vec<IndexEntry>,
     ) -> Result<Vec<PersonalKey>, PersonalError> {
-        if records.is_empty() && index.is_empty() {
-            return Ok(Vec::new());
-        }
         // One lock order for every writer, so that two writers cannot deadlock; a reference
         // given twice keeps its last record (one statement cannot update a row twice).
         records.reverse();
@@ -253,34 +284,6 @@ impl PersonalStore for PostgresPersonalStore {
             .collect()
     }
 
-    async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
-        if references.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT reference::text, subject::text, field, ciphertext
-             FROM eventsourcery_personal_data WHERE reference = ANY($1)",
-        )
-        .bind(references)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
-    }
-
-    async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT reference::text, subject::text, field, ciphertext
-             FROM eventsourcery_personal_data WHERE subject = $1
-             ORDER BY created_at_ns, reference",
-        )
-        .bind(subject.as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
-    }
-
     async fn erase_subject(
         &self,
         subject: PersonalKey,
@@ -298,9 +301,6 @@ impl PersonalStore for PostgresPersonalStore {
     }
 
     async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
-        if references.is_empty() {
-            return Ok(0);
-        }
         let deleted =
             sqlx::query("DELETE FROM eventsourcery_personal_data WHERE reference = ANY($1)")
                 .bind(references)
@@ -309,36 +309,6 @@ impl PersonalStore for PostgresPersonalStore {
                 .map_err(db("delete personal data"))?
                 .rows_affected();
         Ok(deleted)
-    }
-
-    async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT subject::text FROM eventsourcery_blind_index WHERE hash = $1
-             ORDER BY 1",
-        )
-        .bind(hash)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("blind index lookup"))?;
-        rows.iter().map(sql::subject_from_row).collect()
-    }
-
-    async fn records_after(
-        &self,
-        after: Option<Uuid>,
-        limit: usize,
-    ) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT reference::text, subject::text, field, ciphertext
-             FROM eventsourcery_personal_data
-             WHERE $1::uuid IS NULL OR reference > $1 ORDER BY reference LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
     }
 
     async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {

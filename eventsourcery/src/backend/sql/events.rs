@@ -17,13 +17,13 @@ use crate::value::StreamId;
 
 /// One dialect's event store statements; `$n` are the parameters, in the order given.
 pub(crate) struct EventSql {
-    /// The events of stream `$1` after version `$2`, selected as [`super::event_from_row`]
+    /// The events of stream `$1` after version `$2`, selected as [`super::StoreRow::event`]
     /// reads them, in version order.
     pub(crate) read_stream: &'static str,
     /// Command log entries from offset `$1`, at most `$2`, selected as
-    /// [`super::command_from_row`] reads them, in log order.
+    /// [`super::StoreRow::command`] reads them, in log order.
     pub(crate) read_commands: &'static str,
-    /// The snapshot of stream `$1`, selected as [`super::snapshot_from_row`] reads it.
+    /// The snapshot of stream `$1`, selected as [`super::StoreRow::snapshot`] reads it.
     pub(crate) load_snapshot: &'static str,
     /// Stores snapshot `($1 stream, $2 version, $3 snapshot version, $4 state as JSON text,
     /// $5 saved at)`, unless a newer one is stored.
@@ -126,7 +126,7 @@ where
             .fetch_all(self.pool())
             .await
             .map_err(db("read_stream"))?;
-        rows.iter().map(super::event_from_row).collect()
+        rows.iter().map(super::StoreRow::event).collect()
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {
@@ -156,7 +156,7 @@ where
             .fetch_all(self.pool())
             .await
             .map_err(db("read_commands"))?;
-        rows.iter().map(super::command_from_row).collect()
+        rows.iter().map(super::StoreRow::command).collect()
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
@@ -165,7 +165,7 @@ where
             .fetch_optional(self.pool())
             .await
             .map_err(db("load_snapshot"))?;
-        row.map(|row| super::snapshot_from_row(stream, &row))
+        row.map(|row| super::StoreRow::snapshot(stream, &row))
             .transpose()
     }
 

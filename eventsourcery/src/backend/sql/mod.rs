@@ -8,9 +8,9 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::SqlSafeStr;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::{Encode, SqlSafeStr, Type};
 
 use crate::store::StoreError;
 
@@ -166,6 +166,24 @@ pub(crate) trait Backend: sqlx::Database {
         table: &'static str,
     ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send;
 
+    /// A UUID as a parameter: text on SQLite, `uuid` on PostgreSQL.
+    type Uuid: for<'q> Encode<'q, Self> + Type<Self> + Send;
+    /// A list of UUIDs as one parameter: a JSON array for SQLite's `json_each`, a `uuid[]`
+    /// on PostgreSQL.
+    type Uuids: for<'q> Encode<'q, Self> + Type<Self> + Send;
+    /// The lower bound of a page of UUIDs, for `key > $1`: on SQLite the empty text before
+    /// the first page (text order is UUID order), on PostgreSQL `NULL`.
+    type After: for<'q> Encode<'q, Self> + Type<Self> + Send;
+
+    /// `id` as a parameter.
+    fn uuid(id: uuid::Uuid) -> Self::Uuid;
+
+    /// `ids` as one parameter.
+    fn uuids(ids: impl Iterator<Item = uuid::Uuid>) -> Self::Uuids;
+
+    /// The lower bound of the page after `id`, or of the first page.
+    fn after(id: Option<uuid::Uuid>) -> Self::After;
+
     /// Runs `migrator` on the database of `pool`; the outer error is the connection's.
     fn run_migrator(
         pool: &sqlx::Pool<Self>,
@@ -185,10 +203,12 @@ pub(crate) mod consumers;
 mod events;
 pub(crate) mod personal;
 mod rows;
+mod vault;
 
 pub(crate) use commit::{AppendQueue, PendingAppend, PreparedCommit, append_in_group, fail_group};
 pub(crate) use events::{EventSql, SqlStore};
-pub(crate) use rows::{command_from_row, event_from_row, snapshot_from_row};
+pub(crate) use rows::StoreRow;
+pub(crate) use vault::{SqlKeyStore, SqlPersonalStore, SqlVaultStore, VaultSql};
 
 /// Which unique constraint an insert violated, if it violated one.
 ///

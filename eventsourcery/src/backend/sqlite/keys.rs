@@ -8,11 +8,11 @@ use std::time::SystemTime;
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqlitePool;
 
-use super::personal::{Database, sqlite_store, uuid_list};
+use super::personal::{Database, sqlite_store};
 use crate::backend::sql::personal::{self as sql, db};
 use crate::backend::sql::{Schema, migration};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{Erasure, KeyStore, WrappedKey};
+use crate::store::{Erasure, WrappedKey};
 
 /// The key store's embedded migrations, newest last.
 const KEY_SCHEMA: Schema = Schema {
@@ -53,29 +53,10 @@ pub struct SqliteKeyStore {
 
 sqlite_store!(SqliteKeyStore, KEY_SCHEMA, sql::KEY_MIGRATIONS);
 
-/// The columns a data key is read with.
-const KEY_COLUMNS: &str = "subject, version, wrapped, master_key_id";
-
 /// The columns an erasure record is read with.
 const ERASURE_COLUMNS: &str = "subject, erased_at_ns, reason, last_key_version, re_enrolled";
 
-#[async_trait::async_trait]
-impl KeyStore for SqliteKeyStore {
-    async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             WHERE subject IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(uuid_list(subjects.iter().map(PersonalKey::as_uuid)))
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("read data keys"))?;
-        rows.iter().map(sql::key_from_row).collect()
-    }
-
+impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
         let subject = key.subject.to_string();
         let created = sql::now_ns()?;
@@ -105,7 +86,7 @@ impl KeyStore for SqliteKeyStore {
         .map_err(db("insert data key"))?;
         tx.commit().await.map_err(db("insert data key"))?;
         match row {
-            Some(row) => sql::key_from_row(&row),
+            Some(row) => sql::VaultRow::key(&row),
             None => Err(PersonalError::MissingKey {
                 subject: key.subject,
             }),
@@ -165,7 +146,7 @@ impl KeyStore for SqliteKeyStore {
             .await
             .map_err(db(OPERATION))?
             .as_ref()
-            .map(sql::erasure_from_row)
+            .map(sql::VaultRow::erasure)
             .transpose()?;
         let current = current.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
         let last = Erasure::next_last_key_version(current, previous.as_ref());
@@ -201,35 +182,10 @@ impl KeyStore for SqliteKeyStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db(OPERATION))?;
-        let erasure = sql::erasure_from_row(&row)?;
+        let erasure = sql::VaultRow::erasure(&row)?;
         tx.commit().await.map_err(db(OPERATION))?;
         self.db.truncate_wal(OPERATION).await?;
         Ok(erasure)
-    }
-
-    async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT subject, erased_at_ns, reason, last_key_version, re_enrolled
-             FROM eventsourcery_erasures
-             WHERE subject IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(uuid_list(subjects.iter().map(PersonalKey::as_uuid)))
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("read erasures"))?;
-        rows.iter().map(sql::erasure_from_row).collect()
-    }
-
-    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
-        let epoch: i64 =
-            sqlx::query_scalar("SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1")
-                .fetch_one(&self.db.pool)
-                .await
-                .map_err(db("read the erasure epoch"))?;
-        Ok(epoch.unsigned_abs())
     }
 
     async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
@@ -240,42 +196,5 @@ impl KeyStore for SqliteKeyStore {
             .await
             .map_err(db("re-enroll"))?;
         tx.commit().await.map_err(db("re-enroll"))
-    }
-
-    async fn keys_after(
-        &self,
-        after: Option<PersonalKey>,
-        limit: usize,
-    ) -> Result<Vec<WrappedKey>, PersonalError> {
-        // Subjects are hyphenated lowercase UUIDs: text order is UUID order.
-        let select = format!(
-            "SELECT {KEY_COLUMNS} FROM eventsourcery_data_keys WHERE subject > ?1
-             ORDER BY subject LIMIT ?2"
-        );
-        let rows = sqlx::query(AssertSqlSafe(select))
-            .bind(after.map_or_else(String::new, |s| s.to_string()))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db("read data keys"))?;
-        rows.iter().map(sql::key_from_row).collect()
-    }
-
-    async fn rewrap_keys(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
-        let (_writer, mut tx) = self.db.begin("rewrap data keys").await?;
-        for key in &keys {
-            sqlx::query(
-                "UPDATE eventsourcery_data_keys SET wrapped = ?3, master_key_id = ?4
-                 WHERE subject = ?1 AND version = ?2",
-            )
-            .bind(key.subject.to_string())
-            .bind(i64::from(key.version))
-            .bind(key.wrapped.as_slice())
-            .bind(&key.master_key_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("rewrap data keys"))?;
-        }
-        tx.commit().await.map_err(db("rewrap data keys"))
     }
 }

@@ -12,6 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use uuid::Uuid;
+
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
 use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 use crate::value::StreamId;
@@ -343,6 +345,23 @@ async fn append_in(
 }
 
 impl sql::Backend for Sqlite {
+    type Uuid = String;
+    type Uuids = String;
+    type After = String;
+
+    fn uuid(id: Uuid) -> String {
+        id.to_string()
+    }
+
+    fn uuids(ids: impl Iterator<Item = Uuid>) -> String {
+        let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+        serde_json::Value::from(ids).to_string()
+    }
+
+    fn after(id: Option<Uuid>) -> String {
+        id.map_or_else(String::new, |id| id.to_string())
+    }
+
     async fn applied_version(
         pool: &SqlitePool,
         table: &'static str,
@@ -424,7 +443,7 @@ impl sql::SqlStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("read_all"))?;
-        rows.iter().map(sql::event_from_row).collect()
+        rows.iter().map(sql::StoreRow::event).collect()
     }
 
     async fn writer(&self) -> OwnedMutexGuard<()> {

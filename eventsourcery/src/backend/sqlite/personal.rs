@@ -12,9 +12,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
 use crate::backend::sql::personal::{self as sql, db};
-use crate::backend::sql::{Schema, migration};
+use crate::backend::sql::{Backend, Schema, VaultSql, migration};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{IndexEntry, PersonalRecord, PersonalStore};
+use crate::store::{IndexEntry, PersonalRecord};
 
 /// The personal data store's embedded migrations, newest last.
 const PERSONAL_SCHEMA: Schema = Schema {
@@ -35,6 +35,26 @@ const PERSONAL_SCHEMA: Schema = Schema {
 
 /// How many times an erasure tries to truncate the write-ahead log while readers hold it.
 const CHECKPOINT_ATTEMPTS: u32 = 5;
+
+/// The key and personal data stores' reads in SQLite's dialect: UUIDs are text, and a list of
+/// them is a JSON array read with `json_each`. Text order of hyphenated lowercase UUIDs is
+/// UUID order, so pages go by text.
+pub(super) const VAULT_SQL: VaultSql = VaultSql {
+    keys: "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys \
+        WHERE subject IN (SELECT value FROM json_each($1))",
+    erasures: "SELECT subject, erased_at_ns, reason, last_key_version, re_enrolled \
+        FROM eventsourcery_erasures WHERE subject IN (SELECT value FROM json_each($1))",
+    keys_after: "SELECT subject, version, wrapped, master_key_id FROM eventsourcery_data_keys \
+        WHERE subject > $1 ORDER BY subject LIMIT $2",
+    records: "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data \
+        WHERE reference IN (SELECT value FROM json_each($1))",
+    by_subject: "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data \
+        WHERE subject = $1 ORDER BY created_at_ns, reference",
+    find: "SELECT DISTINCT subject FROM eventsourcery_blind_index WHERE hash = $1 \
+        ORDER BY subject",
+    records_after: "SELECT reference, subject, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE reference > $1 ORDER BY reference LIMIT $2",
+};
 
 /// A pool and the queue of this process's writers, shared by clones.
 #[derive(Clone)]
@@ -140,16 +160,29 @@ impl Database {
     }
 }
 
-/// Subjects or references as a JSON array of UUID strings, for `json_each`.
-pub(super) fn uuid_list(ids: impl Iterator<Item = Uuid>) -> String {
-    let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
-    serde_json::Value::from(ids).to_string()
-}
-
 /// The `Debug` impl and the constructors of a SQLite personal data backend store (a struct with
 /// one field, `db`), identical but for its name and schema.
 macro_rules! sqlite_store {
     ($store:ident, $schema:expr, $migrations:expr) => {
+        impl crate::backend::sql::SqlVaultStore for $store {
+            type Db = sqlx::Sqlite;
+            const SQL: &'static crate::backend::sql::VaultSql = &super::personal::VAULT_SQL;
+
+            type Writer = tokio::sync::OwnedMutexGuard<()>;
+
+            fn pool(&self) -> &SqlitePool {
+                &self.db.pool
+            }
+
+            async fn begin_write(
+                &self,
+                operation: &'static str,
+            ) -> Result<(Self::Writer, sqlx::Transaction<'static, sqlx::Sqlite>), PersonalError>
+            {
+                self.db.begin(operation).await
+            }
+        }
+
         impl fmt::Debug for $store {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($store))
@@ -238,17 +271,13 @@ sqlite_store!(
     sql::PERSONAL_MIGRATIONS
 );
 
-#[async_trait::async_trait]
-impl PersonalStore for SqlitePersonalStore {
+impl crate::backend::sql::SqlPersonalStore for SqlitePersonalStore {
     async fn put(
         &self,
         mut records: Vec<PersonalRecord>,
         mut index: Vec<IndexEntry>,
     ) -> Result<Vec<PersonalKey>, PersonalError> {
         const OPERATION: &str = "store personal data";
-        if records.is_empty() && index.is_empty() {
-            return Ok(Vec::new());
-        }
         records.sort_by_key(|r| r.reference);
         index.sort();
         let created = sql::now_ns()?;
@@ -276,13 +305,13 @@ impl PersonalStore for SqlitePersonalStore {
             "SELECT subject, last_key_version FROM eventsourcery_erased_subjects
              WHERE subject IN (SELECT value FROM json_each(?1))",
         )
-        .bind(uuid_list(subjects.iter().map(PersonalKey::as_uuid)))
+        .bind(Sqlite::uuids(subjects.iter().map(PersonalKey::as_uuid)))
         .fetch_all(&mut *tx)
         .await
         .map_err(db(OPERATION))?;
         let erased = rows
             .iter()
-            .map(sql::erased_subject_from_row)
+            .map(sql::VaultRow::erased_subject)
             .collect::<Result<std::collections::HashMap<_, _>, _>>()?;
         let refused =
             crate::store::personal::refused_subjects(&records, &index, |s| erased.get(&s).copied());
@@ -322,33 +351,6 @@ impl PersonalStore for SqlitePersonalStore {
         Ok(refused)
     }
 
-    async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
-        if references.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data
-             WHERE reference IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(uuid_list(references.iter().copied()))
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
-    }
-
-    async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data
-             WHERE subject = ?1 ORDER BY created_at_ns, reference",
-        )
-        .bind(subject.to_string())
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
-    }
-
     async fn erase_subject(
         &self,
         subject: PersonalKey,
@@ -385,51 +387,18 @@ impl PersonalStore for SqlitePersonalStore {
 
     async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
         const OPERATION: &str = "delete personal data";
-        if references.is_empty() {
-            return Ok(0);
-        }
         let (_writer, mut tx) = self.db.begin(OPERATION).await?;
         let deleted = sqlx::query(
             "DELETE FROM eventsourcery_personal_data
              WHERE reference IN (SELECT value FROM json_each(?1))",
         )
-        .bind(uuid_list(references.iter().copied()))
+        .bind(Sqlite::uuids(references.iter().copied()))
         .execute(&mut *tx)
         .await
         .map_err(db(OPERATION))?
         .rows_affected();
         tx.commit().await.map_err(db(OPERATION))?;
         Ok(deleted)
-    }
-
-    async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT subject FROM eventsourcery_blind_index WHERE hash = ?1
-             ORDER BY subject",
-        )
-        .bind(hash)
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("blind index lookup"))?;
-        rows.iter().map(sql::subject_from_row).collect()
-    }
-
-    async fn records_after(
-        &self,
-        after: Option<Uuid>,
-        limit: usize,
-    ) -> Result<Vec<PersonalRecord>, PersonalError> {
-        // References are hyphenated lowercase UUIDs: text order is UUID order.
-        let rows = sqlx::query(
-            "SELECT reference, subject, field, ciphertext FROM eventsourcery_personal_data
-             WHERE reference > ?1 ORDER BY reference LIMIT ?2",
-        )
-        .bind(after.map_or_else(String::new, |r| r.to_string()))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.db.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
     }
 
     async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
