@@ -81,8 +81,9 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 ///
 /// # Global positions
 ///
-/// A reader of [`read_all`](EventStore::read_all) must never skip an event that commits late.
-/// PostgreSQL sequences hand out values in call order, but transactions commit in any order:
+/// A reader of [`read_all`](crate::store::EventStore::read_all) must never skip an event that
+/// commits late. PostgreSQL sequences hand out values in call order, but transactions commit in
+/// any order:
 /// with positions from a plain sequence, a reader can see position 11 committed while 10 is
 /// still in flight, move its checkpoint past 10, and never see it.
 ///

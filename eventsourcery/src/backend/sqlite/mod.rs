@@ -96,7 +96,7 @@ async fn memory_pool() -> Result<SqlitePool, sqlx::Error> {
 /// SQLite admits one writer at a time: appends run in `BEGIN IMMEDIATE` transactions, and the
 /// writers of one process queue on an async mutex rather than in SQLite's sleeping busy
 /// handler. Because writers are serialised, global positions follow commit order and a reader
-/// of [`read_all`](EventStore::read_all) never skips an event.
+/// of [`read_all`](crate::store::EventStore::read_all) never skips an event.
 ///
 /// Appends made at the same time through one store (and its clones) share a transaction, so
 /// one fsync serves them all (group commit): each commit runs in a savepoint of its own, and
