@@ -2,53 +2,58 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, Transaction};
 use tokio::sync::mpsc;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
-use crate::store::{
-    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
-};
-use crate::value::StreamId;
+use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 
 mod group;
+mod keys;
 mod personal;
 
-pub use personal::{PostgresKeyStore, PostgresPersonalStore};
+pub use keys::PostgresKeyStore;
+pub use personal::PostgresPersonalStore;
+
+/// The event store's statements in PostgreSQL's dialect: UUIDs and `jsonb` are selected as
+/// text, and JSON text is cast to `jsonb` on the way in.
+const EVENT_SQL: sql::EventSql = sql::EventSql {
+    read_stream: "SELECT position, event_id::text, stream_id, stream_version, event_name, \
+            schema_version, payload::text, metadata::text, recorded_at_ns \
+        FROM eventsourcery_events WHERE stream_id = $1 AND stream_version > $2 \
+        ORDER BY stream_version",
+    read_commands: "SELECT seq, command_id::text, name, payload::text, metadata::text, \
+            outcome_detail::text, recorded_at_ns \
+        FROM eventsourcery_commands ORDER BY seq LIMIT $2 OFFSET $1",
+    load_snapshot: "SELECT stream_version, snapshot_version, state::text \
+        FROM eventsourcery_snapshots WHERE stream_id = $1",
+    lock_checkpoint: "SELECT position FROM eventsourcery_consumers WHERE name = $1 FOR UPDATE",
+    save_snapshot: "INSERT INTO eventsourcery_snapshots \
+            (stream_id, stream_version, snapshot_version, state, saved_at_ns) \
+        VALUES ($1, $2, $3, $4::jsonb, $5) \
+        ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
+            snapshot_version = excluded.snapshot_version, state = excluded.state, \
+            saved_at_ns = excluded.saved_at_ns \
+        WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
+};
 
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
     database: "PostgreSQL event store",
     migrations: &[
-        (
-            1,
-            "event store",
-            include_str!("../../../migrations/postgres/0001_event_store.sql"),
-        ),
-        (
-            2,
-            "consumers",
-            include_str!("../../../migrations/postgres/0002_consumers.sql"),
-        ),
-        (
-            3,
-            "parallel appends",
-            include_str!("../../../migrations/postgres/0003_parallel_appends.sql"),
-        ),
-        (
-            4,
-            "notify appends",
-            include_str!("../../../migrations/postgres/0004_notify_appends.sql"),
-        ),
-        (
+        sql::migration!(1, "event store", "postgres/0001_event_store.sql"),
+        sql::migration!(2, "consumers", "postgres/0002_consumers.sql"),
+        sql::migration!(3, "parallel appends", "postgres/0003_parallel_appends.sql"),
+        sql::migration!(4, "notify appends", "postgres/0004_notify_appends.sql"),
+        sql::migration!(
             5,
             "notify from the store",
-            include_str!("../../../migrations/postgres/0005_notify_from_the_store.sql"),
+            "postgres/0005_notify_from_the_store.sql"
         ),
     ],
 };
@@ -76,8 +81,9 @@ const EVENT_ID_KEY: &str = "eventsourcery_events_event_id_key";
 ///
 /// # Global positions
 ///
-/// A reader of [`read_all`](EventStore::read_all) must never skip an event that commits late.
-/// PostgreSQL sequences hand out values in call order, but transactions commit in any order:
+/// A reader of [`read_all`](crate::store::EventStore::read_all) must never skip an event that
+/// commits late. PostgreSQL sequences hand out values in call order, but transactions commit in
+/// any order:
 /// with positions from a plain sequence, a reader can see position 11 committed while 10 is
 /// still in flight, move its checkpoint past 10, and never see it.
 ///
@@ -159,6 +165,60 @@ struct Shared {
     group: group::Group,
     /// Wakes the task that notifies other processes of appends; started on the first append.
     notifier: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl sql::Backend for Postgres {
+    type Uuid = Uuid;
+    type Uuids = Vec<Uuid>;
+    type After = Option<Uuid>;
+
+    fn uuid(id: Uuid) -> Uuid {
+        id
+    }
+
+    fn uuids(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+        ids.collect()
+    }
+
+    fn after(id: Option<Uuid>) -> Option<Uuid> {
+        id
+    }
+
+    async fn applied_version(
+        pool: &PgPool,
+        table: &'static str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Two statements: PostgreSQL resolves every table name of a statement before running
+        // it, so one statement cannot ask for the version only if the table exists.
+        let tracked: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(pool)
+            .await?;
+        if !tracked {
+            return Ok(None);
+        }
+        // `table` is one of this crate's constants, never input.
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
+            .fetch_one(pool)
+            .await
+    }
+
+    async fn run_migrator(
+        pool: &PgPool,
+        migrator: Migrator,
+    ) -> Result<Result<(), MigrateError>, sqlx::Error> {
+        // sqlx's migrator serialises migrating processes with a session-level advisory lock,
+        // which it does not release when a migration fails. It gets a connection of its own,
+        // closed afterwards, so a failure cannot leave the lock on a pooled connection.
+        let options = (*pool.connect_options()).clone();
+        let dedicated = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let migrated = migrator.run(&dedicated).await;
+        dedicated.close().await;
+        Ok(migrated)
+    }
 }
 
 /// The error of a sequence that handed out a negative position.
@@ -336,35 +396,7 @@ impl PostgresStore {
     /// take turns on an advisory lock). Fails with [`StoreError::SchemaTooNew`], changing
     /// nothing, if a newer program migrated the database.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        // Two statements: PostgreSQL resolves every table name of a statement before running
-        // it, so one statement cannot ask for the version only if the table exists.
-        let tracked: bool = sqlx::query_scalar(
-            "SELECT to_regclass('eventsourcery_event_store_migrations') IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("migrate"))?;
-        let applied: Option<i64> = if tracked {
-            sqlx::query_scalar("SELECT MAX(version) FROM eventsourcery_event_store_migrations")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("migrate"))?
-        } else {
-            None
-        };
-        SCHEMA.check_applied(applied)?;
-        // sqlx's migrator serialises migrating processes with a session-level advisory lock,
-        // which it does not release when a migration fails. It gets a connection of its own,
-        // closed afterwards, so a failure cannot leave the lock on a pooled connection.
-        let options = (*self.pool.connect_options()).clone();
-        let dedicated = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(db("migrate"))?;
-        let migrated = SCHEMA.migrator().run(&dedicated).await;
-        dedicated.close().await;
-        migrated.map_err(|error| SCHEMA.migrate_error(error))
+        SCHEMA.migrate(&self.pool, sql::MIGRATIONS_TABLE).await
     }
 
     /// The current version of each stream of `commit`, in order.
@@ -454,7 +486,7 @@ impl PostgresStore {
             if !settled {
                 return Ok((events, true));
             }
-            events.push(sql::event_from_row(row)?);
+            events.push(sql::StoreRow::event(row)?);
         }
         Ok((events, false))
     }
@@ -488,51 +520,22 @@ impl PostgresStore {
     }
 }
 
-#[async_trait::async_trait]
-impl EventStore for PostgresStore {
-    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate_commit(&commit)?;
-        let commit = PreparedCommit::new(commit)?;
-        let span = tracing::debug_span!(
-            "append",
-            store = "postgres",
-            streams = commit.streams.len(),
-            events = commit.events.len(),
-        );
-        self.shared
-            .group
-            .append(self, commit)
-            .instrument(span)
-            .await
+impl sql::SqlStore for PostgresStore {
+    type Db = Postgres;
+    type Writer = ();
+
+    const NAME: &'static str = "postgres";
+    const SQL: &'static sql::EventSql = &EVENT_SQL;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn read_stream(
+    async fn append_prepared(
         &self,
-        stream: &StreamId,
-        after_version: u64,
+        commit: PreparedCommit,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, event_id::text, stream_id, stream_version, event_name,
-                    schema_version, payload::text, metadata::text, recorded_at_ns
-             FROM eventsourcery_events
-             WHERE stream_id = $1 AND stream_version > $2
-             ORDER BY stream_version",
-        )
-        .bind(stream.as_str())
-        .bind(sql::bound(after_version))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_stream"))?;
-        rows.iter().map(sql::event_from_row).collect()
-    }
-
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(position) FROM eventsourcery_events")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("head position"))?;
-        Ok(last.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+        self.shared.group.append(self, commit).await
     }
 
     async fn read_all(
@@ -556,61 +559,27 @@ impl EventStore for PostgresStore {
         }
     }
 
-    async fn read_commands(
-        &self,
-        offset: u64,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, command_id::text, name, payload::text, metadata::text,
-                    outcome_detail::text, recorded_at_ns
-             FROM eventsourcery_commands
-             ORDER BY seq
-             LIMIT $2 OFFSET $1",
-        )
-        .bind(sql::bound(offset))
-        .bind(sql::limit(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_commands"))?;
-        rows.iter().map(sql::command_from_row).collect()
+    async fn writer(&self) {}
+
+    async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>), StoreError> {
+        Ok(((), self.pool.begin().await.map_err(db("begin"))?))
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stream_version, snapshot_version, state::text
-             FROM eventsourcery_snapshots WHERE stream_id = $1",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("load_snapshot"))?;
-        row.map(|row| sql::snapshot_from_row(stream, &row))
-            .transpose()
+    fn projection_tx(conn: &mut PgConnection) -> ProjectionTx<'_> {
+        ProjectionTx::Postgres(conn)
     }
 
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let version = sql::to_i64(snapshot.stream_version, "snapshot stream version")?;
-        let saved_at = sql::nanos(SystemTime::now())?;
-        sqlx::query(
-            "INSERT INTO eventsourcery_snapshots
-                 (stream_id, stream_version, snapshot_version, state, saved_at_ns)
-             VALUES ($1, $2, $3, $4::jsonb, $5)
-             ON CONFLICT (stream_id) DO UPDATE SET
-                 stream_version = excluded.stream_version,
-                 snapshot_version = excluded.snapshot_version,
-                 state = excluded.state,
-                 saved_at_ns = excluded.saved_at_ns
-             WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
-        )
-        .bind(snapshot.stream_id.as_str())
-        .bind(version)
-        .bind(i64::from(snapshot.snapshot_version))
-        .bind(snapshot.state.to_string())
-        .bind(saved_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("save_snapshot"))?;
-        Ok(())
+    async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.wait_for_append(timeout).await
+    }
+
+    async fn stop_waiting(&self) {
+        self.stop_waiting().await
+    }
+}
+
+impl sql::consumers::RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
     }
 }

@@ -2,60 +2,53 @@
 //! apart from the event store's.
 
 use std::fmt;
-use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use uuid::Uuid;
 
-use crate::backend::sql::Schema;
 use crate::backend::sql::personal::{self as sql, db};
+use crate::backend::sql::{Schema, VaultSql, migration};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use crate::store::{IndexEntry, PersonalRecord};
 use crate::tls::{self, PlaintextConnections};
-
-/// The key store's embedded migrations, newest last.
-const KEY_SCHEMA: Schema = Schema {
-    database: "PostgreSQL key store",
-    migrations: &[
-        (
-            1,
-            "key store",
-            include_str!("../../../migrations/postgres/keys/0001_key_store.sql"),
-        ),
-        (
-            2,
-            "subject locks",
-            include_str!("../../../migrations/postgres/keys/0002_subject_locks.sql"),
-        ),
-        (
-            3,
-            "generic claim plans",
-            include_str!("../../../migrations/postgres/keys/0003_generic_claim_plans.sql"),
-        ),
-        (
-            4,
-            "atomic erasure",
-            include_str!("../../../migrations/postgres/keys/0004_atomic_erasure.sql"),
-        ),
-    ],
-};
 
 /// The personal data store's embedded migrations, newest last.
 const PERSONAL_SCHEMA: Schema = Schema {
     database: "PostgreSQL personal data store",
     migrations: &[
-        (
+        migration!(
             1,
             "personal data store",
-            include_str!("../../../migrations/postgres/personal/0001_personal_store.sql"),
+            "postgres/personal/0001_personal_store.sql"
         ),
-        (
+        migration!(
             2,
             "erased subjects",
-            include_str!("../../../migrations/postgres/personal/0002_erased_subjects.sql"),
+            "postgres/personal/0002_erased_subjects.sql"
         ),
     ],
+};
+
+/// The key and personal data stores' reads in PostgreSQL's dialect: UUIDs are `uuid`,
+/// selected as text, a list of them is a `uuid[]`, and the first page has no lower bound.
+pub(super) const VAULT_SQL: VaultSql = VaultSql {
+    keys: "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys \
+        WHERE subject = ANY($1)",
+    erasures: "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled \
+        FROM eventsourcery_erasures WHERE subject = ANY($1)",
+    keys_after: "SELECT subject::text, version, wrapped, master_key_id \
+        FROM eventsourcery_data_keys WHERE $1::uuid IS NULL OR subject > $1 \
+        ORDER BY subject LIMIT $2",
+    records: "SELECT reference::text, subject::text, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE reference = ANY($1)",
+    by_subject: "SELECT reference::text, subject::text, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE subject = $1 ORDER BY created_at_ns, reference",
+    find: "SELECT DISTINCT subject::text FROM eventsourcery_blind_index WHERE hash = $1 \
+        ORDER BY 1",
+    records_after: "SELECT reference::text, subject::text, field, ciphertext \
+        FROM eventsourcery_personal_data WHERE $1::uuid IS NULL OR reference > $1 \
+        ORDER BY reference LIMIT $2",
 };
 
 /// The SQLSTATE with which the put function refuses an index entry below the index floor.
@@ -63,7 +56,7 @@ const STALE_INDEX_KEY: &str = "ES001";
 
 /// A pool on the database that `options` name, with the event store's pool options, once
 /// the transport to it is allowed for `store` (checked before anything is sent).
-async fn connect(
+pub(super) async fn connect(
     store: &'static str,
     options: PgConnectOptions,
     plaintext: PlaintextConnections,
@@ -75,41 +68,8 @@ async fn connect(
         .map_err(db("connect"))
 }
 
-/// Applies the migrations of `schema` that the database does not have yet.
-async fn migrate(pool: &PgPool, schema: &Schema, table: &'static str) -> Result<(), PersonalError> {
-    // Two statements: PostgreSQL resolves every table name of a statement before running it,
-    // so one statement cannot ask for the version only if the table exists.
-    let tracked: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table)
-        .fetch_one(pool)
-        .await
-        .map_err(db("migrate"))?;
-    let applied: Option<i64> = if tracked {
-        // `table` is one of this crate's constants, never input.
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
-            .fetch_one(pool)
-            .await
-            .map_err(db("migrate"))?
-    } else {
-        None
-    };
-    sql::check_applied(schema, applied)?;
-    // sqlx's migrator serialises migrating processes with a session-level advisory lock, which
-    // it does not release when a migration fails. It gets a connection of its own, closed
-    // afterwards, so a failure cannot leave the lock on a pooled connection.
-    let options = (*pool.connect_options()).clone();
-    let dedicated = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .map_err(db("migrate"))?;
-    let migrated = schema.migrator_recording_into(table).run(&dedicated).await;
-    dedicated.close().await;
-    migrated.map_err(|error| sql::migrate_error(schema, error))
-}
-
 /// Shows where a pool connects, without credentials.
-fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+pub(super) fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let options = pool.connect_options();
     f.debug_struct(name)
         .field("host", &options.get_host())
@@ -121,6 +81,24 @@ fn describe(name: &str, pool: &PgPool, f: &mut fmt::Formatter<'_>) -> fmt::Resul
 /// with one field, `pool`), identical but for its name, URL example and schema.
 macro_rules! postgres_store {
     ($store:ident, $what:literal, $example:literal, $schema:expr, $migrations:expr, $tables:expr) => {
+        impl crate::backend::sql::SqlVaultStore for $store {
+            type Db = sqlx::Postgres;
+            const SQL: &'static crate::backend::sql::VaultSql = &super::personal::VAULT_SQL;
+
+            type Writer = ();
+
+            fn pool(&self) -> &PgPool {
+                &self.pool
+            }
+
+            async fn begin_write(
+                &self,
+                operation: &'static str,
+            ) -> Result<((), sqlx::Transaction<'static, sqlx::Postgres>), PersonalError> {
+                Ok(((), self.pool.begin().await.map_err(db(operation))?))
+            }
+        }
+
         impl fmt::Debug for $store {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 describe(stringify!($store), &self.pool, f)
@@ -185,7 +163,7 @@ macro_rules! postgres_store {
             /// [`PersonalError::SchemaTooNew`], changing nothing, if a newer program migrated
             /// the database.
             pub async fn migrate(&self) -> Result<(), PersonalError> {
-                migrate(&self.pool, &$schema, $migrations).await
+                $schema.migrate(&self.pool, $migrations).await
             }
 
             /// Rewrites the store's tables (`VACUUM FULL`), so that the tuples of erased
@@ -212,210 +190,7 @@ macro_rules! postgres_store {
     };
 }
 
-fn uuids(subjects: &[PersonalKey]) -> Vec<Uuid> {
-    subjects.iter().map(PersonalKey::as_uuid).collect()
-}
-
-/// The encryption key store in a PostgreSQL database: each subject's wrapped data key, and the
-/// PII-free erasure records.
-///
-/// Keep it in a database of its own ([`connect`](Self::connect)), apart from the personal data
-/// and the events, so that a copy of one database is not a copy of the others. It may also
-/// share a database with the event and personal data stores: its tables and its migrations
-/// table (`eventsourcery_key_store_migrations`) have names of their own. Tables are created
-/// unqualified, in the first schema of the connections' `search_path`.
-///
-/// Concurrent first writes for one subject agree on one key: the insert does nothing when the
-/// subject has a key, and the stored key is read back.
-///
-/// Cheap to clone: clones share the connection pool.
-#[derive(Clone)]
-pub struct PostgresKeyStore {
-    pool: PgPool,
-}
-
-postgres_store!(
-    PostgresKeyStore,
-    "key store",
-    "postgres://user@host:5432/keys",
-    KEY_SCHEMA,
-    sql::KEY_MIGRATIONS,
-    [sql::DATA_KEYS, sql::ERASURES]
-);
-
-#[async_trait::async_trait]
-impl KeyStore for PostgresKeyStore {
-    async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             WHERE subject = ANY($1)",
-        )
-        .bind(uuids(subjects))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read data keys"))?;
-        rows.iter().map(sql::key_from_row).collect()
-    }
-
-    async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
-        // A concurrent insert for the same subject makes this one wait for it to commit, then
-        // do nothing; the next statement (with a fresh snapshot) reads the winner's key.
-        let inserted = sqlx::query(
-            "INSERT INTO eventsourcery_data_keys
-                 (subject, version, wrapped, master_key_id, created_at_ns)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (subject) DO NOTHING
-             RETURNING subject::text, version, wrapped, master_key_id",
-        )
-        .bind(key.subject.as_uuid())
-        .bind(i64::from(key.version))
-        .bind(key.wrapped.as_slice())
-        .bind(&key.master_key_id)
-        .bind(sql::now_ns()?)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("insert data key"))?;
-        if let Some(row) = inserted {
-            return sql::key_from_row(&row);
-        }
-        let stored = sqlx::query(
-            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             WHERE subject = $1",
-        )
-        .bind(key.subject.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("insert data key"))?;
-        match stored {
-            Some(row) => sql::key_from_row(&row),
-            // Deleted between the two statements: the subject is being erased.
-            None => Err(PersonalError::SubjectErased {
-                subject: key.subject,
-            }),
-        }
-    }
-
-    async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let subjects: Vec<Uuid> = keys.iter().map(|k| k.subject.as_uuid()).collect();
-        let versions: Vec<i64> = keys.iter().map(|k| i64::from(k.version)).collect();
-        let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
-        let master_keys: Vec<&str> = keys.iter().map(|k| k.master_key_id.as_str()).collect();
-        // See migration 0002: the claim waits for an erasure of one of the subjects under
-        // way, and reads the erasure records only once it holds their locks.
-        let claimed: Vec<String> = sqlx::query_scalar(
-            "SELECT s::text FROM eventsourcery_claim_keys($1, $2, $3, $4, $5) AS s",
-        )
-        .bind(&subjects)
-        .bind(versions)
-        .bind(wrapped)
-        .bind(master_keys)
-        .bind(sql::now_ns()?)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("claim data keys"))?;
-        Ok(keys
-            .iter()
-            .map(|k| claimed.contains(&k.subject.to_string()))
-            .collect())
-    }
-
-    async fn erase(
-        &self,
-        subject: PersonalKey,
-        erased_at: SystemTime,
-        reason: &str,
-    ) -> Result<Erasure, PersonalError> {
-        // Migration 0004: alone on the subject's lock, so the claims under way end first and
-        // their keys are destroyed too; later claims see the record.
-        let row = sqlx::query(
-            "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled
-             FROM eventsourcery_erase_subject($1, $2, $3)",
-        )
-        .bind(subject.as_uuid())
-        .bind(sql::nanos(erased_at, "the erasure time")?)
-        .bind(reason)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("erase data key"))?;
-        sql::erasure_from_row(&row)
-    }
-
-    async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT subject::text, erased_at_ns, reason, last_key_version, re_enrolled
-             FROM eventsourcery_erasures WHERE subject = ANY($1)",
-        )
-        .bind(uuids(subjects))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read erasures"))?;
-        rows.iter().map(sql::erasure_from_row).collect()
-    }
-
-    async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
-        sqlx::query("UPDATE eventsourcery_erasures SET re_enrolled = TRUE WHERE subject = $1")
-            .bind(subject.as_uuid())
-            .execute(&self.pool)
-            .await
-            .map_err(db("re-enroll"))?;
-        Ok(())
-    }
-
-    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
-        let epoch: i64 =
-            sqlx::query_scalar("SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("read the erasure epoch"))?;
-        Ok(epoch.unsigned_abs())
-    }
-
-    async fn keys_after(
-        &self,
-        after: Option<PersonalKey>,
-        limit: usize,
-    ) -> Result<Vec<WrappedKey>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT subject::text, version, wrapped, master_key_id FROM eventsourcery_data_keys
-             WHERE $1::uuid IS NULL OR subject > $1 ORDER BY subject LIMIT $2",
-        )
-        .bind(after.map(|s| s.as_uuid()))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read data keys"))?;
-        rows.iter().map(sql::key_from_row).collect()
-    }
-
-    async fn rewrap_keys(&self, mut keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
-        // One lock order for every writer.
-        keys.sort_by_key(|k| k.subject);
-        let mut tx = self.pool.begin().await.map_err(db("rewrap data keys"))?;
-        for key in &keys {
-            sqlx::query(
-                "UPDATE eventsourcery_data_keys SET wrapped = $3, master_key_id = $4
-                 WHERE subject = $1 AND version = $2",
-            )
-            .bind(key.subject.as_uuid())
-            .bind(i64::from(key.version))
-            .bind(key.wrapped.as_slice())
-            .bind(&key.master_key_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("rewrap data keys"))?;
-        }
-        tx.commit().await.map_err(db("rewrap data keys"))
-    }
-}
+pub(super) use postgres_store;
 
 /// The personal data store in a PostgreSQL database: encrypted personal values and the keyed
 /// blind index. No column holds a plaintext personal value.
@@ -440,16 +215,12 @@ postgres_store!(
     [sql::PERSONAL_DATA, sql::BLIND_INDEX]
 );
 
-#[async_trait::async_trait]
-impl PersonalStore for PostgresPersonalStore {
+impl crate::backend::sql::SqlPersonalStore for PostgresPersonalStore {
     async fn put(
         &self,
         mut records: Vec<PersonalRecord>,
         mut index: Vec<IndexEntry>,
     ) -> Result<Vec<PersonalKey>, PersonalError> {
-        if records.is_empty() && index.is_empty() {
-            return Ok(Vec::new());
-        }
         // One lock order for every writer, so that two writers cannot deadlock; a reference
         // given twice keeps its last record (one statement cannot update a row twice).
         records.reverse();
@@ -513,34 +284,6 @@ impl PersonalStore for PostgresPersonalStore {
             .collect()
     }
 
-    async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
-        if references.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT reference::text, subject::text, field, ciphertext
-             FROM eventsourcery_personal_data WHERE reference = ANY($1)",
-        )
-        .bind(references)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
-    }
-
-    async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT reference::text, subject::text, field, ciphertext
-             FROM eventsourcery_personal_data WHERE subject = $1
-             ORDER BY created_at_ns, reference",
-        )
-        .bind(subject.as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
-    }
-
     async fn erase_subject(
         &self,
         subject: PersonalKey,
@@ -558,9 +301,6 @@ impl PersonalStore for PostgresPersonalStore {
     }
 
     async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
-        if references.is_empty() {
-            return Ok(0);
-        }
         let deleted =
             sqlx::query("DELETE FROM eventsourcery_personal_data WHERE reference = ANY($1)")
                 .bind(references)
@@ -569,36 +309,6 @@ impl PersonalStore for PostgresPersonalStore {
                 .map_err(db("delete personal data"))?
                 .rows_affected();
         Ok(deleted)
-    }
-
-    async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT subject::text FROM eventsourcery_blind_index WHERE hash = $1
-             ORDER BY 1",
-        )
-        .bind(hash)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("blind index lookup"))?;
-        rows.iter().map(sql::subject_from_row).collect()
-    }
-
-    async fn records_after(
-        &self,
-        after: Option<Uuid>,
-        limit: usize,
-    ) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let rows = sqlx::query(
-            "SELECT reference::text, subject::text, field, ciphertext
-             FROM eventsourcery_personal_data
-             WHERE $1::uuid IS NULL OR reference > $1 ORDER BY reference LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read personal data"))?;
-        rows.iter().map(sql::record_from_row).collect()
     }
 
     async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
@@ -628,6 +338,7 @@ impl PersonalStore for PostgresPersonalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::PostgresKeyStore;
 
     #[tokio::test]
     async fn the_stores_refuse_before_connecting() {

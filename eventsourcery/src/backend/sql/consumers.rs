@@ -1,14 +1,17 @@
 //! [`ConsumerStore`] for the SQLite and PostgreSQL stores: consumer state lives in the event
 //! store's database, so a projection's update and its checkpoint share one transaction.
 //!
-//! The SQL is written once with `$n` placeholders; SQLite gets them as `?n`.
+//! The SQL is written once, with `$n` placeholders, which both SQLite and PostgreSQL read.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
 use crate::error::BoxError;
-use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, StoreError, TxWork};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+
+use super::SqlStore;
+use crate::store::{ConsumerState, ConsumerStore, Parked, StoreError, TxWork};
 
 pub(crate) const ENSURE: &str =
     "INSERT INTO eventsourcery_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
@@ -96,273 +99,214 @@ fn lease_until(lease: Duration) -> i64 {
     now_ns().saturating_add(i64::try_from(lease.as_nanos()).unwrap_or(i64::MAX))
 }
 
-/// Implements [`ConsumerStore`] for one SQL store. `$sql` turns a `$n` statement into the
-/// backend's dialect; `$begin` opens a write transaction and yields `(guard, tx)`.
-macro_rules! sql_consumer_store {
-    ($store:ty, $variant:ident, $sql:path, $begin:path, $lock:literal $(, $wait:path)?) => {
-        #[async_trait::async_trait]
-        impl ConsumerStore for $store {
-            async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
-                let row = sqlx::query_as($sql(STATE))
-                    .bind(consumer)
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(db("consumer state"))?;
-                state_from_row(consumer, row)
-            }
+#[async_trait::async_trait]
+impl<S> ConsumerStore for S
+where
+    S: SqlStore,
+    for<'c> &'c mut <S::Db as sqlx::Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as sqlx::Database>::Arguments: IntoArguments<S::Db>,
+    usize: ColumnIndex<<S::Db as sqlx::Database>::Row>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> i32: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    <S::Db as sqlx::Database>::QueryResult: RowsAffected,
+{
+    async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
+        let row = sqlx::query_as(STATE)
+            .bind(consumer)
+            .fetch_optional(SqlStore::pool(self))
+            .await
+            .map_err(db("consumer state"))?;
+        state_from_row(consumer, row)
+    }
 
-            async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                let moved = sqlx::query($sql(ADVANCE))
-                    .bind(consumer)
-                    .bind(to_i64(from)?)
-                    .bind(to_i64(to)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("advance"))?
-                    .rows_affected();
-                if moved != 1 {
-                    let row = sqlx::query_as($sql(STATE))
-                        .bind(consumer)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db("advance"))?;
-                    let actual = state_from_row(consumer, row)?.position;
-                    tx.rollback().await.map_err(db("advance"))?;
-                    return Err(StoreError::CheckpointMoved {
-                        consumer: consumer.to_owned(),
-                        expected: from,
-                        actual,
-                    });
-                }
-                tx.commit().await.map_err(db("advance"))
-            }
-
-            async fn advance_with(
-                &self,
-                consumer: &str,
-                from: u64,
-                to: u64,
-                work: &(dyn TxWork + '_),
-            ) -> Result<Result<(), BoxError>, StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(ENSURE))
-                    .bind(consumer)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("projection"))?;
-                let locked = concat!(
-                    "SELECT position FROM eventsourcery_consumers WHERE name = $1",
-                    $lock
-                );
-                let current: i64 = sqlx::query_scalar($sql(locked))
-                    .bind(consumer)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db("projection"))?;
-                let current = to_u64(current, consumer)?;
-                if current != from {
-                    tx.rollback().await.map_err(db("projection"))?;
-                    return Err(StoreError::CheckpointMoved {
-                        consumer: consumer.to_owned(),
-                        expected: from,
-                        actual: current,
-                    });
-                }
-                if let Err(error) = work.run(&mut ProjectionTx::$variant(&mut *tx)).await {
-                    tx.rollback().await.map_err(db("projection"))?;
-                    return Ok(Err(error));
-                }
-                sqlx::query($sql(ADVANCE))
-                    .bind(consumer)
-                    .bind(to_i64(from)?)
-                    .bind(to_i64(to)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("projection"))?;
-                tx.commit().await.map_err(db("projection"))?;
-                Ok(Ok(()))
-            }
-
-            async fn park(
-                &self,
-                consumer: &str,
-                position: u64,
-                error: &str,
-            ) -> Result<(), StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(PARK))
-                    .bind(consumer)
-                    .bind(to_i64(position)?)
-                    .bind(error)
-                    .bind(now_ns())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("park"))?;
-                tx.commit().await.map_err(db("park"))
-            }
-
-            async fn unpark(&self, consumer: &str) -> Result<(), StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(UNPARK))
-                    .bind(consumer)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("unpark"))?;
-                tx.commit().await.map_err(db("unpark"))
-            }
-
-            async fn skip(
-                &self,
-                consumer: &str,
-                position: u64,
-                reason: &str,
-            ) -> Result<(), StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(SKIP_RECORD))
-                    .bind(consumer)
-                    .bind(to_i64(position)?)
-                    .bind(reason)
-                    .bind(now_ns())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("skip"))?;
-                sqlx::query($sql(SKIP_MOVE))
-                    .bind(consumer)
-                    .bind(to_i64(position)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("skip"))?;
-                tx.commit().await.map_err(db("skip"))
-            }
-
-            async fn skipped(&self, consumer: &str) -> Result<Vec<(u64, String)>, StoreError> {
-                let rows: Vec<(i64, String)> = sqlx::query_as($sql(SKIPPED))
-                    .bind(consumer)
-                    .fetch_all(self.pool())
-                    .await
-                    .map_err(db("skipped"))?;
-                rows.into_iter()
-                    .map(|(p, r)| Ok((to_u64(p, consumer)?, r)))
-                    .collect()
-            }
-
-            async fn claim(
-                &self,
-                consumer: &str,
-                owner: Uuid,
-                lease: Duration,
-            ) -> Result<bool, StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                let holder: Option<Option<String>> = sqlx::query_scalar($sql(CLAIM))
-                    .bind(consumer)
-                    .bind(owner.to_string())
-                    .bind(lease_until(lease))
-                    .bind(now_ns())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db("claim"))?;
-                tx.commit().await.map_err(db("claim"))?;
-                Ok(holder.flatten().is_some_and(|h| h == owner.to_string()))
-            }
-
-            async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                sqlx::query($sql(RELEASE))
-                    .bind(consumer)
-                    .bind(owner.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("release"))?;
-                tx.commit().await.map_err(db("release"))
-            }
-
-            async fn mark_processed(
-                &self,
-                consumer: &str,
-                event_id: Uuid,
-            ) -> Result<bool, StoreError> {
-                let (_guard, mut tx) = $begin(self).await?;
-                let inserted = sqlx::query($sql(PROCESSED))
-                    .bind(consumer)
-                    .bind(event_id.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("mark processed"))?
-                    .rows_affected();
-                tx.commit().await.map_err(db("mark processed"))?;
-                Ok(inserted == 1)
-            }
-
-            async fn is_processed(
-                &self,
-                consumer: &str,
-                event_id: Uuid,
-            ) -> Result<bool, StoreError> {
-                let found: Option<i32> = sqlx::query_scalar($sql(IS_PROCESSED))
-                    .bind(consumer)
-                    .bind(event_id.to_string())
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(db("is processed"))?;
-                Ok(found.is_some())
-            }
-
-            $(
-                async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
-                    $wait(self, timeout).await
-                }
-
-                async fn stop_waiting(&self) {
-                    self.stop_waiting().await
-                }
-            )?
+    async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let moved = sqlx::query(ADVANCE)
+            .bind(consumer)
+            .bind(to_i64(from)?)
+            .bind(to_i64(to)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("advance"))?
+            .rows_affected();
+        if moved != 1 {
+            let row = sqlx::query_as(STATE)
+                .bind(consumer)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("advance"))?;
+            let actual = state_from_row(consumer, row)?.position;
+            tx.rollback().await.map_err(db("advance"))?;
+            return Err(StoreError::CheckpointMoved {
+                consumer: consumer.to_owned(),
+                expected: from,
+                actual,
+            });
         }
-    };
+        tx.commit().await.map_err(db("advance"))
+    }
+
+    async fn advance_with(
+        &self,
+        consumer: &str,
+        from: u64,
+        to: u64,
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), BoxError>, StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(ENSURE)
+            .bind(consumer)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("projection"))?;
+        let current: i64 = sqlx::query_scalar(S::SQL.lock_checkpoint)
+            .bind(consumer)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db("projection"))?;
+        let current = to_u64(current, consumer)?;
+        if current != from {
+            tx.rollback().await.map_err(db("projection"))?;
+            return Err(StoreError::CheckpointMoved {
+                consumer: consumer.to_owned(),
+                expected: from,
+                actual: current,
+            });
+        }
+        if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
+            tx.rollback().await.map_err(db("projection"))?;
+            return Ok(Err(error));
+        }
+        sqlx::query(ADVANCE)
+            .bind(consumer)
+            .bind(to_i64(from)?)
+            .bind(to_i64(to)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("projection"))?;
+        tx.commit().await.map_err(db("projection"))?;
+        Ok(Ok(()))
+    }
+
+    async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(PARK)
+            .bind(consumer)
+            .bind(to_i64(position)?)
+            .bind(error)
+            .bind(now_ns())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("park"))?;
+        tx.commit().await.map_err(db("park"))
+    }
+
+    async fn unpark(&self, consumer: &str) -> Result<(), StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(UNPARK)
+            .bind(consumer)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("unpark"))?;
+        tx.commit().await.map_err(db("unpark"))
+    }
+
+    async fn skip(&self, consumer: &str, position: u64, reason: &str) -> Result<(), StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(SKIP_RECORD)
+            .bind(consumer)
+            .bind(to_i64(position)?)
+            .bind(reason)
+            .bind(now_ns())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("skip"))?;
+        sqlx::query(SKIP_MOVE)
+            .bind(consumer)
+            .bind(to_i64(position)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("skip"))?;
+        tx.commit().await.map_err(db("skip"))
+    }
+
+    async fn skipped(&self, consumer: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(SKIPPED)
+            .bind(consumer)
+            .fetch_all(SqlStore::pool(self))
+            .await
+            .map_err(db("skipped"))?;
+        rows.into_iter()
+            .map(|(p, r)| Ok((to_u64(p, consumer)?, r)))
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        consumer: &str,
+        owner: Uuid,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let holder: Option<Option<String>> = sqlx::query_scalar(CLAIM)
+            .bind(consumer)
+            .bind(owner.to_string())
+            .bind(lease_until(lease))
+            .bind(now_ns())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("claim"))?;
+        tx.commit().await.map_err(db("claim"))?;
+        Ok(holder.flatten().is_some_and(|h| h == owner.to_string()))
+    }
+
+    async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(RELEASE)
+            .bind(consumer)
+            .bind(owner.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("release"))?;
+        tx.commit().await.map_err(db("release"))
+    }
+
+    async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        let inserted = sqlx::query(PROCESSED)
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("mark processed"))?
+            .rows_affected();
+        tx.commit().await.map_err(db("mark processed"))?;
+        Ok(inserted == 1)
+    }
+
+    async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
+        let found: Option<i32> = sqlx::query_scalar(IS_PROCESSED)
+            .bind(consumer)
+            .bind(event_id.to_string())
+            .fetch_optional(SqlStore::pool(self))
+            .await
+            .map_err(db("is processed"))?;
+        Ok(found.is_some())
+    }
+
+    async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {
+        SqlStore::wait_for_append(self, timeout).await
+    }
+
+    async fn stop_waiting(&self) {
+        SqlStore::stop_waiting(self).await
+    }
 }
 
-#[cfg(feature = "sqlite")]
-mod sqlite {
-    use super::*;
-    use crate::backend::SqliteStore;
-
-    fn sql(statement: &'static str) -> sqlx::AssertSqlSafe<String> {
-        sqlx::AssertSqlSafe(statement.replace('$', "?"))
-    }
-
-    async fn begin(
-        store: &SqliteStore,
-    ) -> Result<
-        (
-            tokio::sync::OwnedMutexGuard<()>,
-            sqlx::Transaction<'static, sqlx::Sqlite>,
-        ),
-        StoreError,
-    > {
-        store.begin_queued().await
-    }
-
-    sql_consumer_store!(SqliteStore, Sqlite, sql, begin, "");
-}
-
-#[cfg(feature = "postgres")]
-mod postgres {
-    use super::*;
-    use crate::backend::PostgresStore;
-
-    fn sql(statement: &'static str) -> &'static str {
-        statement
-    }
-
-    async fn begin(
-        store: &PostgresStore,
-    ) -> Result<((), sqlx::Transaction<'static, sqlx::Postgres>), StoreError> {
-        Ok(((), store.pool().begin().await.map_err(db("begin"))?))
-    }
-
-    async fn wait(store: &PostgresStore, timeout: Duration) -> Result<(), StoreError> {
-        store.wait_for_append(timeout).await
-    }
-
-    sql_consumer_store!(PostgresStore, Postgres, sql, begin, " FOR UPDATE", wait);
+/// The number of rows a statement changed, which sqlx's drivers report each in their own type.
+pub(crate) trait RowsAffected {
+    /// The number of rows changed.
+    fn rows_affected(&self) -> u64;
 }

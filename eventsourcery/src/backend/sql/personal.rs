@@ -8,11 +8,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::migrate::MigrateError;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use super::Schema;
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::{Erasure, PersonalRecord, WrappedKey};
 
@@ -37,36 +35,6 @@ pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Persona
     move |source| PersonalError::Database { operation, source }
 }
 
-/// Fails with [`PersonalError::SchemaTooNew`] if the database was migrated by a newer program.
-pub(crate) fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
-    match applied {
-        Some(found) if found > schema.latest() => Err(PersonalError::SchemaTooNew {
-            database: schema.database,
-            found,
-            supported: schema.latest(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Maps a migrator error; an applied version this program does not have means the schema is
-/// newer than the program.
-pub(crate) fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
-    match error {
-        MigrateError::VersionMissing(found) if found > schema.latest() => {
-            PersonalError::SchemaTooNew {
-                database: schema.database,
-                found,
-                supported: schema.latest(),
-            }
-        }
-        source => PersonalError::Migrate {
-            database: schema.database,
-            source,
-        },
-    }
-}
-
 /// Nanoseconds since the Unix epoch (negative before it).
 pub(crate) fn nanos(time: SystemTime, what: &'static str) -> Result<i64, PersonalError> {
     let out_of_range = PersonalError::OutOfRange { what };
@@ -85,15 +53,19 @@ pub(crate) fn now_ns() -> Result<i64, PersonalError> {
 
 /// Reads a row's columns; a column that does not decode is a [`PersonalError::Corrupt`]
 /// naming the table and column, never the value.
-struct Columns<'r, R> {
+pub(crate) struct VaultRow<'r, R> {
     row: &'r R,
     table: &'static str,
 }
 
-impl<'r, R> Columns<'r, R>
+impl<'r, R> VaultRow<'r, R>
 where
     R: Row,
     usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn corrupt(&self, reason: String) -> PersonalError {
         PersonalError::Corrupt {
@@ -112,10 +84,7 @@ where
             .map_err(|_| self.corrupt(format!("column `{column}` does not hold {expected}")))
     }
 
-    fn uuid(&self, index: usize, column: &str) -> Result<Uuid, PersonalError>
-    where
-        String: Decode<'r, R::Database> + Type<R::Database>,
-    {
+    fn uuid(&self, index: usize, column: &str) -> Result<Uuid, PersonalError> {
         let text: String = self.get(index, column, "text")?;
         // Only the hyphenated form is written.
         if text.len() != 36 {
@@ -124,17 +93,11 @@ where
         Uuid::parse_str(&text).map_err(|_| self.corrupt(format!("column `{column}` is not a UUID")))
     }
 
-    fn subject(&self, index: usize, column: &str) -> Result<PersonalKey, PersonalError>
-    where
-        String: Decode<'r, R::Database> + Type<R::Database>,
-    {
+    fn subject(&self, index: usize, column: &str) -> Result<PersonalKey, PersonalError> {
         self.uuid(index, column).map(PersonalKey::from_uuid)
     }
 
-    fn version(&self, index: usize, column: &str, least: u32) -> Result<u32, PersonalError>
-    where
-        i64: Decode<'r, R::Database> + Type<R::Database>,
-    {
+    fn version(&self, index: usize, column: &str, least: u32) -> Result<u32, PersonalError> {
         let value: i64 = self.get(index, column, "an integer")?;
         match u32::try_from(value) {
             Ok(version) if version >= least => Ok(version),
@@ -144,113 +107,92 @@ where
             ))),
         }
     }
-}
 
-/// Decodes a data key row selected as `subject, version, wrapped, master_key_id` (the subject
-/// as text).
-pub(crate) fn key_from_row<'r, R>(row: &'r R) -> Result<WrappedKey, PersonalError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let columns = Columns {
-        row,
-        table: DATA_KEYS,
-    };
-    Ok(WrappedKey {
-        subject: columns.subject(0, "subject")?,
-        version: columns.version(1, "version", 1)?,
-        wrapped: columns.get(2, "wrapped", "bytes")?,
-        master_key_id: columns.get(3, "master_key_id", "text")?,
-    })
-}
-
-/// Decodes an erasure row selected as `subject, erased_at_ns, reason, last_key_version,
-/// re_enrolled` (the subject as text).
-pub(crate) fn erasure_from_row<'r, R>(row: &'r R) -> Result<Erasure, PersonalError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let columns = Columns {
-        row,
-        table: ERASURES,
-    };
-    Ok(Erasure {
-        subject: columns.subject(0, "subject")?,
-        erased_at: super::time(columns.get(1, "erased_at_ns", "an integer")?),
-        reason: columns.get(2, "reason", "text")?,
-        last_key_version: columns.version(3, "last_key_version", 0)?,
-        re_enrolled: columns.get(4, "re_enrolled", "a boolean")?,
-    })
-}
-
-/// Decodes a personal data row selected as `reference, subject, field, ciphertext` (UUIDs as
-/// text).
-pub(crate) fn record_from_row<'r, R>(row: &'r R) -> Result<PersonalRecord, PersonalError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let columns = Columns {
-        row,
-        table: PERSONAL_DATA,
-    };
-    Ok(PersonalRecord {
-        reference: columns.uuid(0, "reference")?,
-        subject: columns.subject(1, "subject")?,
-        field: columns.get(2, "field", "text")?,
-        ciphertext: columns.get(3, "ciphertext", "bytes")?,
-    })
-}
-
-/// Decodes an erased-subject row selected as `subject, last_key_version` (the subject as text).
-/// PostgreSQL checks erased subjects inside its put function, so only SQLite reads them.
-#[cfg(feature = "sqlite")]
-pub(crate) fn erased_subject_from_row<'r, R>(
-    row: &'r R,
-) -> Result<(PersonalKey, u32), PersonalError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let columns = Columns {
-        row,
-        table: ERASED_SUBJECTS,
-    };
-    Ok((
-        columns.subject(0, "subject")?,
-        columns.version(1, "last_key_version", 0)?,
-    ))
-}
-
-/// Decodes a blind index row selected as `subject` (as text).
-pub(crate) fn subject_from_row<'r, R>(row: &'r R) -> Result<PersonalKey, PersonalError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Columns {
-        row,
-        table: BLIND_INDEX,
+    /// Decodes a data key row selected as `subject, version, wrapped, master_key_id` (the subject
+    /// as text).
+    pub(crate) fn key(row: &'r R) -> Result<WrappedKey, PersonalError> {
+        let columns = Self {
+            row,
+            table: DATA_KEYS,
+        };
+        Ok(WrappedKey {
+            subject: columns.subject(0, "subject")?,
+            version: columns.version(1, "version", 1)?,
+            wrapped: columns.get(2, "wrapped", "bytes")?,
+            master_key_id: columns.get(3, "master_key_id", "text")?,
+        })
     }
-    .subject(0, "subject")
+
+    /// Decodes an erasure row selected as `subject, erased_at_ns, reason, last_key_version,
+    /// re_enrolled` (the subject as text).
+    pub(crate) fn erasure(row: &'r R) -> Result<Erasure, PersonalError> {
+        let columns = Self {
+            row,
+            table: ERASURES,
+        };
+        Ok(Erasure {
+            subject: columns.subject(0, "subject")?,
+            erased_at: super::time(columns.get(1, "erased_at_ns", "an integer")?),
+            reason: columns.get(2, "reason", "text")?,
+            last_key_version: columns.version(3, "last_key_version", 0)?,
+            re_enrolled: columns.get(4, "re_enrolled", "a boolean")?,
+        })
+    }
+
+    /// Decodes a personal data row selected as `reference, subject, field, ciphertext` (UUIDs as
+    /// text).
+    pub(crate) fn record(row: &'r R) -> Result<PersonalRecord, PersonalError> {
+        let columns = Self {
+            row,
+            table: PERSONAL_DATA,
+        };
+        Ok(PersonalRecord {
+            reference: columns.uuid(0, "reference")?,
+            subject: columns.subject(1, "subject")?,
+            field: columns.get(2, "field", "text")?,
+            ciphertext: columns.get(3, "ciphertext", "bytes")?,
+        })
+    }
+
+    /// Decodes an erased-subject row selected as `subject, last_key_version` (the subject as text).
+    /// PostgreSQL checks erased subjects inside its put function, so only SQLite reads them.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn erased_subject(row: &'r R) -> Result<(PersonalKey, u32), PersonalError> {
+        let columns = Self {
+            row,
+            table: ERASED_SUBJECTS,
+        };
+        Ok((
+            columns.subject(0, "subject")?,
+            columns.version(1, "last_key_version", 0)?,
+        ))
+    }
+
+    /// Decodes a blind index row selected as `subject` (as text).
+    pub(crate) fn subject_of(row: &'r R) -> Result<PersonalKey, PersonalError> {
+        Self {
+            row,
+            table: BLIND_INDEX,
+        }
+        .subject(0, "subject")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sqlx::migrate::MigrateError;
+
+    use crate::backend::sql::Schema;
+
+    fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
+        schema.check_version(applied)
+    }
+
+    fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
+        schema.migrate_failure(error)
+    }
 
     #[test]
     fn a_newer_applied_version_is_schema_too_new() {

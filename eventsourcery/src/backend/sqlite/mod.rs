@@ -3,39 +3,52 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
-use tokio::sync::Mutex;
-use tracing::Instrument;
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use uuid::Uuid;
 
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
-use crate::store::{
-    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
-};
+use crate::store::{ProjectionTx, RecordedEvent, StoreError};
 use crate::value::StreamId;
 
+mod keys;
 mod personal;
 
-pub use personal::{SqliteKeyStore, SqlitePersonalStore};
+pub use keys::SqliteKeyStore;
+pub use personal::SqlitePersonalStore;
+
+/// The event store's statements in SQLite's dialect: UUIDs and JSON are stored as text.
+const EVENT_SQL: sql::EventSql = sql::EventSql {
+    read_stream: "SELECT position, event_id, stream_id, stream_version, event_name, \
+            schema_version, payload, metadata, recorded_at_ns FROM eventsourcery_events \
+        WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
+    read_commands: "SELECT seq, command_id, name, payload, metadata, outcome_detail, \
+        recorded_at_ns FROM eventsourcery_commands ORDER BY seq LIMIT $2 OFFSET $1",
+    load_snapshot: "SELECT stream_version, snapshot_version, state \
+        FROM eventsourcery_snapshots WHERE stream_id = $1",
+    lock_checkpoint: "SELECT position FROM eventsourcery_consumers WHERE name = $1",
+    save_snapshot: "INSERT INTO eventsourcery_snapshots \
+            (stream_id, stream_version, snapshot_version, state, saved_at_ns) \
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id) DO UPDATE SET \
+            stream_version = excluded.stream_version, \
+            snapshot_version = excluded.snapshot_version, state = excluded.state, \
+            saved_at_ns = excluded.saved_at_ns \
+        WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
+};
 
 /// The embedded migrations, newest last.
 const SCHEMA: Schema = Schema {
     database: "SQLite event store",
     migrations: &[
-        (
-            1,
-            "event store",
-            include_str!("../../../migrations/sqlite/0001_event_store.sql"),
-        ),
-        (
-            2,
-            "consumers",
-            include_str!("../../../migrations/sqlite/0002_consumers.sql"),
-        ),
+        sql::migration!(1, "event store", "sqlite/0001_event_store.sql"),
+        sql::migration!(2, "consumers", "sqlite/0002_consumers.sql"),
     ],
 };
 
@@ -45,6 +58,37 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections of a file-backed store: one writer at a time, readers in parallel (WAL).
 const MAX_CONNECTIONS: u32 = 8;
 
+/// The connect options of a file-backed store: the file at `path`, created if missing, in WAL
+/// mode, with `synchronous = FULL` and a busy timeout for writers of other processes.
+fn file_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+}
+
+/// A pool of a file-backed store.
+async fn file_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .connect_with(options)
+        .await
+}
+
+/// A database in memory. It lives as long as its connection, so the pool holds exactly one
+/// connection and never retires it.
+async fn memory_pool() -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(SqliteConnectOptions::new().filename(":memory:"))
+        .await
+}
+
 /// An event store in a SQLite database: the embedded default, a file and no server.
 ///
 /// Files are opened in WAL mode (readers never block the writer), with `synchronous = FULL`
@@ -52,7 +96,7 @@ const MAX_CONNECTIONS: u32 = 8;
 /// SQLite admits one writer at a time: appends run in `BEGIN IMMEDIATE` transactions, and the
 /// writers of one process queue on an async mutex rather than in SQLite's sleeping busy
 /// handler. Because writers are serialised, global positions follow commit order and a reader
-/// of [`read_all`](EventStore::read_all) never skips an event.
+/// of [`read_all`](crate::store::EventStore::read_all) never skips an event.
 ///
 /// Appends made at the same time through one store (and its clones) share a transaction, so
 /// one fsync serves them all (group commit): each commit runs in a savepoint of its own, and
@@ -103,15 +147,7 @@ impl SqliteStore {
     ///
     /// Fails with [`StoreError::SchemaTooNew`] if a newer program migrated the file.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+        let pool = file_pool(file_options(path.as_ref()))
             .await
             .map_err(db("open"))?;
         Self::from_pool(pool).await
@@ -122,16 +158,7 @@ impl SqliteStore {
     /// It is one database on one connection, shared by every clone: use it for tests and
     /// prototypes that want SQLite's behaviour without a file.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        // An SQLite in-memory database lives as long as its connection, so the pool holds
-        // exactly one connection and never retires it.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(SqliteConnectOptions::new().filename(":memory:"))
-            .await
-            .map_err(db("open"))?;
+        let pool = memory_pool().await.map_err(db("open"))?;
         Self::from_pool(pool).await
     }
 
@@ -159,21 +186,6 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Begins a write transaction, queued behind this process's other writers.
-    pub(crate) async fn begin_queued(
-        &self,
-    ) -> Result<
-        (
-            tokio::sync::OwnedMutexGuard<()>,
-            Transaction<'static, Sqlite>,
-        ),
-        StoreError,
-    > {
-        let guard = Arc::clone(&self.writer).lock_owned().await;
-        let tx = self.begin_write().await?;
-        Ok((guard, tx))
-    }
-
     /// Applies the embedded migrations that the database does not have yet.
     ///
     /// Run by every constructor; safe to call again. Fails with
@@ -181,16 +193,12 @@ impl SqliteStore {
     /// database.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
-        let applied = applied_version(&self.pool).await.map_err(db("migrate"))?;
-        SCHEMA.check_applied(applied)?;
-        SCHEMA
-            .migrator()
-            .run(&self.pool)
-            .await
-            .map_err(|error| SCHEMA.migrate_error(error))
+        SCHEMA.migrate(&self.pool, sql::MIGRATIONS_TABLE).await
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    /// An `IMMEDIATE` transaction: it takes SQLite's write lock when it begins, not at its
+    /// first write, so that it cannot fail half-way for want of it.
+    async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -202,7 +210,7 @@ impl SqliteStore {
     /// with its error, and one commit (one fsync) serves the rest.
     async fn write_group(&self, group: Vec<sql::PendingAppend>) {
         let _writer = self.writer.lock().await;
-        let mut tx = match self.begin_write().await {
+        let mut tx = match self.begin_immediate().await {
             Ok(tx) => tx,
             Err(error) => return sql::fail_group(group, &error),
         };
@@ -336,21 +344,50 @@ async fn append_in(
     Ok(())
 }
 
-/// The newest schema version recorded in the database, if it has the migrations table.
-async fn applied_version(pool: &SqlitePool) -> Result<Option<i64>, sqlx::Error> {
-    // Two statements: SQLite resolves every table name of a statement before running it.
-    let tracked: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master
-         WHERE type = 'table' AND name = 'eventsourcery_event_store_migrations'",
-    )
-    .fetch_one(pool)
-    .await?;
-    if tracked == 0 {
-        return Ok(None);
+impl sql::Backend for Sqlite {
+    type Uuid = String;
+    type Uuids = String;
+    type After = String;
+
+    fn uuid(id: Uuid) -> String {
+        id.to_string()
     }
-    sqlx::query_scalar("SELECT MAX(version) FROM eventsourcery_event_store_migrations")
+
+    fn uuids(ids: impl Iterator<Item = Uuid>) -> String {
+        let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+        serde_json::Value::from(ids).to_string()
+    }
+
+    fn after(id: Option<Uuid>) -> String {
+        id.map_or_else(String::new, |id| id.to_string())
+    }
+
+    async fn applied_version(
+        pool: &SqlitePool,
+        table: &'static str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // Two statements: SQLite resolves every table name of a statement before running it.
+        let tracked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        )
+        .bind(table)
         .fetch_one(pool)
-        .await
+        .await?;
+        if tracked == 0 {
+            return Ok(None);
+        }
+        // `table` is one of this crate's constants, never input.
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
+            .fetch_one(pool)
+            .await
+    }
+
+    async fn run_migrator(
+        pool: &SqlitePool,
+        migrator: Migrator,
+    ) -> Result<Result<(), MigrateError>, sqlx::Error> {
+        Ok(migrator.run(pool).await)
+    }
 }
 
 /// The current version of `stream` (0 if it has no events).
@@ -367,51 +404,25 @@ where
     .map_err(db("append"))
 }
 
-#[async_trait::async_trait]
-impl EventStore for SqliteStore {
-    async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
-        validate_commit(&commit)?;
-        let commit = PreparedCommit::new(commit)?;
-        let span = tracing::debug_span!(
-            "append",
-            store = "sqlite",
-            streams = commit.streams.len(),
-            events = commit.events.len(),
-        );
+impl sql::SqlStore for SqliteStore {
+    type Db = Sqlite;
+    type Writer = OwnedMutexGuard<()>;
+
+    const NAME: &'static str = "sqlite";
+    const SQL: &'static sql::EventSql = &EVENT_SQL;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn append_prepared(
+        &self,
+        commit: PreparedCommit,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         sql::append_in_group(&self.group, self, commit, |store, group| async move {
             store.write_group(group).await
         })
-        .instrument(span)
         .await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, event_id, stream_id, stream_version, event_name, schema_version,
-                    payload, metadata, recorded_at_ns
-             FROM eventsourcery_events
-             WHERE stream_id = ?1 AND stream_version > ?2
-             ORDER BY stream_version",
-        )
-        .bind(stream.as_str())
-        .bind(sql::bound(after_version))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_stream"))?;
-        rows.iter().map(sql::event_from_row).collect()
-    }
-
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(position) FROM eventsourcery_events")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("head position"))?;
-        Ok(last.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
     }
 
     async fn read_all(
@@ -432,64 +443,28 @@ impl EventStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db("read_all"))?;
-        rows.iter().map(sql::event_from_row).collect()
+        rows.iter().map(sql::StoreRow::event).collect()
     }
 
-    async fn read_commands(
+    async fn writer(&self) -> OwnedMutexGuard<()> {
+        Arc::clone(&self.writer).lock_owned().await
+    }
+
+    async fn begin_write(
         &self,
-        offset: u64,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, command_id, name, payload, metadata, outcome_detail, recorded_at_ns
-             FROM eventsourcery_commands
-             ORDER BY seq
-             LIMIT ?2 OFFSET ?1",
-        )
-        .bind(sql::bound(offset))
-        .bind(sql::limit(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("read_commands"))?;
-        rows.iter().map(sql::command_from_row).collect()
+    ) -> Result<(OwnedMutexGuard<()>, Transaction<'static, Sqlite>), StoreError> {
+        let guard = sql::SqlStore::writer(self).await;
+        let tx = self.begin_immediate().await?;
+        Ok((guard, tx))
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stream_version, snapshot_version, state
-             FROM eventsourcery_snapshots WHERE stream_id = ?1",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("load_snapshot"))?;
-        row.map(|row| sql::snapshot_from_row(stream, &row))
-            .transpose()
+    fn projection_tx(conn: &mut SqliteConnection) -> ProjectionTx<'_> {
+        ProjectionTx::Sqlite(conn)
     }
+}
 
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let version = sql::to_i64(snapshot.stream_version, "snapshot stream version")?;
-        let saved_at = sql::nanos(SystemTime::now())?;
-        let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO eventsourcery_snapshots
-                 (stream_id, stream_version, snapshot_version, state, saved_at_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (stream_id) DO UPDATE SET
-                 stream_version = excluded.stream_version,
-                 snapshot_version = excluded.snapshot_version,
-                 state = excluded.state,
-                 saved_at_ns = excluded.saved_at_ns
-             WHERE excluded.stream_version >= eventsourcery_snapshots.stream_version",
-        )
-        .bind(snapshot.stream_id.as_str())
-        .bind(version)
-        .bind(i64::from(snapshot.snapshot_version))
-        .bind(snapshot.state.to_string())
-        .bind(saved_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db("save_snapshot"))?;
-        Ok(())
+impl sql::consumers::RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
     }
 }

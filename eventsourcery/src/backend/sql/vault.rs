@@ -1,0 +1,373 @@
+//! The SQL key and personal data stores' [`KeyStore`] and [`PersonalStore`], written once: the
+//! reads are here, over the backend's statements ([`VaultSql`]) and its way of binding UUIDs;
+//! the writes, where the backends keep their erasure guarantees each in its own way (SQLite's
+//! write transactions, PostgreSQL's subject locks in stored functions), stay in the backend.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use uuid::Uuid;
+
+use super::Backend;
+use super::personal::{VaultRow, db};
+use crate::personal::{PersonalError, PersonalKey};
+use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+
+/// One dialect's reads of the key and personal data stores. UUIDs are bound as the backend's
+/// [`Backend::Uuids`] (a list) or [`Backend::After`] (a lower bound, none for the first page)
+/// and selected as text; `$n` are the parameters.
+pub(crate) struct VaultSql {
+    /// The data keys of the subjects `$1`, as `VaultRow::key` reads them.
+    pub(crate) keys: &'static str,
+    /// The erasure records of the subjects `$1`, as `VaultRow::erasure` reads them.
+    pub(crate) erasures: &'static str,
+    /// Up to `$2` data keys of subjects after `$1`, in subject order.
+    pub(crate) keys_after: &'static str,
+    /// The personal data records with the references `$1`, as `VaultRow::record` reads them.
+    pub(crate) records: &'static str,
+    /// The records of subject `$1`, oldest first.
+    pub(crate) by_subject: &'static str,
+    /// The distinct subjects with blind index hash `$1`, in order.
+    pub(crate) find: &'static str,
+    /// Up to `$2` records with references after `$1`, in reference order.
+    pub(crate) records_after: &'static str,
+}
+
+/// Replaces the wrapping of the data key `$1` version `$2` by `$3`, under master key `$4`.
+const REWRAP_KEY: &str = "UPDATE eventsourcery_data_keys SET wrapped = $3, master_key_id = $4 \
+    WHERE subject = $1 AND version = $2";
+
+/// The erasure epoch, which every erasure moves on.
+const ERASURE_EPOCH: &str = "SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1";
+
+/// A SQL key or personal data store: its pool and its reads.
+pub(crate) trait SqlVaultStore: Send + Sync + 'static {
+    /// The database.
+    type Db: Backend;
+    /// The reads in the backend's dialect.
+    const SQL: &'static VaultSql;
+
+    /// Held while this process writes, where the database admits one writer at a time.
+    type Writer: Send;
+
+    /// The connection pool.
+    fn pool(&self) -> &Pool<Self::Db>;
+
+    /// A write transaction for `operation`, taken in turn with this process's other writers.
+    fn begin_write(
+        &self,
+        operation: &'static str,
+    ) -> impl Future<Output = Result<(Self::Writer, Transaction<'static, Self::Db>), PersonalError>> + Send;
+}
+
+/// A SQL key store: the writes its backend does its own way. [`KeyStore`] is implemented
+/// once for every such store.
+pub(crate) trait SqlKeyStore: SqlVaultStore {
+    /// [`KeyStore::insert_key`].
+    fn insert_key(
+        &self,
+        key: WrappedKey,
+    ) -> impl Future<Output = Result<WrappedKey, PersonalError>> + Send;
+
+    /// [`KeyStore::claim_keys`].
+    fn claim_keys(
+        &self,
+        keys: Vec<WrappedKey>,
+    ) -> impl Future<Output = Result<Vec<bool>, PersonalError>> + Send;
+
+    /// [`KeyStore::erase`].
+    fn erase(
+        &self,
+        subject: PersonalKey,
+        erased_at: SystemTime,
+        reason: &str,
+    ) -> impl Future<Output = Result<Erasure, PersonalError>> + Send;
+
+    /// [`KeyStore::re_enroll`].
+    fn re_enroll(
+        &self,
+        subject: PersonalKey,
+    ) -> impl Future<Output = Result<(), PersonalError>> + Send;
+}
+
+/// A SQL personal data store: the writes its backend does its own way. [`PersonalStore`] is
+/// implemented once for every such store.
+pub(crate) trait SqlPersonalStore: SqlVaultStore {
+    /// [`PersonalStore::put`].
+    fn put(
+        &self,
+        records: Vec<PersonalRecord>,
+        index: Vec<IndexEntry>,
+    ) -> impl Future<Output = Result<Vec<PersonalKey>, PersonalError>> + Send;
+
+    /// [`PersonalStore::erase_subject`].
+    fn erase_subject(
+        &self,
+        subject: PersonalKey,
+        last_key_version: u32,
+    ) -> impl Future<Output = Result<u64, PersonalError>> + Send;
+
+    /// [`PersonalStore::delete`], given at least one reference.
+    fn delete(
+        &self,
+        references: &[Uuid],
+    ) -> impl Future<Output = Result<u64, PersonalError>> + Send;
+
+    /// [`PersonalStore::raise_index_floor`].
+    fn raise_index_floor(
+        &self,
+        version: u32,
+    ) -> impl Future<Output = Result<u32, PersonalError>> + Send;
+
+    /// [`PersonalStore::delete_index_entries_below`].
+    fn delete_index_entries_below(
+        &self,
+        version: u32,
+    ) -> impl Future<Output = Result<u64, PersonalError>> + Send;
+}
+
+/// The rows of `sql` with the one parameter `param`, each decoded by `decode`.
+async fn select<B, P, T>(
+    pool: &Pool<B>,
+    sql: &'static str,
+    param: P,
+    operation: &'static str,
+    decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
+) -> Result<Vec<T>, PersonalError>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
+    B::Arguments: IntoArguments<B>,
+    for<'q> P: Encode<'q, B> + Type<B>,
+{
+    let rows = sqlx::query(sql)
+        .bind(param)
+        .fetch_all(pool)
+        .await
+        .map_err(db(operation))?;
+    rows.iter().map(decode).collect()
+}
+
+/// A page of `sql` (`$1` the lower bound, `$2` the size), each row decoded by `decode`.
+async fn page<B, T>(
+    pool: &Pool<B>,
+    sql: &'static str,
+    after: Option<Uuid>,
+    limit: usize,
+    operation: &'static str,
+    decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
+) -> Result<Vec<T>, PersonalError>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
+    B::Arguments: IntoArguments<B>,
+    for<'q> i64: Encode<'q, B> + Type<B>,
+{
+    let rows = sqlx::query(sql)
+        .bind(B::after(after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(db(operation))?;
+    rows.iter().map(decode).collect()
+}
+
+#[async_trait::async_trait]
+impl<S> KeyStore for S
+where
+    S: SqlKeyStore,
+    for<'c> &'c mut <S::Db as sqlx::Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as sqlx::Database>::Arguments: IntoArguments<S::Db>,
+    usize: ColumnIndex<<S::Db as sqlx::Database>::Row>,
+    for<'q, 'h> &'h [u8]: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q, 'h> &'h str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
+{
+    async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let subjects = S::Db::uuids(subjects.iter().map(PersonalKey::as_uuid));
+        select(
+            self.pool(),
+            S::SQL.keys,
+            subjects,
+            "read data keys",
+            |row| VaultRow::key(row),
+        )
+        .await
+    }
+
+    async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
+        SqlKeyStore::insert_key(self, key).await
+    }
+
+    async fn claim_keys(&self, keys: Vec<WrappedKey>) -> Result<Vec<bool>, PersonalError> {
+        SqlKeyStore::claim_keys(self, keys).await
+    }
+
+    async fn erase(
+        &self,
+        subject: PersonalKey,
+        erased_at: SystemTime,
+        reason: &str,
+    ) -> Result<Erasure, PersonalError> {
+        SqlKeyStore::erase(self, subject, erased_at, reason).await
+    }
+
+    async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
+        if subjects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let subjects = S::Db::uuids(subjects.iter().map(PersonalKey::as_uuid));
+        let sql = S::SQL.erasures;
+        select(self.pool(), sql, subjects, "read erasures", |row| {
+            VaultRow::erasure(row)
+        })
+        .await
+    }
+
+    async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
+        let epoch: i64 = sqlx::query_scalar(ERASURE_EPOCH)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db("read the erasure epoch"))?;
+        Ok(epoch.unsigned_abs())
+    }
+
+    async fn re_enroll(&self, subject: PersonalKey) -> Result<(), PersonalError> {
+        SqlKeyStore::re_enroll(self, subject).await
+    }
+
+    async fn keys_after(
+        &self,
+        after: Option<PersonalKey>,
+        limit: usize,
+    ) -> Result<Vec<WrappedKey>, PersonalError> {
+        let after = after.map(|s| s.as_uuid());
+        let sql = S::SQL.keys_after;
+        page(self.pool(), sql, after, limit, "read data keys", |row| {
+            VaultRow::key(row)
+        })
+        .await
+    }
+
+    async fn rewrap_keys(&self, mut keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
+        const OPERATION: &str = "rewrap data keys";
+        // One lock order for every writer.
+        keys.sort_by_key(|k| k.subject);
+        let (_writer, mut tx) = self.begin_write(OPERATION).await?;
+        for key in &keys {
+            sqlx::query(REWRAP_KEY)
+                .bind(S::Db::uuid(key.subject.as_uuid()))
+                .bind(i64::from(key.version))
+                .bind(key.wrapped.as_slice())
+                .bind(key.master_key_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OPERATION))?;
+        }
+        tx.commit().await.map_err(db(OPERATION))
+    }
+}
+
+#[async_trait::async_trait]
+impl<S> PersonalStore for S
+where
+    S: SqlPersonalStore,
+    for<'c> &'c mut <S::Db as sqlx::Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as sqlx::Database>::Arguments: IntoArguments<S::Db>,
+    usize: ColumnIndex<<S::Db as sqlx::Database>::Row>,
+    for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q, 'h> &'h [u8]: Encode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
+{
+    async fn put(
+        &self,
+        records: Vec<PersonalRecord>,
+        index: Vec<IndexEntry>,
+    ) -> Result<Vec<PersonalKey>, PersonalError> {
+        if records.is_empty() && index.is_empty() {
+            return Ok(Vec::new());
+        }
+        SqlPersonalStore::put(self, records, index).await
+    }
+
+    async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
+        if references.is_empty() {
+            return Ok(Vec::new());
+        }
+        let references = S::Db::uuids(references.iter().copied());
+        let sql = S::SQL.records;
+        select(self.pool(), sql, references, "read personal data", |row| {
+            VaultRow::record(row)
+        })
+        .await
+    }
+
+    async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
+        let subject = S::Db::uuid(subject.as_uuid());
+        let sql = S::SQL.by_subject;
+        select(self.pool(), sql, subject, "read personal data", |row| {
+            VaultRow::record(row)
+        })
+        .await
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: PersonalKey,
+        last_key_version: u32,
+    ) -> Result<u64, PersonalError> {
+        SqlPersonalStore::erase_subject(self, subject, last_key_version).await
+    }
+
+    async fn delete(&self, references: &[Uuid]) -> Result<u64, PersonalError> {
+        if references.is_empty() {
+            return Ok(0);
+        }
+        SqlPersonalStore::delete(self, references).await
+    }
+
+    async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
+        select(
+            self.pool(),
+            S::SQL.find,
+            hash,
+            "blind index lookup",
+            |row| VaultRow::subject_of(row),
+        )
+        .await
+    }
+
+    async fn records_after(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<PersonalRecord>, PersonalError> {
+        let sql = S::SQL.records_after;
+        page(
+            self.pool(),
+            sql,
+            after,
+            limit,
+            "read personal data",
+            |row| VaultRow::record(row),
+        )
+        .await
+    }
+
+    async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
+        SqlPersonalStore::raise_index_floor(self, version).await
+    }
+
+    async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
+        SqlPersonalStore::delete_index_entries_below(self, version).await
+    }
+}
