@@ -39,7 +39,10 @@ pub enum ConsumerKind {
 /// A recorded event on its way to consumers, with its personal data resolved.
 pub struct Envelope {
     event: RecordedEvent,
+    /// The payload upcast to the current schema version, references still unresolved.
     payload: Value,
+    /// The payload as stored, kept only when upcasting changed it (otherwise `payload` is it).
+    stored: Option<Value>,
     resolved: Arc<Resolved>,
     /// Whether the stored event refers to personal values.
     personal: bool,
@@ -61,6 +64,7 @@ impl Envelope {
     pub(crate) fn new(
         event: RecordedEvent,
         payload: Value,
+        stored: Option<Value>,
         resolved: Arc<Resolved>,
         personal: bool,
         bound: Arc<std::collections::HashMap<Uuid, String>>,
@@ -68,6 +72,7 @@ impl Envelope {
         Self {
             event,
             payload,
+            stored,
             resolved,
             personal,
             bound,
@@ -78,6 +83,13 @@ impl Envelope {
     /// messages are not kept).
     pub(crate) fn carries_personal_data(&self) -> bool {
         self.personal
+    }
+
+    /// The payload exactly as stored, at the event's stored schema version: personal fields
+    /// are references, never values. What a publisher sends to other systems.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn stored_payload(&self) -> &Value {
+        self.stored.as_ref().unwrap_or(&self.payload)
     }
 
     /// The event as stored (its payload holds references, not personal values).

@@ -178,6 +178,11 @@ impl Dispatcher {
             .map(|(mut event, personal)| {
                 let position = event.position;
                 let payload = std::mem::take(&mut event.payload);
+                // The stored form is kept apart only when upcasting will change it.
+                let stored = registry
+                    .get(&event.event_name)
+                    .is_some_and(|r| r.version > event.schema_version)
+                    .then(|| payload.clone());
                 let envelope = registry
                     .upcast(&event.event_name, event.schema_version, payload)
                     .map_err(BoxError::from)
@@ -185,6 +190,7 @@ impl Dispatcher {
                         Envelope::new(
                             event,
                             payload,
+                            stored,
                             Arc::clone(&resolved),
                             personal,
                             Arc::clone(&bound),
