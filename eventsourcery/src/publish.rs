@@ -25,10 +25,14 @@
 //! publishes the batch again: the stream's duplicate window (`duplicate_window`, two minutes
 //! by default) drops the repeats by their `Nats-Msg-Id`. The stream must exist and cover
 //! `{prefix}.>`: the application creates it (as below), the publisher never changes it.
+//! The application also makes the connection (TLS, credentials, reconnect policy), turning
+//! on in its own `async-nats` dependency what it needs beyond JetStream (`nkeys` for
+//! credentials files, say).
 //!
 //! **A broker outage** does not lose or reorder anything: a failed publish is retried in
-//! place with its own backoff (100 ms doubling to 5 s) for [`retry_for`] (30 s by default),
-//! then the event fails and the dispatcher retries it with [`DispatchConfig`]'s backoff, and
+//! place with its own backoff (100 ms doubling to 5 s) for [`retry_for`] (30 s by default;
+//! while the broker is down an attempt lasts as long as the context's ack timeout, 5 s in
+//! async-nats unless its `ContextBuilder::timeout` says otherwise), then the event fails and the dispatcher retries it with [`DispatchConfig`]'s backoff, and
 //! parks the publisher after `max_attempts` — still at the failed event, so
 //! [`Dispatcher::unpark`] resumes exactly there. Since a broker may be down for longer than
 //! that, run the publisher in a dispatcher of its own with `max_attempts(u32::MAX)`: it then
