@@ -11,7 +11,9 @@
 //!   `guide.table_booked` is the token `guide_table_booked`);
 //! - **body** the payload exactly as stored, as JSON, at its stored schema version: personal
 //!   fields are references into the personal data store, never values, so what other
-//!   services receive holds no personal data and needs no erasure;
+//!   services receive holds no personal data and needs no erasure. Nothing is decrypted for
+//!   the publisher ([`Consumer::reads_personal_data`] is `false`): a process that only
+//!   publishes needs no personal data vault and no master key;
 //! - **headers** `Nats-Msg-Id` (the event id), `Es-Event-Id`, `Es-Event-Name`,
 //!   `Es-Stream-Id`, `Es-Position`, `Es-Stream-Version`, `Es-Schema-Version`,
 //!   `Es-Recorded-At` (milliseconds since the Unix epoch), `Es-Causation-Id`,
@@ -287,6 +289,11 @@ impl Consumer for JetStreamPublisher {
         self.events
             .as_ref()
             .is_none_or(|names| names.contains(event_name))
+    }
+
+    /// It forwards stored payloads: nothing is decrypted for it.
+    fn reads_personal_data(&self) -> bool {
+        false
     }
 
     async fn handle(&self, cx: &mut EventContext<'_>) -> Result<(), BoxError> {

@@ -359,6 +359,15 @@ pub trait Consumer: Send + Sync + 'static {
     /// Whether it wants events named `event_name` (the others only advance its checkpoint).
     fn subscribes_to(&self, event_name: &str) -> bool;
 
+    /// Whether it reads the personal values of the events it handles. A consumer that only
+    /// forwards the stored payloads (the JetStream publisher of the `nats` feature) returns
+    /// `false`: its batches are then delivered without reading the personal data stores, so
+    /// its process decrypts nothing and needs neither a vault nor a master key, and
+    /// [`Envelope::decode`] of an event with personal fields fails. The default is `true`.
+    fn reads_personal_data(&self) -> bool {
+        true
+    }
+
     /// Handles one event. An error is retried with backoff, then parks the consumer.
     async fn handle(&self, cx: &mut EventContext<'_>) -> Result<(), BoxError>;
 

@@ -155,19 +155,29 @@ impl Dispatcher {
         }
     }
 
-    /// Resolves the personal data of a batch in one round trip per store, and upcasts its
-    /// events; an event that fails (an unknown version, a tampered value) gets its error when
-    /// it is decoded. A failing vault fails the round, to be tried again.
-    async fn prepare(&self, events: Vec<RecordedEvent>) -> Result<Vec<Prepared>, DispatchError> {
+    /// Resolves the personal data of a batch in one round trip per store (unless the consumer
+    /// reads none), and upcasts its events; an event that fails (an unknown version, a
+    /// tampered value) gets its error when it is decoded. A failing vault fails the round, to
+    /// be tried again.
+    async fn prepare(
+        &self,
+        events: Vec<RecordedEvent>,
+        reads_personal_data: bool,
+    ) -> Result<Vec<Prepared>, DispatchError> {
         let registry = EventRegistry::global();
         let engine = self.bus.engine();
         // References are read from the payloads as stored (see `Repository::load`).
         let mut references = Vec::new();
         let mut personal = Vec::with_capacity(events.len());
-        for event in &events {
-            let before = references.len();
-            collect_references(&event.event_name, &event.payload, &mut references);
-            personal.push(references.len() > before);
+        if reads_personal_data {
+            for event in &events {
+                let before = references.len();
+                collect_references(&event.event_name, &event.payload, &mut references);
+                personal.push(references.len() > before);
+            }
+        } else {
+            // Nothing is decrypted, so nothing the consumer says can quote a personal value.
+            personal.resize(events.len(), false);
         }
         let resolved = Arc::new(engine.resolve_personal(&references).await?);
         let bound: Arc<std::collections::HashMap<_, _>> =
@@ -220,7 +230,7 @@ impl Dispatcher {
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
         let name = consumer.name();
-        let envelopes = self.prepare(events).await?;
+        let envelopes = self.prepare(events, consumer.reads_personal_data()).await?;
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
@@ -295,7 +305,7 @@ impl Dispatcher {
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
         let name = consumer.name();
-        let prepared = self.prepare(events).await?;
+        let prepared = self.prepare(events, consumer.reads_personal_data()).await?;
         if prepared.iter().all(|(_, e)| e.is_ok()) {
             let envelopes: Vec<Envelope> =
                 prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();
