@@ -345,6 +345,32 @@ impl Commands {
     }
 }
 
+/// A consumer's error meaning "not now": the outside system it delivers to is unavailable (a
+/// broker or a service that is down). A listener or process manager that fails with it is not
+/// parked and the failure does not count against `max_attempts`: its checkpoint stays before
+/// the event, its round ends, and the event is tried again on the next round (a worker's next
+/// wake-up or poll), for as long as it takes. Any other error is retried with backoff, then
+/// parks the consumer.
+///
+/// ```
+/// use eventsourcery::dispatch::Unavailable;
+///
+/// let error: eventsourcery::error::BoxError =
+///     Unavailable::new(std::io::Error::other("broker down")).into();
+/// assert!(error.is::<Unavailable>());
+/// assert_eq!(error.to_string(), "broker down");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Unavailable(BoxError);
+
+impl Unavailable {
+    /// Wraps the error that says why.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self(error.into())
+    }
+}
+
 /// A consumer of the global log. Usually registered with `#[eventsourcery::listener]`,
 /// `#[eventsourcery::process_manager]` or `#[eventsourcery::projection]`; implement it by
 /// hand for anything else.
@@ -368,7 +394,9 @@ pub trait Consumer: Send + Sync + 'static {
         true
     }
 
-    /// Handles one event. An error is retried with backoff, then parks the consumer.
+    /// Handles one event. An error is retried with backoff, then parks the consumer; an
+    /// [`Unavailable`] error (from a listener or a process manager) is tried again on the
+    /// next round instead, never parking it.
     async fn handle(&self, cx: &mut EventContext<'_>) -> Result<(), BoxError>;
 
     /// Clears a projection's read model before a rebuild (in the same transaction as the

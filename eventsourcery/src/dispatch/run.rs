@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext};
+use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext, Unavailable};
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::codec::collect_references;
 use crate::command::BoxError;
@@ -23,6 +23,9 @@ enum Outcome {
     Done(u64),
     /// The consumer was parked at a failing event.
     Parked,
+    /// Handled this many events, then stopped before one whose destination is unavailable;
+    /// the checkpoint is just before it.
+    Unavailable(u64),
     /// Another instance moved the checkpoint: stop and let it carry on.
     Moved,
 }
@@ -150,6 +153,12 @@ impl Dispatcher {
                     round.parked.push(name.to_owned());
                     return Ok(());
                 }
+                Outcome::Unavailable(handled) => {
+                    crate::metrics::handled(name, handled);
+                    round.handled += handled;
+                    round.unavailable.push(name.to_owned());
+                    return Ok(());
+                }
                 Outcome::Moved => return Ok(()),
             }
         }
@@ -247,14 +256,27 @@ impl Dispatcher {
                             envelope,
                             tx: ProjectionTx::None,
                         };
-                        consumer
-                            .handle(&mut cx)
-                            .await
-                            .map_err(|error| withhold(error, envelope.carries_personal_data()))
+                        consumer.handle(&mut cx).await.map_err(|error| {
+                            let unavailable = error.is::<Unavailable>();
+                            (
+                                withhold(error, envelope.carries_personal_data()),
+                                unavailable,
+                            )
+                        })
                     }
-                    Err(error) => Err(error.to_string().into()),
+                    Err(error) => Err((error.to_string().into(), false)),
                 };
-                let Err(error) = result else { break };
+                let Err((error, unavailable)) = result else {
+                    break;
+                };
+                if unavailable {
+                    // Not the event's fault: keep what was done, and try it again next round.
+                    tracing::warn!(consumer = name, position, %error, "unavailable; trying again on the next round");
+                    if position > from + 1 && !self.advance(name, from, position - 1).await? {
+                        return Ok(Outcome::Moved);
+                    }
+                    return Ok(Outcome::Unavailable(handled));
+                }
                 if attempt < self.config.max_attempts {
                     tracing::debug!(consumer = name, position, attempt, %error, "retrying");
                     self.backoff(attempt).await;
