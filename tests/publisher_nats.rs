@@ -48,6 +48,7 @@ struct TicketSold {
 struct TicketScanned {
     ticket: TicketId,
     gate: u32,
+    note: String,
 }
 
 #[derive(Aggregate, Default)]
@@ -77,6 +78,7 @@ struct SellNatsTicket {
 struct ScanNatsTicket {
     ticket: TicketId,
     gate: u32,
+    note: String,
 }
 
 #[eventsourcery::handler]
@@ -104,6 +106,7 @@ async fn scan(
     ticket.raise(TicketScanned {
         ticket: cmd.ticket,
         gate: cmd.gate,
+        note: cmd.note,
     });
     tickets.save(&mut ticket).await?;
     Ok(())
@@ -166,6 +169,7 @@ impl Setup {
                 .execute(ScanNatsTicket {
                     ticket: ticket.clone(),
                     gate,
+                    note: String::new(),
                 })
                 .await
                 .unwrap();
@@ -207,8 +211,8 @@ async fn create_stream(jetstream: &jetstream::Context) {
     }
 }
 
-/// A publisher that retries briefly in place, so that the dispatcher's own retries are used
-/// too, in a dispatcher that never parks it.
+/// A publisher that retries briefly in place, in a dispatcher that would park a consumer
+/// after two failed attempts: an outage must not count as one.
 fn publishing(s: &Setup, name: &str, jetstream: jetstream::Context) -> Arc<Dispatcher> {
     let publisher = JetStreamPublisher::new(name, jetstream, "test")
         .unwrap()
@@ -218,7 +222,7 @@ fn publishing(s: &Setup, name: &str, jetstream: jetstream::Context) -> Arc<Dispa
         .consumer(publisher)
         .config(
             DispatchConfig::default()
-                .max_attempts(u32::MAX)
+                .max_attempts(2)
                 .backoff(Duration::from_millis(10))
                 .max_backoff(Duration::from_millis(200))
                 .batch_size(16)
@@ -426,54 +430,50 @@ async fn events_arrive_once_in_order_across_a_broker_outage_without_personal_dat
     server.finish(TEST);
 }
 
-/// With the dispatcher's default of few attempts, an outage parks the publisher at the first
-/// event it could not publish; unparked after the broker is back, it goes on from there.
+/// During an outage a round ends at once with the publisher `unavailable`, not parked, its
+/// checkpoint before the first unpublished event; a worker shuts down promptly; once the
+/// broker is back, the next rounds publish the rest, each event once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parked_publisher_resumes_at_the_event_it_could_not_publish() {
-    const TEST: &str = "a_parked_publisher_resumes_at_the_event_it_could_not_publish";
+async fn an_outage_never_parks_the_publisher_nor_holds_up_shutdown() {
+    const TEST: &str = "an_outage_never_parks_the_publisher_nor_holds_up_shutdown";
     let Some(mut server) = NatsServer::start(TEST) else {
         return;
     };
     let jetstream = connect(&server).await;
     create_stream(&jetstream).await;
     let mut s = setup();
-    let publisher = JetStreamPublisher::new("parking", jetstream.clone(), "test")
-        .unwrap()
-        .retry_for(Duration::from_millis(200));
-    let dispatcher = Dispatcher::builder(&s.publishing_bus, s.store.clone())
-        .without_registered()
-        .consumer(publisher)
-        .config(
-            DispatchConfig::default()
-                .max_attempts(2)
-                .backoff(Duration::from_millis(10))
-                .batch_size(4),
-        )
-        .build()
-        .unwrap();
+    let dispatcher = publishing(&s, "waiting", jetstream.clone());
     s.sell_and_scan(0).await;
     dispatcher.catch_up().await.unwrap();
-    assert_eq!(dispatcher.state("parking").await.unwrap().position, 3);
+    assert_eq!(dispatcher.state("waiting").await.unwrap().position, 3);
 
     server.kill();
     s.sell_and_scan(1).await;
-    let round = dispatcher.catch_up().await.unwrap();
-    assert_eq!(round.parked, ["parking"]);
-    let state = dispatcher.state("parking").await.unwrap();
-    assert_eq!(state.position, 3);
-    let parked = state.parked.expect("parked");
-    assert_eq!(parked.position, 4, "parked at the first unpublished event");
+    for _ in 0..3 {
+        let round = dispatcher.catch_up().await.unwrap();
+        assert_eq!(round.unavailable, ["waiting"]);
+        assert!(round.parked.is_empty());
+        let state = dispatcher.state("waiting").await.unwrap();
+        assert_eq!(state.position, 3);
+        assert!(state.parked.is_none());
+    }
+    let worker = dispatcher.spawn();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    worker.shutdown().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?} for the broker",
+        stopping.elapsed()
+    );
 
     server.resume();
-    dispatcher.unpark("parking").await.unwrap();
+    let head = s.store.read_all(0, 100).await.unwrap().len() as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while dispatcher.state("parking").await.unwrap().position < 6 {
-        // The client reconnects in the background; until then the publisher may park again.
+    while dispatcher.state("waiting").await.unwrap().position < head {
+        // The client reconnects in the background.
         assert!(Instant::now() < deadline, "the publisher did not resume");
         dispatcher.catch_up().await.unwrap();
-        if dispatcher.state("parking").await.unwrap().parked.is_some() {
-            dispatcher.unpark("parking").await.unwrap();
-        }
     }
     let events = s.store.read_all(0, 100).await.unwrap();
     let received = read_all(&connect(&server).await).await;
@@ -483,6 +483,39 @@ async fn a_parked_publisher_resumes_at_the_event_it_could_not_publish() {
         .collect();
     let expected: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     assert_eq!(ids, expected, "each once, in log order");
+    server.finish(TEST);
+}
+
+/// An event the broker refuses for good (over its 1 MiB `max_payload`) is an ordinary
+/// failure: the publisher is parked at it, with what came before published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_broker_refuses_parks_the_publisher_at_it() {
+    const TEST: &str = "an_event_the_broker_refuses_parks_the_publisher_at_it";
+    let Some(server) = NatsServer::start(TEST) else {
+        return;
+    };
+    let jetstream = connect(&server).await;
+    create_stream(&jetstream).await;
+    let mut s = setup();
+    let dispatcher = publishing(&s, "refused", jetstream.clone());
+    s.sell_and_scan(0).await;
+    let ticket = TicketId::generate();
+    s.bus
+        .execute(ScanNatsTicket {
+            ticket,
+            gate: 9,
+            note: "x".repeat(2 << 20),
+        })
+        .await
+        .unwrap();
+    let round = dispatcher.catch_up().await.unwrap();
+    assert_eq!(round.parked, ["refused"]);
+    let state = dispatcher.state("refused").await.unwrap();
+    assert_eq!(state.position, 3, "what came before is published");
+    let parked = state.parked.expect("parked");
+    assert_eq!(parked.position, 4);
+    assert!(parked.error.contains("position 4"), "{}", parked.error);
+    assert_eq!(read_all(&jetstream).await.len(), 3);
     server.finish(TEST);
 }
 

@@ -31,25 +31,31 @@
 //! on in its own `async-nats` dependency what it needs beyond JetStream (`nkeys` for
 //! credentials files, say).
 //!
-//! **A broker outage** does not lose or reorder anything: a failed publish is retried in
-//! place with its own backoff (100 ms doubling to 5 s) for [`retry_for`] (30 s by default;
-//! while the broker is down an attempt lasts as long as the context's ack timeout, 5 s in
-//! async-nats unless its `ContextBuilder::timeout` says otherwise), then the event fails and the dispatcher retries it with [`DispatchConfig`]'s backoff, and
-//! parks the publisher after `max_attempts` — still at the failed event, so
-//! [`Dispatcher::unpark`] resumes exactly there. Since a broker may be down for longer than
-//! that, run the publisher in a dispatcher of its own with `max_attempts(u32::MAX)`: it then
-//! waits out any outage and never parks for one, and the consumers of your other dispatchers
-//! are not held up while it waits. If another process takes over its lease meanwhile, both
-//! publish in log order and the duplicate window drops the repeats.
+//! **A broker outage** does not lose or reorder anything, and never parks the publisher: a
+//! failed publish is retried in place with its own backoff (100 ms doubling to 5 s) for
+//! [`retry_for`] (5 s by default; while the broker is down an attempt lasts as long as the
+//! context's ack timeout, 5 s in async-nats unless its `ContextBuilder::timeout` says
+//! otherwise), then the publisher reports the broker [`Unavailable`]: its checkpoint stays
+//! just before the event, its round ends, and the next round (a worker's next wake-up or
+//! poll) starts again from that event, for as long as the outage lasts. A stream that does not
+//! exist yet is waited for the same way. An event the broker refuses for good (larger than
+//! its `max_payload`) is an ordinary error: retried, then parked after
+//! [`DispatchConfig`]`::max_attempts`, at that event, for `skip_parked` or `unpark`.
+//!
+//! Run it in a worker ([`Dispatcher::spawn`]), not inline, so that commands never wait for
+//! the broker; a dispatcher of its own keeps an outage from slowing the other consumers'
+//! rounds. If another process takes over its lease while it waits, both publish in log order
+//! and the duplicate window drops the repeats.
 //!
 //! [`retry_for`]: JetStreamPublisher::retry_for
 //! [`DispatchConfig`]: crate::dispatch::DispatchConfig
-//! [`Dispatcher::unpark`]: crate::dispatch::Dispatcher::unpark
+//! [`Dispatcher::spawn`]: crate::dispatch::Dispatcher::spawn
+//! [`Unavailable`]: crate::dispatch::Unavailable
 //!
 //! ```no_run
 //! # use eventsourcery::{CommandBus, MemoryStore};
 //! use std::sync::Arc;
-//! use eventsourcery::dispatch::{DispatchConfig, Dispatcher};
+//! use eventsourcery::dispatch::Dispatcher;
 //! use eventsourcery::publish::JetStreamPublisher;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -71,7 +77,6 @@
 //! let dispatcher = Dispatcher::builder(&bus, store)
 //!     .without_registered()
 //!     .consumer(publisher)
-//!     .config(DispatchConfig::default().max_attempts(u32::MAX))
 //!     .build()?;
 //! let worker = dispatcher.spawn();
 //! // ... until the application stops:
@@ -86,10 +91,11 @@ use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::command::BoxError;
-use crate::dispatch::{Consumer, ConsumerKind, EventContext};
+use crate::dispatch::{Consumer, ConsumerKind, EventContext, Unavailable};
 use crate::store::RecordedEvent;
 
 /// The first delay before a failed publish is tried again; it doubles per attempt.
@@ -97,7 +103,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest delay between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long one event is retried in place by default.
-const RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// The publisher could not be set up, or an event could not be published.
 ///
@@ -123,8 +129,9 @@ pub enum PublishError {
         #[source]
         source: serde_json::Error,
     },
-    /// JetStream did not acknowledge the event within the retry time (the broker is down, no
-    /// stream covers the subject, the message is too large...).
+    /// JetStream did not acknowledge the event: within the retry time (the broker is down, no
+    /// stream covers the subject; returned inside [`Unavailable`], so dispatch tries again
+    /// on its next round), or at all (the message is too large, and the like).
     #[error(
         "publishing the event at position {position} to `{subject}` failed after {attempts} attempts: {source}"
     )]
@@ -199,8 +206,10 @@ impl JetStreamPublisher {
         self
     }
 
-    /// How long one event is retried in place before it fails and the dispatcher's retries
-    /// (and, after `max_attempts`, parking) take over; 30 s by default.
+    /// How long a failing publish is retried in place before the dispatcher is told the
+    /// broker is [`Unavailable`] (it ends the publisher's round and tries again on the next
+    /// one); 5 s by default. A worker's shutdown waits at most this long, plus one ack
+    /// timeout, for a publisher in an outage.
     #[must_use]
     pub fn retry_for(mut self, retry_for: Duration) -> Self {
         self.retry_for = retry_for;
@@ -225,7 +234,7 @@ impl JetStreamPublisher {
         event: &RecordedEvent,
         body: Vec<u8>,
         headers: HeaderMap,
-    ) -> Result<(), PublishError> {
+    ) -> Result<(), BoxError> {
         let subject = self.subject(event);
         let started = Instant::now();
         let mut delay = FIRST_BACKOFF;
@@ -254,12 +263,25 @@ impl JetStreamPublisher {
                 }
                 Err(error) => error,
             };
-            if started.elapsed() >= self.retry_for {
-                return Err(PublishError::Publish {
+            let permanent = matches!(
+                error.kind(),
+                PublishErrorKind::MaxPayloadExceeded
+                    | PublishErrorKind::WrongLastMessageId
+                    | PublishErrorKind::WrongLastSequence
+            );
+            if permanent || started.elapsed() >= self.retry_for {
+                let error = PublishError::Publish {
                     subject,
                     position: event.position,
                     attempts,
                     source: error,
+                };
+                // A broker that is down, or a stream not created yet, is waited for (never
+                // parks); an event the broker refuses is an error like any other.
+                return Err(if permanent {
+                    error.into()
+                } else {
+                    Unavailable::new(error).into()
                 });
             }
             tracing::debug!(
