@@ -47,6 +47,11 @@
 //! rounds. If another process takes over its lease while it waits, both publish in log order
 //! and the duplicate window drops the repeats.
 //!
+//! The window is the limit: an event that the broker stored but whose ack was lost, published
+//! again after an outage longer than `duplicate_window`, is stored twice. Give the stream a
+//! window that covers the outages you expect, and let readers that must see each event once
+//! drop repeats by `Nats-Msg-Id`.
+//!
 //! [`retry_for`]: JetStreamPublisher::retry_for
 //! [`DispatchConfig`]: crate::dispatch::DispatchConfig
 //! [`Dispatcher::spawn`]: crate::dispatch::Dispatcher::spawn
