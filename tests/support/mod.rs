@@ -252,9 +252,9 @@ pub mod nats {
             }
         }
 
-        /// Records that the test really ran (CI counts these), stops the server and removes
-        /// its directory.
-        pub fn finish(mut self, test: &str) {
+        /// Records that the test really ran (CI counts these); dropping `self` then stops the
+        /// server and removes its directory.
+        pub fn finish(self, test: &str) {
             if let Ok(path) = std::env::var(MARKER) {
                 let mut file = std::fs::OpenOptions::new()
                     .create(true)
@@ -268,14 +268,14 @@ pub mod nats {
                 let binary = binary.split('-').next().unwrap_or_default().to_owned();
                 writeln!(file, "{binary}::{test}").expect("write marker");
             }
-            self.kill();
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 
+    /// A failing test stops its server and removes its store directory too.
     impl Drop for NatsServer {
         fn drop(&mut self) {
             self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
