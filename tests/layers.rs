@@ -34,8 +34,9 @@ const LAYERS: &[&[&str]] = &[
     &["bus"],
     // Dispatch to listeners, process managers and projections.
     &["dispatch"],
-    // Adapters to other frameworks: command errors as HTTP responses (feature `axum`).
-    &["http"],
+    // Adapters to other systems: command errors as HTTP responses (feature `axum`), the
+    // JetStream publisher, a built-in consumer (feature `nats`).
+    &["http", "publish"],
 ];
 
 /// Facades, which may use any layer: the crate root, generated code's support, the

@@ -21,6 +21,8 @@ mod fs;
 pub mod http;
 pub mod metrics;
 pub mod personal;
+#[cfg(feature = "nats")]
+pub mod publish;
 mod repository;
 pub mod service;
 pub mod store;

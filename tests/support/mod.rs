@@ -169,3 +169,113 @@ pub mod postgres {
         }
     }
 }
+
+/// A `nats-server -js` of the test's own, on a free port with its own store directory, that
+/// the test can stop and start again (same port, same directory); killed when dropped.
+#[cfg(feature = "nats")]
+pub mod nats {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub const SWITCH: &str = "EVENTSOURCERY_NATS";
+    pub const MARKER: &str = "EVENTSOURCERY_NATS_MARKER";
+
+    pub struct NatsServer {
+        pub port: u16,
+        pub dir: PathBuf,
+        child: Option<Child>,
+    }
+
+    impl NatsServer {
+        /// Starts a server, or prints that the test is skipped unless `EVENTSOURCERY_NATS=1`.
+        pub fn start(test: &str) -> Option<Self> {
+            if std::env::var(SWITCH).as_deref() != Ok("1") {
+                println!(
+                    "skipped {test}: set {SWITCH}=1 (with nats-server on the PATH) to run the NATS tests"
+                );
+                return None;
+            }
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let dir = std::env::temp_dir().join(format!(
+                "eventsourcery-nats-{test}-{}",
+                uuid::Uuid::now_v7()
+            ));
+            std::fs::create_dir_all(&dir).expect("the server's store directory");
+            let mut server = Self {
+                port,
+                dir,
+                child: None,
+            };
+            server.resume();
+            Some(server)
+        }
+
+        pub fn url(&self) -> String {
+            format!("nats://127.0.0.1:{}", self.port)
+        }
+
+        /// Starts the server (again), and waits until it accepts connections.
+        pub fn resume(&mut self) {
+            let child = Command::new("nats-server")
+                .args([
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-sd",
+                ])
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server on the PATH (apt-get install nats-server)");
+            self.child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        /// Kills the server (SIGKILL: an outage, not a clean shutdown).
+        pub fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        /// Records that the test really ran (CI counts these); dropping `self` then stops the
+        /// server and removes its directory.
+        pub fn finish(self, test: &str) {
+            if let Ok(path) = std::env::var(MARKER) {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open marker");
+                let binary = std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .unwrap_or_default();
+                let binary = binary.split('-').next().unwrap_or_default().to_owned();
+                writeln!(file, "{binary}::{test}").expect("write marker");
+            }
+        }
+    }
+
+    /// A failing test stops its server and removes its store directory too.
+    impl Drop for NatsServer {
+        fn drop(&mut self) {
+            self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

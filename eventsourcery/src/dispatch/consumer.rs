@@ -39,7 +39,10 @@ pub enum ConsumerKind {
 /// A recorded event on its way to consumers, with its personal data resolved.
 pub struct Envelope {
     event: RecordedEvent,
+    /// The payload upcast to the current schema version, references still unresolved.
     payload: Value,
+    /// The payload as stored, kept only when upcasting changed it (otherwise `payload` is it).
+    stored: Option<Value>,
     resolved: Arc<Resolved>,
     /// Whether the stored event refers to personal values.
     personal: bool,
@@ -61,6 +64,7 @@ impl Envelope {
     pub(crate) fn new(
         event: RecordedEvent,
         payload: Value,
+        stored: Option<Value>,
         resolved: Arc<Resolved>,
         personal: bool,
         bound: Arc<std::collections::HashMap<Uuid, String>>,
@@ -68,6 +72,7 @@ impl Envelope {
         Self {
             event,
             payload,
+            stored,
             resolved,
             personal,
             bound,
@@ -78,6 +83,13 @@ impl Envelope {
     /// messages are not kept).
     pub(crate) fn carries_personal_data(&self) -> bool {
         self.personal
+    }
+
+    /// The payload exactly as stored, at the event's stored schema version: personal fields
+    /// are references, never values. What a publisher sends to other systems.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn stored_payload(&self) -> &Value {
+        self.stored.as_ref().unwrap_or(&self.payload)
     }
 
     /// The event as stored (its payload holds references, not personal values).
@@ -333,6 +345,32 @@ impl Commands {
     }
 }
 
+/// A consumer's error meaning "not now": the outside system it delivers to is unavailable (a
+/// broker or a service that is down). A listener or process manager that fails with it is not
+/// parked and the failure does not count against `max_attempts`: its checkpoint stays before
+/// the event, its round ends, and the event is tried again on the next round (a worker's next
+/// wake-up or poll), for as long as it takes. Any other error is retried with backoff, then
+/// parks the consumer.
+///
+/// ```
+/// use eventsourcery::dispatch::Unavailable;
+///
+/// let error: eventsourcery::error::BoxError =
+///     Unavailable::new(std::io::Error::other("broker down")).into();
+/// assert!(error.is::<Unavailable>());
+/// assert_eq!(error.to_string(), "broker down");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Unavailable(BoxError);
+
+impl Unavailable {
+    /// Wraps the error that says why.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        Self(error.into())
+    }
+}
+
 /// A consumer of the global log. Usually registered with `#[eventsourcery::listener]`,
 /// `#[eventsourcery::process_manager]` or `#[eventsourcery::projection]`; implement it by
 /// hand for anything else.
@@ -347,7 +385,18 @@ pub trait Consumer: Send + Sync + 'static {
     /// Whether it wants events named `event_name` (the others only advance its checkpoint).
     fn subscribes_to(&self, event_name: &str) -> bool;
 
-    /// Handles one event. An error is retried with backoff, then parks the consumer.
+    /// Whether it reads the personal values of the events it handles. A consumer that only
+    /// forwards the stored payloads (the JetStream publisher of the `nats` feature) returns
+    /// `false`: its batches are then delivered without reading the personal data stores, so
+    /// its process decrypts nothing and needs neither a vault nor a master key, and
+    /// [`Envelope::decode`] of an event with personal fields fails. The default is `true`.
+    fn reads_personal_data(&self) -> bool {
+        true
+    }
+
+    /// Handles one event. An error is retried with backoff, then parks the consumer; an
+    /// [`Unavailable`] error (from a listener or a process manager) is tried again on the
+    /// next round instead, never parking it.
     async fn handle(&self, cx: &mut EventContext<'_>) -> Result<(), BoxError>;
 
     /// Clears a projection's read model before a rebuild (in the same transaction as the

@@ -35,6 +35,7 @@ pub use worker::Worker;
 pub use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use consumer::{
     Commands, Consumer, ConsumerKind, Envelope, EventContext, EventMeta, Once, PersonalRefs,
+    Unavailable,
 };
 
 /// Dispatch could not be set up or run.
@@ -329,6 +330,9 @@ pub struct CatchUp {
     pub not_claimed: Vec<String>,
     /// Consumers that are parked.
     pub parked: Vec<String>,
+    /// Consumers that stopped at an event because what they deliver to is
+    /// [`Unavailable`]; they try it again on the next round.
+    pub unavailable: Vec<String>,
 }
 
 impl Dispatcher {
@@ -413,6 +417,7 @@ impl Dispatcher {
             total.handled += round.handled;
             total.not_claimed = round.not_claimed;
             total.parked = round.parked;
+            total.unavailable = round.unavailable;
             if !self.dirty.load(Ordering::SeqCst) {
                 return Ok(total);
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext};
+use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext, Unavailable};
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::codec::collect_references;
 use crate::command::BoxError;
@@ -23,6 +23,9 @@ enum Outcome {
     Done(u64),
     /// The consumer was parked at a failing event.
     Parked,
+    /// Handled this many events, then stopped before one whose destination is unavailable;
+    /// the checkpoint is just before it.
+    Unavailable(u64),
     /// Another instance moved the checkpoint: stop and let it carry on.
     Moved,
 }
@@ -150,24 +153,40 @@ impl Dispatcher {
                     round.parked.push(name.to_owned());
                     return Ok(());
                 }
+                Outcome::Unavailable(handled) => {
+                    crate::metrics::handled(name, handled);
+                    round.handled += handled;
+                    round.unavailable.push(name.to_owned());
+                    return Ok(());
+                }
                 Outcome::Moved => return Ok(()),
             }
         }
     }
 
-    /// Resolves the personal data of a batch in one round trip per store, and upcasts its
-    /// events; an event that fails (an unknown version, a tampered value) gets its error when
-    /// it is decoded. A failing vault fails the round, to be tried again.
-    async fn prepare(&self, events: Vec<RecordedEvent>) -> Result<Vec<Prepared>, DispatchError> {
+    /// Resolves the personal data of a batch in one round trip per store (unless the consumer
+    /// reads none), and upcasts its events; an event that fails (an unknown version, a
+    /// tampered value) gets its error when it is decoded. A failing vault fails the round, to
+    /// be tried again.
+    async fn prepare(
+        &self,
+        events: Vec<RecordedEvent>,
+        reads_personal_data: bool,
+    ) -> Result<Vec<Prepared>, DispatchError> {
         let registry = EventRegistry::global();
         let engine = self.bus.engine();
         // References are read from the payloads as stored (see `Repository::load`).
         let mut references = Vec::new();
         let mut personal = Vec::with_capacity(events.len());
-        for event in &events {
-            let before = references.len();
-            collect_references(&event.event_name, &event.payload, &mut references);
-            personal.push(references.len() > before);
+        if reads_personal_data {
+            for event in &events {
+                let before = references.len();
+                collect_references(&event.event_name, &event.payload, &mut references);
+                personal.push(references.len() > before);
+            }
+        } else {
+            // Nothing is decrypted, so nothing the consumer says can quote a personal value.
+            personal.resize(events.len(), false);
         }
         let resolved = Arc::new(engine.resolve_personal(&references).await?);
         let bound: Arc<std::collections::HashMap<_, _>> =
@@ -178,6 +197,11 @@ impl Dispatcher {
             .map(|(mut event, personal)| {
                 let position = event.position;
                 let payload = std::mem::take(&mut event.payload);
+                // The stored form is kept apart only when upcasting will change it.
+                let stored = registry
+                    .get(&event.event_name)
+                    .is_some_and(|r| r.version > event.schema_version)
+                    .then(|| payload.clone());
                 let envelope = registry
                     .upcast(&event.event_name, event.schema_version, payload)
                     .map_err(BoxError::from)
@@ -185,6 +209,7 @@ impl Dispatcher {
                         Envelope::new(
                             event,
                             payload,
+                            stored,
                             Arc::clone(&resolved),
                             personal,
                             Arc::clone(&bound),
@@ -214,7 +239,7 @@ impl Dispatcher {
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
         let name = consumer.name();
-        let envelopes = self.prepare(events).await?;
+        let envelopes = self.prepare(events, consumer.reads_personal_data()).await?;
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
@@ -231,14 +256,27 @@ impl Dispatcher {
                             envelope,
                             tx: ProjectionTx::None,
                         };
-                        consumer
-                            .handle(&mut cx)
-                            .await
-                            .map_err(|error| withhold(error, envelope.carries_personal_data()))
+                        consumer.handle(&mut cx).await.map_err(|error| {
+                            let unavailable = error.is::<Unavailable>();
+                            (
+                                withhold(error, envelope.carries_personal_data()),
+                                unavailable,
+                            )
+                        })
                     }
-                    Err(error) => Err(error.to_string().into()),
+                    Err(error) => Err((error.to_string().into(), false)),
                 };
-                let Err(error) = result else { break };
+                let Err((error, unavailable)) = result else {
+                    break;
+                };
+                if unavailable {
+                    // Not the event's fault: keep what was done, and try it again next round.
+                    tracing::warn!(consumer = name, position, %error, "unavailable; trying again on the next round");
+                    if position > from + 1 && !self.advance(name, from, position - 1).await? {
+                        return Ok(Outcome::Moved);
+                    }
+                    return Ok(Outcome::Unavailable(handled));
+                }
                 if attempt < self.config.max_attempts {
                     tracing::debug!(consumer = name, position, attempt, %error, "retrying");
                     self.backoff(attempt).await;
@@ -289,7 +327,7 @@ impl Dispatcher {
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
         let name = consumer.name();
-        let prepared = self.prepare(events).await?;
+        let prepared = self.prepare(events, consumer.reads_personal_data()).await?;
         if prepared.iter().all(|(_, e)| e.is_ok()) {
             let envelopes: Vec<Envelope> =
                 prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();

@@ -16,7 +16,8 @@
 //! 7. [Configuration](configuration): the environment variables and their defaults.
 //! 8. [Deploying the three stores](deploying_the_three_stores): what each store holds if
 //!    stolen, and TLS.
-//! 9. [Consumers](consumers): listeners, process managers and projections.
+//! 9. [Consumers](consumers): listeners, process managers and projections; scaling out, and
+//!    publishing to NATS JetStream.
 //! 10. [Testing](testing): given/when/then scenarios for your domain.
 //! 11. [Operating](operating): metrics and health.
 //!
