@@ -47,6 +47,13 @@ fn erase_by_subject_and_lookup_export_to_a_private_file() {
 }
 
 #[test]
+fn events_show_prints_personal_fields_as_references() {
+    let demo = Demo::sqlite("events-show");
+    ops_cli::events_show_prints_references(&demo);
+    demo.finish();
+}
+
+#[test]
 fn usage_errors_exit_with_2() {
     let demo = Demo::sqlite("usage");
     ops_cli::usage_errors(&demo);

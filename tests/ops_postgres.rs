@@ -66,6 +66,15 @@ async fn erase_by_subject_and_lookup_export_to_a_private_file() {
 }
 
 #[tokio::test]
+async fn events_show_prints_personal_fields_as_references() {
+    on_postgres(
+        "events_show_prints_personal_fields_as_references",
+        ops_cli::events_show_prints_references,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn usage_errors_exit_with_2() {
     on_postgres("usage_errors_exit_with_2", ops_cli::usage_errors).await;
 }

@@ -117,6 +117,18 @@ impl Demo {
         out.stdout.lines().map(str::to_owned).collect()
     }
 
+    /// Registers `count` people; their subject keys and the stream they are in.
+    pub fn seed_stream(&self, count: u32) -> (Vec<String>, String) {
+        let out = self.run(&["seed", "--count", &count.to_string()]).code(0);
+        let stream = out
+            .stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("stream "))
+            .unwrap_or_else(|| panic!("{out:?}"))
+            .to_owned();
+        (out.stdout.lines().map(str::to_owned).collect(), stream)
+    }
+
     /// Removes the test's directory.
     pub fn finish(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -356,4 +368,38 @@ pub fn rebuild_with_the_lease_elsewhere(demo: &Demo) {
         .json();
     assert_eq!(json["lease_held_elsewhere"], true, "{json}");
     assert_eq!(json["checkpoint"], 0, "{json}");
+}
+
+/// `events show`: the stream's events with personal fields as references, never values.
+pub fn events_show_prints_references(demo: &Demo) {
+    let (subjects, stream) = demo.seed_stream(2);
+    let json = demo
+        .run(&["ops", "events", "show", &stream, "--json"])
+        .code(0)
+        .no_personal_values()
+        .json();
+    let events = json["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{json}");
+    assert_eq!(events[0]["event"], "ops_demo_registered");
+    assert_eq!(
+        events[0]["payload"]["email"]["subject"],
+        subjects[0].as_str()
+    );
+    assert!(
+        events[0]["payload"]["email"]["$personal"].is_string(),
+        "{json}"
+    );
+    let text = demo
+        .run(&["ops", "events", "show", &stream, "--after", "1"])
+        .code(0)
+        .no_personal_values();
+    assert!(
+        text.stdout.starts_with("#") && text.stdout.contains(" v2 "),
+        "{text:?}"
+    );
+    assert!(text.stdout.contains("$personal"), "{text:?}");
+    let none = demo
+        .run(&["ops", "events", "show", "no-such-stream"])
+        .code(0);
+    assert!(none.stdout.contains("no events"), "{none:?}");
 }

@@ -93,7 +93,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum AppCommand {
-    /// Register COUNT people on a new voucher; prints their subject keys, one a line.
+    /// Register COUNT people on a new voucher; prints their subject keys, one a line, and the
+    /// voucher's stream on stderr.
     Seed {
         #[arg(long, default_value_t = 3)]
         count: u32,
@@ -139,6 +140,8 @@ async fn seed(count: u32) -> Result<(), Failure> {
         .await?;
         println!("{person}");
     }
+    let stream = bus.repository::<Voucher>().load(&voucher).await?;
+    eprintln!("stream {}", stream.stream_id());
     Ok(())
 }
 

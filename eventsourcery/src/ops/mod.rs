@@ -6,7 +6,7 @@
 //!   [`Context`], so the commands see its registered consumers and event types.
 //! - **Standalone**, the `eventsourcery` binary (`cargo install --path eventsourcery --features
 //!   cli`), for what needs no application code: `erase --subject`, `export`, `migrate`,
-//!   `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2: it
+//!   `events show`, `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2: it
 //!   knows no consumers, and `verify` only upcasts the event types it knows
 //!   (the framework's own).
 //!
@@ -25,6 +25,7 @@
 //! | `erase (--subject KEY \| --lookup VALUE) --reason R` | erases a data subject (key, data, blind index) and appends the PII-free fact to the log | it fails |
 //! | `export --subject KEY [-o FILE]` | the subject-access export: all of the subject's personal data, as JSON, to FILE (created with mode 0600) or stdout | it fails |
 //! | `migrate` | opens the three stores, which applies their embedded migrations | it fails |
+//! | `events show STREAM [--after VERSION]` | a stream's events as stored: personal fields are references (`{"$personal": id, "subject": key}`), never decrypted; of the metadata, the ids only | it fails |
 //! | `verify [--max-problems N]` | reads the whole log: every payload is an object, every event of a known type upcasts, every personal reference resolves or reads erased | any problem is found |
 //!
 //! Exit codes: **0** done, nothing wrong; **1** problems found, or the operation failed (a store
@@ -109,6 +110,7 @@ use crate::store::StoreError;
 use crate::vault::PersonalVault;
 
 mod consumers;
+mod events;
 mod personal;
 mod verify;
 
@@ -216,11 +218,31 @@ pub enum OpsCommand {
     },
     /// Apply the stores' embedded migrations.
     Migrate,
+    /// Read the event log.
+    Events {
+        /// What to read.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Check the whole log: payloads, upcasts and personal references.
     Verify {
         /// How many problems to list (all are counted).
         #[arg(long, default_value_t = 20)]
         max_problems: usize,
+    },
+}
+
+/// `events ...`: reading the event log.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum EventsCommand {
+    /// A stream's events as stored: personal fields are references, never values.
+    Show {
+        /// The stream id (as stored, `voucher-0190...` say).
+        stream: String,
+        /// Only the events after this stream version.
+        #[arg(long, default_value_t = 0, value_name = "VERSION")]
+        after: u64,
     },
 }
 
@@ -234,6 +256,7 @@ impl OpsCommand {
             Self::Erase { .. } => "erase",
             Self::Export { .. } => "export",
             Self::Migrate => "migrate",
+            Self::Events { .. } => "events",
             Self::Verify { .. } => "verify",
         }
     }
@@ -511,6 +534,9 @@ impl Ops {
                 personal::export(context, subject, output.as_deref()).await
             }
             OpsCommand::Migrate => Ok(migrate(&context.stores)),
+            OpsCommand::Events {
+                command: EventsCommand::Show { stream, after },
+            } => events::show(&context.stores, stream, *after).await,
             OpsCommand::Verify { max_problems } => {
                 verify::verify(&context.stores, *max_problems).await
             }
