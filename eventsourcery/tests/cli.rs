@@ -136,3 +136,29 @@ fn help_lists_every_command() {
         assert!(help.contains(command), "{command}: {help}");
     }
 }
+
+#[test]
+fn a_first_run_without_a_master_key_says_it_generates_one() {
+    let dir = Dir::new("generated-key");
+    let migrate = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eventsourcery"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("EVENTSOURCERY_") {
+                command.env_remove(name);
+            }
+        }
+        let out = command
+            .env("EVENTSOURCERY_DATA_DIR", &dir.0)
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = migrate();
+    assert!(first.contains("no master key is configured"), "{first}");
+    assert!(dir.0.join("master.key").exists());
+    // The second run uses the file the first made, and says nothing.
+    let second = migrate();
+    assert!(!second.contains("no master key"), "{second}");
+}

@@ -46,14 +46,11 @@ pub(super) async fn status(dispatcher: &Dispatcher, max_lag: u64) -> Result<Repo
         .consumers
         .iter()
         .map(|c| {
-            let _ = write!(
-                text,
-                "{}: checkpoint {}, lag {}, lease {}",
-                c.name,
-                c.position,
-                c.lag,
-                lease(c.lease)
-            );
+            let _ = write!(text, "{}: checkpoint {}, lag {}", c.name, c.position, c.lag);
+            // A command line takes no lease: only say what this process saw, if anything.
+            if c.lease != LeaseStatus::Unknown {
+                let _ = write!(text, ", lease {}", lease(c.lease));
+            }
             if let Some(parked) = &c.parked {
                 let _ = write!(text, ", PARKED at {}: {}", parked.position, parked.error);
             }

@@ -18,7 +18,7 @@
 //!
 //! | command | what | exit 1 when |
 //! | --- | --- | --- |
-//! | `status [--max-lag N]` | per consumer: checkpoint, head, lag, lease, parked event with its error | a consumer is parked, lags more than N (1000) or lost its lease |
+//! | `status [--max-lag N]` | per consumer: checkpoint, head, lag, parked event with its error (and the lease as this process saw it: a command line takes none, so `unknown`) | a consumer is parked, lags more than N (1000) or lost its lease |
 //! | `rebuild NAME` | resets consumer NAME and replays the log: a progress bar on a terminal, a line a second otherwise (on stderr) | it fails |
 //! | `skip NAME --reason R` | skips the event a parked consumer stopped at, recording R | it fails |
 //! | `retry NAME` | unparks a consumer, so it retries the event it stopped at | it fails |
@@ -461,8 +461,22 @@ impl Ops {
     }
 
     /// Opens the stores the [settings](Self::settings) name (which applies their migrations).
+    ///
+    /// With no master key configured, the settings generate a key file on first use (the
+    /// embedded default of a first try): said on stderr, since a command line run in the wrong
+    /// directory would otherwise start a new set of stores unnoticed.
     pub async fn open(&self) -> Result<Stores, OpsError> {
-        Ok(self.settings().open().await?)
+        let settings = self.settings();
+        if let crate::config::MasterKeySource::GeneratedFile(path) = &settings.master_key
+            && !path.exists()
+        {
+            eprintln!(
+                "warning: no master key is configured (EVENTSOURCERY_MASTER_KEY or \
+                 EVENTSOURCERY_MASTER_KEY_FILE): generating {}; production must supply its own",
+                path.display()
+            );
+        }
+        Ok(settings.open().await?)
     }
 
     /// Runs the command against `context`, prints its result and returns the exit code.
