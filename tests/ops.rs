@@ -54,6 +54,13 @@ fn events_show_prints_personal_fields_as_references() {
 }
 
 #[test]
+fn rotate_master_key_rewraps_every_data_key() {
+    let demo = Demo::sqlite("rotate");
+    ops_cli::rotate_master_key(&demo);
+    demo.finish();
+}
+
+#[test]
 fn usage_errors_exit_with_2() {
     let demo = Demo::sqlite("usage");
     ops_cli::usage_errors(&demo);

@@ -75,6 +75,15 @@ async fn events_show_prints_personal_fields_as_references() {
 }
 
 #[tokio::test]
+async fn rotate_master_key_rewraps_every_data_key() {
+    on_postgres(
+        "rotate_master_key_rewraps_every_data_key",
+        ops_cli::rotate_master_key,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn usage_errors_exit_with_2() {
     on_postgres("usage_errors_exit_with_2", ops_cli::usage_errors).await;
 }

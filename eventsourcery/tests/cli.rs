@@ -131,7 +131,16 @@ fn help_lists_every_command() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let help = String::from_utf8_lossy(&out.stdout);
     for command in [
-        "status", "rebuild", "skip", "retry", "erase", "export", "migrate", "verify",
+        "status",
+        "rebuild",
+        "skip",
+        "retry",
+        "erase",
+        "export",
+        "migrate",
+        "rotate-master-key",
+        "events",
+        "verify",
     ] {
         assert!(help.contains(command), "{command}: {help}");
     }

@@ -129,6 +129,15 @@ impl Demo {
         (out.stdout.lines().map(str::to_owned).collect(), stream)
     }
 
+    /// The master key the test's subprocesses get, as hex.
+    pub fn master_key(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(name, _)| *name == "EVENTSOURCERY_MASTER_KEY")
+            .map(|(_, key)| key.as_str())
+            .unwrap_or_default()
+    }
+
     /// Removes the test's directory.
     pub fn finish(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -402,4 +411,58 @@ pub fn events_show_prints_references(demo: &Demo) {
         .run(&["ops", "events", "show", "no-such-stream"])
         .code(0);
     assert!(none.stdout.contains("no events"), "{none:?}");
+}
+
+/// `rotate-master-key`: with a new master key and the old one as previous, every data key is
+/// re-wrapped; after that the new key alone reads everything.
+pub fn rotate_master_key(demo: &Demo) {
+    let subjects = demo.seed(2);
+    let old = demo.master_key().to_owned();
+    let new = "cd".repeat(32);
+    let rotation = demo
+        .run_with(
+            &["ops", "rotate-master-key", "--json"],
+            &[
+                ("EVENTSOURCERY_MASTER_KEY", &new),
+                ("EVENTSOURCERY_PREVIOUS_MASTER_KEYS", &old),
+            ],
+        )
+        .code(0)
+        .json();
+    assert!(rotation["rewrapped"].as_u64().unwrap() >= 2, "{rotation}");
+    assert_eq!(rotation["complete"], true, "{rotation}");
+    let again = demo
+        .run_with(
+            &["ops", "rotate-master-key", "--json"],
+            &[
+                ("EVENTSOURCERY_MASTER_KEY", &new),
+                ("EVENTSOURCERY_PREVIOUS_MASTER_KEYS", &old),
+            ],
+        )
+        .code(0)
+        .json();
+    assert_eq!(again["rewrapped"], 0, "{again}");
+    let verify = demo
+        .run_with(
+            &["ops", "verify", "--json"],
+            &[("EVENTSOURCERY_MASTER_KEY", &new)],
+        )
+        .code(0)
+        .json();
+    assert_eq!(verify["present"], 2, "{verify}");
+    let file = demo.dir.join("rotated.json");
+    demo.run_with(
+        &[
+            "ops",
+            "export",
+            "--subject",
+            &subjects[1],
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        &[("EVENTSOURCERY_MASTER_KEY", &new)],
+    )
+    .code(0);
+    let export = std::fs::read_to_string(&file).unwrap();
+    assert!(export.contains("person1@example.com"), "{export}");
 }

@@ -6,7 +6,7 @@
 //!   [`Context`], so the commands see its registered consumers and event types.
 //! - **Standalone**, the `eventsourcery` binary (`cargo install --path eventsourcery --features
 //!   cli`), for what needs no application code: `erase --subject`, `export`, `migrate`,
-//!   `events show`, `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2: it
+//!   `rotate-master-key`, `events show`, `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2: it
 //!   knows no consumers, and `verify` only upcasts the event types it knows
 //!   (the framework's own).
 //!
@@ -25,6 +25,7 @@
 //! | `erase (--subject KEY \| --lookup VALUE) --reason R` | erases a data subject (key, data, blind index) and appends the PII-free fact to the log | it fails |
 //! | `export --subject KEY [-o FILE]` | the subject-access export: all of the subject's personal data, as JSON, to FILE (created with mode 0600) or stdout | it fails |
 //! | `migrate` | opens the three stores, which applies their embedded migrations | it fails |
+//! | `rotate-master-key` | re-wraps every data key under the current master key, with the old one set as a previous master key (`EVENTSOURCERY_PREVIOUS_MASTER_KEYS`); online and safe to rerun (see [`PersonalVault::rotate_master_key`]) | a key that no configured master key opens is left as it is |
 //! | `events show STREAM [--after VERSION]` | a stream's events as stored: personal fields are references (`{"$personal": id, "subject": key}`), never decrypted; of the metadata, the ids only | it fails |
 //! | `verify [--max-problems N]` | reads the whole log: every payload is an object, every event of a known type upcasts, every personal reference resolves or reads erased | any problem is found |
 //!
@@ -97,7 +98,6 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::bus::CommandBus;
@@ -109,11 +109,13 @@ use crate::personal::{PersonalData, PersonalError, PersonalKey};
 use crate::store::StoreError;
 use crate::vault::PersonalVault;
 
+mod args;
 mod consumers;
 mod events;
 mod personal;
 mod verify;
 
+pub use args::{EventsCommand, Ops, OpsCommand, Options};
 /// The clap crate the ops commands are built with.
 pub use clap;
 
@@ -123,144 +125,6 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// Exit code: a usage or configuration error.
 pub const EXIT_USAGE: u8 = 2;
-
-/// The ops commands, with the flags that locate the stores: embed it as a subcommand
-/// (`Ops(eventsourcery::ops::Ops)` in the application's clap `Subcommand` enum).
-#[derive(Debug, Clone, Args)]
-pub struct Ops {
-    /// Where the stores are, and how to print.
-    #[command(flatten)]
-    pub options: Options,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: OpsCommand,
-}
-
-/// The flags every command takes.
-#[derive(Debug, Clone, Default, Args)]
-pub struct Options {
-    /// Print the result as JSON on stdout.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Where the default SQLite files and key file are (EVENTSOURCERY_DATA_DIR).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The event store URL (EVENTSOURCERY_EVENTS_URL).
-    #[arg(long, global = true, value_name = "URL")]
-    pub events_url: Option<String>,
-    /// The personal data store URL (EVENTSOURCERY_PERSONAL_URL).
-    #[arg(long, global = true, value_name = "URL")]
-    pub personal_url: Option<String>,
-    /// The key store URL (EVENTSOURCERY_KEYS_URL).
-    #[arg(long, global = true, value_name = "URL")]
-    pub keys_url: Option<String>,
-    /// A file holding the master key (EVENTSOURCERY_MASTER_KEY_FILE).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub master_key_file: Option<PathBuf>,
-    /// The tenant whose stores to open (EVENTSOURCERY_TENANT).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub tenant: Option<String>,
-}
-
-/// One ops command. See the [module docs](self) for what each does and its exit codes.
-#[derive(Debug, Clone, Subcommand)]
-#[non_exhaustive]
-pub enum OpsCommand {
-    /// Per consumer: checkpoint, head of the log, lag, lease and parked event.
-    Status {
-        /// A consumer further behind than this is a problem (exit 1).
-        #[arg(long, default_value_t = 1000)]
-        max_lag: u64,
-    },
-    /// Reset a consumer and replay the whole log into it, with progress.
-    Rebuild {
-        /// The consumer.
-        name: String,
-    },
-    /// Skip the event a parked consumer stopped at.
-    Skip {
-        /// The consumer.
-        name: String,
-        /// Why (recorded; never personal data).
-        #[arg(long)]
-        reason: String,
-    },
-    /// Unpark a consumer: it retries the event it stopped at.
-    Retry {
-        /// The consumer.
-        name: String,
-    },
-    /// Erase a data subject: its key, its personal data and its blind-index entries.
-    Erase {
-        /// The subject's key (a UUID).
-        #[arg(
-            long,
-            value_name = "KEY",
-            required_unless_present = "lookup",
-            conflicts_with = "lookup"
-        )]
-        subject: Option<String>,
-        /// Find the subject by a personal value (embedded form with a lookup type only).
-        #[arg(long, value_name = "VALUE")]
-        lookup: Option<String>,
-        /// Why (a request id or a policy name; never personal data).
-        #[arg(long)]
-        reason: String,
-    },
-    /// Export all personal data of a subject (the right of access).
-    Export {
-        /// The subject's key (a UUID).
-        #[arg(long, value_name = "KEY")]
-        subject: String,
-        /// The file to write (created with mode 0600); stdout without it.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
-    /// Apply the stores' embedded migrations.
-    Migrate,
-    /// Read the event log.
-    Events {
-        /// What to read.
-        #[command(subcommand)]
-        command: EventsCommand,
-    },
-    /// Check the whole log: payloads, upcasts and personal references.
-    Verify {
-        /// How many problems to list (all are counted).
-        #[arg(long, default_value_t = 20)]
-        max_problems: usize,
-    },
-}
-
-/// `events ...`: reading the event log.
-#[derive(Debug, Clone, Subcommand)]
-#[non_exhaustive]
-pub enum EventsCommand {
-    /// A stream's events as stored: personal fields are references, never values.
-    Show {
-        /// The stream id (as stored, `voucher-0190...` say).
-        stream: String,
-        /// Only the events after this stream version.
-        #[arg(long, default_value_t = 0, value_name = "VERSION")]
-        after: u64,
-    },
-}
-
-impl OpsCommand {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Status { .. } => "status",
-            Self::Rebuild { .. } => "rebuild",
-            Self::Skip { .. } => "skip",
-            Self::Retry { .. } => "retry",
-            Self::Erase { .. } => "erase",
-            Self::Export { .. } => "export",
-            Self::Migrate => "migrate",
-            Self::Events { .. } => "events",
-            Self::Verify { .. } => "verify",
-        }
-    }
-}
 
 /// An ops command failed.
 #[derive(Debug, thiserror::Error)]
@@ -548,6 +412,7 @@ impl Ops {
                 personal::export(context, subject, output.as_deref()).await
             }
             OpsCommand::Migrate => Ok(migrate(&context.stores)),
+            OpsCommand::RotateMasterKey => personal::rotate_master_key(&context.stores).await,
             OpsCommand::Events {
                 command: EventsCommand::Show { stream, after },
             } => events::show(&context.stores, stream, *after).await,

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{Context, OpsError, Report, subject};
+use crate::config::Stores;
 use crate::personal::PersonalKey;
 
 pub(super) async fn erase(
@@ -67,6 +68,38 @@ pub(super) async fn export(
         // Asked for on stdout: the export itself is the result, in both output modes.
         None => Ok(Report::ok(document.clone(), document.to_string())),
     }
+}
+
+pub(super) async fn rotate_master_key(stores: &Stores) -> Result<Report, OpsError> {
+    let rotation = stores.vault.rotate_master_key().await?;
+    let failed: Vec<String> = rotation
+        .failed
+        .iter()
+        .map(|f| format!("{} (under master key {})", f.subject, f.master_key_id))
+        .collect();
+    let mut text = format!(
+        "re-wrapped {} data keys under the current master key; {} already were; {} failed",
+        rotation.rewrapped,
+        rotation.already_current,
+        failed.len()
+    );
+    for failure in &failed {
+        text.push_str("\nnot opened by any configured master key: ");
+        text.push_str(failure);
+    }
+    Ok(Report {
+        json: json!({
+            "rewrapped": rotation.rewrapped,
+            "already_current": rotation.already_current,
+            "failed": rotation.failed.iter().map(|f| json!({
+                "subject": f.subject.to_string(),
+                "master_key_id": f.master_key_id,
+            })).collect::<Vec<_>>(),
+            "complete": rotation.is_complete(),
+        }),
+        text,
+        problems: !rotation.is_complete(),
+    })
 }
 
 /// Writes `text` to `path`, readable by its owner only (mode 0600, also when the file
