@@ -5,10 +5,10 @@
 //!   application builds its [`CommandBus`] and [`Dispatcher`] as usual and hands them over in a
 //!   [`Context`], so the commands see its registered consumers and event types.
 //! - **Standalone**, the `eventsourcery` binary (`cargo install --path eventsourcery --features
-//!   cli`), for what needs no application code: `erase --subject`, `export`, `migrate`,
-//!   `rotate-master-key`, `events show`, `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2: it
-//!   knows no consumers, and `verify` only upcasts the event types it knows
-//!   (the framework's own).
+//!   cli`; add `postgres` for PostgreSQL stores), for what needs no application code: `erase
+//!   --subject`, `export`, `migrate`, `rotate-master-key`, `events show`, `verify`. Its
+//!   consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2, as it knows no
+//!   consumers, and its `verify` upcasts only the event types it knows (the framework's own).
 //!
 //! Both read the stores and the master key from the environment as
 //! [`Settings::from_env`](crate::config::Settings::from_env) does (see [`config`](crate::config)
