@@ -282,7 +282,7 @@ impl Settings {
     }
 
     /// The settings from `var`, a lookup of environment variables.
-    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let data_dir = var("EVENTSOURCERY_DATA_DIR")
             .map_or_else(|| PathBuf::from("eventsourcery-data"), PathBuf::from);

@@ -20,6 +20,8 @@ mod fs;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod metrics;
+#[cfg(all(feature = "cli", any(feature = "sqlite", feature = "postgres")))]
+pub mod ops;
 pub mod personal;
 #[cfg(feature = "nats")]
 pub mod publish;

@@ -453,6 +453,14 @@ impl Dispatcher {
         Ok(self.store.unpark(consumer).await?)
     }
 
+    /// Gives up this dispatcher's lease of `consumer`, so that another instance takes it at
+    /// once rather than when it expires: what a [`Worker`] does when it shuts down, and what a
+    /// short-lived process that caught a consumer up (an `ops rebuild`) does when done.
+    pub async fn release(&self, consumer: &str) -> Result<(), DispatchError> {
+        self.consumer(consumer)?;
+        Ok(self.store.release(consumer, self.owner).await?)
+    }
+
     /// Resets a consumer to the start of the log (a projection's `reset` hook clears its read
     /// model in the same transaction) and replays everything, reporting progress per batch.
     pub async fn rebuild(

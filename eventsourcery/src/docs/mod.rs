@@ -19,7 +19,7 @@
 //! 9. [Consumers](consumers): listeners, process managers and projections; scaling out, and
 //!    publishing to NATS JetStream.
 //! 10. [Testing](testing): given/when/then scenarios for your domain.
-//! 11. [Operating](operating): metrics and health.
+//! 11. [Operating](operating): the ops command line, metrics and health.
 //!
 //! The layers of the crate and what each may use are in the
 //! [crate docs](crate#architecture).
