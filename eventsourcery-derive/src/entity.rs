@@ -106,39 +106,9 @@ fn stub(cont: &Container<attr::Entity>) -> TokenStream {
             }
         }
     });
+    let common = crate::value::common_stub(ident);
     quote! {
-        #[automatically_derived]
-        impl ::core::cmp::PartialEq for #ident {
-            fn eq(&self, _: &Self) -> bool { ::core::unimplemented!() }
-        }
-
-        #[automatically_derived]
-        impl ::core::cmp::Eq for #ident {}
-
-        #[automatically_derived]
-        impl ::core::hash::Hash for #ident {
-            fn hash<H: ::core::hash::Hasher>(&self, _: &mut H) { ::core::unimplemented!() }
-        }
-
-        #[automatically_derived]
-        impl ::eventsourcery::__private::serde::Serialize for #ident {
-            fn serialize<S>(&self, _: S) -> ::core::result::Result<S::Ok, S::Error>
-            where
-                S: ::eventsourcery::__private::serde::Serializer,
-            {
-                ::core::unimplemented!()
-            }
-        }
-
-        #[automatically_derived]
-        impl<'de> ::eventsourcery::__private::serde::Deserialize<'de> for #ident {
-            fn deserialize<D>(_: D) -> ::core::result::Result<Self, D::Error>
-            where
-                D: ::eventsourcery::__private::serde::Deserializer<'de>,
-            {
-                ::core::unimplemented!()
-            }
-        }
+        #common
 
         #entity
     }

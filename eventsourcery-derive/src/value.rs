@@ -59,6 +59,7 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
 /// What the derive provides, with no bodies: emitted after an error so that uses of the type
 /// as an id or a field add no errors of their own.
 fn stub(ident: &Ident) -> TokenStream {
+    let common = common_stub(ident);
     quote! {
         #[automatically_derived]
         impl ::core::fmt::Display for #ident {
@@ -71,6 +72,17 @@ fn stub(ident: &Ident) -> TokenStream {
             fn from_str(_: &str) -> ::core::result::Result<Self, Self::Err> { ::core::unimplemented!() }
         }
 
+        #common
+
+        #[automatically_derived]
+        impl ::eventsourcery::__private::SerializableValue for #ident {}
+    }
+}
+
+/// The impls both derives of a type with a serde form provide (equality, hashing, serde),
+/// with no bodies: the shared part of the stubs emitted after an error.
+pub(crate) fn common_stub(ident: &Ident) -> TokenStream {
+    quote! {
         #[automatically_derived]
         impl ::core::cmp::PartialEq for #ident {
             fn eq(&self, _: &Self) -> bool { ::core::unimplemented!() }
@@ -103,9 +115,6 @@ fn stub(ident: &Ident) -> TokenStream {
                 ::core::unimplemented!()
             }
         }
-
-        #[automatically_derived]
-        impl ::eventsourcery::__private::SerializableValue for #ident {}
     }
 }
 
