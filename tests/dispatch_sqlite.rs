@@ -31,6 +31,11 @@ async fn sqlite(test: &'static str) -> Option<(Backend, Finish)> {
 }
 
 dispatch_suite!(sqlite;
+    partitioned_instances_share_the_work_and_keep_stream_order,
+    a_dead_instance_partitions_are_taken_over_after_its_lease,
+    changing_the_partition_count_is_a_rebuild,
+    the_attribute_sets_the_partition_count,
+    a_rebuild_meeting_a_running_partition_counts_each_event_once,
     a_listener_sees_each_event_once_with_personal_data_decrypted,
     rebuilding_an_aggregate_never_triggers_a_consumer,
     a_process_manager_command_carries_correlation_and_causation,

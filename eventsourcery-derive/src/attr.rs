@@ -36,6 +36,7 @@ mod key {
     pub(super) const CACHE: &str = "cache";
     pub(super) const CONSUMER: &str = "consumer";
     pub(super) const RESET: &str = "reset";
+    pub(super) const PARTITIONS: &str = "partitions";
 }
 
 /// Collects every error of one expansion, so the user sees them all at once.
@@ -533,11 +534,13 @@ impl ConsumerKind {
 }
 
 /// The arguments of `#[eventsourcery::listener(...)]` and its siblings:
-/// `consumer = "..."`, and `reset = function` for a projection.
+/// `consumer = "..."`, `partitions = N`, and `reset = function` for a projection.
 pub(crate) struct Consumer {
     pub(crate) kind: ConsumerKind,
     pub(crate) consumer: Option<LitStr>,
     pub(crate) reset: Option<Ident>,
+    /// `partitions = N`, 1 to 1024 (the runtime's `MAX_PARTITIONS`).
+    pub(crate) partitions: Option<u32>,
     /// Whether `consumer` was written, even wrongly: then it is not also reported missing.
     pub(crate) named: bool,
 }
@@ -547,9 +550,10 @@ impl Consumer {
         let attr_name = kind.attr();
         let mut consumer = Once::<LitStr>::new(key::CONSUMER);
         let mut reset = Once::<Ident>::new(key::RESET);
+        let mut partitions = Once::<u32>::new(key::PARTITIONS);
         let expected: &[&str] = match kind {
-            ConsumerKind::Projection => &[key::CONSUMER, key::RESET],
-            _ => &[key::CONSUMER],
+            ConsumerKind::Projection => &[key::CONSUMER, key::PARTITIONS, key::RESET],
+            _ => &[key::CONSUMER, key::PARTITIONS],
         };
         let mut named = false;
         let parser = syn::meta::parser(|meta: ParseNestedMeta| {
@@ -561,10 +565,16 @@ impl Consumer {
                     // Not a projection: a key this attribute does not take, said as such.
                     if !matches!(kind, ConsumerKind::Projection) {
                         return Err(meta.error(format!(
-                            "`reset` is for projections, which have a read model to clear on a rebuild; a {attr_name} takes only `consumer = \"...\"`"
+                            "`reset` is for projections, which have a read model to clear on a rebuild; a {attr_name} takes only `consumer = \"...\"` and `partitions = N`"
                         )));
                     }
                     reset.set(cx, &meta.path, ident(&meta, "function")?);
+                } else if meta.path.is_ident(key::PARTITIONS) {
+                    let (lit, n) = lit_u32(&meta)?;
+                    if !(1..=1024).contains(&n) {
+                        cx.error(&lit, "`partitions` takes 1 to 1024");
+                    }
+                    partitions.set(cx, &meta.path, n);
                 } else {
                     return Err(unknown(&meta, attr_name, expected));
                 }
@@ -579,6 +589,7 @@ impl Consumer {
             kind,
             consumer: consumer.get(),
             reset: reset.get(),
+            partitions: partitions.get(),
             named,
         }
     }

@@ -95,6 +95,7 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
     let names = quote_spanned!(event.span()=> #event_trait::event_names);
     let variant = variant(consumer.args.kind);
     let handler_name = ident.to_string();
+    let partitions = consumer.args.partitions.unwrap_or(1);
     let (reset_fn, reset_field) = match &consumer.args.reset {
         Some(reset) => (
             quote! {
@@ -143,6 +144,7 @@ fn expand_consumer(consumer: &Function<attr::Consumer>) -> TokenStream {
                     call: __eventsourcery_call,
                     reset: #reset_field,
                     parameters: __eventsourcery_parameters,
+                    partitions: #partitions,
                 }
             }
         };

@@ -9,8 +9,8 @@ use std::time::Duration;
 use eventsourcery::StoreError;
 use eventsourcery::dispatch::ProjectionTx;
 use eventsourcery::dispatch::{
-    Commands, ConsumerState, ConsumerStore, DispatchConfig, Dispatcher, EventMeta, Once,
-    PersonalRefs, TxWork,
+    Commands, ConsumerEntry, ConsumerState, ConsumerStore, DispatchConfig, Dispatcher, EventMeta,
+    Once, PersonalRefs, TxWork,
 };
 use eventsourcery::erasure::{SubjectErased, stream_of};
 use eventsourcery::personal::PersonalRef;
@@ -22,6 +22,9 @@ use eventsourcery::{
     PersonalData, PersonalKey, PersonalVault, Repository, SerializableValue,
 };
 use uuid::Uuid;
+
+mod partitions;
+pub use partitions::*;
 
 #[derive(SerializableValue, Clone, Debug)]
 struct TicketId(Uuid);
@@ -597,6 +600,14 @@ impl ConsumerStore for CrashBeforeCheckpoint {
     ) -> Result<Result<(), eventsourcery::error::BoxError>, StoreError> {
         self.inner.advance_with(consumer, from, to, work).await
     }
+    async fn reset(
+        &self,
+        consumers: &[String],
+        forget: &[String],
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), eventsourcery::error::BoxError>, StoreError> {
+        self.inner.reset(consumers, forget, work).await
+    }
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
         self.inner.park(consumer, position, error).await
     }
@@ -619,6 +630,12 @@ impl ConsumerStore for CrashBeforeCheckpoint {
     }
     async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError> {
         self.inner.release(consumer, owner).await
+    }
+    async fn consumers(&self, prefix: &str) -> Result<Vec<ConsumerEntry>, StoreError> {
+        self.inner.consumers(prefix).await
+    }
+    async fn forget(&self, consumer: &str) -> Result<(), StoreError> {
+        self.inner.forget(consumer).await
     }
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
         self.inner.mark_processed(consumer, event_id).await

@@ -410,9 +410,33 @@ fn a_consumer_is_named_and_takes_its_event() {
             )
         ),
         [
-            "`reset` is for projections, which have a read model to clear on a rebuild; a listener takes only `consumer = \"...\"`"
+            "`reset` is for projections, which have a read model to clear on a rebuild; a listener takes only `consumer = \"...\"` and `partitions = N`"
         ]
     );
+    for (partitions, errors) in [
+        (quote!(partitions = 0), vec!["`partitions` takes 1 to 1024"]),
+        (
+            quote!(partitions = 1025),
+            vec!["`partitions` takes 1 to 1024"],
+        ),
+        (
+            quote!(partitions = "8"),
+            vec!["expected a whole number: `partitions = 1`"],
+        ),
+        (quote!(partitions = 8), vec![]),
+    ] {
+        assert_eq!(
+            consumer(
+                listener,
+                quote!(consumer = "mail", #partitions),
+                parse_quote!(
+                    async fn l(e: E) {}
+                )
+            ),
+            errors,
+            "{partitions}"
+        );
+    }
 }
 
 const ENTITY_SHAPE: &str = "Entity can be derived for a struct with named fields only, one of them marked `#[entity(id)]`: `struct Bed { #[entity(id)] id: BedId, ... }`";

@@ -394,6 +394,13 @@ pub trait Consumer: Send + Sync + 'static {
         true
     }
 
+    /// How many partitions its events are spread over (see
+    /// [partitioned consumers](crate::docs::consumers#partitioned-consumers)); the default is 1,
+    /// one checkpoint and one active instance.
+    fn partitions(&self) -> u32 {
+        1
+    }
+
     /// Handles one event. An error is retried with backoff, then parks the consumer; an
     /// [`Unavailable`] error (from a listener or a process manager) is tried again on the
     /// next round instead, never parking it.
@@ -432,6 +439,8 @@ pub struct ConsumerRegistration {
     pub reset: Option<ResetFn>,
     /// What its parameters need from the service containers.
     pub parameters: fn() -> Vec<Parameter>,
+    /// Its partition count (`partitions = N`; 1 when not given).
+    pub partitions: u32,
 }
 
 /// The type-erased entry point of a consumer function.
@@ -479,6 +488,7 @@ inventory::collect!(ConsumerRegistration);
 pub(crate) struct Registered {
     name: &'static str,
     kind: ConsumerKind,
+    partitions: u32,
     handlers: Vec<(Vec<&'static str>, &'static ConsumerRegistration)>,
 }
 
@@ -498,11 +508,17 @@ impl Registered {
                             consumer: registration.consumer,
                         });
                     }
+                    if consumer.partitions != registration.partitions {
+                        return Err(crate::dispatch::DispatchError::MixedPartitions {
+                            consumer: registration.consumer,
+                        });
+                    }
                     consumer.handlers.push((names, registration));
                 }
                 None => consumers.push(Registered {
                     name: registration.consumer,
                     kind: registration.kind,
+                    partitions: registration.partitions,
                     handlers: vec![(names, registration)],
                 }),
             }
@@ -519,6 +535,10 @@ impl Consumer for Registered {
 
     fn kind(&self) -> ConsumerKind {
         self.kind
+    }
+
+    fn partitions(&self) -> u32 {
+        self.partitions
     }
 
     fn subscribes_to(&self, event_name: &str) -> bool {

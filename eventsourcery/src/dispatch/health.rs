@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{DispatchError, Dispatcher, Parked};
+use super::{DispatchError, Dispatcher, Parked, Partition};
 use crate::sync::lock;
 
 /// What this dispatcher knows of a consumer's lease, from its last attempt to take it.
@@ -53,6 +53,27 @@ pub struct ConsumerHealth {
     /// The consumer's name.
     pub name: String,
     /// Its checkpoint: the position of the last event it is done with.
+    pub position: u64,
+    /// How many positions it is behind the head of the log.
+    pub lag: u64,
+    /// Set while it is parked.
+    pub parked: Option<Parked>,
+    /// Its lease, as this dispatcher last saw it. For a partitioned consumer: lost if this
+    /// dispatcher lost any partition's lease, held if it holds any, else as the first
+    /// partition's.
+    pub lease: LeaseStatus,
+    /// Each partition, for a partitioned consumer (empty otherwise); `position` is then the
+    /// lowest of their checkpoints and `parked` the parked one with the lowest position.
+    pub partitions: Vec<PartitionHealth>,
+}
+
+/// One partition of a partitioned consumer, in its [`ConsumerHealth`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionHealth {
+    /// The partition.
+    pub partition: Partition,
+    /// Its checkpoint.
     pub position: u64,
     /// How many positions it is behind the head of the log.
     pub lag: u64,
@@ -177,15 +198,43 @@ impl Dispatcher {
         let mut consumers = Vec::with_capacity(self.consumers.len());
         for consumer in &self.consumers {
             let name = consumer.name();
-            let state = self.store.consumer_state(name).await?;
+            let mut partitions = Vec::new();
+            for (partition, state) in self.partition_states(name).await? {
+                let Some(partition) = partition else { continue };
+                let key = partition.checkpoint(name);
+                let lag = head.saturating_sub(state.position);
+                crate::metrics::consumer(&key, lag, state.parked.is_some());
+                partitions.push(PartitionHealth {
+                    partition,
+                    position: state.position,
+                    lag,
+                    parked: state.parked,
+                    lease: self.leases.get(&key),
+                });
+            }
+            let state = self.state(name).await?;
             let lag = head.saturating_sub(state.position);
+            let lease = if partitions.is_empty() {
+                self.leases.get(name)
+            } else {
+                let leases = partitions.iter().map(|p| p.lease);
+                let any = |status| leases.clone().any(|l| l == status);
+                if any(LeaseStatus::Lost) {
+                    LeaseStatus::Lost
+                } else if any(LeaseStatus::Held) {
+                    LeaseStatus::Held
+                } else {
+                    partitions[0].lease
+                }
+            };
             crate::metrics::consumer(name, lag, state.parked.is_some());
             consumers.push(ConsumerHealth {
                 name: name.to_owned(),
                 position: state.position,
                 lag,
                 parked: state.parked,
-                lease: self.leases.get(name),
+                lease,
+                partitions,
             });
         }
         Ok((head, consumers))

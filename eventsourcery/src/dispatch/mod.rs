@@ -10,7 +10,7 @@
 //!
 //! Guide: [consumers](crate::docs::consumers).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,13 +26,16 @@ use crate::store::{Shared, StoreError};
 
 pub(crate) mod consumer;
 mod health;
+mod partition;
 mod run;
 mod worker;
 
-pub use health::{ConsumerHealth, Health, HealthProblem, LeaseStatus};
+pub use health::{ConsumerHealth, Health, HealthProblem, LeaseStatus, PartitionHealth};
+use partition::Slot;
+pub use partition::{MAX_PARTITIONS, Partition, stream_hash};
 pub use worker::Worker;
 
-pub use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
+pub use crate::store::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use consumer::{
     Commands, Consumer, ConsumerKind, Envelope, EventContext, EventMeta, Once, PersonalRefs,
     Unavailable,
@@ -90,6 +93,38 @@ pub enum DispatchError {
         /// What is missing.
         #[source]
         source: crate::service::ResolveError,
+    },
+    /// The functions registered under one consumer name declare different partition counts.
+    #[error(
+        "consumer `{consumer}` is registered with different partition counts; give every function of it the same `partitions`"
+    )]
+    MixedPartitions {
+        /// The consumer.
+        consumer: &'static str,
+    },
+    /// A partition count outside 1 to [`MAX_PARTITIONS`].
+    #[error(
+        "consumer `{consumer}` is given {partitions} partitions; it takes 1 to {MAX_PARTITIONS}"
+    )]
+    InvalidPartitions {
+        /// The consumer.
+        consumer: String,
+        /// The count given.
+        partitions: u32,
+    },
+    /// The store holds checkpoints of `consumer` for another partition count, with events
+    /// behind them: changing the count is a rebuild ([`Dispatcher::rebuild`]), which replays
+    /// the log into the new partitions. The consumer does not run until then.
+    #[error(
+        "consumer `{consumer}` has checkpoints for {stored} partition(s) but is configured with {configured}; rebuild it to change the count"
+    )]
+    PartitionsChanged {
+        /// The consumer.
+        consumer: String,
+        /// The count found in the store (1: unpartitioned).
+        stored: u32,
+        /// The count configured.
+        configured: u32,
     },
     /// The consumer is not parked, so there is nothing to skip.
     #[error("consumer `{consumer}` is not parked")]
@@ -206,6 +241,7 @@ pub struct DispatcherBuilder {
     only: Option<HashSet<String>>,
     services: Services,
     config: DispatchConfig,
+    partitions: HashMap<String, u32>,
 }
 
 impl fmt::Debug for DispatcherBuilder {
@@ -252,6 +288,14 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Spreads the consumer `name` over `partitions` partitions (1 to [`MAX_PARTITIONS`]),
+    /// overriding what its registration says (`#[projection(consumer = "...", partitions =
+    /// 8)]`). See [the guide](crate::docs::consumers#partitioned-consumers).
+    pub fn partitions(mut self, name: impl Into<String>, partitions: u32) -> Self {
+        self.partitions.insert(name.into(), partitions);
+        self
+    }
+
     /// Sets batching, retries and leases.
     pub fn config(mut self, config: DispatchConfig) -> Self {
         self.config = config;
@@ -276,6 +320,17 @@ impl DispatcherBuilder {
                     consumer: consumer.name().to_owned(),
                 });
             }
+            let partitions = self
+                .partitions
+                .get(consumer.name())
+                .copied()
+                .unwrap_or_else(|| consumer.partitions());
+            if !(1..=MAX_PARTITIONS).contains(&partitions) {
+                return Err(DispatchError::InvalidPartitions {
+                    consumer: consumer.name().to_owned(),
+                    partitions,
+                });
+            }
         }
         Ok(Arc::new(Dispatcher {
             bus: self.bus,
@@ -288,6 +343,9 @@ impl DispatcherBuilder {
             running: tokio::sync::Mutex::new(()),
             dirty: AtomicBool::new(false),
             leases: health::Leases::default(),
+            partitions: self.partitions,
+            layouts: std::sync::Mutex::new(HashSet::new()),
+            shares: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -306,6 +364,12 @@ pub struct Dispatcher {
     dirty: AtomicBool,
     /// The leases this dispatcher took, for [`Dispatcher::health`].
     leases: health::Leases,
+    /// Partition counts set on the builder, by consumer.
+    partitions: HashMap<String, u32>,
+    /// The consumers whose stored partitioning this dispatcher checked.
+    layouts: std::sync::Mutex<HashSet<String>>,
+    /// What this dispatcher knows of each partitioned consumer's instances.
+    shares: std::sync::Mutex<HashMap<String, partition::Share>>,
 }
 
 impl fmt::Debug for Dispatcher {
@@ -347,6 +411,7 @@ impl Dispatcher {
             only: None,
             services: Services::default(),
             config: DispatchConfig::default(),
+            partitions: HashMap::new(),
         }
     }
 
@@ -412,7 +477,7 @@ impl Dispatcher {
             self.dirty.store(false, Ordering::SeqCst);
             let mut round = CatchUp::default();
             for consumer in &self.consumers {
-                self.run_consumer(consumer, &mut round, &mut |_| {}).await?;
+                self.run_consumer(consumer, &mut round).await?;
             }
             total.handled += round.handled;
             total.not_claimed = round.not_claimed;
@@ -424,45 +489,80 @@ impl Dispatcher {
         }
     }
 
-    /// Where a consumer stands.
+    /// Where a consumer stands. For a partitioned consumer: the lowest checkpoint of its
+    /// partitions, and the parked partition with the lowest position, if any (see
+    /// [`Dispatcher::partition_states`] for each one).
     pub async fn state(&self, consumer: &str) -> Result<ConsumerState, DispatchError> {
-        self.consumer(consumer)?;
-        Ok(self.store.consumer_state(consumer).await?)
+        let states = self.partition_states(consumer).await?;
+        let position = states.iter().map(|(_, s)| s.position).min().unwrap_or(0);
+        let parked = states
+            .into_iter()
+            .filter_map(|(_, s)| s.parked)
+            .min_by_key(|p| p.position);
+        Ok(ConsumerState { position, parked })
+    }
+
+    /// Where each partition of a consumer stands (one entry, with no partition, for an
+    /// unpartitioned consumer).
+    pub async fn partition_states(
+        &self,
+        consumer: &str,
+    ) -> Result<Vec<(Option<Partition>, ConsumerState)>, DispatchError> {
+        let count = self.partitions_of(&**self.consumer(consumer)?);
+        let mut states = Vec::new();
+        for slot in Slot::all(consumer, count) {
+            states.push((slot.partition, self.store.consumer_state(&slot.key).await?));
+        }
+        Ok(states)
     }
 
     /// Skips the event a parked consumer stopped at, recording `reason`, and lets it run on.
+    /// For a partitioned consumer, the parked partition with the lowest position; call it
+    /// again for the next.
     pub async fn skip_parked(&self, consumer: &str, reason: &str) -> Result<u64, DispatchError> {
-        self.consumer(consumer)?;
-        let state = self.store.consumer_state(consumer).await?;
-        let parked = state.parked.ok_or_else(|| DispatchError::NotParked {
+        let count = self.partitions_of(&**self.consumer(consumer)?);
+        let mut parked = None;
+        for slot in Slot::all(consumer, count) {
+            if let Some(p) = self.store.consumer_state(&slot.key).await?.parked
+                && parked
+                    .as_ref()
+                    .is_none_or(|(_, q): &(String, u64)| p.position < *q)
+            {
+                parked = Some((slot.key, p.position));
+            }
+        }
+        let (key, position) = parked.ok_or_else(|| DispatchError::NotParked {
             consumer: consumer.to_owned(),
         })?;
-        self.store.skip(consumer, parked.position, reason).await?;
-        tracing::warn!(
-            consumer,
-            position = parked.position,
-            reason,
-            "skipped a poison event"
-        );
-        Ok(parked.position)
+        self.store.skip(&key, position, reason).await?;
+        tracing::warn!(consumer = key, position, reason, "skipped a poison event");
+        Ok(position)
     }
 
-    /// Lets a parked consumer retry the event it stopped at.
+    /// Lets a parked consumer (every parked partition of it) retry the event it stopped at.
     pub async fn unpark(&self, consumer: &str) -> Result<(), DispatchError> {
-        self.consumer(consumer)?;
-        Ok(self.store.unpark(consumer).await?)
+        let count = self.partitions_of(&**self.consumer(consumer)?);
+        for slot in Slot::all(consumer, count) {
+            self.store.unpark(&slot.key).await?;
+        }
+        Ok(())
     }
 
     /// Gives up this dispatcher's lease of `consumer`, so that another instance takes it at
     /// once rather than when it expires: what a [`Worker`] does when it shuts down, and what a
     /// short-lived process that caught a consumer up (an `ops rebuild`) does when done.
     pub async fn release(&self, consumer: &str) -> Result<(), DispatchError> {
-        self.consumer(consumer)?;
-        Ok(self.store.release(consumer, self.owner).await?)
+        let consumer = Arc::clone(self.consumer(consumer)?);
+        self.release_all(&*consumer).await
     }
 
     /// Resets a consumer to the start of the log (a projection's `reset` hook clears its read
     /// model in the same transaction) and replays everything, reporting progress per batch.
+    ///
+    /// A partitioned consumer is reset in all its partitions at once, and the checkpoints of
+    /// any other partition count are deleted in the same transaction: this is how its count is
+    /// changed. The partitions run side by side here, except those another instance holds,
+    /// which it replays.
     pub async fn rebuild(
         &self,
         consumer: &str,
@@ -471,7 +571,9 @@ impl Dispatcher {
         let consumer = Arc::clone(self.consumer(consumer)?);
         let _guard = self.running.lock().await;
         let name = consumer.name().to_owned();
-        let state = self.store.consumer_state(&name).await?;
+        let count = self.partitions_of(&*consumer);
+        let slots = Slot::all(&name, count);
+        let (forget, _) = self.layout(&name, count).await?;
         struct Reset<'a>(&'a dyn Consumer);
         #[async_trait::async_trait]
         impl TxWork for Reset<'_> {
@@ -479,17 +581,14 @@ impl Dispatcher {
                 self.0.reset(tx).await
             }
         }
-        if let Err(source) = self
-            .store
-            .advance_with(&name, state.position, 0, &Reset(&*consumer))
-            .await?
-        {
+        let keys: Vec<String> = slots.iter().map(|s| s.key.clone()).collect();
+        if let Err(source) = self.store.reset(&keys, &forget, &Reset(&*consumer)).await? {
             return Err(DispatchError::Reset {
                 consumer: name,
                 source,
             });
         }
-        self.store.unpark(&name).await?;
+        crate::sync::lock(&self.layouts).insert(name.clone());
         let started = Instant::now();
         let head = self.store.head_position().await?;
         let mut done_progress = Progress {
@@ -507,7 +606,7 @@ impl Dispatcher {
             };
             progress(done_progress);
         };
-        self.run_consumer(&consumer, &mut round, &mut report)
+        self.run_slots(&consumer, &slots, &mut round, &mut report)
             .await?;
         Ok(done_progress)
     }

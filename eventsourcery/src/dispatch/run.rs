@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext, Unavailable};
+use super::partition::Slot;
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::codec::collect_references;
 use crate::command::BoxError;
@@ -13,6 +14,7 @@ use crate::event::EventRegistry;
 use crate::store::ProjectionTx;
 use crate::store::TxWork;
 use crate::store::{RecordedEvent, StoreError};
+use crate::sync::lock;
 
 /// An event ready for a consumer, or why it is not, with its position.
 type Prepared = (u64, Result<Envelope, BoxError>);
@@ -69,14 +71,75 @@ impl TxWork for Batch<'_> {
 }
 
 impl Dispatcher {
-    /// Catches one consumer up with the head of the log.
+    /// Catches one consumer up with the head of the log: its one checkpoint, or the partitions
+    /// this dispatcher takes (side by side).
     pub(crate) async fn run_consumer(
         &self,
         consumer: &Arc<dyn Consumer>,
         round: &mut CatchUp,
+    ) -> Result<(), DispatchError> {
+        let count = self.partitions_of(&**consumer);
+        self.check_layout(&**consumer, count).await?;
+        let slots = if count > 1 {
+            self.share(consumer.name(), count).await?
+        } else {
+            vec![Slot::whole(consumer.name())]
+        };
+        self.run_slots(consumer, &slots, round, &mut |_| {}).await
+    }
+
+    /// Runs `slots` of `consumer` side by side, reporting the mean of their positions.
+    pub(crate) async fn run_slots(
+        &self,
+        consumer: &Arc<dyn Consumer>,
+        slots: &[Slot],
+        round: &mut CatchUp,
         report: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), DispatchError> {
-        let name = consumer.name();
+        if let [slot] = slots {
+            return self.run_slot(consumer, slot, round, report).await;
+        }
+        let positions = std::sync::Mutex::new(vec![0; slots.len()]);
+        let report = std::sync::Mutex::new(report);
+        let mut rounds = vec![CatchUp::default(); slots.len()];
+        let runs = slots
+            .iter()
+            .zip(rounds.iter_mut())
+            .enumerate()
+            .map(|(i, (slot, r))| {
+                let positions = &positions;
+                let report = &report;
+                async move {
+                    let mut mine = |position: u64| {
+                        let mean = {
+                            let mut positions = lock(positions);
+                            positions[i] = position;
+                            positions.iter().sum::<u64>() / positions.len() as u64
+                        };
+                        (lock(report))(mean);
+                    };
+                    self.run_slot(consumer, slot, r, &mut mine).await
+                }
+            });
+        let results = futures_util::future::join_all(runs).await;
+        for r in rounds {
+            round.handled += r.handled;
+            round.not_claimed.extend(r.not_claimed);
+            round.parked.extend(r.parked);
+            round.unavailable.extend(r.unavailable);
+        }
+        results.into_iter().collect()
+    }
+
+    /// Catches one checkpoint of a consumer up with the head of the log.
+    async fn run_slot(
+        &self,
+        consumer: &Arc<dyn Consumer>,
+        slot: &Slot,
+        round: &mut CatchUp,
+        report: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(), DispatchError> {
+        let name = slot.key.as_str();
         let claimed = self
             .store
             .claim(name, self.owner, self.config.lease)
@@ -105,6 +168,14 @@ impl Dispatcher {
                     round.not_claimed.push(name.to_owned());
                     return Ok(());
                 }
+                if let Some(partition) = slot.partition
+                    && !self.keep(consumer.name(), partition).await?
+                {
+                    // An instance joined: hand this partition over between two batches.
+                    self.store.release(name, self.owner).await?;
+                    self.leases.note(name, false, false);
+                    return Ok(());
+                }
             }
             first = false;
             let events = self
@@ -118,11 +189,12 @@ impl Dispatcher {
             };
             let wanted: Vec<RecordedEvent> = events
                 .into_iter()
-                .filter(|e| consumer.subscribes_to(&e.event_name))
+                .filter(|e| consumer.subscribes_to(&e.event_name) && slot.contains(&e.stream_id))
                 .collect();
             let span = tracing::info_span!(
                 "consumer_batch",
-                consumer = name,
+                consumer = consumer.name(),
+                partition = slot.partition.map(tracing::field::display),
                 from = state.position,
                 to = last,
                 events = wanted.len(),
@@ -130,11 +202,11 @@ impl Dispatcher {
             let outcome = async {
                 match consumer.kind() {
                     ConsumerKind::Projection => {
-                        self.project(&**consumer, state.position, last, wanted)
+                        self.project(&**consumer, name, state.position, last, wanted)
                             .await
                     }
                     _ => {
-                        self.deliver(&**consumer, state.position, last, wanted)
+                        self.deliver(&**consumer, name, state.position, last, wanted)
                             .await
                     }
                 }
@@ -143,7 +215,7 @@ impl Dispatcher {
             .await?;
             match outcome {
                 Outcome::Done(handled) => {
-                    crate::metrics::handled(name, handled);
+                    crate::metrics::handled(consumer.name(), handled);
                     round.handled += handled;
                     state.position = last;
                     report(last);
@@ -154,7 +226,7 @@ impl Dispatcher {
                     return Ok(());
                 }
                 Outcome::Unavailable(handled) => {
-                    crate::metrics::handled(name, handled);
+                    crate::metrics::handled(consumer.name(), handled);
                     round.handled += handled;
                     round.unavailable.push(name.to_owned());
                     return Ok(());
@@ -234,11 +306,11 @@ impl Dispatcher {
     async fn deliver(
         &self,
         consumer: &dyn Consumer,
+        name: &str,
         from: u64,
         last: u64,
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
-        let name = consumer.name();
         let envelopes = self.prepare(events, consumer.reads_personal_data()).await?;
         let mut handled = 0;
         for (position, envelope) in &envelopes {
@@ -252,7 +324,7 @@ impl Dispatcher {
                             bus: &self.bus,
                             services: &self.services,
                             store: &self.store,
-                            consumer: name,
+                            consumer: consumer.name(),
                             envelope,
                             tx: ProjectionTx::None,
                         };
@@ -322,11 +394,11 @@ impl Dispatcher {
     async fn project(
         &self,
         consumer: &dyn Consumer,
+        name: &str,
         from: u64,
         last: u64,
         events: Vec<RecordedEvent>,
     ) -> Result<Outcome, DispatchError> {
-        let name = consumer.name();
         let prepared = self.prepare(events, consumer.reads_personal_data()).await?;
         if prepared.iter().all(|(_, e)| e.is_ok()) {
             let envelopes: Vec<Envelope> =
@@ -356,21 +428,21 @@ impl Dispatcher {
                 .map(|e| (e.recorded().position, Ok(e)))
                 .collect();
             return self
-                .project_one_by_one(consumer, from, last, prepared)
+                .project_one_by_one(consumer, name, from, last, prepared)
                 .await;
         }
-        self.project_one_by_one(consumer, from, last, prepared)
+        self.project_one_by_one(consumer, name, from, last, prepared)
             .await
     }
 
     async fn project_one_by_one(
         &self,
         consumer: &dyn Consumer,
+        name: &str,
         mut from: u64,
         last: u64,
         envelopes: Vec<Prepared>,
     ) -> Result<Outcome, DispatchError> {
-        let name = consumer.name();
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;

@@ -46,10 +46,7 @@ impl Dispatcher {
                 }
             }
             for consumer in &dispatcher.consumers {
-                let _ = dispatcher
-                    .store
-                    .release(consumer.name(), dispatcher.owner)
-                    .await;
+                let _ = dispatcher.release_all(&**consumer).await;
             }
             dispatcher.store.stop_waiting().await;
         });

@@ -36,6 +36,16 @@ fn problem(problem: &HealthProblem) -> String {
     }
 }
 
+fn parked_json(parked: Option<&crate::dispatch::Parked>) -> Value {
+    parked.map_or(Value::Null, |p| {
+        json!({
+            "position": p.position,
+            "error": p.error,
+            "parked_at": p.parked_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        })
+    })
+}
+
 pub(super) async fn status(dispatcher: &Dispatcher, max_lag: u64) -> Result<Report, OpsError> {
     let health = dispatcher.health(max_lag).await;
     let mut text = String::new();
@@ -55,16 +65,35 @@ pub(super) async fn status(dispatcher: &Dispatcher, max_lag: u64) -> Result<Repo
                 let _ = write!(text, ", PARKED at {}: {}", parked.position, parked.error);
             }
             text.push('\n');
+            let partitions: Vec<Value> = c
+                .partitions
+                .iter()
+                .map(|p| {
+                    let _ = write!(
+                        text,
+                        "  partition {}: checkpoint {}, lag {}",
+                        p.partition, p.position, p.lag
+                    );
+                    if let Some(parked) = &p.parked {
+                        let _ = write!(text, ", PARKED at {}: {}", parked.position, parked.error);
+                    }
+                    text.push('\n');
+                    json!({
+                        "partition": p.partition.index(),
+                        "of": p.partition.count(),
+                        "checkpoint": p.position,
+                        "lag": p.lag,
+                        "parked": parked_json(p.parked.as_ref()),
+                    })
+                })
+                .collect();
             json!({
                 "name": c.name,
                 "checkpoint": c.position,
                 "lag": c.lag,
                 "lease": lease(c.lease),
-                "parked": c.parked.as_ref().map(|p| json!({
-                    "position": p.position,
-                    "error": p.error,
-                    "parked_at": p.parked_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-                })),
+                "parked": parked_json(c.parked.as_ref()),
+                "partitions": partitions,
             })
         })
         .collect();

@@ -42,6 +42,30 @@ impl Parked {
     }
 }
 
+/// One row of consumer state, as [`ConsumerStore::consumers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerEntry {
+    /// The row's name: a consumer's, or one of its partitions' (see
+    /// [`Partition`](crate::dispatch::Partition)).
+    pub name: String,
+    /// Its checkpoint.
+    pub position: u64,
+    /// Who holds its lease, if the lease has not expired.
+    pub holder: Option<Uuid>,
+}
+
+impl ConsumerEntry {
+    /// An entry.
+    pub fn new(name: impl Into<String>, position: u64, holder: Option<Uuid>) -> Self {
+        Self {
+            name: name.into(),
+            position,
+            holder,
+        }
+    }
+}
+
 /// Work done in the same transaction as a checkpoint move.
 #[async_trait::async_trait]
 pub trait TxWork: Send + Sync {
@@ -70,6 +94,19 @@ pub trait ConsumerStore: EventStore {
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError>;
 
+    /// A rebuild's reset, in one transaction: runs `work` (a projection's reset hook), moves
+    /// every row of `consumers` to the start of the log, unparked, and deletes the rows of
+    /// `forget`. The rows of `consumers` are locked before `work` runs, so a batch another
+    /// instance commits at the same time either commits first (and `work` clears it) or fails
+    /// with [`StoreError::CheckpointMoved`] afterwards. The outer error is the store's; the
+    /// inner one is the work's, after which nothing was changed.
+    async fn reset(
+        &self,
+        consumers: &[String],
+        forget: &[String],
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), BoxError>, StoreError>;
+
     /// Parks the consumer at the event at `position`, recording the error.
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError>;
 
@@ -90,6 +127,14 @@ pub trait ConsumerStore: EventStore {
 
     /// Gives the lease up, if `owner` holds it.
     async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError>;
+
+    /// The consumer rows whose names start with `prefix`, in name order: what a partitioned
+    /// consumer's instances read to share its partitions out.
+    async fn consumers(&self, prefix: &str) -> Result<Vec<ConsumerEntry>, StoreError>;
+
+    /// Deletes the row of `consumer` (its checkpoint, parked state and lease; not its skipped
+    /// events or processed marks). Used for the rows a partitioned consumer no longer uses.
+    async fn forget(&self, consumer: &str) -> Result<(), StoreError>;
 
     /// Marks `event_id` as processed by `consumer`; false if it already was (the idempotency
     /// record of at-least-once listeners).

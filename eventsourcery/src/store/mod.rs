@@ -25,7 +25,7 @@ pub(crate) mod consumer;
 pub(crate) mod personal;
 mod shared;
 
-pub use consumer::{ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
+pub use consumer::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use personal::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 pub use shared::Shared;
 

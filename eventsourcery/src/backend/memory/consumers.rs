@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::MemoryStore;
 use crate::error::BoxError;
-use crate::store::{ConsumerState, ConsumerStore, Parked, ProjectionTx, StoreError, TxWork};
+use crate::store::{
+    ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, StoreError, TxWork,
+};
 
 #[derive(Debug, Default)]
 pub(crate) struct MemoryConsumers {
@@ -71,6 +73,28 @@ impl ConsumerStore for MemoryStore {
             .entry(consumer.to_owned())
             .or_default()
             .position = to;
+        Ok(Ok(()))
+    }
+
+    async fn reset(
+        &self,
+        consumers: &[String],
+        forget: &[String],
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), BoxError>, StoreError> {
+        let mut inner = self.consumers().lock().await;
+        if let Err(error) = work.run(&mut ProjectionTx::None).await {
+            return Ok(Err(error));
+        }
+        for consumer in consumers {
+            let state = inner.states.entry(consumer.clone()).or_default();
+            state.position = 0;
+            state.parked = None;
+        }
+        for consumer in forget {
+            inner.states.remove(consumer);
+            inner.leases.remove(consumer);
+        }
         Ok(Ok(()))
     }
 
@@ -137,6 +161,36 @@ impl ConsumerStore for MemoryStore {
         {
             inner.leases.remove(consumer);
         }
+        Ok(())
+    }
+
+    async fn consumers(&self, prefix: &str) -> Result<Vec<ConsumerEntry>, StoreError> {
+        let inner = self.consumers().lock().await;
+        let now = Instant::now();
+        let names: std::collections::BTreeSet<&String> = inner
+            .states
+            .keys()
+            .chain(inner.leases.keys())
+            .filter(|name| name.starts_with(prefix))
+            .collect();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let position = inner.states.get(name).map_or(0, |s| s.position);
+                let holder = inner
+                    .leases
+                    .get(name)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(holder, _)| *holder);
+                ConsumerEntry::new(name.clone(), position, holder)
+            })
+            .collect())
+    }
+
+    async fn forget(&self, consumer: &str) -> Result<(), StoreError> {
+        let mut inner = self.consumers().lock().await;
+        inner.states.remove(consumer);
+        inner.leases.remove(consumer);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use crate::error::BoxError;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::SqlStore;
-use crate::store::{ConsumerState, ConsumerStore, Parked, StoreError, TxWork};
+use crate::store::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, StoreError, TxWork};
 
 pub(crate) const ENSURE: &str =
     "INSERT INTO eventsourcery_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
@@ -46,6 +46,13 @@ pub(crate) const CLAIM: &str = "INSERT INTO eventsourcery_consumers (name, lease
      RETURNING lease_owner";
 pub(crate) const RELEASE: &str = "UPDATE eventsourcery_consumers \
      SET lease_owner = NULL, lease_expires_at_ns = NULL WHERE name = $1 AND lease_owner = $2";
+/// The rows whose names start with `$1`, with their leases if unexpired at `$2`.
+pub(crate) const LIST: &str = "SELECT name, position, CASE WHEN lease_expires_at_ns >= $2 \
+     THEN lease_owner END FROM eventsourcery_consumers \
+     WHERE substr(name, 1, length($1)) = $1 ORDER BY name";
+pub(crate) const RESET: &str = "UPDATE eventsourcery_consumers SET position = 0, \
+     parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
+pub(crate) const FORGET: &str = "DELETE FROM eventsourcery_consumers WHERE name = $1";
 pub(crate) const IS_PROCESSED: &str =
     "SELECT 1 FROM eventsourcery_processed_events WHERE consumer = $1 AND event_id = $2";
 pub(crate) const PROCESSED: &str = "INSERT INTO eventsourcery_processed_events (consumer, event_id) \
@@ -190,6 +197,50 @@ where
         Ok(Ok(()))
     }
 
+    async fn reset(
+        &self,
+        consumers: &[String],
+        forget: &[String],
+        work: &(dyn TxWork + '_),
+    ) -> Result<Result<(), BoxError>, StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        // Locked in name order, as every instance would, so two resets cannot deadlock.
+        let mut locked: Vec<&String> = consumers.iter().collect();
+        locked.sort();
+        for consumer in locked {
+            sqlx::query(ENSURE)
+                .bind(consumer.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("reset"))?;
+            let _: i64 = sqlx::query_scalar(S::SQL.lock_checkpoint)
+                .bind(consumer.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("reset"))?;
+        }
+        if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
+            tx.rollback().await.map_err(db("reset"))?;
+            return Ok(Err(error));
+        }
+        for consumer in consumers {
+            sqlx::query(RESET)
+                .bind(consumer.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("reset"))?;
+        }
+        for consumer in forget {
+            sqlx::query(FORGET)
+                .bind(consumer.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("reset"))?;
+        }
+        tx.commit().await.map_err(db("reset"))?;
+        Ok(Ok(()))
+    }
+
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
         let (_writer, mut tx) = self.begin_write().await?;
         sqlx::query(PARK)
@@ -271,6 +322,33 @@ where
             .await
             .map_err(db("release"))?;
         tx.commit().await.map_err(db("release"))
+    }
+
+    async fn consumers(&self, prefix: &str) -> Result<Vec<ConsumerEntry>, StoreError> {
+        let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(LIST)
+            .bind(prefix)
+            .bind(now_ns())
+            .fetch_all(SqlStore::pool(self))
+            .await
+            .map_err(db("list consumers"))?;
+        rows.into_iter()
+            .map(|(name, position, holder)| {
+                let position = to_u64(position, &name)?;
+                // A holder that is not a uuid was not written by this library: no holder.
+                let holder = holder.and_then(|h| Uuid::parse_str(&h).ok());
+                Ok(ConsumerEntry::new(name, position, holder))
+            })
+            .collect()
+    }
+
+    async fn forget(&self, consumer: &str) -> Result<(), StoreError> {
+        let (_writer, mut tx) = self.begin_write().await?;
+        sqlx::query(FORGET)
+            .bind(consumer)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("forget consumer"))?;
+        tx.commit().await.map_err(db("forget consumer"))
     }
 
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
