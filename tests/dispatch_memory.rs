@@ -15,6 +15,7 @@ dispatch_suite!(memory;
     a_dead_instance_partitions_are_taken_over_after_its_lease,
     changing_the_partition_count_is_a_rebuild,
     the_attribute_sets_the_partition_count,
+    the_consumer_store_lists_forgets_and_resets,
     a_listener_sees_each_event_once_with_personal_data_decrypted,
     rebuilding_an_aggregate_never_triggers_a_consumer,
     a_process_manager_command_carries_correlation_and_causation,

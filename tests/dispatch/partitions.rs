@@ -496,6 +496,14 @@ pub async fn the_attribute_sets_the_partition_count(backend: Backend) {
         partitions,
         [(Some("0/2".to_owned()), 6), (Some("1/2".to_owned()), 6)]
     );
+    let health = registered.health(0).await;
+    assert!(health.is_healthy(), "{:?}", health.problems);
+    let partitions: Vec<(String, u64)> = health.consumers[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition.to_string(), p.lag))
+        .collect();
+    assert_eq!(partitions, [("0/2".to_owned(), 0), ("1/2".to_owned(), 0)]);
     let overridden = Dispatcher::builder(&bus, store.clone())
         .only(["tick_pairs"])
         .partitions("tick_pairs", 0)
@@ -504,4 +512,119 @@ pub async fn the_attribute_sets_the_partition_count(backend: Backend) {
         overridden,
         Err(DispatchError::InvalidPartitions { partitions: 0, .. })
     ));
+}
+
+/// Fails, or counts its runs.
+struct Work {
+    fail: bool,
+    runs: AtomicU32,
+}
+
+#[eventsourcery::store::async_trait]
+impl eventsourcery::dispatch::TxWork for Work {
+    async fn run(&self, _tx: &mut ProjectionTx<'_>) -> Result<(), BoxError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        if self.fail {
+            return Err("the reset hook failed".into());
+        }
+        Ok(())
+    }
+}
+
+/// The store primitives partitions are built on: listing rows by prefix with their live lease
+/// holders, deleting a row, and the rebuild's reset (all or nothing).
+pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {
+    let store = backend.store;
+    let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(
+        store
+            .claim("c[0/2]", one, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    store.advance("c[1/2]", 0, 5).await.unwrap();
+    store.park("c[1/2]", 6, "poison").await.unwrap();
+    assert!(
+        store
+            .claim("c[worker:x]", two, Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    store.advance("cd", 0, 3).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let listed: Vec<(String, u64, Option<Uuid>)> = store
+        .consumers("c[")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.position, e.holder))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("c[0/2]".to_owned(), 0, Some(one)),
+            ("c[1/2]".to_owned(), 5, None),
+            ("c[worker:x]".to_owned(), 0, None),
+        ],
+        "only the prefix's rows; an expired lease has no holder"
+    );
+
+    let keys = ["c[0/2]".to_owned(), "c[1/2]".to_owned()];
+    let forget = ["c[worker:x]".to_owned(), "cd".to_owned()];
+    let failing = Work {
+        fail: true,
+        runs: AtomicU32::new(0),
+    };
+    let failed = store.reset(&keys, &forget, &failing).await.unwrap();
+    assert!(failed.is_err());
+    assert_eq!(failing.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.consumer_state("c[1/2]").await.unwrap().position,
+        5,
+        "nothing changed"
+    );
+    assert!(
+        store
+            .consumer_state("c[1/2]")
+            .await
+            .unwrap()
+            .parked
+            .is_some()
+    );
+    assert_eq!(store.consumer_state("cd").await.unwrap().position, 3);
+
+    let working = Work {
+        fail: false,
+        runs: AtomicU32::new(0),
+    };
+    store
+        .reset(&keys, &forget, &working)
+        .await
+        .unwrap()
+        .unwrap();
+    let state = store.consumer_state("c[1/2]").await.unwrap();
+    assert_eq!((state.position, state.parked), (0, None));
+    assert_eq!(
+        store.consumer_state("cd").await.unwrap().position,
+        0,
+        "deleted"
+    );
+    let names: Vec<String> = store
+        .consumers("c")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["c[0/2]", "c[1/2]"]);
+
+    store.forget("c[0/2]").await.unwrap();
+    let names: Vec<String> = store
+        .consumers("c[")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["c[1/2]"]);
 }
