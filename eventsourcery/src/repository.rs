@@ -30,6 +30,9 @@ fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
     }
 }
 
+/// Events read per page when an aggregate is loaded.
+const LOAD_PAGE: usize = 1_000;
+
 /// Loads aggregates from their events and saves the events they raise.
 ///
 /// As a handler parameter it belongs to the command being executed: `save` stages the events,
@@ -161,42 +164,57 @@ impl<A: Aggregate> Repository<A> {
             {
                 root = AggregateRoot::from_state(id.clone(), snapshot.stream_version, state);
             }
-            let from = root.version();
-            let events = store.read_stream(&stream, from).await?;
             let registry = EventRegistry::global();
-            let replayed = events.len() as u64;
-            // References are read from the payloads as stored, so that each is checked against
-            // the field it was written for, whatever upcasters do with the payload afterwards.
-            let references = crate::codec::references(
-                events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
-            );
             let vault_error = |source| StoreError::Personal {
                 stream: stream.clone(),
                 source,
             };
-            if let Some(uow) = &self.uow
-                && !references.is_empty()
-            {
-                uow.read_personal();
-            }
             let caching = A::CACHED && self.uow.is_some();
-            let personal_epoch = match (&references.first(), caching) {
-                (Some(_), true) => Some(self.engine.erasure_epoch().await.map_err(vault_error)?),
-                _ => None,
-            };
-            let resolved = match self.engine.resolve_personal(&references).await {
-                Ok(resolved) => resolved,
-                Err(source) => return Err(vault_error(source)),
-            };
-            let mut cx = DecodeContext::with(&resolved);
-            for mut event in events {
-                // The payload moves on; the event keeps what error messages need.
-                let payload = std::mem::take(&mut event.payload);
-                let payload = registry
-                    .upcast(&event.event_name, event.schema_version, payload)
-                    .map_err(|source| decode_error(&event, source))?;
-                root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
-                    .map_err(|source| decode_error(&event, source))?;
+            let mut personal_epoch = None;
+            let mut personal = false;
+            let mut replayed = 0;
+            // Page by page, applied as read: memory does not grow with the stream's length.
+            loop {
+                let events = store
+                    .read_stream_page(&stream, root.version(), LOAD_PAGE)
+                    .await?;
+                let last_page = events.len() < LOAD_PAGE;
+                replayed += events.len() as u64;
+                // References are read from the payloads as stored, so that each is checked
+                // against the field it was written for, whatever upcasters do afterwards. One
+                // round trip per page and store resolves them.
+                let references = crate::codec::references(
+                    events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
+                );
+                if !references.is_empty() && !personal {
+                    personal = true;
+                    if let Some(uow) = &self.uow {
+                        uow.read_personal();
+                    }
+                    // Read before the first value is, so that an erasure after it makes the
+                    // cached copy stale.
+                    if caching {
+                        personal_epoch =
+                            Some(self.engine.erasure_epoch().await.map_err(vault_error)?);
+                    }
+                }
+                let resolved = match self.engine.resolve_personal(&references).await {
+                    Ok(resolved) => resolved,
+                    Err(source) => return Err(vault_error(source)),
+                };
+                let mut cx = DecodeContext::with(&resolved);
+                for mut event in events {
+                    // The payload moves on; the event keeps what error messages need.
+                    let payload = std::mem::take(&mut event.payload);
+                    let payload = registry
+                        .upcast(&event.event_name, event.schema_version, payload)
+                        .map_err(|source| decode_error(&event, source))?;
+                    root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
+                        .map_err(|source| decode_error(&event, source))?;
+                }
+                if last_page {
+                    break;
+                }
             }
             if let Some(every) = A::SNAPSHOT_EVERY
                 && replayed >= every

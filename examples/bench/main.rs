@@ -67,7 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot [--tasks 8]
-/// [--count 20000]`, or `--only load` (loads of 1,000 and 10,000 events).
+/// [--count 20000]`, `--only load` (loads of 1,000 and 10,000 events), or `--only
+/// load-memory [--count N]` (the growth of resident memory while loading a stream of N events,
+/// 1,000,000 by default, against reading it whole).
 async fn only(
     store: &str,
     phase: &str,
@@ -76,6 +78,28 @@ async fn only(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let backend = backend(store).await?;
     let stores = backend.fresh().await;
+    if phase == "load-memory" {
+        let events = if total == 20_000 {
+            1_000_000
+        } else {
+            total as u64
+        };
+        let (paged, whole) = load_memory(&stores, events).await?;
+        println!(
+            "load_{events}_events_rss_growth_mb={:.1}",
+            paged as f64 / 1e6
+        );
+        println!(
+            "read_stream_{events}_events_whole_rss_growth_mb={:.1}",
+            whole as f64 / 1e6
+        );
+        println!(
+            "load_growth_ratio_to_whole_read={:.3}",
+            paged as f64 / whole.max(1) as f64
+        );
+        backend.cleanup().await;
+        return Ok(());
+    }
     if phase == "load" {
         let small = load_time(&stores, 1_000, false).await?;
         let large = load_time(&stores, 10_000, false).await?;
@@ -388,6 +412,57 @@ async fn fill(
         version += count;
     }
     Ok(())
+}
+
+/// This process's resident memory now, and its peak since the last [`reset_peak`], in bytes
+/// (Linux: `/proc/self/status`).
+fn rss() -> Result<(u64, u64), Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let field = |name: &str| -> Result<u64, Box<dyn std::error::Error>> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| format!("no {name} in /proc/self/status"))?;
+        let kb: u64 = line.split_whitespace().nth(1).ok_or("no value")?.parse()?;
+        Ok(kb * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Resets the peak resident memory to the current one (Linux 4.0 and later).
+fn reset_peak() -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::write("/proc/self/clear_refs", "5")?;
+    Ok(())
+}
+
+/// How much the peak resident memory grows while a `Repository` loads a stream of `events`
+/// small events, against reading the same stream whole with `read_stream`, in bytes.
+async fn load_memory(
+    stores: &Stores,
+    events: u64,
+) -> Result<(u64, u64), Box<dyn std::error::Error>> {
+    let store: Arc<dyn EventStore> = stores.events.clone();
+    let id = CounterId::generate();
+    let stream = StreamId::for_aggregate("counter", &id);
+    fill(&*store, &stream, "incremented", events).await?;
+    let repository = Repository::<Counter>::new(store.clone());
+
+    let growth = async |work: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<u64, Box<dyn std::error::Error>>> + '_>,
+    >| {
+        reset_peak()?;
+        let (before, _) = rss()?;
+        let n = work.await?;
+        let (_, peak) = rss()?;
+        assert_eq!(n, events);
+        Ok::<u64, Box<dyn std::error::Error>>(peak.saturating_sub(before))
+    };
+    let paged = growth(Box::pin(async { Ok(repository.load(&id).await?.count) })).await?;
+    let whole = growth(Box::pin(async {
+        Ok(store.read_stream(&stream, 0).await?.len() as u64)
+    }))
+    .await?;
+    Ok((paged, whole))
 }
 
 /// The median time to load an aggregate of `events` events, with or without a snapshot.

@@ -48,6 +48,37 @@ pub(crate) fn command(outcome: CommandOutcome) -> CommandRecord {
     }
 }
 
+/// `read_stream_page` gives a stream in pages of at most `limit`, in version order.
+pub(crate) async fn read_stream_pages_in_version_order(h: &Harness) {
+    let store = &*h.store;
+    let (a, b) = (stream("a"), stream("b"));
+    for (s, version, n) in [(&a, 0, 4), (&b, 0, 2), (&a, 4, 3)] {
+        store
+            .append(commit(s, version, events(n)))
+            .await
+            .expect("append");
+    }
+    let versions = |events: Vec<eventsourcery::store::RecordedEvent>| {
+        events
+            .iter()
+            .map(|e| {
+                assert_eq!(e.stream_id, a);
+                e.stream_version
+            })
+            .collect::<Vec<_>>()
+    };
+    let page = |after, limit| store.read_stream_page(&a, after, limit);
+    assert_eq!(versions(page(0, 3).await.unwrap()), [1, 2, 3]);
+    assert_eq!(versions(page(3, 3).await.unwrap()), [4, 5, 6]);
+    assert_eq!(versions(page(6, 3).await.unwrap()), [7]);
+    assert_eq!(versions(page(7, 3).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(versions(page(0, 0).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(
+        page(2, usize::MAX).await.unwrap(),
+        store.read_stream(&a, 2).await.unwrap()
+    );
+}
+
 pub(crate) async fn append_then_read_stream(h: &Harness) {
     let store = &*h.store;
     let a = stream("a");

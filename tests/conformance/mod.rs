@@ -72,6 +72,7 @@ macro_rules! suite {
         $crate::conformance::suite!(
             $setup;
             append_then_read_stream,
+            read_stream_pages_in_version_order,
             append_continues_at_the_expected_version,
             read_all_pages_in_position_order,
             stale_expected_version_conflicts_and_changes_nothing,

@@ -334,6 +334,51 @@ pub async fn no_plaintext_in_event_or_command_tables(backend: Backend) {
     assert_no_plaintext("the event and command tables", &dump);
 }
 
+/// A stream longer than a load's page (1,000 events) loads page by page: every page's personal
+/// values resolve, and after an erasure every page's read as erased.
+pub async fn a_long_stream_loads_page_by_page_with_its_personal_values(backend: Backend) {
+    let bus = backend.bus();
+    let repository = bus.repository::<Voucher>();
+    let voucher = VoucherId::generate();
+    let (ann, bob) = (PersonalKey::issue(), PersonalKey::issue());
+    let mut root = repository.load(&voucher).await.unwrap();
+    const EVENTS: usize = 2_100;
+    for i in 0..EVENTS {
+        root.raise(Referred {
+            voucher: voucher.clone(),
+            referrer: ann,
+            referee: bob,
+            referrer_name: FullName(format!("Ann {i}")).into(),
+            referee_name: FullName(format!("Bob {i}")).into(),
+        });
+    }
+    repository.save(&mut root).await.unwrap();
+
+    let loaded = repository.load(&voucher).await.unwrap();
+    assert_eq!(loaded.version(), EVENTS as u64);
+    assert_eq!(loaded.names.len(), 2 * EVENTS);
+    for i in [0, 999, 1_000, 1_999, 2_000, EVENTS - 1] {
+        assert_eq!(
+            loaded.names[2 * i].present().map(|n| n.0.clone()),
+            Some(format!("Ann {i}")),
+            "event {i}"
+        );
+    }
+
+    backend.vault.erase(ann, "request 7").await.unwrap();
+    let loaded = repository.load(&voucher).await.unwrap();
+    assert!(
+        loaded.names.iter().step_by(2).all(Personal::is_erased),
+        "Ann's names are erased on every page"
+    );
+    assert_eq!(
+        loaded.names[2 * (EVENTS - 1) + 1]
+            .present()
+            .map(|n| n.0.clone()),
+        Some(format!("Bob {}", EVENTS - 1))
+    );
+}
+
 pub async fn erasing_one_subject_keeps_events_loadable(backend: Backend) {
     let bus = backend.bus();
     let voucher = VoucherId::generate();
@@ -688,6 +733,7 @@ macro_rules! personal_suite {
     ($setup:path) => {
         personal_suite!(@case $setup, no_plaintext_in_event_or_command_tables => personal::no_plaintext_in_event_or_command_tables);
         personal_suite!(@case $setup, erasing_one_subject_keeps_events_loadable => personal::erasing_one_subject_keeps_events_loadable);
+        personal_suite!(@case $setup, a_long_stream_loads_page_by_page_with_its_personal_values => personal::a_long_stream_loads_page_by_page_with_its_personal_values);
         personal_suite!(@case $setup, export_and_lookup => personal::export_and_lookup);
         personal_suite!(@case $setup, tampering_is_a_typed_error => personal::integrity::tampering_is_a_typed_error);
         personal_suite!(@case $setup, master_key_rotation_works_online_and_can_be_rerun => personal::integrity::master_key_rotation_works_online_and_can_be_rerun);

@@ -367,6 +367,21 @@ pub trait EventStore: Send + Sync + 'static {
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// At most `limit` events of `stream` with a version greater than `after_version`, in
+    /// order: one page of a stream, so that [`Repository::load`](crate::Repository::load)
+    /// applies a long stream as it reads it, in bounded memory. The default reads the stream
+    /// through and keeps the page; the stores of this crate read only the page.
+    async fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = self.read_stream(stream, after_version).await?;
+        events.truncate(limit);
+        Ok(events)
+    }
+
     /// At most `limit` events of the global log with a position greater than `after_position`,
     /// in position order.
     async fn read_all(

@@ -114,11 +114,22 @@ impl EventStore for MemoryStore {
         stream: &StreamId,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_page(stream, after_version, usize::MAX)
+            .await
+    }
+
+    async fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let inner = self.lock();
         Ok(inner.streams.get(stream).map_or_else(Vec::new, |indices| {
             indices
                 .iter()
-                .skip(after_version as usize)
+                .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
+                .take(limit)
                 .map(|&i| inner.events[i].clone())
                 .collect()
         }))

@@ -17,8 +17,8 @@ use crate::value::StreamId;
 
 /// One dialect's event store statements; `$n` are the parameters, in the order given.
 pub(crate) struct EventSql {
-    /// The events of stream `$1` after version `$2`, selected as [`super::StoreRow::event`]
-    /// reads them, in version order.
+    /// At most `$3` events of stream `$1` after version `$2`, selected as
+    /// [`super::StoreRow::event`] reads them, in version order.
     pub(crate) read_stream: &'static str,
     /// Command log entries from offset `$1`, at most `$2`, selected as
     /// [`super::StoreRow::command`] reads them, in log order.
@@ -126,9 +126,20 @@ where
         stream: &StreamId,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_stream_page(stream, after_version, usize::MAX)
+            .await
+    }
+
+    async fn read_stream_page(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(S::SQL.read_stream)
             .bind(stream.as_str())
             .bind(bound(after_version))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(self.pool())
             .await
             .map_err(db("read_stream"))?;
