@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot [--tasks 8]
+/// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot|catch-up [--tasks 8]
 /// [--count 20000]`, `--only load` (loads of 1,000 and 10,000 events), or `--only
 /// load-memory [--count N]` (the growth of resident memory while loading a stream of N events,
 /// 1,000,000 by default, against reading it whole).
@@ -118,9 +118,10 @@ async fn only(
         "cmd" => commands(&stores, total, tasks, false).await?.0,
         "personal" => commands(&stores, total, tasks, true).await?.0,
         "hot" => hot(&stores, total, tasks).await?,
+        "catch-up" => catch_up(&stores, total as u64).await?,
         other => {
             return Err(format!(
-                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, load)"
+                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, catch-up, load, load-memory)"
             )
             .into());
         }
