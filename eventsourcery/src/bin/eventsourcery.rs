@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use eventsourcery::ops::Ops;
 
-/// Operate eventsourcery's stores: erase and export data subjects, migrate, verify the log.
+/// Operate eventsourcery's stores: erase and export data subjects, migrate, read, follow and
+/// verify the log, list the audit log of decrypted reads.
 #[derive(Parser)]
 #[command(name = "eventsourcery", version)]
 struct Cli {
