@@ -17,7 +17,9 @@ use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::event::RequestMetadata;
-use crate::store::{RecordedEvent, StoreError};
+use crate::store::RecordedEvent;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::store::StoreError;
 
 /// The system name of the messaging conventions' `messaging.system`, and the namespace of the
 /// fields that no convention defines.
@@ -33,6 +35,7 @@ pub(crate) fn failed(span: &Span, error_type: &str) {
 }
 
 /// The `error.type` of an event store failure.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn store_error_type(error: &StoreError) -> &'static str {
     match error {
         StoreError::Conflict { .. } => "conflict",
@@ -46,6 +49,7 @@ pub(crate) fn store_error_type(error: &StoreError) -> &'static str {
 }
 
 /// `db.system.name` of a SQL event store (its `SqlStore::NAME`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn db_system(store: &'static str) -> &'static str {
     match store {
         "postgres" => "postgresql",
@@ -79,6 +83,7 @@ pub(crate) fn command_span(
 }
 
 /// The span of a SQL event store's append of one commit (a database client span).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn append_span(store: &'static str, streams: usize, events: usize) -> Span {
     tracing::debug_span!(
         "append",
@@ -95,6 +100,7 @@ pub(crate) fn append_span(store: &'static str, streams: usize, events: usize) ->
 }
 
 /// The span of one group commit: several appends written in one transaction.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn append_group_span(store: &'static str, commits: usize) -> Span {
     tracing::debug_span!(
         "append_group",

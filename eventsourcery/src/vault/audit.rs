@@ -1,7 +1,7 @@
 //! Audited reads: personal values shown to a person are read only after the read is recorded.
 
 use super::PersonalVault;
-#[cfg(feature = "cli")]
+#[cfg(all(feature = "cli", any(feature = "sqlite", feature = "postgres")))]
 use crate::codec::{Reference, Resolved};
 use crate::personal::PersonalError;
 use crate::store::{AuditEntry, AuditRecord};
@@ -29,7 +29,7 @@ impl PersonalVault {
 
     /// Resolves `references` for a person to see, once `entry` is recorded: a read that
     /// could not be recorded decrypts nothing.
-    #[cfg(feature = "cli")]
+    #[cfg(all(feature = "cli", any(feature = "sqlite", feature = "postgres")))]
     pub(crate) async fn resolve_audited(
         &self,
         entry: &AuditEntry,

@@ -419,6 +419,6 @@ where
             .fetch_all(self.pool())
             .await
             .map_err(db("read the audit log"))?;
-        rows.iter().map(|row| VaultRow::audit(row)).collect()
+        rows.iter().map(VaultRow::audit).collect()
     }
 }
