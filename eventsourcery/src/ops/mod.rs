@@ -7,9 +7,9 @@
 //! - **Standalone**, the `eventsourcery` binary (`cargo install --path eventsourcery --features
 //!   cli`; add `postgres` for PostgreSQL stores), for what needs no application code: `erase
 //!   --subject`, `export`, `migrate`, `rotate-master-key`, `events show`, `events tail`,
-//!   `audit`, `verify`. Its
-//!   consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2, as it knows no
-//!   consumers, and its `verify` upcasts only the event types it knows (the framework's own).
+//!   `audit`, `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit
+//!   with 2, as it knows no consumers, and its `verify` upcasts only the event types it knows
+//!   (the framework's own).
 //!
 //! Both read the stores and the master key from the environment as
 //! [`Settings::from_env`](crate::config::Settings::from_env) does (see [`config`](crate::config)
