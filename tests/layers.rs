@@ -18,8 +18,8 @@ const LAYERS: &[&[&str]] = &[
     &["codec"],
     // Events and aggregates.
     &["event", "aggregate"],
-    // The storage traits and records.
-    &["store"],
+    // The storage traits and records; the span conventions, which name their records.
+    &["store", "telemetry"],
     // The backends and their connection policy.
     &["tls", "backend"],
     // The personal data vault.

@@ -61,6 +61,57 @@ fn rotate_master_key_rewraps_every_data_key() {
 }
 
 #[test]
+fn events_tail_prints_what_is_appended_after_it_started() {
+    let demo = Demo::sqlite("tail");
+    ops_cli::read::tail_prints_what_is_appended_after_it_started(&demo);
+    demo.finish();
+}
+
+#[test]
+fn decrypt_without_an_actor_or_a_reason_exits_with_2() {
+    let demo = Demo::sqlite("decrypt-usage");
+    ops_cli::read::decrypt_needs_an_actor_and_a_reason(&demo);
+    demo.finish();
+}
+
+/// Every decrypted read is in the audit log; the audit table holds no personal value, and
+/// refuses to change or lose an entry.
+#[tokio::test]
+async fn decrypted_reads_are_audited_without_personal_values() {
+    let demo = Demo::sqlite("decrypt-audit");
+    ops_cli::read::decrypt_is_recorded_in_the_audit_log(&demo);
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(demo.dir.join("personal.db"));
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT sequence || '|' || at_ns || '|' || actor || '|' || action || '|' || reason || '|' \
+         || coalesce(stream, '') || '|' || positions || '|' || subjects || '|' || fields \
+         FROM eventsourcery_audit_log",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let all = rows.join("\n");
+    assert!(
+        all.contains("ops_demo_registered.email") && all.contains("alice"),
+        "{all}"
+    );
+    assert!(!all.contains(ops_cli::EMAIL_DOMAIN), "{all}");
+    for change in [
+        "UPDATE eventsourcery_audit_log SET actor = 'mallory'",
+        "DELETE FROM eventsourcery_audit_log",
+    ] {
+        let error = sqlx::query(change).execute(&pool).await.unwrap_err();
+        assert!(
+            error.to_string().contains("append-only"),
+            "{change}: {error}"
+        );
+    }
+    pool.close().await;
+    demo.finish();
+}
+
+#[test]
 fn usage_errors_exit_with_2() {
     let demo = Demo::sqlite("usage");
     ops_cli::usage_errors(&demo);

@@ -84,6 +84,65 @@ async fn rotate_master_key_rewraps_every_data_key() {
 }
 
 #[tokio::test]
+async fn events_tail_prints_what_is_appended_after_it_started() {
+    on_postgres(
+        "events_tail_prints_what_is_appended_after_it_started",
+        ops_cli::read::tail_prints_what_is_appended_after_it_started,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn decrypt_without_an_actor_or_a_reason_exits_with_2() {
+    on_postgres(
+        "decrypt_without_an_actor_or_a_reason_exits_with_2",
+        ops_cli::read::decrypt_needs_an_actor_and_a_reason,
+    )
+    .await;
+}
+
+/// Every decrypted read is in the audit log; the audit table holds no personal value, and
+/// refuses to change or lose an entry.
+#[tokio::test]
+async fn decrypted_reads_are_audited_without_personal_values() {
+    let test = "decrypted_reads_are_audited_without_personal_values";
+    let Some(database) = TestDatabase::create(test).await else {
+        return;
+    };
+    let demo = Demo::postgres(test, &database.url());
+    ops_cli::read::decrypt_is_recorded_in_the_audit_log(&demo);
+    let pool = database.pool().await;
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT concat_ws('|', sequence, at_ns, actor, action, reason, stream, positions, \
+         subjects, fields) FROM eventsourcery_audit_log",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let all = rows.join("\n");
+    assert!(
+        all.contains("ops_demo_registered.email") && all.contains("alice"),
+        "{all}"
+    );
+    assert!(!all.contains(ops_cli::EMAIL_DOMAIN), "{all}");
+    for change in [
+        "UPDATE eventsourcery_audit_log SET actor = 'mallory'",
+        "DELETE FROM eventsourcery_audit_log",
+        "TRUNCATE eventsourcery_audit_log",
+    ] {
+        let error = sqlx::query(change).execute(&pool).await.unwrap_err();
+        assert!(
+            error.to_string().contains("append-only"),
+            "{change}: {error}"
+        );
+    }
+    pool.close().await;
+    demo.finish();
+    database.finish().await;
+}
+
+#[tokio::test]
 async fn usage_errors_exit_with_2() {
     on_postgres("usage_errors_exit_with_2", ops_cli::usage_errors).await;
 }

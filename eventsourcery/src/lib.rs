@@ -29,6 +29,7 @@ mod repository;
 pub mod service;
 pub mod store;
 mod sync;
+mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 #[cfg(feature = "postgres")]

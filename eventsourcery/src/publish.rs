@@ -98,6 +98,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use tracing::Instrument;
 
 use crate::command::BoxError;
 use crate::dispatch::{Consumer, ConsumerKind, EventContext, Unavailable};
@@ -241,6 +242,30 @@ impl JetStreamPublisher {
         headers: HeaderMap,
     ) -> Result<(), BoxError> {
         let subject = self.subject(event);
+        let span = crate::telemetry::publish_span(&self.name, &subject, event);
+        let result = self
+            .send(event, &subject, body, headers)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &result {
+            let kind = if error.is::<Unavailable>() {
+                "unavailable"
+            } else {
+                "refused"
+            };
+            crate::telemetry::failed(&span, kind);
+        }
+        result
+    }
+
+    /// [`publish`](Self::publish), in its span.
+    async fn send(
+        &self,
+        event: &RecordedEvent,
+        subject: &str,
+        body: Vec<u8>,
+        headers: HeaderMap,
+    ) -> Result<(), BoxError> {
         let started = Instant::now();
         let mut delay = FIRST_BACKOFF;
         let mut attempts = 0;
@@ -248,7 +273,7 @@ impl JetStreamPublisher {
             attempts += 1;
             let result = match self
                 .jetstream
-                .publish_with_headers(subject.clone(), headers.clone(), body.clone().into())
+                .publish_with_headers(subject.to_owned(), headers.clone(), body.clone().into())
                 .await
             {
                 Ok(ack) => ack.await,
@@ -276,7 +301,7 @@ impl JetStreamPublisher {
             );
             if permanent || started.elapsed() >= self.retry_for {
                 let error = PublishError::Publish {
-                    subject,
+                    subject: subject.to_owned(),
                     position: event.position,
                     attempts,
                     source: error,

@@ -127,7 +127,13 @@ impl<A: Aggregate> Repository<A> {
     async fn load_inner(&self, id: &A::Id) -> Result<AggregateRoot<A>, StoreError> {
         let mut root = AggregateRoot::<A>::new(id.clone());
         let stream = root.stream_id().clone();
-        let span = tracing::debug_span!("load", aggregate = A::NAME, stream = %stream);
+        let span = tracing::debug_span!(
+            "load",
+            otel.name = %format_args!("load {}", A::NAME),
+            otel.kind = "internal",
+            eventsourcery.aggregate.name = A::NAME,
+            eventsourcery.stream.id = %stream,
+        );
         async {
             let store = &self.engine.store;
             if A::CACHED

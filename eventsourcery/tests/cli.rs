@@ -141,6 +141,7 @@ fn help_lists_every_command() {
         "rotate-master-key",
         "events",
         "verify",
+        "audit",
     ] {
         assert!(help.contains(command), "{command}: {help}");
     }
@@ -170,4 +171,49 @@ fn a_first_run_without_a_master_key_says_it_generates_one() {
     // The second run uses the file the first made, and says nothing.
     let second = migrate();
     assert!(!second.contains("no master key"), "{second}");
+}
+
+#[test]
+fn tail_from_a_position_prints_the_log_then_stops_at_the_limit() {
+    let dir = Dir::new("tail");
+    let subject = uuid::Uuid::new_v4().to_string();
+    dir.run(&["erase", "--subject", &subject, "--reason", "ticket 3"]);
+    let out = dir.run(&["events", "tail", "--from", "1", "--limit", "1", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let event = stdout_json(&out);
+    assert_eq!(event["position"], 1, "{event}");
+    assert!(event["stream"].is_string(), "{event}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("following the log after position 0"),
+        "{stderr}"
+    );
+    // No decrypted read happened, so nothing is in the audit log.
+    let audit = dir.run(&["audit"]);
+    assert_eq!(audit.status.code(), Some(0), "{audit:?}");
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("no audit entries"));
+}
+
+#[test]
+fn decrypt_without_a_configured_master_key_exits_with_2_and_generates_none() {
+    let dir = Dir::new("decrypt-no-key");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eventsourcery"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("EVENTSOURCERY_") {
+            command.env_remove(name);
+        }
+    }
+    let out = command
+        .env("EVENTSOURCERY_DATA_DIR", &dir.0)
+        .args(["events", "show", "voucher-1", "--decrypt"])
+        .args(["--actor", "alice", "--reason", "ticket 4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--decrypt needs the master key"),
+        "{stderr}"
+    );
+    assert!(!dir.0.join("master.key").exists());
 }

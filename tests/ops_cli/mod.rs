@@ -3,6 +3,8 @@
 //! here run on every backend; tests/ops.rs (SQLite) and tests/ops_postgres.rs call them.
 #![allow(dead_code)]
 
+pub mod read;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -91,8 +93,9 @@ impl Demo {
         self.run_with(args, &[])
     }
 
-    /// Runs `ops-demo ARGS` with `extra` variables too.
-    pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Out {
+    /// `ops-demo ARGS` with the test's stores, `extra` variables and no other eventsourcery
+    /// settings, not started yet.
+    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ops-demo"));
         command.args(args);
         for (name, _) in std::env::vars() {
@@ -103,7 +106,23 @@ impl Demo {
         command.env_remove("OPS_DEMO_FAIL");
         command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         command.envs(extra.iter().copied());
-        let output = command.output().expect("run ops-demo");
+        command
+    }
+
+    /// Starts `ops-demo ARGS` with its stdout and stderr piped, for a command that runs on
+    /// (`events tail`).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args, &[])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ops-demo")
+    }
+
+    /// Runs `ops-demo ARGS` with `extra` variables too.
+    pub fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Out {
+        let output = self.command(args, extra).output().expect("run ops-demo");
         Out {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

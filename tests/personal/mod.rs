@@ -745,6 +745,7 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, erasure_destroys_and_counts_the_current_key => personal::stores::erasure_destroys_and_counts_the_current_key);
         personal_suite!(@case $setup, puts_refuse_values_of_erased_key_versions => personal::stores::puts_refuse_values_of_erased_key_versions);
         personal_suite!(@case $setup, the_index_floor_refuses_entries_of_retired_keys => personal::stores::the_index_floor_refuses_entries_of_retired_keys);
+        personal_suite!(@case $setup, the_audit_log_appends_and_pages => personal::stores::the_audit_log_appends_and_pages);
         personal_suite!(@case $setup, the_index_key_rotates_online => personal::races::the_index_key_rotates_online, multi);
         personal_suite!(@case $setup, lookups_find_values_typed_in_another_form => personal::races::lookups_find_values_typed_in_another_form);
         personal_suite!(@case $setup, every_shape_round_trips => personal::shapes::every_shape_round_trips);

@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use eventsourcery::personal::PersonalError;
 use eventsourcery::store::{
-    Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey,
+    AuditEntry, AuditRecord, Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore,
+    WrappedKey,
 };
 use eventsourcery::{CommandError, Id, PersonalKey, Repository};
 use tokio::sync::oneshot;
@@ -200,6 +201,18 @@ impl PersonalStore for PausingData {
 
     async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
         self.inner.delete_index_entries_below(version).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, PersonalError> {
+        self.inner.append_audit(entry).await
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, PersonalError> {
+        self.inner.audit_after(after, limit).await
     }
 }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use eventsourcery::store::AuditEntry;
 use eventsourcery::{Id, PersonalKey};
 
 use super::{Backend, EMAIL, NAME, assert_no_plaintext, register_cmd};
@@ -53,6 +54,30 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 pub async fn no_personal_value_in_any_table(backend: &Backend, raw: &dyn Raw) {
     let events = super::stored_tables_after_registering(backend).await;
     assert_no_plaintext("the event and command tables, as read", &events);
+    // An audited read, recorded as `events show --decrypt` records it: the audit log is
+    // scanned with the rest.
+    let subjects: Vec<PersonalKey> = backend
+        .keys()
+        .all_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.subject)
+        .collect();
+    backend
+        .data()
+        .append_audit(&AuditEntry {
+            at: std::time::SystemTime::now(),
+            actor: "auditor-7".to_owned(),
+            action: "decrypt".to_owned(),
+            reason: "ticket 7".to_owned(),
+            stream: None,
+            positions: vec![1, 2],
+            subjects,
+            fields: vec!["candidate_registered.email".to_owned()],
+        })
+        .await
+        .unwrap();
     for database in Database::ALL {
         let dump = raw.dump(database).await;
         assert_no_plaintext(&format!("the {database:?} database"), &dump);
@@ -64,6 +89,7 @@ pub async fn no_personal_value_in_any_table(backend: &Backend, raw: &dyn Raw) {
                 b"personal data store",
                 b"candidate_registered.email",
                 b"referred.referee_name",
+                b"auditor-7",
             ],
         };
         for marker in expected {

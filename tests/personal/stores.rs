@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use eventsourcery::PersonalKey;
 use eventsourcery::personal::PersonalError;
-use eventsourcery::store::{IndexEntry, PersonalRecord, WrappedKey};
+use eventsourcery::store::{AuditEntry, AuditRecord, IndexEntry, PersonalRecord, WrappedKey};
 use uuid::Uuid;
 
 use super::Backend;
@@ -436,4 +436,69 @@ pub async fn the_index_floor_refuses_entries_of_retired_keys(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// The audit log: entries come back in the order appended, paged by sequence number, with
+/// every field as written; an entry without an actor or a reason is refused; an erasure of a
+/// subject an entry names leaves the entry alone (it holds keys and field names, no value).
+pub async fn the_audit_log_appends_and_pages(backend: Backend) {
+    let data = backend.data();
+    let base = data
+        .audit_after(0, usize::MAX)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |r| r.sequence);
+    let (a, b) = (PersonalKey::issue(), PersonalKey::issue());
+    // Whole microseconds, so every backend's clock resolution keeps it exactly.
+    let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_760_000_000_123_456);
+    let entry = |n: u64, stream: Option<&str>| AuditEntry {
+        at,
+        actor: format!("operator-{n}"),
+        action: "decrypt".to_owned(),
+        reason: format!("ticket {n}"),
+        stream: stream.map(str::to_owned),
+        positions: vec![n, n + 1],
+        subjects: vec![a, b],
+        fields: vec!["e.email".to_owned(), "e.name".to_owned()],
+    };
+    let written = [entry(1, Some("voucher-1")), entry(2, None), entry(3, None)];
+    let mut sequences = Vec::new();
+    for e in &written {
+        sequences.push(data.append_audit(e).await.unwrap());
+    }
+    assert!(sequences[0] > base, "{sequences:?} after {base}");
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    let all = data.audit_after(base, 10).await.unwrap();
+    let expected: Vec<AuditRecord> = sequences
+        .iter()
+        .zip(written.iter())
+        .map(|(&sequence, entry)| AuditRecord {
+            sequence,
+            entry: entry.clone(),
+        })
+        .collect();
+    assert_eq!(all, expected);
+    let page = data.audit_after(sequences[0], 1).await.unwrap();
+    assert_eq!(page, expected[1..2]);
+    assert!(data.audit_after(sequences[2], 10).await.unwrap().is_empty());
+
+    for incomplete in [
+        AuditEntry {
+            actor: " ".to_owned(),
+            ..entry(4, None)
+        },
+        AuditEntry {
+            reason: String::new(),
+            ..entry(4, None)
+        },
+    ] {
+        let error = data.append_audit(&incomplete).await.unwrap_err();
+        assert!(
+            matches!(error, PersonalError::InvalidAudit { .. }),
+            "{error}"
+        );
+    }
+    data.erase_subject(a, 1).await.unwrap();
+    assert_eq!(data.audit_after(base, 10).await.unwrap(), expected);
 }

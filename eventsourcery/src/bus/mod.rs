@@ -330,23 +330,14 @@ impl CommandBus {
                 command: C::NAME,
                 source,
             })?;
-        let request = &options.request;
-        let span = tracing::info_span!(
-            "command",
-            command = C::NAME,
-            %command_id,
-            %correlation_id,
-            actor = request.actor.as_deref(),
-            tenant = request.tenant.as_deref(),
-            request_id = request.request_id.as_deref(),
-            traceparent = request.traceparent.as_deref(),
-        );
+        let span =
+            crate::telemetry::command_span(C::NAME, command_id, correlation_id, &options.request);
         let metadata = Metadata::for_command(command_id, correlation_id, causation_id)
             .with_request(options.request);
         let started = std::time::Instant::now();
         let result = self
             .run(command, command_id, correlation_id, metadata)
-            .instrument(span)
+            .instrument(span.clone())
             .await;
         let (outcome, attempts) = match &result {
             Ok(receipt) => {
@@ -356,6 +347,10 @@ impl CommandBus {
             Err(CommandError::Conflict { attempts, .. }) => ("conflict", *attempts),
             Err(error) => (error.kind().as_str(), 1),
         };
+        span.record("eventsourcery.command.attempts", attempts);
+        if result.is_err() {
+            crate::telemetry::failed(&span, outcome);
+        }
         for _ in 1..attempts {
             crate::metrics::retry(C::NAME);
         }

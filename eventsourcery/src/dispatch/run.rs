@@ -64,7 +64,8 @@ impl TxWork for Batch<'_> {
                 envelope,
                 tx: tx.reborrow(),
             };
-            self.consumer.handle(&mut cx).await?;
+            let work = self.consumer.handle(&mut cx);
+            crate::telemetry::handling(self.consumer.name(), envelope.recorded(), work).await?;
         }
         Ok(())
     }
@@ -191,13 +192,12 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|e| consumer.subscribes_to(&e.event_name) && slot.contains(&e.stream_id))
                 .collect();
-            let span = tracing::info_span!(
-                "consumer_batch",
-                consumer = consumer.name(),
-                partition = slot.partition.map(tracing::field::display),
-                from = state.position,
-                to = last,
-                events = wanted.len(),
+            let span = crate::telemetry::batch_span(
+                consumer.name(),
+                slot.partition,
+                state.position,
+                last,
+                wanted.len(),
             );
             let outcome = async {
                 match consumer.kind() {
@@ -328,13 +328,16 @@ impl Dispatcher {
                             envelope,
                             tx: ProjectionTx::None,
                         };
-                        consumer.handle(&mut cx).await.map_err(|error| {
-                            let unavailable = error.is::<Unavailable>();
-                            (
-                                withhold(error, envelope.carries_personal_data()),
-                                unavailable,
-                            )
-                        })
+                        let work = consumer.handle(&mut cx);
+                        crate::telemetry::handling(consumer.name(), envelope.recorded(), work)
+                            .await
+                            .map_err(|error| {
+                                let unavailable = error.is::<Unavailable>();
+                                (
+                                    withhold(error, envelope.carries_personal_data()),
+                                    unavailable,
+                                )
+                            })
                     }
                     Err(error) => Err((error.to_string().into(), false)),
                 };

@@ -113,20 +113,59 @@ pub enum OpsCommand {
         #[arg(long, default_value_t = 20)]
         max_problems: usize,
     },
+    /// List the audit log of decrypted reads: who read which subjects' fields, when and why.
+    Audit {
+        /// Only the entries after this sequence number.
+        #[arg(long, default_value_t = 0, value_name = "SEQUENCE")]
+        after: u64,
+        /// List at most this many entries.
+        #[arg(long, default_value_t = 100, value_name = "N")]
+        limit: usize,
+    },
 }
 
 /// `events ...`: reading the event log.
 #[derive(Debug, Clone, Subcommand)]
 #[non_exhaustive]
 pub enum EventsCommand {
-    /// A stream's events as stored: personal fields are references, never values.
+    /// A stream's events as stored: personal fields are references, unless --decrypt.
     Show {
         /// The stream id (as stored, `voucher-0190...` say).
         stream: String,
         /// Only the events after this stream version.
         #[arg(long, default_value_t = 0, value_name = "VERSION")]
         after: u64,
+        /// Decrypting personal fields, audited.
+        #[command(flatten)]
+        decrypt: Decrypt,
     },
+    /// Follow the global log, printing each new event as `show` does, until interrupted.
+    Tail {
+        /// Start at this global position (inclusive) instead of the head.
+        #[arg(long, value_name = "POSITION")]
+        from: Option<u64>,
+        /// Stop after printing this many events.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Decrypting personal fields, audited.
+        #[command(flatten)]
+        decrypt: Decrypt,
+    },
+}
+
+/// `--decrypt`: personal fields printed as their values (erased ones as erased), each read
+/// recorded in the audit log, before anything is printed, with who read and why.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Decrypt {
+    /// Print personal values instead of references (audited; needs --actor and --reason).
+    #[arg(long)]
+    pub decrypt: bool,
+    /// Who reads the values, for the audit log (else EVENTSOURCERY_ACTOR).
+    #[arg(long, value_name = "NAME", requires = "decrypt")]
+    pub actor: Option<String>,
+    /// Why the values are read, for the audit log (a ticket or request id; never personal data).
+    #[arg(long, value_name = "REASON", requires = "decrypt")]
+    pub reason: Option<String>,
 }
 
 impl OpsCommand {
@@ -142,6 +181,7 @@ impl OpsCommand {
             Self::RotateMasterKey => "rotate-master-key",
             Self::Events { .. } => "events",
             Self::Verify { .. } => "verify",
+            Self::Audit { .. } => "audit",
         }
     }
 }

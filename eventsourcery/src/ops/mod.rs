@@ -6,9 +6,10 @@
 //!   [`Context`], so the commands see its registered consumers and event types.
 //! - **Standalone**, the `eventsourcery` binary (`cargo install --path eventsourcery --features
 //!   cli`; add `postgres` for PostgreSQL stores), for what needs no application code: `erase
-//!   --subject`, `export`, `migrate`, `rotate-master-key`, `events show`, `verify`. Its
-//!   consumer commands (`status`, `rebuild`, `skip`, `retry`) exit with 2, as it knows no
-//!   consumers, and its `verify` upcasts only the event types it knows (the framework's own).
+//!   --subject`, `export`, `migrate`, `rotate-master-key`, `events show`, `events tail`,
+//!   `audit`, `verify`. Its consumer commands (`status`, `rebuild`, `skip`, `retry`) exit
+//!   with 2, as it knows no consumers, and its `verify` upcasts only the event types it knows
+//!   (the framework's own).
 //!
 //! Both read the stores and the master key from the environment as
 //! [`Settings::from_env`](crate::config::Settings::from_env) does (see [`config`](crate::config)
@@ -26,7 +27,9 @@
 //! | `export --subject KEY [-o FILE]` | the subject-access export: all of the subject's personal data, as JSON, to FILE (created with mode 0600) or stdout | it fails |
 //! | `migrate` | opens the three stores, which applies their embedded migrations | it fails |
 //! | `rotate-master-key` | re-wraps every data key under the current master key, with the old one set as a previous master key (`EVENTSOURCERY_PREVIOUS_MASTER_KEYS`); online and safe to rerun (see [`PersonalVault::rotate_master_key`]) | a key that no configured master key opens is left as it is |
-//! | `events show STREAM [--after VERSION]` | a stream's events as stored: personal fields are references (`{"$personal": id, "subject": key}`), never decrypted; of the metadata, the ids only | it fails |
+//! | `events show STREAM [--after VERSION] [--decrypt ...]` | a stream's events as stored: personal fields are references (`{"$personal": id, "subject": key}`), decrypted only with `--decrypt`; of the metadata, the ids only | it fails |
+//! | `events tail [--from POSITION] [--limit N] [--decrypt ...]` | follows the global log from its head (or from POSITION, inclusive), printing each new event as `events show` does (the stream too; with `--json`, one JSON object a line) until interrupted or N events were printed; says on stderr where it starts | it fails |
+//! | `audit [--after SEQUENCE] [--limit N]` | the audit log of decrypted reads (oldest first, 100 at most): sequence, time, actor, action, stream or global log, positions, subjects, fields and reason; never a value | it fails |
 //! | `verify [--max-problems N]` | reads the whole log: every payload is an object, every event of a known type upcasts, every personal reference resolves or reads erased | any problem is found |
 //!
 //! Exit codes: **0** done, nothing wrong; **1** problems found, or the operation failed (a store
@@ -38,8 +41,20 @@
 //!
 //! Nothing prints a personal value: `status` shows parked errors (PII-free by design), `verify`
 //! names problems by position, stream and field, `erase --lookup` prints the subjects found,
-//! never the value. The one exception is `export`, whose purpose is to hand a subject their
-//! data: it writes the values to the file named by `-o`, or to stdout when no file is named.
+//! never the value. The exceptions are `export`, whose purpose is to hand a subject their
+//! data (it writes the values to the file named by `-o`, or to stdout when no file is named),
+//! and `--decrypt`.
+//!
+//! `events show --decrypt` and `events tail --decrypt` print each personal field with its
+//! `value` (or `"erased": true` once its subject is forgotten, or the `error` that kept it from
+//! decrypting). They need `--actor NAME` (or `EVENTSOURCERY_ACTOR`) and `--reason R`, and a
+//! configured master key (a generated one would open nothing, so none is generated); without
+//! them they exit with 2 before reading anything. Every such read is first recorded in the
+//! audit log of the personal data store ([`AuditEntry`](crate::store::AuditEntry): who, when,
+//! the stream or the global log, the positions, the subjects and fields, the reason; never a
+//! value), and only then decrypted and printed: a read that cannot be recorded prints nothing.
+//! `tail` records one entry per batch of events it prints; a read of events without personal
+//! fields records none. `audit` lists the entries.
 //!
 //! `erase --lookup VALUE` finds the subject through the blind index, which needs the
 //! [`PersonalData`] type the value was stored as: the embedded form takes it with
@@ -110,14 +125,16 @@ use crate::store::StoreError;
 use crate::vault::PersonalVault;
 
 mod args;
+mod audit;
 mod consumers;
 mod events;
 mod personal;
 mod verify;
 
-pub use args::{EventsCommand, Ops, OpsCommand, Options};
+pub use args::{Decrypt, EventsCommand, Ops, OpsCommand, Options};
 /// The clap crate the ops commands are built with.
 pub use clap;
+pub use events::ACTOR_ENV;
 
 /// Exit code: done, nothing wrong.
 pub const EXIT_OK: u8 = 0;
@@ -152,6 +169,26 @@ pub enum OpsError {
     /// personal data typed in the wrong place.
     #[error("--subject: not a subject key (a UUID such as 0190c1c4-...)")]
     InvalidSubject,
+    /// `--decrypt` without who reads or why (exit 2): nothing was read.
+    #[error(
+        "--decrypt needs {what}: every decrypted read is recorded in the audit log with who read \
+         and why, before anything is printed"
+    )]
+    DecryptNeeds {
+        /// The missing flag.
+        what: &'static str,
+    },
+    /// `--decrypt` with no master key configured (exit 2): a generated one would open
+    /// nothing, so none is generated.
+    #[error(
+        "--decrypt needs the master key: none is configured (EVENTSOURCERY_MASTER_KEY or \
+         EVENTSOURCERY_MASTER_KEY_FILE) and there is no key file at {}",
+        .path.display()
+    )]
+    NoMasterKey {
+        /// Where the generated key file would be.
+        path: PathBuf,
+    },
     /// `erase --lookup` found no subject, or more than one (exit 1).
     #[error("--lookup: {found} subjects hold this value; erase by --subject")]
     LookupNotUnique {
@@ -193,6 +230,8 @@ impl OpsError {
             | Self::NeedsConsumers { .. }
             | Self::NoLookup
             | Self::InvalidSubject
+            | Self::DecryptNeeds { .. }
+            | Self::NoMasterKey { .. }
             | Self::Registry(_)
             | Self::Dispatch(DispatchError::UnknownConsumer { .. }) => EXIT_USAGE,
             _ => EXIT_PROBLEMS,
@@ -294,6 +333,11 @@ impl Report {
             problems: false,
         }
     }
+
+    /// The command printed its result as it went (`events tail`): nothing more to print.
+    fn printed() -> Self {
+        Self::ok(Value::Null, "")
+    }
 }
 
 impl Ops {
@@ -331,6 +375,15 @@ impl Ops {
     /// directory would otherwise start a new set of stores unnoticed.
     pub async fn open(&self) -> Result<Stores, OpsError> {
         let settings = self.settings();
+        if let Some(decrypt) = self.decrypt() {
+            // Refused before anything is opened or read.
+            events::reader(decrypt)?;
+            if let crate::config::MasterKeySource::GeneratedFile(path) = &settings.master_key
+                && !path.exists()
+            {
+                return Err(OpsError::NoMasterKey { path: path.clone() });
+            }
+        }
         if let crate::config::MasterKeySource::GeneratedFile(path) = &settings.master_key
             && !path.exists()
         {
@@ -348,7 +401,9 @@ impl Ops {
         match self.execute(&context).await {
             Ok(report) => {
                 if self.options.json {
-                    println!("{}", report.json);
+                    if !report.json.is_null() {
+                        println!("{}", report.json);
+                    }
                 } else if !report.text.is_empty() {
                     println!("{}", report.text.trim_end());
                 }
@@ -414,11 +469,43 @@ impl Ops {
             OpsCommand::Migrate => Ok(migrate(&context.stores)),
             OpsCommand::RotateMasterKey => personal::rotate_master_key(&context.stores).await,
             OpsCommand::Events {
-                command: EventsCommand::Show { stream, after },
-            } => events::show(&context.stores, stream, *after).await,
+                command:
+                    EventsCommand::Show {
+                        stream,
+                        after,
+                        decrypt,
+                    },
+            } => {
+                let reader = events::reader(decrypt)?;
+                events::show(&context.stores, stream, *after, reader.as_ref()).await
+            }
+            OpsCommand::Events {
+                command:
+                    EventsCommand::Tail {
+                        from,
+                        limit,
+                        decrypt,
+                    },
+            } => {
+                let reader = events::reader(decrypt)?;
+                events::tail(&context.stores, *from, *limit, reader.as_ref(), json).await
+            }
             OpsCommand::Verify { max_problems } => {
                 verify::verify(&context.stores, *max_problems).await
             }
+            OpsCommand::Audit { after, limit } => {
+                audit::list(&context.stores, *after, *limit).await
+            }
+        }
+    }
+
+    /// The `--decrypt` flags of the command, if it has them and they ask to decrypt.
+    fn decrypt(&self) -> Option<&Decrypt> {
+        match &self.command {
+            OpsCommand::Events {
+                command: EventsCommand::Show { decrypt, .. } | EventsCommand::Tail { decrypt, .. },
+            } if decrypt.decrypt => Some(decrypt),
+            _ => None,
         }
     }
 }

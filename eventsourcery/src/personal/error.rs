@@ -169,6 +169,12 @@ pub enum PersonalError {
         /// What was out of range.
         what: &'static str,
     },
+    /// An audit entry is incomplete (no actor, no reason): nothing was recorded or read.
+    #[error("{problem}")]
+    InvalidAudit {
+        /// What is missing.
+        problem: &'static str,
+    },
     /// The key or personal data database was migrated by a newer program.
     #[error(
         "the {database} schema is at version {found}, newer than version {supported} that this program knows; upgrade eventsourcery"
@@ -293,6 +299,7 @@ impl PersonalError {
                 reason: reason.clone(),
             },
             Self::OutOfRange { what } => Self::OutOfRange { what },
+            Self::InvalidAudit { problem } => Self::InvalidAudit { problem },
             Self::SchemaTooNew {
                 database,
                 found,

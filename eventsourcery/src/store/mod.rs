@@ -21,10 +21,12 @@ use crate::value::StreamId;
 /// other async traits by hand: `#[eventsourcery::store::async_trait]`.
 pub use async_trait::async_trait;
 
+mod audit;
 pub(crate) mod consumer;
 pub(crate) mod personal;
 mod shared;
 
+pub use audit::{AuditEntry, AuditRecord};
 pub use consumer::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
 pub use personal::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 pub use shared::Shared;

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use super::{AuditEntry, AuditRecord};
 use crate::personal::{PersonalError, PersonalKey};
 
 /// A subject's data key, wrapped by the master key.
@@ -265,6 +266,18 @@ pub trait PersonalStore: Send + Sync + 'static {
     /// Deletes the index entries made with an index key version below `version`; returns how
     /// many went.
     async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError>;
+
+    /// Appends `entry` to the audit log of reads of personal values, and returns its sequence
+    /// number. The log is append-only: no method of this trait changes or removes an entry,
+    /// and an erasure leaves it alone (it holds subject keys and field names, no value).
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, PersonalError>;
+
+    /// Up to `limit` audit entries with a sequence number above `after`, in sequence order.
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, PersonalError>;
 }
 
 /// Fails with [`PersonalError::StaleIndexKey`] if an entry was made with an index key version

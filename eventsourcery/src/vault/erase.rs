@@ -24,7 +24,12 @@ impl PersonalVault {
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
         // Instrumented, not entered: a guard held across an await would mark other tasks'
         // work as the erasure's.
-        let span = tracing::info_span!("erase", %subject);
+        let span = tracing::info_span!(
+            "erase",
+            otel.name = "erase subject",
+            otel.kind = "internal",
+            eventsourcery.subject.id = %subject,
+        );
         async move {
             if index_version(subject).is_some() {
                 // A blind-index key is retired by `rotate_index_key`, not erased.

@@ -82,6 +82,7 @@ impl fmt::Debug for PersonalVault {
     }
 }
 
+mod audit;
 mod erase;
 mod read;
 mod rotate;

@@ -20,7 +20,12 @@ impl PersonalVault {
     /// the old key from the configuration once a rotation reports [`Rotation::is_complete`].
     pub async fn rotate_master_key(&self) -> Result<Rotation, PersonalError> {
         let current = self.masters.current();
-        let span = tracing::info_span!("rotate_master_key", master_key = current.id_str());
+        let span = tracing::info_span!(
+            "rotate_master_key",
+            otel.name = "rotate master key",
+            otel.kind = "internal",
+            eventsourcery.master_key.id = current.id_str(),
+        );
         let _enter = span.enter();
         let mut rotation = Rotation::default();
         let mut after = None;
@@ -68,7 +73,11 @@ impl PersonalVault {
     /// that do not decrypt are counted in [`IndexRotation::unreadable`]. A rotation that
     /// stopped part-way is finished by the next call, which rotates no further.
     pub async fn rotate_index_key(&self) -> Result<IndexRotation, PersonalError> {
-        let span = tracing::info_span!("rotate_index_key");
+        let span = tracing::info_span!(
+            "rotate_index_key",
+            otel.name = "rotate index key",
+            otel.kind = "internal",
+        );
         let _enter = span.enter();
         let present = self.index_keys().await?;
         let Some(highest) = present.last().map(|k| k.version) else {

@@ -8,7 +8,10 @@ use uuid::Uuid;
 
 use crate::personal::{PersonalError, PersonalKey};
 use crate::store::personal::{check_index_floor, refused_subjects};
-use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use crate::store::{
+    AuditEntry, AuditRecord, Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore,
+    WrappedKey,
+};
 use crate::sync::lock;
 
 /// Keys in process memory, for tests.
@@ -156,6 +159,7 @@ struct MemoryData {
     index: Vec<IndexEntry>,
     erased: HashMap<PersonalKey, u32>,
     index_floor: u32,
+    audit: Vec<AuditEntry>,
 }
 
 impl MemoryPersonalStore {
@@ -271,5 +275,34 @@ impl PersonalStore for MemoryPersonalStore {
         let before = inner.index.len();
         inner.index.retain(|e| e.key_version >= version);
         Ok((before - inner.index.len()) as u64)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, PersonalError> {
+        if let Some(problem) = entry.problem() {
+            return Err(PersonalError::InvalidAudit { problem });
+        }
+        let mut inner = lock(&self.inner);
+        inner.audit.push(entry.clone());
+        Ok(inner.audit.len() as u64)
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, PersonalError> {
+        let inner = lock(&self.inner);
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        Ok(inner
+            .audit
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .take(limit)
+            .map(|(i, entry)| AuditRecord {
+                sequence: i as u64 + 1,
+                entry: entry.clone(),
+            })
+            .collect())
     }
 }

@@ -27,6 +27,7 @@ const PERSONAL_SCHEMA: Schema = Schema {
             "erased subjects",
             "postgres/personal/0002_erased_subjects.sql"
         ),
+        migration!(3, "audit log", "postgres/personal/0003_audit_log.sql"),
     ],
 };
 

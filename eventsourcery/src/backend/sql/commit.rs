@@ -33,7 +33,7 @@ pub(crate) async fn append_in_group<S, W, Fut>(
     write: W,
 ) -> Result<Vec<RecordedEvent>, StoreError>
 where
-    S: Clone,
+    S: super::SqlStore + Clone,
     W: Fn(S, Vec<PendingAppend>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -41,7 +41,7 @@ where
 
     queue
         .submit(commit, |group| {
-            let span = tracing::debug_span!("append_group", commits = group.len());
+            let span = crate::telemetry::append_group_span(S::NAME, group.len());
             write(store.clone(), group).instrument(span)
         })
         .await

@@ -13,6 +13,7 @@ use crate::store::{
     CommandRecord, Commit, EventStore, ProjectionTx, RecordedEvent, Snapshot, StoreError,
     validate_commit,
 };
+use crate::telemetry;
 use crate::value::StreamId;
 
 /// One dialect's event store statements; `$n` are the parameters, in the order given.
@@ -112,13 +113,12 @@ where
     async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
         validate_commit(&commit)?;
         let commit = PreparedCommit::new(commit)?;
-        let span = tracing::debug_span!(
-            "append",
-            store = S::NAME,
-            streams = commit.streams.len(),
-            events = commit.events.len(),
-        );
-        self.append_prepared(commit).instrument(span).await
+        let span = telemetry::append_span(S::NAME, commit.streams.len(), commit.events.len());
+        let result = self.append_prepared(commit).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            telemetry::failed(&span, telemetry::store_error_type(error));
+        }
+        result
     }
 
     async fn read_stream(

@@ -12,7 +12,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{Erasure, PersonalRecord, WrappedKey};
+use crate::store::{AuditEntry, AuditRecord, Erasure, PersonalRecord, WrappedKey};
 
 /// The table in which the key store's migrator records applied schema versions.
 pub(crate) const KEY_MIGRATIONS: &str = "eventsourcery_key_store_migrations";
@@ -29,6 +29,8 @@ pub(crate) const PERSONAL_DATA: &str = "eventsourcery_personal_data";
 pub(crate) const ERASED_SUBJECTS: &str = "eventsourcery_erased_subjects";
 /// The blind index table.
 pub(crate) const BLIND_INDEX: &str = "eventsourcery_blind_index";
+/// The audit log of reads of personal values.
+pub(crate) const AUDIT_LOG: &str = "eventsourcery_audit_log";
 
 /// Wraps a driver error with what was being done.
 pub(crate) fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> PersonalError {
@@ -176,6 +178,64 @@ where
         }
         .subject(0, "subject")
     }
+
+    /// A JSON array column, each element decoded by `item`.
+    fn json_list<T>(
+        &self,
+        index: usize,
+        column: &str,
+        item: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> Result<Vec<T>, PersonalError> {
+        let text: String = self.get(index, column, "text")?;
+        let bad = || {
+            self.corrupt(format!(
+                "column `{column}` is not a JSON array of its items"
+            ))
+        };
+        let values: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|_| bad())?;
+        values.iter().map(|v| item(v).ok_or_else(bad)).collect()
+    }
+
+    /// Decodes an audit log row selected as `sequence, at_ns, actor, action, reason, stream,
+    /// positions, subjects, fields`.
+    pub(crate) fn audit(row: &'r R) -> Result<AuditRecord, PersonalError>
+    where
+        Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let columns = Self {
+            row,
+            table: AUDIT_LOG,
+        };
+        let sequence: i64 = columns.get(0, "sequence", "an integer")?;
+        let sequence = u64::try_from(sequence)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| columns.corrupt("column `sequence` is not positive".into()))?;
+        Ok(AuditRecord {
+            sequence,
+            entry: AuditEntry {
+                at: super::time(columns.get(1, "at_ns", "an integer")?),
+                actor: columns.get(2, "actor", "text")?,
+                action: columns.get(3, "action", "text")?,
+                reason: columns.get(4, "reason", "text")?,
+                stream: columns.get(5, "stream", "text or NULL")?,
+                positions: columns.json_list(6, "positions", serde_json::Value::as_u64)?,
+                subjects: columns
+                    .json_list(7, "subjects", |v| v.as_str().and_then(|s| s.parse().ok()))?,
+                fields: columns.json_list(8, "fields", |v| v.as_str().map(str::to_owned))?,
+            },
+        })
+    }
+}
+
+/// The JSON array columns of an audit entry: positions, subjects, fields.
+pub(crate) fn audit_lists(entry: &AuditEntry) -> [String; 3] {
+    let subjects: Vec<String> = entry.subjects.iter().map(ToString::to_string).collect();
+    [
+        serde_json::Value::from(entry.positions.clone()).to_string(),
+        serde_json::Value::from(subjects).to_string(),
+        serde_json::Value::from(entry.fields.clone()).to_string(),
+    ]
 }
 
 #[cfg(test)]

@@ -10,9 +10,12 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transacti
 use uuid::Uuid;
 
 use super::Backend;
-use super::personal::{VaultRow, db};
+use super::personal::{VaultRow, audit_lists, db, nanos};
 use crate::personal::{PersonalError, PersonalKey};
-use crate::store::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
+use crate::store::{
+    AuditEntry, AuditRecord, Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore,
+    WrappedKey,
+};
 
 /// One dialect's reads of the key and personal data stores. UUIDs are bound as the backend's
 /// [`Backend::Uuids`] (a list) or [`Backend::After`] (a lower bound, none for the first page)
@@ -37,6 +40,15 @@ pub(crate) struct VaultSql {
 /// Replaces the wrapping of the data key `$1` version `$2` by `$3`, under master key `$4`.
 const REWRAP_KEY: &str = "UPDATE eventsourcery_data_keys SET wrapped = $3, master_key_id = $4 \
     WHERE subject = $1 AND version = $2";
+
+/// Appends an audit entry; the database numbers it. The same text in both dialects.
+const APPEND_AUDIT: &str = "INSERT INTO eventsourcery_audit_log \
+    (at_ns, actor, action, reason, stream, positions, subjects, fields) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING sequence";
+
+/// Up to `$2` audit entries after sequence `$1`, in order.
+const AUDIT_AFTER: &str = "SELECT sequence, at_ns, actor, action, reason, stream, positions, \
+    subjects, fields FROM eventsourcery_audit_log WHERE sequence > $1 ORDER BY sequence LIMIT $2";
 
 /// The erasure epoch, which every erasure moves on.
 const ERASURE_EPOCH: &str = "SELECT epoch FROM eventsourcery_erasure_epoch WHERE id = 1";
@@ -285,7 +297,8 @@ where
     for<'q> i64: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
     for<'q> bool: Decode<'q, S::Db> + Type<S::Db>,
     for<'q, 'h> &'h [u8]: Encode<'q, S::Db> + Type<S::Db>,
-    for<'q> String: Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> String: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
+    for<'q> Option<String>: Encode<'q, S::Db> + Decode<'q, S::Db> + Type<S::Db>,
     for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
 {
     async fn put(
@@ -369,5 +382,43 @@ where
 
     async fn delete_index_entries_below(&self, version: u32) -> Result<u64, PersonalError> {
         SqlPersonalStore::delete_index_entries_below(self, version).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<u64, PersonalError> {
+        const OPERATION: &str = "append an audit entry";
+        if let Some(problem) = entry.problem() {
+            return Err(PersonalError::InvalidAudit { problem });
+        }
+        let at = nanos(entry.at, "the audit entry's time")?;
+        let [positions, subjects, fields] = audit_lists(entry);
+        let (_writer, mut tx) = self.begin_write(OPERATION).await?;
+        let sequence: i64 = sqlx::query_scalar(APPEND_AUDIT)
+            .bind(at)
+            .bind(entry.actor.clone())
+            .bind(entry.action.clone())
+            .bind(entry.reason.clone())
+            .bind(entry.stream.clone())
+            .bind(positions)
+            .bind(subjects)
+            .bind(fields)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(OPERATION))?;
+        tx.commit().await.map_err(db(OPERATION))?;
+        Ok(sequence.unsigned_abs())
+    }
+
+    async fn audit_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, PersonalError> {
+        let rows = sqlx::query(AUDIT_AFTER)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db("read the audit log"))?;
+        rows.iter().map(VaultRow::audit).collect()
     }
 }

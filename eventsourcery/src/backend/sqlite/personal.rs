@@ -30,6 +30,7 @@ const PERSONAL_SCHEMA: Schema = Schema {
             "erased subjects",
             "sqlite/personal/0002_erased_subjects.sql"
         ),
+        migration!(3, "audit log", "sqlite/personal/0003_audit_log.sql"),
     ],
 };
 
