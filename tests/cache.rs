@@ -25,13 +25,14 @@ impl EventStore for Counting {
     async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.append(commit).await
     }
-    async fn read_stream(
+    async fn read_stream_page(
         &self,
         stream: &StreamId,
         after: u64,
+        limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_stream(stream, after).await
+        self.inner.read_stream_page(stream, after, limit).await
     }
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_all(after, limit).await

@@ -448,21 +448,14 @@ async fn load_memory(
     fill(&*store, &stream, "incremented", events).await?;
     let repository = Repository::<Counter>::new(store.clone());
 
-    let growth = async |work: std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<u64, Box<dyn std::error::Error>>> + '_>,
-    >| {
-        reset_peak()?;
-        let (before, _) = rss()?;
-        let n = work.await?;
-        let (_, peak) = rss()?;
-        assert_eq!(n, events);
-        Ok::<u64, Box<dyn std::error::Error>>(peak.saturating_sub(before))
-    };
-    let paged = growth(Box::pin(async { Ok(repository.load(&id).await?.count) })).await?;
-    let whole = growth(Box::pin(async {
-        Ok(store.read_stream(&stream, 0).await?.len() as u64)
-    }))
-    .await?;
+    reset_peak()?;
+    let (before, _) = rss()?;
+    assert_eq!(repository.load(&id).await?.count, events);
+    let paged = rss()?.1.saturating_sub(before);
+    reset_peak()?;
+    let (before, _) = rss()?;
+    assert_eq!(store.read_stream(&stream, 0).await?.len() as u64, events);
+    let whole = rss()?.1.saturating_sub(before);
     Ok((paged, whole))
 }
 

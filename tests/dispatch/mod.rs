@@ -553,12 +553,13 @@ impl EventStore for CrashBeforeCheckpoint {
     async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.append(commit).await
     }
-    async fn read_stream(
+    async fn read_stream_page(
         &self,
         stream: &StreamId,
         after: u64,
+        limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, after).await
+        self.inner.read_stream_page(stream, after, limit).await
     }
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         self.inner.read_all(after, limit).await
@@ -603,10 +604,10 @@ impl ConsumerStore for CrashBeforeCheckpoint {
     async fn reset(
         &self,
         consumers: &[String],
-        forget: &[String],
+        retire: &[String],
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), eventsourcery::error::BoxError>, StoreError> {
-        self.inner.reset(consumers, forget, work).await
+        self.inner.reset(consumers, retire, work).await
     }
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
         self.inner.park(consumer, position, error).await

@@ -247,25 +247,22 @@ pub async fn changing_the_partition_count_is_a_rebuild(backend: Backend) {
 
     for (count, instance) in [(4, 1), (1, 2)] {
         let other = spread(&store, instance, count, Duration::from_secs(30), &log);
-        match other.catch_up().await {
-            Err(DispatchError::PartitionsChanged {
-                consumer,
-                stored: 2,
-                configured,
-            }) => {
-                assert_eq!(consumer, "spread");
-                assert_eq!(configured, count);
-            }
-            other => panic!("expected PartitionsChanged, got {other:?}"),
+        let done = other.catch_up().await.unwrap();
+        assert_eq!(done.refused, ["spread"], "{count} partitions: refused");
+        if count == 4 {
+            // A rebuild changes the count; this instance then lets the others take over.
+            let progress = other.rebuild("spread", |_| {}).await.unwrap();
+            assert_eq!(progress.done, 30);
+            other.release("spread").await.unwrap();
+            break;
         }
     }
-    assert_eq!(log.lock().unwrap().len(), 30, "nothing ran");
 
     let four = spread(&store, 3, 4, Duration::from_secs(30), &log);
-    log.lock().unwrap().clear();
-    let progress = four.rebuild("spread", |_| {}).await.unwrap();
-    assert_eq!(progress.done, 30);
-    assert_once_in_stream_order(&log.lock().unwrap().clone(), 30);
+    let logged = log.lock().unwrap().len();
+    assert_eq!(logged, 30 + 30, "the rebuild above replayed the log once");
+    let replayed = log.lock().unwrap()[30..].to_vec();
+    assert_once_in_stream_order(&replayed, 30);
     let rows: Vec<String> = store
         .consumers("spread[")
         .await
@@ -276,13 +273,43 @@ pub async fn changing_the_partition_count_is_a_rebuild(backend: Backend) {
         .collect();
     assert_eq!(
         rows,
-        ["spread[0/4]", "spread[1/4]", "spread[2/4]", "spread[3/4]"],
-        "the two-partition checkpoints are gone"
+        [
+            "spread[0/2]",
+            "spread[0/4]",
+            "spread[1/2]",
+            "spread[1/4]",
+            "spread[2/4]",
+            "spread[3/4]"
+        ]
     );
+    for retired in ["spread[0/2]", "spread[1/2]"] {
+        let state = store.consumer_state(retired).await.unwrap();
+        assert_eq!(state.position, 0, "{retired}");
+        assert_eq!(
+            state.parked.map(|p| p.error),
+            Some(eventsourcery::store::RETIRED.to_owned()),
+            "the two-partition checkpoints are retired"
+        );
+    }
+    // The old instance, still running, finds its partitions retired: it replays nothing.
     append_ticks(&store, &streams, 3, 1).await;
+    let old = two.catch_up().await.unwrap();
+    assert_eq!(old.handled, 0);
+    assert_eq!(old.parked.len(), 2, "{old:?}");
     four.catch_up().await.unwrap();
-    assert_eq!(log.lock().unwrap().len(), 40);
+    assert_eq!(log.lock().unwrap().len(), 70);
     assert_eq!(four.state("spread").await.unwrap().position, 40);
+    // A name holding a bracket would collide with partition checkpoints.
+    let bad = Dispatcher::builder(&bus(&store), store.clone())
+        .without_registered()
+        .consumer(Spread {
+            name: "spread[9/9]",
+            instance: 9,
+            partitions: 1,
+            log: log.clone(),
+        })
+        .build();
+    assert!(matches!(bad, Err(DispatchError::InvalidName { .. })));
 }
 
 /// Pauses a projection's batch inside its transaction when armed.
@@ -532,7 +559,7 @@ impl eventsourcery::dispatch::TxWork for Work {
 }
 
 /// The store primitives partitions are built on: listing rows by prefix with their live lease
-/// holders, deleting a row, and the rebuild's reset (all or nothing).
+/// holders, deleting a row, and the rebuild's reset (all or nothing), which retires rows.
 pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {
     let store = backend.store;
     let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
@@ -570,12 +597,12 @@ pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {
     );
 
     let keys = ["c[0/2]".to_owned(), "c[1/2]".to_owned()];
-    let forget = ["c[worker:x]".to_owned(), "cd".to_owned()];
+    let retire = ["c[worker:x]".to_owned(), "cd".to_owned()];
     let failing = Work {
         fail: true,
         runs: AtomicU32::new(0),
     };
-    let failed = store.reset(&keys, &forget, &failing).await.unwrap();
+    let failed = store.reset(&keys, &retire, &failing).await.unwrap();
     assert!(failed.is_err());
     assert_eq!(failing.runs.load(Ordering::SeqCst), 1);
     assert_eq!(
@@ -598,25 +625,20 @@ pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {
         runs: AtomicU32::new(0),
     };
     store
-        .reset(&keys, &forget, &working)
+        .reset(&keys, &retire, &working)
         .await
         .unwrap()
         .unwrap();
     let state = store.consumer_state("c[1/2]").await.unwrap();
     assert_eq!((state.position, state.parked), (0, None));
-    assert_eq!(
-        store.consumer_state("cd").await.unwrap().position,
-        0,
-        "deleted"
-    );
-    let names: Vec<String> = store
-        .consumers("c")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    assert_eq!(names, ["c[0/2]", "c[1/2]"]);
+    for retired in ["cd", "c[worker:x]"] {
+        let state = store.consumer_state(retired).await.unwrap();
+        assert_eq!(state.position, 0, "{retired}: retired at the start");
+        assert_eq!(
+            state.parked.map(|p| p.error),
+            Some(eventsourcery::store::RETIRED.to_owned())
+        );
+    }
 
     store.forget("c[0/2]").await.unwrap();
     let names: Vec<String> = store
@@ -626,5 +648,5 @@ pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {
         .into_iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(names, ["c[1/2]"]);
+    assert_eq!(names, ["c[1/2]", "c[worker:x]"]);
 }

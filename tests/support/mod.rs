@@ -37,10 +37,11 @@ impl eventsourcery::EventStore for BrokenReads {
     ) -> Result<Vec<eventsourcery::store::RecordedEvent>, eventsourcery::StoreError> {
         self.inner.append(commit).await
     }
-    async fn read_stream(
+    async fn read_stream_page(
         &self,
         stream: &eventsourcery::value::StreamId,
         _: u64,
+        _: usize,
     ) -> Result<Vec<eventsourcery::store::RecordedEvent>, eventsourcery::StoreError> {
         Err(eventsourcery::StoreError::Corrupt {
             table: "eventsourcery_events",

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -24,12 +24,14 @@ use crate::command::BoxError;
 use crate::service::Services;
 use crate::store::{Shared, StoreError};
 
+mod config;
 pub(crate) mod consumer;
 mod health;
 mod partition;
 mod run;
 mod worker;
 
+pub use config::DispatchConfig;
 pub use health::{ConsumerHealth, Health, HealthProblem, LeaseStatus, PartitionHealth};
 use partition::Slot;
 pub use partition::{MAX_PARTITIONS, Partition, stream_hash};
@@ -65,6 +67,12 @@ pub enum DispatchError {
         "two consumers are named `{consumer}`; checkpoints are kept by name, so names must be unique"
     )]
     DuplicateConsumer {
+        /// The name.
+        consumer: String,
+    },
+    /// A consumer name holds `[` or `]`, which the checkpoints of partitions use.
+    #[error("consumer name `{consumer}` holds `[` or `]`, which partition checkpoints use")]
+    InvalidName {
         /// The name.
         consumer: String,
     },
@@ -114,7 +122,8 @@ pub enum DispatchError {
     },
     /// The store holds checkpoints of `consumer` for another partition count, with events
     /// behind them: changing the count is a rebuild ([`Dispatcher::rebuild`]), which replays
-    /// the log into the new partitions. The consumer does not run until then.
+    /// the log into the new partitions. The consumer does not run until then: a catch-up
+    /// lists it in [`CatchUp::refused`] and runs the others.
     #[error(
         "consumer `{consumer}` has checkpoints for {stored} partition(s) but is configured with {configured}; rebuild it to change the count"
     )]
@@ -144,92 +153,6 @@ pub struct Progress {
     pub total: u64,
     /// Events per second so far.
     pub rate: f64,
-}
-
-/// How consumers are retried and batched.
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct DispatchConfig {
-    /// Events read per batch.
-    pub batch_size: usize,
-    /// Attempts at one event (or batch) before the consumer is parked.
-    pub max_attempts: u32,
-    /// The first retry delay; it doubles per attempt.
-    pub backoff: Duration,
-    /// The longest retry delay.
-    pub max_backoff: Duration,
-    /// How long a claimed consumer stays claimed without renewal.
-    pub lease: Duration,
-    /// How often a worker looks for new events when nothing wakes it.
-    pub poll_interval: Duration,
-}
-
-/// Each option, set one at a time on the defaults:
-///
-/// ```
-/// # use std::time::Duration;
-/// use eventsourcery::dispatch::DispatchConfig;
-///
-/// let config = DispatchConfig::default()
-///     .max_attempts(2)
-///     .backoff(Duration::from_millis(10));
-/// assert_eq!(config.max_attempts, 2);
-/// ```
-impl DispatchConfig {
-    /// Events read per batch (at least 1).
-    #[must_use]
-    pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.max(1);
-        self
-    }
-
-    /// Attempts at one event (or batch) before the consumer is parked (at least 1).
-    #[must_use]
-    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
-        self.max_attempts = max_attempts.max(1);
-        self
-    }
-
-    /// The first retry delay; it doubles per attempt.
-    #[must_use]
-    pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The longest retry delay.
-    #[must_use]
-    pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
-        self.max_backoff = max_backoff;
-        self
-    }
-
-    /// How long a claimed consumer stays claimed without renewal.
-    #[must_use]
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// How often a worker looks for new events when nothing wakes it.
-    #[must_use]
-    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
-        self.poll_interval = poll_interval;
-        self
-    }
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            batch_size: 500,
-            max_attempts: 5,
-            backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            lease: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(250),
-        }
-    }
 }
 
 /// Builds a [`Dispatcher`].
@@ -315,6 +238,11 @@ impl DispatcherBuilder {
         }
         let mut names = HashSet::new();
         for consumer in &consumers {
+            if consumer.name().contains(['[', ']']) {
+                return Err(DispatchError::InvalidName {
+                    consumer: consumer.name().to_owned(),
+                });
+            }
             if !names.insert(consumer.name().to_owned()) {
                 return Err(DispatchError::DuplicateConsumer {
                     consumer: consumer.name().to_owned(),
@@ -344,7 +272,7 @@ impl DispatcherBuilder {
             dirty: AtomicBool::new(false),
             leases: health::Leases::default(),
             partitions: self.partitions,
-            layouts: std::sync::Mutex::new(HashSet::new()),
+            layouts: std::sync::Mutex::new(HashMap::new()),
             shares: std::sync::Mutex::new(HashMap::new()),
         }))
     }
@@ -366,8 +294,8 @@ pub struct Dispatcher {
     leases: health::Leases,
     /// Partition counts set on the builder, by consumer.
     partitions: HashMap<String, u32>,
-    /// The consumers whose stored partitioning this dispatcher checked.
-    layouts: std::sync::Mutex<HashSet<String>>,
+    /// When this dispatcher last checked each consumer's stored partitioning.
+    layouts: std::sync::Mutex<HashMap<String, Instant>>,
     /// What this dispatcher knows of each partitioned consumer's instances.
     shares: std::sync::Mutex<HashMap<String, partition::Share>>,
 }
@@ -397,6 +325,9 @@ pub struct CatchUp {
     /// Consumers that stopped at an event because what they deliver to is
     /// [`Unavailable`]; they try it again on the next round.
     pub unavailable: Vec<String>,
+    /// Consumers not run because the store holds checkpoints of another partition count
+    /// ([`DispatchError::PartitionsChanged`], logged): they wait for a rebuild.
+    pub refused: Vec<String>,
 }
 
 impl Dispatcher {
@@ -477,12 +408,20 @@ impl Dispatcher {
             self.dirty.store(false, Ordering::SeqCst);
             let mut round = CatchUp::default();
             for consumer in &self.consumers {
-                self.run_consumer(consumer, &mut round).await?;
+                match self.run_consumer(consumer, &mut round).await {
+                    // This consumer waits for a rebuild; the others run on.
+                    Err(error @ DispatchError::PartitionsChanged { .. }) => {
+                        tracing::error!(%error, "consumer not run");
+                        round.refused.push(consumer.name().to_owned());
+                    }
+                    other => other?,
+                }
             }
             total.handled += round.handled;
             total.not_claimed = round.not_claimed;
             total.parked = round.parked;
             total.unavailable = round.unavailable;
+            total.refused = round.refused;
             if !self.dirty.load(Ordering::SeqCst) {
                 return Ok(total);
             }
@@ -573,7 +512,7 @@ impl Dispatcher {
         let name = consumer.name().to_owned();
         let count = self.partitions_of(&*consumer);
         let slots = Slot::all(&name, count);
-        let (forget, _) = self.layout(&name, count).await?;
+        let (retire, _) = self.layout(&name, count).await?;
         struct Reset<'a>(&'a dyn Consumer);
         #[async_trait::async_trait]
         impl TxWork for Reset<'_> {
@@ -582,13 +521,13 @@ impl Dispatcher {
             }
         }
         let keys: Vec<String> = slots.iter().map(|s| s.key.clone()).collect();
-        if let Err(source) = self.store.reset(&keys, &forget, &Reset(&*consumer)).await? {
+        if let Err(source) = self.store.reset(&keys, &retire, &Reset(&*consumer)).await? {
             return Err(DispatchError::Reset {
                 consumer: name,
                 source,
             });
         }
-        crate::sync::lock(&self.layouts).insert(name.clone());
+        crate::sync::lock(&self.layouts).insert(name.clone(), Instant::now());
         let started = Instant::now();
         let head = self.store.head_position().await?;
         let mut done_progress = Progress {

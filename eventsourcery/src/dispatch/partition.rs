@@ -9,7 +9,7 @@
 //! leases expire. The partitions a dispatcher holds run side by side.
 //!
 //! The rows live beside the unpartitioned ones in the consumer table: `name[i/N]` for partition
-//! `i` of `N`, `name[worker:UUID]` for an instance. Changing N is a rebuild
+//! `i` of `N`, `name[worker:UUID/N]` for an instance. Changing N is a rebuild
 //! ([`Dispatcher::rebuild`]), never a silent reshuffle: a dispatcher that finds checkpoints of
 //! another layout with events behind them refuses to run the consumer
 //! ([`DispatchError::PartitionsChanged`]).
@@ -100,8 +100,8 @@ pub fn stream_hash(stream: &str) -> u64 {
 pub(crate) enum Row {
     /// A partition's checkpoint and lease.
     Partition(Partition),
-    /// An instance's membership.
-    Member(Uuid),
+    /// An instance's membership, with the partition count it runs.
+    Member(Uuid, u32),
 }
 
 impl Row {
@@ -111,8 +111,9 @@ impl Row {
             .strip_prefix(consumer)?
             .strip_prefix('[')?
             .strip_suffix(']')?;
-        if let Some(id) = inner.strip_prefix("worker:") {
-            return Uuid::parse_str(id).ok().map(Self::Member);
+        if let Some(member) = inner.strip_prefix("worker:") {
+            let (id, count) = member.split_once('/')?;
+            return Some(Self::Member(Uuid::parse_str(id).ok()?, count.parse().ok()?));
         }
         let (index, count) = inner.split_once('/')?;
         Partition::new(index.parse().ok()?, count.parse().ok()?).map(Self::Partition)
@@ -124,9 +125,10 @@ fn prefix(consumer: &str) -> String {
     format!("{consumer}[")
 }
 
-/// The membership row of `owner` for `consumer`.
-fn member(consumer: &str, owner: Uuid) -> String {
-    format!("{consumer}[worker:{owner}]")
+/// The membership row of `owner` for `consumer` with `count` partitions: instances that run
+/// another count (during a change of it) do not share with each other.
+fn member(consumer: &str, owner: Uuid, count: u32) -> String {
+    format!("{consumer}[worker:{owner}/{count}]")
 }
 
 /// What a dispatcher last learned of a partitioned consumer's instances.
@@ -193,31 +195,36 @@ impl Dispatcher {
     }
 
     /// Fails if the store holds checkpoints of another partitioning of `consumer` with events
-    /// behind them (once per dispatcher and consumer; a rebuild clears them).
+    /// behind them. Checked again every quarter lease, so an instance started with another
+    /// count, or an old one still running after a rebuild, is noticed.
     pub(crate) async fn check_layout(
         &self,
         consumer: &dyn Consumer,
         count: u32,
     ) -> Result<(), DispatchError> {
         let name = consumer.name();
-        if lock(&self.layouts).contains(name) {
+        let fresh = lock(&self.layouts)
+            .get(name)
+            .is_some_and(|checked| checked.elapsed() < self.config.lease / 4);
+        if fresh {
             return Ok(());
         }
         let (_, stale) = self.layout(name, count).await?;
         if let Some(stored) = stale {
+            lock(&self.layouts).remove(name);
             return Err(DispatchError::PartitionsChanged {
                 consumer: name.to_owned(),
                 stored,
                 configured: count,
             });
         }
-        lock(&self.layouts).insert(name.to_owned());
+        lock(&self.layouts).insert(name.to_owned(), Instant::now());
         Ok(())
     }
 
-    /// The rows of other partitionings of `consumer` (to delete on a rebuild), and the
-    /// partition count of one of them that has events behind it, if any (0 for the
-    /// unpartitioned row).
+    /// The rows of other partitionings of `consumer` (to retire on a rebuild), and the
+    /// partition count of one of them that has events behind it, if any (1 for the
+    /// unpartitioned row). Retired rows are at position 0, so they never count.
     pub(crate) async fn layout(
         &self,
         name: &str,
@@ -225,19 +232,18 @@ impl Dispatcher {
     ) -> Result<(Vec<String>, Option<u32>), DispatchError> {
         let mut other = Vec::new();
         let mut stale = None;
-        if count > 1 {
-            let whole = self.store.consumer_state(name).await?;
-            if whole.position > 0 {
-                stale = Some(1);
-            }
-            other.push(name.to_owned());
-        }
-        for entry in self.store.consumers(&prefix(name)).await? {
-            if let Some(Row::Partition(p)) = Row::parse(name, &entry.name)
-                && p.count() != count
-            {
+        for entry in self.store.consumers(name).await? {
+            let stored = if entry.name == name {
+                1
+            } else {
+                match Row::parse(name, &entry.name) {
+                    Some(Row::Partition(p)) => p.count(),
+                    _ => continue,
+                }
+            };
+            if stored != count {
                 if entry.position > 0 {
-                    stale.get_or_insert(p.count());
+                    stale.get_or_insert(stored);
                 }
                 other.push(entry.name);
             }
@@ -250,7 +256,7 @@ impl Dispatcher {
     /// back what is over its share, and deletes the membership rows of instances whose lease
     /// expired.
     pub(crate) async fn share(&self, name: &str, count: u32) -> Result<Vec<Slot>, DispatchError> {
-        let (instances, entries) = self.survey(name).await?;
+        let (instances, entries) = self.survey(name, count).await?;
         let mut held = BTreeSet::new();
         let mut taken = BTreeSet::new();
         for ConsumerEntry {
@@ -307,17 +313,22 @@ impl Dispatcher {
     /// Renews this dispatcher's membership for `name`, deletes the membership rows of
     /// instances whose lease expired, and counts the live instances (this one included).
     /// Returns the count and every partitioning row.
-    async fn survey(&self, name: &str) -> Result<(u32, Vec<ConsumerEntry>), DispatchError> {
-        let me = member(name, self.owner);
+    async fn survey(
+        &self,
+        name: &str,
+        count: u32,
+    ) -> Result<(u32, Vec<ConsumerEntry>), DispatchError> {
+        let me = member(name, self.owner, count);
         self.store.claim(&me, self.owner, self.config.lease).await?;
         let mut instances: u32 = 1;
         let entries = self.store.consumers(&prefix(name)).await?;
         for entry in &entries {
-            if let Some(Row::Member(owner)) = Row::parse(name, &entry.name)
+            if let Some(Row::Member(owner, theirs)) = Row::parse(name, &entry.name)
                 && owner != self.owner
             {
                 match entry.holder {
-                    Some(_) => instances += 1,
+                    Some(_) if theirs == count => instances += 1,
+                    Some(_) => {}
                     None => self.store.forget(&entry.name).await?,
                 }
             }
@@ -334,11 +345,15 @@ impl Dispatcher {
         name: &str,
         partition: Partition,
     ) -> Result<bool, DispatchError> {
-        let stale = lock(&self.shares)
-            .get(name)
-            .is_none_or(|s| s.surveyed.elapsed() >= self.config.lease / 4);
+        // Not handed out by `share` (a rebuild runs every partition): nothing to give back.
+        let stale = match lock(&self.shares).get(name) {
+            Some(share) if share.held.contains(&partition.index()) => {
+                share.surveyed.elapsed() >= self.config.lease / 4
+            }
+            _ => return Ok(true),
+        };
         if stale {
-            let (instances, _) = self.survey(name).await?;
+            let (instances, _) = self.survey(name, partition.count()).await?;
             if let Some(share) = lock(&self.shares).get_mut(name) {
                 share.surveyed = Instant::now();
                 share.instances = instances;
@@ -366,7 +381,7 @@ impl Dispatcher {
         }
         for entry in self.store.consumers(&prefix(name)).await? {
             match Row::parse(name, &entry.name) {
-                Some(Row::Member(owner)) if owner == self.owner => {
+                Some(Row::Member(owner, _)) if owner == self.owner => {
                     self.store.forget(&entry.name).await?;
                 }
                 Some(Row::Partition(_)) if entry.holder == Some(self.owner) => {
@@ -399,8 +414,8 @@ mod tests {
             Some(Row::Partition(p))
         );
         assert_eq!(
-            Row::parse("balances", &member("balances", owner)),
-            Some(Row::Member(owner))
+            Row::parse("balances", &member("balances", owner, 8)),
+            Some(Row::Member(owner, 8))
         );
         assert_eq!(Row::parse("balances", "balances"), None);
         assert_eq!(Row::parse("balances", "balances[8/8]"), None);

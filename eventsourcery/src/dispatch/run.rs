@@ -15,6 +15,7 @@ use crate::store::ProjectionTx;
 use crate::store::TxWork;
 use crate::store::{RecordedEvent, StoreError};
 use crate::sync::lock;
+use futures_util::StreamExt;
 
 /// An event ready for a consumer, or why it is not, with its position.
 type Prepared = (u64, Result<Envelope, BoxError>);
@@ -102,27 +103,35 @@ impl Dispatcher {
         }
         let positions = std::sync::Mutex::new(vec![0; slots.len()]);
         let report = std::sync::Mutex::new(report);
+        // At most `partition_concurrency` at a time: each holds a batch and, for a
+        // projection, a transaction.
         let mut rounds = vec![CatchUp::default(); slots.len()];
-        let runs = slots
+        let runs: Vec<crate::error::BoxFuture<'_, Result<(), DispatchError>>> = slots
             .iter()
             .zip(rounds.iter_mut())
             .enumerate()
-            .map(|(i, (slot, r))| {
-                let positions = &positions;
-                let report = &report;
-                async move {
-                    let mut mine = |position: u64| {
-                        let mean = {
-                            let mut positions = lock(positions);
-                            positions[i] = position;
-                            positions.iter().sum::<u64>() / positions.len() as u64
+            .map(
+                |(i, (slot, r))| -> crate::error::BoxFuture<'_, Result<(), DispatchError>> {
+                    let positions = &positions;
+                    let report = &report;
+                    Box::pin(async move {
+                        let mut mine = |position: u64| {
+                            let mean = {
+                                let mut positions = lock(positions);
+                                positions[i] = position;
+                                positions.iter().sum::<u64>() / positions.len() as u64
+                            };
+                            (lock(report))(mean);
                         };
-                        (lock(report))(mean);
-                    };
-                    self.run_slot(consumer, slot, r, &mut mine).await
-                }
-            });
-        let results = futures_util::future::join_all(runs).await;
+                        self.run_slot(consumer, slot, r, &mut mine).await
+                    })
+                },
+            )
+            .collect();
+        let results: Vec<Result<(), DispatchError>> = futures_util::stream::iter(runs)
+            .buffer_unordered(self.config.partition_concurrency.max(1))
+            .collect()
+            .await;
         for r in rounds {
             round.handled += r.handled;
             round.not_claimed.extend(r.not_claimed);

@@ -42,6 +42,10 @@ impl Parked {
     }
 }
 
+/// The error of a row [`ConsumerStore::reset`] retired.
+pub const RETIRED: &str =
+    "retired: the consumer was rebuilt with another partition count; run the new count";
+
 /// One row of consumer state, as [`ConsumerStore::consumers`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -95,15 +99,17 @@ pub trait ConsumerStore: EventStore {
     ) -> Result<Result<(), BoxError>, StoreError>;
 
     /// A rebuild's reset, in one transaction: runs `work` (a projection's reset hook), moves
-    /// every row of `consumers` to the start of the log, unparked, and deletes the rows of
-    /// `forget`. The rows of `consumers` are locked before `work` runs, so a batch another
-    /// instance commits at the same time either commits first (and `work` clears it) or fails
-    /// with [`StoreError::CheckpointMoved`] afterwards. The outer error is the store's; the
-    /// inner one is the work's, after which nothing was changed.
+    /// every row of `consumers` to the start of the log, unparked, and retires the rows of
+    /// `retire`: moved to the start too, and parked with [`RETIRED`] (a dispatcher still
+    /// configured with their partition count finds them parked and does not run them). Every
+    /// row of both is locked (in name order) before `work` runs, so a batch another instance
+    /// commits at the same time either commits first (and `work` clears it) or fails with
+    /// [`StoreError::CheckpointMoved`] afterwards. The outer error is the store's; the inner
+    /// one is the work's, after which nothing was changed.
     async fn reset(
         &self,
         consumers: &[String],
-        forget: &[String],
+        retire: &[String],
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError>;
 

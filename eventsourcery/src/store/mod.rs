@@ -27,7 +27,9 @@ pub(crate) mod personal;
 mod shared;
 
 pub use audit::{AuditEntry, AuditRecord};
-pub use consumer::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, TxWork};
+pub use consumer::{
+    ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, RETIRED, TxWork,
+};
 pub use personal::{Erasure, IndexEntry, KeyStore, PersonalRecord, PersonalStore, WrappedKey};
 pub use shared::Shared;
 
@@ -362,26 +364,26 @@ pub trait EventStore: Send + Sync + 'static {
     /// nothing, when any stream's version differs from its expected version.
     async fn append(&self, commit: Commit) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// The events of `stream` with a version greater than `after_version`, in order.
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
-
-    /// At most `limit` events of `stream` with a version greater than `after_version`, in
-    /// order: one page of a stream, so that [`Repository::load`](crate::Repository::load)
-    /// applies a long stream as it reads it, in bounded memory. The default reads the stream
-    /// through and keeps the page; the stores of this crate read only the page.
+    /// The events of `stream` with a version greater than `after_version`, in order, and
+    /// exactly `limit` of them unless fewer remain (a shorter page is the end of the stream):
+    /// one page, so that [`Repository::load`](crate::Repository::load) applies a long stream
+    /// as it reads it, in bounded memory.
     async fn read_stream_page(
         &self,
         stream: &StreamId,
         after_version: u64,
         limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The events of `stream` with a version greater than `after_version`, in order: one page
+    /// without a limit.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = self.read_stream(stream, after_version).await?;
-        events.truncate(limit);
-        Ok(events)
+        self.read_stream_page(stream, after_version, usize::MAX)
+            .await
     }
 
     /// At most `limit` events of the global log with a position greater than `after_position`,

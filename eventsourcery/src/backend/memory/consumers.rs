@@ -79,7 +79,7 @@ impl ConsumerStore for MemoryStore {
     async fn reset(
         &self,
         consumers: &[String],
-        forget: &[String],
+        retire: &[String],
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError> {
         let mut inner = self.consumers().lock().await;
@@ -91,9 +91,10 @@ impl ConsumerStore for MemoryStore {
             state.position = 0;
             state.parked = None;
         }
-        for consumer in forget {
-            inner.states.remove(consumer);
-            inner.leases.remove(consumer);
+        for consumer in retire {
+            let state = inner.states.entry(consumer.clone()).or_default();
+            state.position = 0;
+            state.parked = Some(Parked::new(0, crate::store::RETIRED, SystemTime::now()));
         }
         Ok(Ok(()))
     }

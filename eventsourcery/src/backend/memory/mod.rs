@@ -109,15 +109,6 @@ impl EventStore for MemoryStore {
         Ok(recorded)
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        after_version: u64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read_stream_page(stream, after_version, usize::MAX)
-            .await
-    }
-
     async fn read_stream_page(
         &self,
         stream: &StreamId,

@@ -52,6 +52,8 @@ pub(crate) const LIST: &str = "SELECT name, position, CASE WHEN lease_expires_at
      WHERE substr(name, 1, length($1)) = $1 ORDER BY name";
 pub(crate) const RESET: &str = "UPDATE eventsourcery_consumers SET position = 0, \
      parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
+pub(crate) const RETIRE: &str = "UPDATE eventsourcery_consumers SET position = 0, \
+     parked_position = 0, parked_error = $2, parked_at_ns = $3 WHERE name = $1";
 pub(crate) const FORGET: &str = "DELETE FROM eventsourcery_consumers WHERE name = $1";
 pub(crate) const IS_PROCESSED: &str =
     "SELECT 1 FROM eventsourcery_processed_events WHERE consumer = $1 AND event_id = $2";
@@ -200,13 +202,15 @@ where
     async fn reset(
         &self,
         consumers: &[String],
-        forget: &[String],
+        retire: &[String],
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError> {
         let (_writer, mut tx) = self.begin_write().await?;
-        // Locked in name order, as every instance would, so two resets cannot deadlock.
-        let mut locked: Vec<&String> = consumers.iter().collect();
+        // Locked in name order, as every instance would, so two resets cannot deadlock; the
+        // retired rows too, so that a batch of the old count cannot commit behind the reset.
+        let mut locked: Vec<&String> = consumers.iter().chain(retire).collect();
         locked.sort();
+        locked.dedup();
         for consumer in locked {
             sqlx::query(ENSURE)
                 .bind(consumer.as_str())
@@ -230,9 +234,11 @@ where
                 .await
                 .map_err(db("reset"))?;
         }
-        for consumer in forget {
-            sqlx::query(FORGET)
+        for consumer in retire {
+            sqlx::query(RETIRE)
                 .bind(consumer.as_str())
+                .bind(crate::store::RETIRED)
+                .bind(now_ns())
                 .execute(&mut *tx)
                 .await
                 .map_err(db("reset"))?;
