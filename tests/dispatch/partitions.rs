@@ -571,6 +571,19 @@ pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {
     );
     store.advance("c[1/2]", 0, 5).await.unwrap();
     store.park("c[1/2]", 6, "poison").await.unwrap();
+    // Parking at an event that is not the one after the checkpoint: a stale instance.
+    assert!(matches!(
+        store.park("c[0/2]", 9, "stale").await,
+        Err(eventsourcery::StoreError::CheckpointMoved { .. })
+    ));
+    assert!(
+        store
+            .consumer_state("c[0/2]")
+            .await
+            .unwrap()
+            .parked
+            .is_none()
+    );
     assert!(
         store
             .claim("c[worker:x]", two, Duration::from_millis(1))

@@ -387,7 +387,12 @@ impl Dispatcher {
         if position > from + 1 && !self.advance(name, from, position - 1).await? {
             return Ok(Outcome::Moved);
         }
-        self.store.park(name, position, &error.to_string()).await?;
+        match self.store.park(name, position, &error.to_string()).await {
+            Ok(()) => {}
+            // Moved or reset meanwhile: whoever did it carries on from there.
+            Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
+            Err(error) => return Err(error.into()),
+        }
         tracing::error!(consumer = name, position, %error, "consumer parked");
         Ok(Outcome::Parked)
     }

@@ -113,7 +113,10 @@ pub trait ConsumerStore: EventStore {
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError>;
 
-    /// Parks the consumer at the event at `position`, recording the error.
+    /// Parks the consumer at the event at `position`, the one after its checkpoint, recording
+    /// the error. Fails with [`StoreError::CheckpointMoved`], changing nothing, if the
+    /// checkpoint is not at `position - 1` (another instance moved it, or a rebuild reset
+    /// it), so that a stale instance cannot park a consumer at an event it no longer owns.
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError>;
 
     /// Lets a parked consumer run again, retrying the event it stopped at.

@@ -101,8 +101,12 @@ impl ConsumerStore for MemoryStore {
 
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
         let mut inner = self.consumers().lock().await;
-        inner.states.entry(consumer.to_owned()).or_default().parked =
-            Some(Parked::new(position, error, SystemTime::now()));
+        let state = inner.states.entry(consumer.to_owned()).or_default();
+        let expected = position.saturating_sub(1);
+        if state.position != expected {
+            return Err(moved(consumer, expected, state.position));
+        }
+        state.parked = Some(Parked::new(position, error, SystemTime::now()));
         Ok(())
     }
 

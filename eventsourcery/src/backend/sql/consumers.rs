@@ -25,7 +25,8 @@ pub(crate) const ADVANCE: &str = "INSERT INTO eventsourcery_consumers (name, pos
 pub(crate) const PARK: &str = "INSERT INTO eventsourcery_consumers \
      (name, parked_position, parked_error, parked_at_ns) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (name) DO UPDATE SET parked_position = excluded.parked_position, \
-         parked_error = excluded.parked_error, parked_at_ns = excluded.parked_at_ns";
+         parked_error = excluded.parked_error, parked_at_ns = excluded.parked_at_ns \
+     WHERE eventsourcery_consumers.position = $5";
 pub(crate) const UNPARK: &str = "UPDATE eventsourcery_consumers \
      SET parked_position = NULL, parked_error = NULL, parked_at_ns = NULL WHERE name = $1";
 pub(crate) const SKIP_RECORD: &str = "INSERT INTO eventsourcery_consumer_skips \
@@ -249,14 +250,31 @@ where
 
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(PARK)
+        let expected = position.saturating_sub(1);
+        let parked = sqlx::query(PARK)
             .bind(consumer)
             .bind(to_i64(position)?)
             .bind(error)
             .bind(now_ns())
+            .bind(to_i64(expected)?)
             .execute(&mut *tx)
             .await
-            .map_err(db("park"))?;
+            .map_err(db("park"))?
+            .rows_affected();
+        if parked != 1 {
+            let row = sqlx::query_as(STATE)
+                .bind(consumer)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("park"))?;
+            let actual = state_from_row(consumer, row)?.position;
+            tx.rollback().await.map_err(db("park"))?;
+            return Err(StoreError::CheckpointMoved {
+                consumer: consumer.to_owned(),
+                expected,
+                actual,
+            });
+        }
         tx.commit().await.map_err(db("park"))
     }
 
