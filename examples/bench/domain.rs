@@ -117,3 +117,14 @@ pub static PROJECTED: AtomicU64 = AtomicU64::new(0);
 async fn totals(event: Incremented, _meta: EventMeta, _tx: &mut ProjectionTx<'_>) {
     PROJECTED.fetch_add(event.by, Ordering::Relaxed);
 }
+
+/// Registrations the personal projection saw with their names decrypted.
+pub static PEOPLE: AtomicU64 = AtomicU64::new(0);
+
+/// A projection of events with two personal fields: catch-up then resolves a batch's values.
+#[eventsourcery::projection(consumer = "bench_people")]
+async fn people(event: Registered, _tx: &mut ProjectionTx<'_>) {
+    if event.name.present().is_some() && event.email.present().is_some() {
+        PEOPLE.fetch_add(1, Ordering::Relaxed);
+    }
+}

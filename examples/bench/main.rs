@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot|catch-up [--tasks 8]
+/// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot|catch-up|catch-up-personal [--tasks 8]
 /// [--count 20000]`, `--only load` (loads of 1,000 and 10,000 events), or `--only
 /// load-memory [--count N]` (the growth of resident memory while loading a stream of N events,
 /// 1,000,000 by default, against reading it whole).
@@ -119,9 +119,10 @@ async fn only(
         "personal" => commands(&stores, total, tasks, true).await?.0,
         "hot" => hot(&stores, total, tasks).await?,
         "catch-up" => catch_up(&stores, total as u64).await?,
+        "catch-up-personal" => catch_up_personal(&stores, total).await?,
         other => {
             return Err(format!(
-                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, catch-up, load, load-memory)"
+                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, catch-up, catch-up-personal, load, load-memory)"
             )
             .into());
         }
@@ -211,6 +212,13 @@ async fn run(store: &str, quick: bool) -> Result<(), Box<dyn std::error::Error>>
     let total = if quick { 10_000 } else { 100_000 };
     let rate = catch_up(&stores, total).await?;
     figures.rate("projection_catch_up", rate, "events/s");
+    let stores = backend.fresh().await;
+    let personal = catch_up_personal(&stores, (total / 10) as usize).await?;
+    figures.rate("projection_catch_up_personal", personal, "events/s");
+    figures.ratio(
+        "projection_catch_up_personal_ratio_to_plain",
+        personal / rate,
+    );
 
     backend.cleanup().await;
     figures.print();
@@ -502,6 +510,27 @@ async fn load_time(
         }
     }
     Ok(percentile(&times, 50.0))
+}
+
+/// Events per second for a projection catching up over `total` events with two personal
+/// fields each (written by `Register` commands from 8 tasks, a new data subject each).
+async fn catch_up_personal(
+    stores: &Stores,
+    total: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    commands(stores, total, 8, true).await?;
+    let bus = bus(stores);
+    let dispatcher = Dispatcher::builder(&bus, stores.events.clone())
+        .only(["bench_people"])
+        .config(DispatchConfig::default().batch_size(1_000))
+        .build()?;
+    let before = domain::PEOPLE.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    dispatcher.catch_up().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let seen = domain::PEOPLE.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(seen, total as u64, "the projection decrypted every event");
+    Ok(total as f64 / elapsed)
 }
 
 /// Events per second for a projection catching up over `total` events.
