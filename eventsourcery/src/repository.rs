@@ -30,8 +30,9 @@ fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
     }
 }
 
-/// Events read per page when an aggregate is loaded.
-const LOAD_PAGE: usize = 1_000;
+/// Events read per page when an aggregate is loaded: a few megabytes of rows at most, and
+/// few enough round trips that a load of a typical stream is one query.
+const LOAD_PAGE: usize = 4_096;
 
 /// Loads aggregates from their events and saves the events they raise.
 ///
