@@ -208,3 +208,39 @@ async fn a_consumer_span_carries_the_trace_context_of_the_command_that_caused_it
     assert!(event.get("messaging.message.id").is_some(), "{event:?}");
     assert_eq!(event.get("otel.status_code"), None, "{event:?}");
 }
+
+#[tokio::test]
+async fn a_partitioned_consumer_names_the_partition_of_each_batch() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(Registry::default().with(capture.clone()));
+
+    let store = SqliteStore::in_memory().await.unwrap();
+    let bus = CommandBus::builder(store.clone()).build().unwrap();
+    let dispatcher = Dispatcher::builder(&bus, store)
+        .only(["tracing.ringer"])
+        .partitions("tracing.ringer", 2)
+        .build()
+        .unwrap();
+    bus.execute(Ring {
+        bell: BellId::generate(),
+    })
+    .await
+    .unwrap();
+    dispatcher.catch_up().await.unwrap();
+
+    let mut partitions: Vec<String> = capture
+        .named("consumer_batch")
+        .into_iter()
+        .filter(|s| s.get("messaging.consumer.group.name") == Some("tracing.ringer"))
+        .filter_map(|s| {
+            s.get("messaging.destination.partition.id")
+                .map(str::to_owned)
+        })
+        .collect();
+    partitions.sort();
+    assert_eq!(
+        partitions,
+        ["0/2", "1/2"],
+        "one batch per partition, each named"
+    );
+}
