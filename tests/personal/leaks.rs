@@ -105,6 +105,65 @@ fn inspecting_bus(backend: &Backend, seen: &Arc<Seen>) -> CommandBus {
         .unwrap()
 }
 
+/// A load of a stream longer than one page (4,096 events) meets an erasure between its pages:
+/// the first page's values were read before it, the second page's after (paused there
+/// deterministically). The command sees the first page's values, as it read them before the
+/// erasure, and the second page's as erased; the state it cached is not served again: the next
+/// load reads every value as erased.
+pub async fn an_erasure_between_two_pages_of_a_load_is_seen_by_the_next_one(backend: Backend) {
+    let backend = backend.with_lease(eventsourcery::vault::DEFAULT_CACHE_LEASE);
+    let (paused, gate) = super::races::pausing(&backend);
+    let seen = Arc::new(Seen::default());
+    let bus = inspecting_bus(&paused, &seen);
+    let voucher = VoucherId::generate();
+    let ann = PersonalKey::issue();
+    const EVENTS: usize = 4_200;
+    let writer = backend.bus().repository::<super::Voucher>();
+    let mut root = writer.load(&voucher).await.unwrap();
+    for i in 0..EVENTS {
+        root.raise(CandidateRegistered {
+            voucher: voucher.clone(),
+            candidate: ann,
+            email: Email(format!("ann{i}@example.com")).into(),
+            name: super::FullName(NAME.into()).into(),
+            address: super::Address {
+                street: "1 Main St".into(),
+                city: "Springfield".into(),
+            }
+            .into(),
+        });
+    }
+    writer.save(&mut root).await.unwrap();
+
+    // The first page's values are read; the second page's read waits.
+    let mut at_second_page = gate.arm_after(super::races::Point::BeforeGet, 1);
+    let inspect = tokio::spawn({
+        let (bus, voucher) = (bus.clone(), voucher.clone());
+        async move { bus.execute(Inspect { voucher }).await }
+    });
+    at_second_page.arrived().await;
+    backend.vault.erase(ann, "request 9").await.unwrap();
+    at_second_page.release();
+    inspect.await.unwrap().unwrap();
+    let first = seen.last();
+    assert_eq!(first.len(), EVENTS);
+    assert!(
+        first[..4_096].iter().all(Option::is_some),
+        "read before the erasure"
+    );
+    assert!(first[4_096..].iter().all(Option::is_none), "read after it");
+
+    bus.execute(Inspect {
+        voucher: voucher.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        seen.last().iter().all(Option::is_none),
+        "the state cached with the first page's values is not served after the erasure"
+    );
+}
+
 /// A process caches an aggregate holding decrypted values; another process (a second vault
 /// over the same stores, an admin tool) erases the subject. The first process's next load
 /// reads the erasure, whether the state was cached from the stream or after a command that

@@ -734,6 +734,7 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, no_plaintext_in_event_or_command_tables => personal::no_plaintext_in_event_or_command_tables);
         personal_suite!(@case $setup, erasing_one_subject_keeps_events_loadable => personal::erasing_one_subject_keeps_events_loadable);
         personal_suite!(@case $setup, a_long_stream_loads_page_by_page_with_its_personal_values => personal::a_long_stream_loads_page_by_page_with_its_personal_values);
+        personal_suite!(@case $setup, an_erasure_between_two_pages_of_a_load_is_seen_by_the_next_one => personal::leaks::an_erasure_between_two_pages_of_a_load_is_seen_by_the_next_one, multi);
         personal_suite!(@case $setup, export_and_lookup => personal::export_and_lookup);
         personal_suite!(@case $setup, tampering_is_a_typed_error => personal::integrity::tampering_is_a_typed_error);
         personal_suite!(@case $setup, master_key_rotation_works_online_and_can_be_rerun => personal::integrity::master_key_rotation_works_online_and_can_be_rerun);

@@ -33,12 +33,16 @@ pub enum Point {
     AfterClaim,
     /// Before an erasure reaches the key store.
     BeforeErase,
+    /// Before values are read from the personal data store (a load resolving a page).
+    BeforeGet,
 }
 
 /// A pause at one point, once: the call that reaches it says so, then waits to be released.
 #[derive(Default)]
 pub struct Gate {
     armed: Mutex<Option<Armed>>,
+    /// Calls at the armed point to let through before the one that pauses.
+    skip: Mutex<usize>,
 }
 
 /// Where a gate pauses, whom it tells, and what it waits for.
@@ -65,6 +69,12 @@ impl Paused {
 impl Gate {
     /// Pauses the next call that reaches `point`.
     pub fn arm(&self, point: Point) -> Paused {
+        self.arm_after(point, 0)
+    }
+
+    /// Pauses the call that reaches `point` after `skip` others went through it.
+    pub fn arm_after(&self, point: Point, skip: usize) -> Paused {
+        *self.skip.lock().unwrap() = skip;
         let (arrived_tx, arrived) = oneshot::channel();
         let (release, release_rx) = oneshot::channel();
         *self.armed.lock().unwrap() = Some((point, arrived_tx, release_rx));
@@ -75,7 +85,15 @@ impl Gate {
         let armed = {
             let mut armed = self.armed.lock().unwrap();
             match &*armed {
-                Some((at, _, _)) if *at == point => armed.take(),
+                Some((at, _, _)) if *at == point => {
+                    let mut skip = self.skip.lock().unwrap();
+                    if *skip > 0 {
+                        *skip -= 1;
+                        None
+                    } else {
+                        armed.take()
+                    }
+                }
                 _ => None,
             }
         };
@@ -164,6 +182,7 @@ impl PersonalStore for PausingData {
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
+        self.gate.pass(Point::BeforeGet).await;
         self.inner.get(references).await
     }
 
