@@ -198,8 +198,11 @@ impl Dispatcher {
         let mut consumers = Vec::with_capacity(self.consumers.len());
         for consumer in &self.consumers {
             let name = consumer.name();
+            // One read of the checkpoints serves the partitions and the consumer as a whole.
+            let states = self.partition_states(name).await?;
+            let state = super::overall(&states);
             let mut partitions = Vec::new();
-            for (partition, state) in self.partition_states(name).await? {
+            for (partition, state) in states {
                 let Some(partition) = partition else { continue };
                 let key = partition.checkpoint(name);
                 let lag = head.saturating_sub(state.position);
@@ -212,7 +215,6 @@ impl Dispatcher {
                     lease: self.leases.get(&key),
                 });
             }
-            let state = self.state(name).await?;
             let lag = head.saturating_sub(state.position);
             let lease = if partitions.is_empty() {
                 self.leases.get(name)

@@ -432,13 +432,7 @@ impl Dispatcher {
     /// partitions, and the parked partition with the lowest position, if any (see
     /// [`Dispatcher::partition_states`] for each one).
     pub async fn state(&self, consumer: &str) -> Result<ConsumerState, DispatchError> {
-        let states = self.partition_states(consumer).await?;
-        let position = states.iter().map(|(_, s)| s.position).min().unwrap_or(0);
-        let parked = states
-            .into_iter()
-            .filter_map(|(_, s)| s.parked)
-            .min_by_key(|p| p.position);
-        Ok(ConsumerState { position, parked })
+        Ok(overall(&self.partition_states(consumer).await?))
     }
 
     /// Where each partition of a consumer stands (one entry, with no partition, for an
@@ -549,4 +543,15 @@ impl Dispatcher {
             .await?;
         Ok(done_progress)
     }
+}
+
+/// A consumer's state from its partitions': the lowest checkpoint, and the parked partition
+/// with the lowest position.
+fn overall(states: &[(Option<Partition>, ConsumerState)]) -> ConsumerState {
+    let position = states.iter().map(|(_, s)| s.position).min().unwrap_or(0);
+    let parked = states
+        .iter()
+        .filter_map(|(_, s)| s.parked.clone())
+        .min_by_key(|p| p.position);
+    ConsumerState { position, parked }
 }
