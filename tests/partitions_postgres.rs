@@ -66,7 +66,11 @@ async fn project(_: Step, meta: EventMeta, tx: &mut ProjectionTx<'_>) -> Result<
     let ProjectionTx::Postgres(conn) = tx else {
         return Err(sqlx::Error::Protocol("expected PostgreSQL".into()));
     };
-    record("projected", &meta, conn).await
+    record("projected", &meta, conn).await?;
+    // Slow enough that the first worker cannot finish the first half alone before the other
+    // two have joined and taken their share (and the kill lands mid-run).
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    Ok(())
 }
 
 /// At least once: a redelivery after the kill finds the row and changes nothing.
