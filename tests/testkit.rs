@@ -108,9 +108,9 @@ async fn remind(
     patients: Repository<Patient>,
 ) -> Result<(), eventsourcery::Error> {
     let mut patient = patients.load(&cmd.patient).await?;
-    match &patient.name {
-        Some(Personal::Present(_)) => {}
-        Some(Personal::Erased) => {
+    match patient.name.as_ref().map(Personal::present) {
+        Some(Some(_)) => {}
+        Some(None) => {
             return Err(eventsourcery::Error::rejected("the patient was forgotten"));
         }
         None => return Err(eventsourcery::Error::rejected("no such patient")),

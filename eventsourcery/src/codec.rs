@@ -4,13 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::personal::reference::{parse_reference, reference};
-use crate::personal::{PersonalData, PersonalError, PersonalField, PersonalKey};
+use crate::personal::{Origin, Personal, PersonalData, PersonalError, PersonalField, PersonalKey};
 
 /// A personal value to be encrypted and stored before the payload that refers to it.
 pub(crate) struct PersonalWrite {
@@ -160,6 +161,8 @@ pub(crate) fn references<'a>(
 #[derive(Default)]
 pub(crate) struct Resolved {
     pub(crate) values: HashMap<Uuid, (PersonalKey, Zeroizing<String>)>,
+    /// The field each resolved value is bound to.
+    pub(crate) fields: HashMap<Uuid, Arc<str>>,
     pub(crate) erased: HashSet<Uuid>,
     pub(crate) failed: HashMap<Uuid, PersonalError>,
 }
@@ -199,12 +202,12 @@ impl<'a> DecodeContext<'a> {
         F::decode_personal(value, &mut |leaf| self.value(subject, leaf))
     }
 
-    /// The value one reference points at, or `None` if it was erased.
+    /// The value one reference points at, or an erased one.
     fn value<T: PersonalData>(
         &mut self,
         subject: PersonalKey,
         value: &Value,
-    ) -> Result<Option<T>, PersonalError> {
+    ) -> Result<Personal<T>, PersonalError> {
         let (id, referenced) = parse_reference(value).ok_or(PersonalError::MalformedReference)?;
         if referenced != subject {
             return Err(PersonalError::SubjectMismatch {
@@ -213,27 +216,48 @@ impl<'a> DecodeContext<'a> {
             });
         }
         if id.is_nil() {
-            return Ok(None);
+            return Ok(Personal::erased());
         }
         let resolved = self.resolved.ok_or(PersonalError::NoVault)?;
-        if let Some(error) = resolved.failed.get(&id) {
+        resolved.value(id, subject)
+    }
+}
+
+impl Resolved {
+    /// The value `id` of `subject` as resolved, or an erased one.
+    pub(crate) fn value<T: PersonalData>(
+        &self,
+        id: Uuid,
+        subject: PersonalKey,
+    ) -> Result<Personal<T>, PersonalError> {
+        if let Some(error) = self.failed.get(&id) {
             return Err(error.duplicate());
         }
-        if let Some((owner, plaintext)) = resolved.values.get(&id) {
+        if let Some((owner, plaintext)) = self.values.get(&id) {
             if *owner != subject {
                 return Err(PersonalError::SubjectMismatch {
                     reference: id,
                     subject,
                 });
             }
-            return T::from_plaintext(plaintext).map(Some).map_err(|_| {
-                PersonalError::InvalidPlaintext {
+            let value =
+                T::from_plaintext(plaintext).map_err(|_| PersonalError::InvalidPlaintext {
                     type_name: std::any::type_name::<T>(),
-                }
+                })?;
+            return Ok(match self.fields.get(&id) {
+                Some(field) => Personal::stored(
+                    value,
+                    Origin {
+                        reference: id,
+                        subject,
+                        field: Arc::clone(field),
+                    },
+                ),
+                None => Personal::new(value),
             });
         }
-        if resolved.erased.contains(&id) {
-            return Ok(None);
+        if self.erased.contains(&id) {
+            return Ok(Personal::erased());
         }
         Err(PersonalError::Missing {
             reference: id,

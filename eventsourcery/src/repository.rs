@@ -12,13 +12,14 @@ use std::sync::Arc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, AggregateRoot};
-use crate::codec::{DecodeContext, EncodeContext};
+use crate::aggregate::{Aggregate, AggregateRoot, snapshot};
+use crate::codec::{DecodeContext, EncodeContext, Reference, Resolved};
 use crate::engine::{CacheUpdate, Engine, UnitOfWork};
 use crate::event::{EventError, EventRegistry, Metadata};
 use crate::store::{
     Commit, EventStore, NewEvent, RecordedEvent, Shared, Snapshot, StoreError, StreamAppend,
 };
+use crate::value::StreamId;
 use crate::vault::PersonalVault;
 
 fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
@@ -28,6 +29,16 @@ fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
         position: event.position,
         source: Box::new(source),
     }
+}
+
+/// What one load has read of personal data.
+struct PersonalReads {
+    /// Whether the loaded state is cached, and so needs the erasure epoch it was read at.
+    caching: bool,
+    /// Whether personal values were read.
+    read: bool,
+    /// The erasure epoch read before the first value was, for a cached state.
+    epoch: Option<u64>,
 }
 
 /// Events read per page when an aggregate is loaded: a few megabytes of rows at most, and
@@ -164,21 +175,24 @@ impl<A: Aggregate> Repository<A> {
                 }
                 self.engine.cache.remove([&stream]);
             }
-            if A::SNAPSHOT_EVERY.is_some()
-                && let Some(snapshot) = store.load_snapshot(&stream).await?
-                && snapshot.snapshot_version == A::SNAPSHOT_VERSION
-                && let Some(state) = A::from_snapshot(snapshot.state)
-            {
-                root = AggregateRoot::from_state(id.clone(), snapshot.stream_version, state);
-            }
             let registry = EventRegistry::global();
-            let vault_error = |source| StoreError::Personal {
-                stream: stream.clone(),
-                source,
+            let mut personal = PersonalReads {
+                caching: A::CACHED && self.uow.is_some(),
+                read: false,
+                epoch: None,
             };
-            let caching = A::CACHED && self.uow.is_some();
-            let mut personal_epoch = None;
-            let mut personal = false;
+            if A::SNAPSHOT_EVERY.is_some()
+                && let Some(stored) = store.load_snapshot(&stream).await?
+                && stored.snapshot_version == A::SNAPSHOT_VERSION
+                && let Some((state, references)) = snapshot::references(stored.state)
+            {
+                // The snapshot's personal values, by reference: resolved in one round trip,
+                // as a page of events is.
+                let resolved = self.resolve(&stream, &references, &mut personal).await?;
+                if let Some(state) = snapshot::decode(resolved, || A::from_snapshot(state)) {
+                    root = AggregateRoot::from_state(id.clone(), stored.stream_version, state);
+                }
+            }
             let mut replayed = 0;
             // Page by page, applied as read: memory does not grow with the stream's length.
             loop {
@@ -193,22 +207,7 @@ impl<A: Aggregate> Repository<A> {
                 let references = crate::codec::references(
                     events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
                 );
-                if !references.is_empty() && !personal {
-                    personal = true;
-                    if let Some(uow) = &self.uow {
-                        uow.read_personal();
-                    }
-                    // Read before the first value is, so that an erasure after it makes the
-                    // cached copy stale.
-                    if caching {
-                        personal_epoch =
-                            Some(self.engine.erasure_epoch().await.map_err(vault_error)?);
-                    }
-                }
-                let resolved = match self.engine.resolve_personal(&references).await {
-                    Ok(resolved) => resolved,
-                    Err(source) => return Err(vault_error(source)),
-                };
+                let resolved = self.resolve(&stream, &references, &mut personal).await?;
                 let mut cx = DecodeContext::with(&resolved);
                 for mut event in events {
                     // The payload moves on; the event keeps what error messages need.
@@ -223,9 +222,11 @@ impl<A: Aggregate> Repository<A> {
                     break;
                 }
             }
+            // A state holding a personal value that has no reference (made by the aggregate
+            // itself) does not serialize, and is not snapshotted.
             if let Some(every) = A::SNAPSHOT_EVERY
                 && replayed >= every
-                && let Some(state) = root.state().to_snapshot()
+                && let Some(state) = snapshot::encode(|| root.state().to_snapshot())
             {
                 store
                     .save_snapshot(Snapshot {
@@ -240,17 +241,46 @@ impl<A: Aggregate> Repository<A> {
                 && let Some(uow) = &self.uow
                 && let Some(copy) = root.state().cached_clone()
             {
-                if let Some(epoch) = personal_epoch {
+                if let Some(epoch) = personal.epoch {
                     uow.loaded_personal(stream.clone(), epoch);
                 }
                 self.engine
                     .cache
-                    .put(stream, root.version(), personal_epoch, Box::new(copy));
+                    .put(stream, root.version(), personal.epoch, Box::new(copy));
             }
             Ok(root)
         }
         .instrument(span)
         .await
+    }
+
+    /// Resolves the personal values of a snapshot or a page of events, in one round trip per
+    /// store. Before the first values of a load are read, the command is told that it read
+    /// personal data, and a cached aggregate reads the erasure epoch, so that an erasure after
+    /// it makes the cached copy stale.
+    async fn resolve(
+        &self,
+        stream: &StreamId,
+        references: &[Reference],
+        personal: &mut PersonalReads,
+    ) -> Result<Resolved, StoreError> {
+        let vault_error = |source| StoreError::Personal {
+            stream: stream.clone(),
+            source,
+        };
+        if !references.is_empty() && !personal.read {
+            personal.read = true;
+            if let Some(uow) = &self.uow {
+                uow.read_personal();
+            }
+            if personal.caching {
+                personal.epoch = Some(self.engine.erasure_epoch().await.map_err(vault_error)?);
+            }
+        }
+        self.engine
+            .resolve_personal(references)
+            .await
+            .map_err(vault_error)
     }
 
     /// Saves the events raised on `root` since it was loaded.

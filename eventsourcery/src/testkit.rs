@@ -518,9 +518,9 @@ fn chain(error: &(dyn StdError + 'static)) -> String {
 /// If it was erased.
 #[track_caller]
 pub fn assert_present<T>(field: &Personal<T>) -> &T {
-    match field {
-        Personal::Present(value) => value,
-        Personal::Erased => panic!(
+    match field.present() {
+        Some(value) => value,
+        None => panic!(
             "expected a present `{}`, but it was erased",
             std::any::type_name::<T>()
         ),

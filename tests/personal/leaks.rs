@@ -91,7 +91,7 @@ async fn register_cached(
         candidate: cmd.candidate,
         email: cmd.email.into(),
         name: super::FullName("Cached".into()).into(),
-        address: Personal::Erased,
+        address: Personal::erased(),
     });
     vouchers.save(&mut voucher).await?;
     Ok(())
@@ -261,7 +261,7 @@ async fn racing_register(
         candidate: cmd.candidate,
         email: cmd.email.into(),
         name: super::FullName(NAME.into()).into(),
-        address: Personal::Erased,
+        address: Personal::erased(),
     });
     vouchers.save(&mut voucher).await?;
     Ok(())
@@ -387,7 +387,7 @@ async fn register_once(
         candidate: cmd.candidate,
         email: cmd.email.into(),
         name: super::FullName(NAME.into()).into(),
-        address: Personal::Erased,
+        address: Personal::erased(),
     });
     vouchers.save(&mut voucher).await?;
     Ok(())

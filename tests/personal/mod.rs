@@ -11,6 +11,7 @@ mod plaintext;
 pub mod races;
 pub mod raw;
 pub mod shapes;
+pub mod snapshots;
 pub mod stores;
 
 use std::future::Future;
@@ -306,6 +307,8 @@ pub async fn stored_tables_after_registering(backend: &Backend) -> Vec<u8> {
     ))
     .await
     .unwrap();
+    // A snapshot of an aggregate holding personal values.
+    snapshots::snapshot_for_the_scans(backend).await;
     // Sanity: the values really were stored, and come back.
     let loaded = bus.repository::<Voucher>().load(&voucher).await.unwrap();
     assert_eq!(
@@ -703,7 +706,7 @@ pub async fn debug_output_holds_no_secret(backend: Backend) {
         "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
         Email(EMAIL.into()),
         FullName(NAME.into()),
-        Personal::Present(Email(EMAIL.into())),
+        Personal::new(Email(EMAIL.into())),
         register_cmd(&VoucherId::generate(), candidate, EMAIL, NAME).email,
         master,
         backend.vault,
@@ -750,6 +753,11 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, the_index_key_rotates_online => personal::races::the_index_key_rotates_online, multi);
         personal_suite!(@case $setup, lookups_find_values_typed_in_another_form => personal::races::lookups_find_values_typed_in_another_form);
         personal_suite!(@case $setup, every_shape_round_trips => personal::shapes::every_shape_round_trips);
+        personal_suite!(@case $setup, a_snapshot_holds_references_and_reads_erased_after_erasure => personal::snapshots::a_snapshot_holds_references_and_reads_erased_after_erasure);
+        personal_suite!(@case $setup, a_snapshot_with_a_reference_left_out_is_ignored => personal::snapshots::a_snapshot_with_a_reference_left_out_is_ignored);
+        personal_suite!(@case $setup, a_state_holding_a_value_of_its_own_is_not_snapshotted => personal::snapshots::a_state_holding_a_value_of_its_own_is_not_snapshotted);
+        personal_suite!(@case $setup, an_erasure_while_a_snapshot_loads_reads_erased => personal::snapshots::an_erasure_while_a_snapshot_loads_reads_erased, multi);
+        personal_suite!(@case $setup, snapshots_and_an_eraser_race_for_real => personal::snapshots::snapshots_and_an_eraser_race_for_real, multi);
         personal_suite!(@case $setup, every_shape_reads_as_erased_after_erasure => personal::shapes::every_shape_reads_as_erased_after_erasure);
         // Real concurrency: tasks on several threads.
         personal_suite!(@case $setup, concurrent_first_writes_create_one_key => personal::concurrent_first_writes_create_one_key, multi);

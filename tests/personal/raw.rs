@@ -83,7 +83,12 @@ pub async fn no_personal_value_in_any_table(backend: &Backend, raw: &dyn Raw) {
         assert_no_plaintext(&format!("the {database:?} database"), &dump);
         // The scan saw the data it must not find plaintext in.
         let expected: &[&[u8]] = match database {
-            Database::Events => &[b"event store", b"candidate_registered", b"$personal"],
+            Database::Events => &[
+                b"event store",
+                b"candidate_registered",
+                b"$personal",
+                b"$state",
+            ],
             Database::Keys => &[b"key store"],
             Database::Personal => &[
                 b"personal data store",

@@ -121,11 +121,11 @@ pub async fn two_tenants_see_nothing_of_each_other(settings: &Settings) -> (Stor
     assert_eq!(event_count(&globex).await, 1);
     assert_eq!(
         email_of(&acme, &id).await,
-        Some(Personal::Present(ann_acme.clone()))
+        Some(Personal::new(ann_acme.clone()))
     );
     assert_eq!(
         email_of(&globex, &id).await,
-        Some(Personal::Present(ann_globex.clone()))
+        Some(Personal::new(ann_globex.clone()))
     );
 
     // Lookups: each tenant finds its own value only.
@@ -146,12 +146,12 @@ pub async fn two_tenants_see_nothing_of_each_other(settings: &Settings) -> (Stor
 
     // Erasure in one tenant forgets nothing in the other.
     bus(&globex).erase(patient, "asked to").await.unwrap();
-    assert_eq!(email_of(&globex, &id).await, Some(Personal::Erased));
+    assert_eq!(email_of(&globex, &id).await, Some(Personal::erased()));
     assert!(globex.vault.is_erased(patient).await.unwrap());
     assert!(!acme.vault.is_erased(patient).await.unwrap());
     assert_eq!(
         email_of(&acme, &id).await,
-        Some(Personal::Present(ann_acme.clone()))
+        Some(Personal::new(ann_acme.clone()))
     );
     assert_eq!(acme.vault.lookup(&ann_acme).await.unwrap(), vec![patient]);
 
@@ -161,7 +161,7 @@ pub async fn two_tenants_see_nothing_of_each_other(settings: &Settings) -> (Stor
     assert_eq!(event_count(&acme_again).await, 1);
     assert_eq!(
         email_of(&acme_again, &id).await,
-        Some(Personal::Present(ann_acme.clone()))
+        Some(Personal::new(ann_acme.clone()))
     );
     let untenanted = settings.open().await.unwrap();
     assert_eq!(event_count(&untenanted).await, 0);

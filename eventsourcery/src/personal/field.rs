@@ -10,9 +10,9 @@ use super::{Personal, PersonalData, PersonalError};
 /// gives the reference the payload keeps.
 pub type EncodeLeaf<'a, T> = dyn FnMut(Option<&T>) -> Result<Value, PersonalError> + 'a;
 
-/// What decoding does with each reference of a field: gives the decrypted value, or `None`
-/// for an erased one.
-pub type DecodeLeaf<'a, T> = dyn FnMut(&Value) -> Result<Option<T>, PersonalError> + 'a;
+/// What decoding does with each reference of a field: gives the decrypted value (with where it
+/// is stored), or an erased one.
+pub type DecodeLeaf<'a, T> = dyn FnMut(&Value) -> Result<Personal<T>, PersonalError> + 'a;
 
 /// A type a `#[personal]` field can have: `Personal<T>` (and in a command also a bare `T`),
 /// or an `Option` or a `Vec` of those, where `T: PersonalData`.
@@ -47,7 +47,7 @@ impl<T: PersonalData> PersonalField for Personal<T> {
     }
 
     fn decode_personal(value: &Value, leaf: &mut DecodeLeaf<'_, T>) -> Result<Self, PersonalError> {
-        Ok(leaf(value)?.map_or(Self::Erased, Self::Present))
+        leaf(value)
     }
 }
 
@@ -59,14 +59,16 @@ impl<T: PersonalData> PersonalField for T {
     }
 
     fn decode_personal(value: &Value, leaf: &mut DecodeLeaf<'_, T>) -> Result<Self, PersonalError> {
-        leaf(value)?.ok_or(PersonalError::ErasedIntoPlainField {
-            type_name: std::any::type_name::<T>(),
-        })
+        leaf(value)?
+            .into_present()
+            .ok_or(PersonalError::ErasedIntoPlainField {
+                type_name: std::any::type_name::<T>(),
+            })
     }
 }
 
 /// An optional personal value: `null` when absent. After its subject is erased, a present one
-/// reads as `Some(Personal::Erased)`, never as `None`.
+/// reads as `Some` of an erased [`Personal`], never as `None`.
 impl<F: PersonalField> PersonalField for Option<F> {
     type Data = F::Data;
 
@@ -116,7 +118,7 @@ impl<F: PersonalField> PersonalField for Vec<F> {
 #[diagnostic::on_unimplemented(
     message = "a personal field of an event must have type `Personal<_>` (or an `Option` or `Vec` of it), not `{Self}`",
     label = "an erased subject's value could not be represented",
-    note = "hold a type `T` that derives `PersonalData` as `Personal<T>` (`email: Personal<Email>`, `phone: Option<Personal<Phone>>`): after the subject is erased, each value reads as `Personal::Erased`"
+    note = "hold a type `T` that derives `PersonalData` as `Personal<T>` (`email: Personal<Email>`, `phone: Option<Personal<Phone>>`): after the subject is erased, each value reads as erased (`Personal::is_erased`)"
 )]
 pub trait EventPersonalField: PersonalField {}
 

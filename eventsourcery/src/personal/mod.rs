@@ -4,12 +4,13 @@
 //! held as [`Personal<T>`] in a field marked `#[personal(subject = field)]`, where `field` is a
 //! [`PersonalKey`] of the same event. On save the value is encrypted with the subject's own
 //! data key into the personal data store, and the event payload keeps only a reference; on load
-//! it is decrypted back, or reads as [`Personal::Erased`] once the subject has been forgotten
+//! it is decrypted back, or reads as erased ([`Personal::is_erased`]) once the subject has been forgotten
 //! with [`PersonalVault::erase`](crate::vault::PersonalVault::erase).
 //!
 //! Guide: [personal data](crate::docs::personal_data).
 
 use std::fmt;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -132,48 +133,120 @@ pub trait PersonalData: Sized + Send + Sync + 'static {
 }
 
 /// A personal value as an event holds it: present, or erased with its data subject.
+///
+/// A value read from the store also knows where it is kept (its reference, subject and
+/// field), which is what lets an aggregate holding it be snapshotted with no plaintext in
+/// the snapshot (see [`aggregate::snapshot`](crate::aggregate::snapshot)). Equality compares the values only.
+///
+/// ```
+/// # use eventsourcery::{Personal, PersonalData};
+/// #[derive(PersonalData, Clone, PartialEq)]
+/// struct Email(String);
+///
+/// let email = Personal::new(Email("ann@example.com".into()));
+/// assert_eq!(email.present().map(|e| e.0.as_str()), Some("ann@example.com"));
+/// assert_eq!(format!("{email:?}"), "Personal(<redacted>)");
+/// assert!(Personal::<Email>::erased().is_erased());
+/// ```
+pub struct Personal<T> {
+    value: Option<T>,
+    /// Where the value is stored, when it was read from the store.
+    origin: Option<Origin>,
+}
+
+/// Where a personal value read from the store is kept.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Personal<T> {
-    /// The value.
-    Present(T),
-    /// The subject was forgotten; the value is gone for good.
-    Erased,
+pub(crate) struct Origin {
+    pub(crate) reference: Uuid,
+    pub(crate) subject: PersonalKey,
+    /// `"{event or command}.{field}"`: the field the value is bound to.
+    pub(crate) field: Arc<str>,
 }
 
 impl<T> Personal<T> {
+    /// A present value, not yet stored.
+    pub fn new(value: T) -> Self {
+        Self {
+            value: Some(value),
+            origin: None,
+        }
+    }
+
+    /// An erased value: its subject was forgotten, and the value is gone for good.
+    pub fn erased() -> Self {
+        Self {
+            value: None,
+            origin: None,
+        }
+    }
+
+    /// A value read from the store, with where it is kept.
+    pub(crate) fn stored(value: T, origin: Origin) -> Self {
+        Self {
+            value: Some(value),
+            origin: Some(origin),
+        }
+    }
+
     /// The value, if present.
     pub fn present(&self) -> Option<&T> {
-        match self {
-            Self::Present(value) => Some(value),
-            Self::Erased => None,
-        }
+        self.value.as_ref()
     }
 
     /// Whether the value was erased.
     pub fn is_erased(&self) -> bool {
-        matches!(self, Self::Erased)
+        self.value.is_none()
     }
 
     /// The value, if present.
     pub fn into_present(self) -> Option<T> {
-        match self {
-            Self::Present(value) => Some(value),
-            Self::Erased => None,
+        self.value
+    }
+
+    /// The reference the value is stored under, if it is present and was read from the store
+    /// (not created since): what a read model keeps instead of the value.
+    pub fn reference(&self) -> Option<PersonalRef<T>> {
+        let origin = self.origin.as_ref().filter(|_| self.value.is_some())?;
+        Some(PersonalRef::new(
+            origin.reference,
+            origin.subject,
+            origin.field.to_string(),
+        ))
+    }
+
+    pub(crate) fn origin(&self) -> Option<&Origin> {
+        self.origin.as_ref()
+    }
+}
+
+impl<T: Clone> Clone for Personal<T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            origin: self.origin.clone(),
         }
     }
 }
 
+impl<T: PartialEq> PartialEq for Personal<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Personal<T> {}
+
 impl<T> From<T> for Personal<T> {
     fn from(value: T) -> Self {
-        Self::Present(value)
+        Self::new(value)
     }
 }
 
 impl<T> fmt::Debug for Personal<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Present(_) => f.write_str("Personal::Present(<redacted>)"),
-            Self::Erased => f.write_str("Personal::Erased"),
+        match self.value {
+            Some(_) => f.write_str("Personal(<redacted>)"),
+            None => f.write_str("Personal(<erased>)"),
         }
     }
 }

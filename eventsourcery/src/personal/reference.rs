@@ -34,7 +34,7 @@ pub(crate) fn parse_reference(value: &Value) -> Option<(Uuid, PersonalKey)> {
 /// part of the value. A read model (a projection's table, a search index) stores it instead of
 /// the value and resolves it when it is read, with
 /// [`PersonalVault::resolve_refs`](crate::vault::PersonalVault::resolve_refs): the value, or
-/// [`Personal::Erased`](super::Personal::Erased) once its subject is forgotten. So the read
+/// an erased [`Personal`](super::Personal) once its subject is forgotten. So the read
 /// model holds no plaintext and has nothing to forget.
 ///
 /// Its string form (`Display`/`FromStr`, and serde through it) is

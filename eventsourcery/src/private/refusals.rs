@@ -49,7 +49,8 @@ pub trait PersonalDataIsNeverSerialized<T>: sealed::Never<T> {}
     message = "`Personal<{T}>` is personal data: it cannot be serialized",
     label = "a `Personal<_>` goes in a `#[personal]` field only",
     note = "mark the field `#[personal(subject = ...)]`, naming the `PersonalKey` field of its data subject: its value is then encrypted into the personal data store, and the payload keeps a reference",
-    note = "a serde type or a `SerializableValue` cannot hold personal data: give each personal value its own `#[personal]` field of the event or command"
+    note = "a serde type or a `SerializableValue` cannot hold personal data: give each personal value its own `#[personal]` field of the event or command",
+    note = "in the state of an aggregate that takes snapshots, mark the field `#[serde(with = \"eventsourcery::aggregate::snapshot\")]`: the snapshot then holds its reference, not the value"
 )]
 pub trait PersonalIsOnlyInAPersonalField<T>: sealed::Never<T> {}
 

@@ -20,7 +20,7 @@ impl PersonalVault {
     /// store serves the subject's values.
     ///
     /// Idempotent: erasing again, or after a failure part-way, finishes the job. Events that
-    /// referred to the subject still load, with its fields as [`Personal::Erased`](crate::Personal::Erased).
+    /// referred to the subject still load, with its fields read as erased ([`Personal::is_erased`](crate::Personal::is_erased)).
     pub async fn erase(&self, subject: PersonalKey, reason: &str) -> Result<(), PersonalError> {
         // Instrumented, not entered: a guard held across an await would mark other tasks'
         // work as the erasure's.

@@ -136,6 +136,9 @@ impl PersonalVault {
                     resolved
                         .values
                         .insert(reference.id, (reference.subject, plaintext));
+                    resolved
+                        .fields
+                        .insert(reference.id, reference.field.as_str().into());
                 }
                 Outcome::Erased => {
                     resolved.erased.insert(reference.id);
@@ -231,8 +234,8 @@ impl PersonalVault {
     }
 
     /// Resolves values held by reference (the [`PersonalRef`]s a read model keeps instead of
-    /// values), in the order given: each one's value, or [`Personal::Erased`] once its subject
-    /// is forgotten. A reference that was tampered with, or points at a value of another
+    /// values), in the order given: each one's value, or an erased [`Personal`] once its
+    /// subject is forgotten. A reference that was tampered with, or points at a value of another
     /// field, is an error, as it is for an event.
     pub async fn resolve_refs<T: PersonalData>(
         &self,
@@ -248,26 +251,7 @@ impl PersonalVault {
             .collect();
         let resolved = self.resolve(&references).await?;
         refs.iter()
-            .map(|r| {
-                let id = r.reference();
-                if let Some(error) = resolved.failed.get(&id) {
-                    return Err(error.duplicate());
-                }
-                if let Some((_, plaintext)) = resolved.values.get(&id) {
-                    return T::from_plaintext(plaintext)
-                        .map(Personal::Present)
-                        .map_err(|_| PersonalError::InvalidPlaintext {
-                            type_name: std::any::type_name::<T>(),
-                        });
-                }
-                if resolved.erased.contains(&id) {
-                    return Ok(Personal::Erased);
-                }
-                Err(PersonalError::Missing {
-                    reference: id,
-                    subject: r.subject(),
-                })
-            })
+            .map(|r| resolved.value(r.reference(), r.subject()))
             .collect()
     }
 

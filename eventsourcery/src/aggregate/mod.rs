@@ -10,6 +10,8 @@
 use std::fmt;
 use std::ops::Deref;
 
+pub mod snapshot;
+
 use serde_json::Value;
 
 use crate::codec::{DecodeContext, EncodeContext};

@@ -1,0 +1,334 @@
+//! Snapshots of aggregates holding personal values: the snapshot keeps references, never a
+//! value, and loading from it resolves them, or reads them as erased once their subject is
+//! forgotten, also when the erasure meets the load.
+
+use std::collections::BTreeMap;
+
+use eventsourcery::{
+    Aggregate, AggregateRoot, Apply, DomainEvent, Id, Personal, PersonalKey, Repository,
+    SerializableValue,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Backend, EMAIL, Email, FullName, NAME, assert_no_plaintext};
+
+#[derive(SerializableValue, Clone, Debug)]
+pub struct ClubId(Uuid);
+
+#[derive(DomainEvent)]
+#[event(name = "member_joined", subject = member)]
+pub struct MemberJoined {
+    number: u32,
+    member: PersonalKey,
+    #[personal]
+    email: Personal<Email>,
+    #[personal]
+    name: Option<Personal<FullName>>,
+}
+
+/// The state of a club, snapshotted every three events: personal values in every shape the
+/// snapshot can hold, beside plain state.
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(id = ClubId, events(MemberJoined), name = "club", snapshot(every = 3, version = 1))]
+pub struct Club {
+    joined: u32,
+    #[serde(with = "eventsourcery::aggregate::snapshot")]
+    founder: Option<Personal<Email>>,
+    #[serde(with = "eventsourcery::aggregate::snapshot")]
+    emails: Vec<Personal<Email>>,
+    #[serde(with = "eventsourcery::aggregate::snapshot")]
+    names: BTreeMap<u32, Option<Personal<FullName>>>,
+}
+
+impl Apply<MemberJoined> for Club {
+    fn apply(&mut self, e: &MemberJoined) {
+        self.joined += 1;
+        if self.founder.is_none() {
+            self.founder = Some(e.email.clone());
+        }
+        self.emails.push(e.email.clone());
+        self.names.insert(e.number, e.name.clone());
+    }
+}
+
+fn joined(number: u32, member: PersonalKey, email: &str, name: &str) -> MemberJoined {
+    MemberJoined {
+        number,
+        member,
+        email: Email(email.into()).into(),
+        name: Some(FullName(name.into()).into()),
+    }
+}
+
+/// Saves a club of Ann and two others, and loads it once, which snapshots it. Gives the club
+/// and Ann's key.
+pub async fn snapshotted_club(backend: &Backend) -> (ClubId, PersonalKey, Repository<Club>) {
+    let repository =
+        Repository::<Club>::with_personal_data(backend.store.clone(), backend.vault.clone());
+    let club = ClubId::generate();
+    let ann = PersonalKey::issue();
+    let mut root = repository.load(&club).await.unwrap();
+    root.raise(joined(1, ann, EMAIL, NAME));
+    root.raise(joined(2, PersonalKey::issue(), "bob@example.com", "Bob"));
+    root.raise(joined(3, PersonalKey::issue(), "cy@example.com", "Cy"));
+    repository.save(&mut root).await.unwrap();
+    repository.load(&club).await.unwrap();
+    (club, ann, repository)
+}
+
+async fn stored_snapshot(backend: &Backend, root: &AggregateRoot<Club>) -> serde_json::Value {
+    backend
+        .store
+        .load_snapshot(root.stream_id())
+        .await
+        .unwrap()
+        .expect("the load took a snapshot")
+        .state
+}
+
+/// Changes the plain part of the stored snapshot, so that a load that comes from it shows.
+async fn mark_snapshot(backend: &Backend, root: &AggregateRoot<Club>) {
+    let mut snapshot = backend
+        .store
+        .load_snapshot(root.stream_id())
+        .await
+        .unwrap()
+        .unwrap();
+    snapshot.state["$state"]["joined"] = 999.into();
+    backend.store.save_snapshot(snapshot).await.unwrap();
+}
+
+fn email(value: &Personal<Email>) -> Option<&str> {
+    value.present().map(|e| e.0.as_str())
+}
+
+/// The snapshot holds references only; a load from it resolves them; after Ann's erasure a
+/// load from the same snapshot reads her values as erased and the others' as they were.
+pub async fn a_snapshot_holds_references_and_reads_erased_after_erasure(backend: Backend) {
+    let (club, ann, repository) = snapshotted_club(&backend).await;
+    let root = repository.load(&club).await.unwrap();
+    let snapshot = stored_snapshot(&backend, &root).await;
+    let text = snapshot.to_string();
+    assert_no_plaintext("the snapshot", text.as_bytes());
+    assert!(!text.contains("bob@example.com"), "{text}");
+    assert_eq!(
+        snapshot["$personal"].as_array().map(Vec::len),
+        Some(6),
+        "each value listed once: {text}"
+    );
+    assert!(
+        snapshot["$state"]["founder"]["$personal"].is_string(),
+        "{text}"
+    );
+
+    mark_snapshot(&backend, &root).await;
+    let loaded = repository.load(&club).await.unwrap();
+    assert_eq!(loaded.joined, 999, "loaded from the snapshot");
+    assert_eq!(loaded.founder.as_ref().and_then(email), Some(EMAIL));
+    assert_eq!(
+        loaded.emails.iter().map(email).collect::<Vec<_>>(),
+        [Some(EMAIL), Some("bob@example.com"), Some("cy@example.com")]
+    );
+    let ann_name = loaded.names[&1].as_ref().unwrap();
+    assert_eq!(ann_name.present().map(|n| n.0.as_str()), Some(NAME));
+    // A value loaded from a snapshot knows its reference, as one loaded from its event does.
+    let reference = loaded.emails[0].reference().unwrap();
+    assert_eq!(reference.subject(), ann);
+    assert_eq!(reference.field(), "member_joined.email");
+
+    backend.vault.erase(ann, "request 11").await.unwrap();
+    let loaded = repository.load(&club).await.unwrap();
+    assert_eq!(loaded.joined, 999, "still loaded from the snapshot");
+    assert!(loaded.founder.as_ref().unwrap().is_erased());
+    assert!(loaded.emails[0].is_erased());
+    assert!(loaded.names[&1].as_ref().unwrap().is_erased());
+    assert_eq!(email(&loaded.emails[1]), Some("bob@example.com"));
+    assert_eq!(
+        loaded.names[&3]
+            .as_ref()
+            .and_then(|n| n.present())
+            .map(|n| n.0.as_str()),
+        Some("Cy")
+    );
+    // Ann cannot be given a value again without re-enrolment.
+    let mut root = loaded;
+    root.raise(joined(4, ann, EMAIL, NAME));
+    let refused = repository.save(&mut root).await;
+    assert!(
+        refused.is_err(),
+        "an erased subject's value is not stored again"
+    );
+}
+
+/// A snapshot whose list of references was tampered with (one dropped) is not used: the load
+/// replays the events instead, and gets every value from them.
+pub async fn a_snapshot_with_a_reference_left_out_is_ignored(backend: Backend) {
+    let (club, _, repository) = snapshotted_club(&backend).await;
+    let root = repository.load(&club).await.unwrap();
+    let mut snapshot = backend
+        .store
+        .load_snapshot(root.stream_id())
+        .await
+        .unwrap()
+        .unwrap();
+    snapshot.state["$state"]["joined"] = 999.into();
+    snapshot.state["$personal"].as_array_mut().unwrap().pop();
+    backend.store.save_snapshot(snapshot).await.unwrap();
+    let loaded = repository.load(&club).await.unwrap();
+    assert_eq!(loaded.joined, 3, "replayed from the events");
+    assert_eq!(loaded.emails.len(), 3);
+    assert!(loaded.emails.iter().all(|e| !e.is_erased()));
+}
+
+#[derive(DomainEvent)]
+#[event(name = "alias_chosen", subject = member)]
+pub struct AliasChosen {
+    member: PersonalKey,
+    #[personal]
+    email: Personal<Email>,
+}
+
+/// An aggregate that makes a personal value of its own in `apply`: it has no reference, so the
+/// state is not snapshotted (and still loads).
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(id = ClubId, events(AliasChosen), name = "alias", snapshot(every = 2, version = 1))]
+pub struct Alias {
+    #[serde(with = "eventsourcery::aggregate::snapshot")]
+    alias: Option<Personal<Email>>,
+}
+
+impl Apply<AliasChosen> for Alias {
+    fn apply(&mut self, e: &AliasChosen) {
+        self.alias = e
+            .email
+            .present()
+            .map(|email| Personal::new(Email(email.0.to_uppercase())));
+    }
+}
+
+pub async fn a_state_holding_a_value_of_its_own_is_not_snapshotted(backend: Backend) {
+    let repository =
+        Repository::<Alias>::with_personal_data(backend.store.clone(), backend.vault.clone());
+    let id = ClubId::generate();
+    let member = PersonalKey::issue();
+    let mut root = repository.load(&id).await.unwrap();
+    for _ in 0..2 {
+        root.raise(AliasChosen {
+            member,
+            email: Email(EMAIL.into()).into(),
+        });
+    }
+    repository.save(&mut root).await.unwrap();
+    let loaded = repository.load(&id).await.unwrap();
+    assert_eq!(
+        loaded
+            .alias
+            .as_ref()
+            .and_then(|a| a.present())
+            .map(|a| a.0.clone()),
+        Some(EMAIL.to_uppercase())
+    );
+    assert!(loaded.alias.as_ref().unwrap().reference().is_none());
+    let snapshot = backend
+        .store
+        .load_snapshot(loaded.stream_id())
+        .await
+        .unwrap();
+    assert!(snapshot.is_none(), "no snapshot without references");
+}
+
+/// Deterministic: a load from a snapshot is paused just before it reads the personal values
+/// that the snapshot refers to; the subject is erased meanwhile; the load then reads them as
+/// erased (no value read before the erasure is served after it).
+pub async fn an_erasure_while_a_snapshot_loads_reads_erased(backend: Backend) {
+    let (club, ann, repository) = snapshotted_club(&backend).await;
+    let root = repository.load(&club).await.unwrap();
+    mark_snapshot(&backend, &root).await;
+    let (paused, gate) = super::races::pausing(&backend);
+    let pausing =
+        Repository::<Club>::with_personal_data(paused.store.clone(), paused.vault.clone());
+    let mut at_get = gate.arm(super::races::Point::BeforeGet);
+    let load = tokio::spawn({
+        let club = club.clone();
+        async move { pausing.load(&club).await }
+    });
+    at_get.arrived().await;
+    backend.vault.erase(ann, "request 12").await.unwrap();
+    at_get.release();
+    let loaded = load.await.unwrap().unwrap();
+    assert_eq!(loaded.joined, 999, "loaded from the snapshot");
+    assert!(loaded.founder.as_ref().unwrap().is_erased());
+    assert!(loaded.emails[0].is_erased());
+    assert_eq!(email(&loaded.emails[1]), Some("bob@example.com"));
+}
+
+/// For real: writers keep adding members and loading (each load past three new events takes a
+/// snapshot) while Ann is erased. Once the erasure has returned, every load, from whatever
+/// snapshot, reads every value of Ann as erased, and no snapshot ever held plaintext.
+pub async fn snapshots_and_an_eraser_race_for_real(backend: Backend) {
+    for round in 0..8 {
+        let repository =
+            Repository::<Club>::with_personal_data(backend.store.clone(), backend.vault.clone());
+        let club = ClubId::generate();
+        let ann = PersonalKey::issue();
+        let mut root = repository.load(&club).await.unwrap();
+        root.raise(joined(0, ann, EMAIL, NAME));
+        repository.save(&mut root).await.unwrap();
+        let writers: Vec<_> = (0..3u32)
+            .map(|writer| {
+                let (repository, club) = (repository.clone(), club.clone());
+                tokio::spawn(async move {
+                    for i in 0..12u32 {
+                        let Ok(mut root) = repository.load(&club).await else {
+                            continue;
+                        };
+                        // Ann joins again now and then; others always.
+                        let member = if i % 3 == 0 {
+                            ann
+                        } else {
+                            PersonalKey::issue()
+                        };
+                        root.raise(joined(100 * writer + i, member, EMAIL, NAME));
+                        // A conflict with another writer, or Ann erased: go on.
+                        let _ = repository.save(&mut root).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(5 * round)).await;
+        backend.vault.erase(ann, "request 13").await.unwrap();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let loaded = repository.load(&club).await.unwrap();
+        let ann_values = loaded
+            .emails
+            .iter()
+            .filter(|e| e.reference().is_none_or(|r| r.subject() == ann));
+        assert!(
+            ann_values.clone().all(Personal::is_erased),
+            "round {round}: Ann's values read as erased"
+        );
+        assert!(
+            loaded.founder.as_ref().unwrap().is_erased(),
+            "round {round}"
+        );
+        if let Some(snapshot) = backend
+            .store
+            .load_snapshot(loaded.stream_id())
+            .await
+            .unwrap()
+        {
+            // Every other member's email is the same text as Ann's: none may be in it.
+            assert_no_plaintext("a snapshot", snapshot.state.to_string().as_bytes());
+        }
+    }
+}
+
+/// For the raw scans: a snapshotted aggregate holding personal values.
+pub async fn snapshot_for_the_scans(backend: &Backend) {
+    let (club, _, repository) = snapshotted_club(backend).await;
+    let root = repository.load(&club).await.unwrap();
+    let _ = stored_snapshot(backend, &root).await;
+}
