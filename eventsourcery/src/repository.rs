@@ -17,14 +17,14 @@ use crate::codec::{DecodeContext, EncodeContext, Reference, Resolved};
 use crate::engine::{CacheUpdate, Engine, UnitOfWork};
 use crate::event::{EventError, EventRegistry, Metadata};
 use crate::store::{
-    Commit, EventStore, NewEvent, RecordedEvent, Shared, Snapshot, StoreError, StreamAppend,
+    Commit, EventStore, NewEvent, Shared, Snapshot, StoreError, StreamAppend, StreamEvent,
 };
 use crate::value::StreamId;
 use crate::vault::PersonalVault;
 
-fn decode_error(event: &RecordedEvent, source: EventError) -> StoreError {
+fn decode_error(stream: &StreamId, event: &StreamEvent, source: EventError) -> StoreError {
     StoreError::Decode {
-        stream: event.stream_id.clone(),
+        stream: stream.clone(),
         version: event.stream_version,
         position: event.position,
         source: Box::new(source),
@@ -197,7 +197,7 @@ impl<A: Aggregate> Repository<A> {
             // Page by page, applied as read: memory does not grow with the stream's length.
             loop {
                 let events = store
-                    .read_stream_page(&stream, root.version(), LOAD_PAGE)
+                    .load_stream_page(&stream, root.version(), LOAD_PAGE)
                     .await?;
                 let last_page = events.len() < LOAD_PAGE;
                 replayed += events.len() as u64;
@@ -214,9 +214,9 @@ impl<A: Aggregate> Repository<A> {
                     let payload = std::mem::take(&mut event.payload);
                     let payload = registry
                         .upcast(&event.event_name, event.schema_version, payload)
-                        .map_err(|source| decode_error(&event, source))?;
+                        .map_err(|source| decode_error(&stream, &event, source))?;
                     root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
-                        .map_err(|source| decode_error(&event, source))?;
+                        .map_err(|source| decode_error(&stream, &event, source))?;
                 }
                 if last_page {
                     break;

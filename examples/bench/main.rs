@@ -67,7 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// One phase alone, for profiling: `--only append|append-logged|cmd|personal|hot|catch-up|catch-up-personal [--tasks 8]
-/// [--count 20000]`, `--only load` (loads of 1,000 and 10,000 events), or `--only
+/// [--count 20000]`, `--only load` (loads of 1,000 and 10,000 events), `--only load-loop
+/// [--count N]` (N loads of a 1,000-event aggregate against N reads of its events), or `--only
 /// load-memory [--count N]` (the growth of resident memory while loading a stream of N events,
 /// 1,000,000 by default, against reading it whole).
 async fn only(
@@ -100,6 +101,14 @@ async fn only(
         backend.cleanup().await;
         return Ok(());
     }
+    if phase == "load-loop" {
+        let (load, read) = load_loop(&stores, total).await?;
+        println!("load_1000_events_per_s={load:.0}");
+        println!("read_stream_1000_events_per_s={read:.0}");
+        println!("load_to_read_stream={:.3}", load / read);
+        backend.cleanup().await;
+        return Ok(());
+    }
     if phase == "load" {
         let small = load_time(&stores, 1_000, false).await?;
         let large = load_time(&stores, 10_000, false).await?;
@@ -122,7 +131,7 @@ async fn only(
         "catch-up-personal" => catch_up_personal(&stores, total).await?,
         other => {
             return Err(format!(
-                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, catch-up, catch-up-personal, load, load-memory)"
+                "unknown phase `{other}` (append, append-logged, cmd, personal, hot, catch-up, catch-up-personal, load, load-loop, load-memory)"
             )
             .into());
         }
@@ -468,6 +477,37 @@ async fn load_memory(
 }
 
 /// The median time to load an aggregate of `events` events, with or without a snapshot.
+/// Loads of one 1,000-event aggregate, `rounds` times, against reading its page from the store
+/// alone (no decoding, no apply), alternating: each per second.
+async fn load_loop(
+    stores: &Stores,
+    rounds: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let store: Arc<dyn EventStore> = stores.events.clone();
+    let id = CounterId::generate();
+    let stream = StreamId::for_aggregate("counter", &id);
+    fill(&*store, &stream, "incremented", 1_000).await?;
+    let repository = Repository::<Counter>::new(store.clone());
+    let (mut load, mut read) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds.div_ceil(10) {
+        let t = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(repository.load(&id).await?.count, 1_000);
+        }
+        load += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(
+                store.read_stream_page(&stream, 0, 4_096).await?.len(),
+                1_000
+            );
+        }
+        read += t.elapsed();
+    }
+    let n = (rounds.div_ceil(10) * 10) as f64;
+    Ok((n / load.as_secs_f64(), n / read.as_secs_f64()))
+}
+
 async fn load_time(
     stores: &Stores,
     events: u64,

@@ -77,6 +77,20 @@ pub(crate) async fn read_stream_pages_in_version_order(h: &Harness) {
         page(2, usize::MAX).await.unwrap(),
         store.read_stream(&a, 2).await.unwrap()
     );
+    // A load's page is the same page, with what a load needs of each event.
+    for (after, limit) in [(0, 3), (3, 3), (6, 3), (7, 3), (0, 0), (2, usize::MAX)] {
+        let full: Vec<eventsourcery::store::StreamEvent> = page(after, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(
+            store.load_stream_page(&a, after, limit).await.unwrap(),
+            full,
+            "after {after}, limit {limit}"
+        );
+    }
 }
 
 pub(crate) async fn append_then_read_stream(h: &Harness) {
@@ -113,6 +127,10 @@ pub(crate) async fn append_then_read_stream(h: &Harness) {
         "read back exactly"
     );
     assert_eq!(store.read_stream(&a, 1).await.expect("read"), recorded[1..]);
+    let loaded = store.load_stream_page(&a, 0, 10).await.expect("load");
+    let expected: Vec<eventsourcery::store::StreamEvent> =
+        recorded.iter().cloned().map(Into::into).collect();
+    assert_eq!(loaded, expected, "a load's page reads back exactly");
     assert!(store.read_stream(&a, 3).await.expect("read").is_empty());
     assert!(
         store

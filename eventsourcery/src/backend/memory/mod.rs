@@ -12,7 +12,8 @@ mod personal;
 pub use personal::{MemoryKeyStore, MemoryPersonalStore};
 
 use crate::store::{
-    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, validate_commit,
+    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, StreamEvent,
+    validate_commit,
 };
 use crate::value::StreamId;
 
@@ -122,6 +123,32 @@ impl EventStore for MemoryStore {
                 .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
                 .take(limit)
                 .map(|&i| inner.events[i].clone())
+                .collect()
+        }))
+    }
+
+    async fn load_stream_page(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.streams.get(stream).map_or_else(Vec::new, |indices| {
+            indices
+                .iter()
+                .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
+                .take(limit)
+                .map(|&i| {
+                    let event = &inner.events[i];
+                    StreamEvent::new(
+                        event.position,
+                        event.stream_version,
+                        event.event_name.clone(),
+                        event.schema_version,
+                        event.payload.clone(),
+                    )
+                })
                 .collect()
         }))
     }

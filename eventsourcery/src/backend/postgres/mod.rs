@@ -27,6 +27,9 @@ const EVENT_SQL: sql::EventSql = sql::EventSql {
             schema_version, payload::text, metadata::text, recorded_at_ns \
         FROM eventsourcery_events WHERE stream_id = $1 AND stream_version > $2 \
         ORDER BY stream_version LIMIT $3",
+    load_stream: "SELECT position, stream_version, event_name, schema_version, payload::text \
+        FROM eventsourcery_events WHERE stream_id = $1 AND stream_version > $2 \
+        ORDER BY stream_version LIMIT $3",
     read_commands: "SELECT seq, command_id::text, name, payload::text, metadata::text, \
             outcome_detail::text, recorded_at_ns \
         FROM eventsourcery_commands ORDER BY seq LIMIT $2 OFFSET $1",

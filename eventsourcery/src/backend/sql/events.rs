@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::{Backend, PreparedCommit, bound, db, limit, nanos, to_i64};
 use crate::store::{
     CommandRecord, Commit, EventStore, ProjectionTx, RecordedEvent, Snapshot, StoreError,
-    validate_commit,
+    StreamEvent, validate_commit,
 };
 use crate::telemetry;
 use crate::value::StreamId;
@@ -21,6 +21,8 @@ pub(crate) struct EventSql {
     /// At most `$3` events of stream `$1` after version `$2`, selected as
     /// [`super::StoreRow::event`] reads them, in version order.
     pub(crate) read_stream: &'static str,
+    /// The same page as `read_stream`, selected as [`super::StoreRow::stream_event`] reads it.
+    pub(crate) load_stream: &'static str,
     /// Command log entries from offset `$1`, at most `$2`, selected as
     /// [`super::StoreRow::command`] reads them, in log order.
     pub(crate) read_commands: &'static str,
@@ -135,6 +137,24 @@ where
             .await
             .map_err(db("read_stream"))?;
         rows.iter().map(super::StoreRow::event).collect()
+    }
+
+    async fn load_stream_page(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StreamEvent>, StoreError> {
+        let rows = sqlx::query(S::SQL.load_stream)
+            .bind(stream.as_str())
+            .bind(bound(after_version))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db("read_stream"))?;
+        rows.iter()
+            .map(|row| super::StoreRow::stream_event(stream, row))
+            .collect()
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {

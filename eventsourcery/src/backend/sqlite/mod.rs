@@ -29,6 +29,9 @@ const EVENT_SQL: sql::EventSql = sql::EventSql {
     read_stream: "SELECT position, event_id, stream_id, stream_version, event_name, \
             schema_version, payload, metadata, recorded_at_ns FROM eventsourcery_events \
         WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3",
+    load_stream: "SELECT position, stream_version, event_name, schema_version, payload \
+        FROM eventsourcery_events WHERE stream_id = $1 AND stream_version > $2 \
+        ORDER BY stream_version LIMIT $3",
     read_commands: "SELECT seq, command_id, name, payload, metadata, outcome_detail, \
         recorded_at_ns FROM eventsourcery_commands ORDER BY seq LIMIT $2 OFFSET $1",
     load_snapshot: "SELECT stream_version, snapshot_version, state \
