@@ -140,6 +140,53 @@ fn every_field_kind_round_trips() {
     assert_eq!(back, event);
 }
 
+/// What loads do for an event without personal fields: decode its stored text straight into
+/// the type. It gives what decoding the parsed payload gives, and `None` wherever that would
+/// report an error, so that the decode through `Value` reports it.
+#[test]
+fn an_event_decodes_from_its_text_as_from_its_value() {
+    let event = placed();
+    let text = encode(&event).to_string();
+    assert_eq!(
+        OrderPlaced::decode_text("order_placed", &text),
+        Some(event.clone())
+    );
+    let mut payload = encode(&event);
+    let object = payload.as_object_mut().unwrap();
+    object.remove("note");
+    object.insert("added_later".into(), json!({ "deep": [1, { "x": null }] }));
+    let back = OrderPlaced::decode_text("order_placed", &payload.to_string()).unwrap();
+    assert_eq!(back.note, None, "a missing option is None");
+    assert_eq!(back.lines, event.lines, "an unknown field is skipped");
+    let escaped = text.replace("\"type\"", "\"\\u0074ype\"");
+    assert_ne!(escaped, text);
+    assert_eq!(
+        OrderPlaced::decode_text("order_placed", &escaped),
+        Some(event.clone()),
+        "an escaped key"
+    );
+    let duplicated = text.replacen('{', "{\"paid\":true,", 1);
+    for bad in [
+        text.replace("\"paid\":false", "\"paid\":\"no\""),
+        text.replace("\"paid\":false,", ""),
+        duplicated,
+        "[1]".to_owned(),
+        format!("{text} trailing"),
+    ] {
+        assert_eq!(
+            OrderPlaced::decode_text("order_placed", &bad),
+            None,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        OrderEvent::decode_text("order_placed", &text),
+        Some(OrderEvent::Placed(event))
+    );
+    assert_eq!(OrderEvent::decode_text("no_such_event", "{}"), None);
+    assert_eq!(Heartbeat::decode_text("heartbeat", "{}"), Some(Heartbeat));
+}
+
 #[test]
 fn missing_option_is_none_and_unit_events_round_trip() {
     let mut payload = encode(&placed());

@@ -47,6 +47,22 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
             }
         }
     });
+    let dispatch_text = events.iter().map(|event| {
+        let apply = quote_spanned! {event.span()=>
+            <#event as ::eventsourcery::__private::EventOf<Self>>::apply_to(&event, self)
+        };
+        quote! {
+            if <#event as ::eventsourcery::__private::DomainEvent>::handles(name) {
+                let ::core::option::Option::Some(event) =
+                    <#event as ::eventsourcery::__private::DomainEvent>::decode_text(name, payload)
+                else {
+                    return false;
+                };
+                #apply;
+                return true;
+            }
+        }
+    });
     let snapshot = attrs.snapshot.map(|(every, version)| {
         quote! {
             const SNAPSHOT_EVERY: ::core::option::Option<u64> = ::core::option::Option::Some(#every);
@@ -93,6 +109,11 @@ pub(crate) fn expand(input: &DeriveInput) -> Result<TokenStream, Fallback> {
                         type_name: ::core::any::type_name::<Self>(),
                         name: ::std::borrow::ToOwned::to_owned(name),
                     })
+                }
+                fn apply_stored_text(&mut self, name: &str, payload: &str) -> bool {
+                    #(#dispatch_text)*
+                    let _ = payload;
+                    false
                 }
             }
         };

@@ -53,6 +53,13 @@ fn expand_struct(cont: &Container<attr::Event>, fields: &ast::Fields) -> TokenSt
     let name_expr = quote!(#name);
     let codec = fields::codec(fields, cont.attrs.subject.as_ref(), &name_expr, attr::EVENT);
     let (encode, decode, lookups) = (codec.encode, codec.decode, codec.lookups);
+    let decode_text = fields::text_decoder(fields, ident).map(|body| {
+        quote! {
+            fn decode_text(_name: &str, payload: &str) -> ::core::option::Option<Self> {
+                #body
+            }
+        }
+    });
     let type_name = ident.to_string();
     quote! {
         #[automatically_derived]
@@ -75,6 +82,7 @@ fn expand_struct(cont: &Container<attr::Event>, fields: &ast::Fields) -> TokenSt
                 let _ = &cx;
                 #decode
             }
+            #decode_text
         }
 
         ::eventsourcery::__private::inventory::submit! {
@@ -132,6 +140,14 @@ fn expand_enum(ident: &Ident, variants: &[ast::Variant]) -> TokenStream {
                     type_name: ::core::any::type_name::<Self>(),
                     name: ::std::borrow::ToOwned::to_owned(name),
                 })
+            }
+            fn decode_text(name: &str, payload: &str) -> ::core::option::Option<Self> {
+                #(
+                    if <#types as ::eventsourcery::__private::DomainEvent>::handles(name) {
+                        return <#types as ::eventsourcery::__private::DomainEvent>::decode_text(name, payload).map(Self::#idents);
+                    }
+                )*
+                ::core::option::Option::None
             }
         }
     }

@@ -17,6 +17,64 @@ pub(crate) struct Codec {
     pub(crate) lookups: TokenStream,
 }
 
+/// The body of `decode_text` for an event struct without personal fields: a visitor of the
+/// payload's keys that reads each field straight from the text, through the field's
+/// `EventField` impl (spanned on its type, as `decode` is, so a field that cannot be stored is
+/// one error). `None` for a struct with a personal field, which always decodes through `Value`.
+pub(crate) fn text_decoder(fields: &ast::Fields, ident: &Ident) -> Option<TokenStream> {
+    if fields.all.iter().any(|field| field.personal.is_some()) {
+        return None;
+    }
+    let mut slots = Vec::new();
+    let mut arms = Vec::new();
+    let mut init = Vec::new();
+    for field in &fields.all {
+        let name = field.ident?;
+        let key = name.unraw().to_string();
+        let local = format_ident!("__field_{}", name.unraw());
+        let ty = field.ty;
+        slots.push(quote! {
+            let mut #local: ::core::option::Option<#ty> = ::core::option::Option::None;
+        });
+        arms.push(quote_spanned! {ty.span()=>
+            #key => ::eventsourcery::__private::put(
+                &mut #local,
+                <#ty as ::eventsourcery::__private::EventField>::next_value(&mut __map)?,
+            )?,
+        });
+        let missing =
+            quote_spanned!(ty.span()=> <#ty as ::eventsourcery::__private::EventField>::missing);
+        init.push(quote!(#name: ::eventsourcery::__private::take(#local, #missing)?));
+    }
+    Some(quote! {
+        struct __Visitor;
+        impl<'de> ::eventsourcery::__private::serde::de::Visitor<'de> for __Visitor {
+            type Value = #ident;
+            fn expecting(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str("an event payload")
+            }
+            fn visit_map<__A: ::eventsourcery::__private::serde::de::MapAccess<'de>>(
+                self,
+                mut __map: __A,
+            ) -> ::core::result::Result<#ident, __A::Error> {
+                #(#slots)*
+                while let ::core::option::Option::Some(__key) =
+                    __map.next_key::<::eventsourcery::__private::FieldKey<'de>>()?
+                {
+                    match __key.as_str() {
+                        #(#arms)*
+                        _ => {
+                            __map.next_value::<::eventsourcery::__private::serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                ::core::result::Result::Ok(#ident { #(#init),* })
+            }
+        }
+        ::eventsourcery::__private::decode_text(payload, __Visitor)
+    })
+}
+
 /// `name` is an expression of type `&str` naming the event or command in errors; `attr_name`
 /// is the type's own attribute. The fields are checked (`check::payload`): named, and each
 /// personal one with a subject among them.

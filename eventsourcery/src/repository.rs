@@ -16,8 +16,10 @@ use crate::aggregate::{Aggregate, AggregateRoot, snapshot};
 use crate::codec::{DecodeContext, EncodeContext, Reference, Resolved};
 use crate::engine::{CacheUpdate, Engine, UnitOfWork};
 use crate::event::{EventError, EventRegistry, Metadata};
+use crate::personal::reference::REFERENCE_KEY;
 use crate::store::{
     Commit, EventStore, NewEvent, Shared, Snapshot, StoreError, StreamAppend, StreamEvent,
+    StreamPayload,
 };
 use crate::value::StreamId;
 use crate::vault::PersonalVault;
@@ -29,6 +31,16 @@ fn decode_error(stream: &StreamId, event: &StreamEvent, source: EventError) -> S
         position: event.position,
         source: Box::new(source),
     }
+}
+
+/// A payload that is not JSON, from a store that did not check it.
+fn malformed(stream: &StreamId, event: &StreamEvent, source: serde_json::Error) -> StoreError {
+    let source = EventError::Malformed {
+        name: event.event_name.clone(),
+        field: "*".to_owned(),
+        source,
+    };
+    decode_error(stream, event, source)
 }
 
 /// What one load has read of personal data.
@@ -196,22 +208,53 @@ impl<A: Aggregate> Repository<A> {
             let mut replayed = 0;
             // Page by page, applied as read: memory does not grow with the stream's length.
             loop {
-                let events = store
+                let mut events = store
                     .load_stream_page(&stream, root.version(), LOAD_PAGE)
                     .await?;
                 let last_page = events.len() < LOAD_PAGE;
                 replayed += events.len() as u64;
+                // A payload holding personal references is parsed now; the others stay text,
+                // and decode straight into their event types below.
+                for event in &mut events {
+                    if let StreamPayload::Text(text) = &event.payload
+                        && text.contains(REFERENCE_KEY)
+                    {
+                        let parsed = serde_json::from_str(text)
+                            .map_err(|source| malformed(&stream, event, source))?;
+                        event.payload = StreamPayload::Json(parsed);
+                    }
+                }
                 // References are read from the payloads as stored, so that each is checked
                 // against the field it was written for, whatever upcasters do afterwards. One
                 // round trip per page and store resolves them.
-                let references = crate::codec::references(
-                    events.iter().map(|e| (e.event_name.as_str(), &e.payload)),
-                );
+                let references =
+                    crate::codec::references(events.iter().filter_map(|e| match &e.payload {
+                        StreamPayload::Json(payload) => Some((e.event_name.as_str(), payload)),
+                        _ => None,
+                    }));
                 let resolved = self.resolve(&stream, &references, &mut personal).await?;
                 let mut cx = DecodeContext::with(&resolved);
                 for mut event in events {
                     // The payload moves on; the event keeps what error messages need.
-                    let payload = std::mem::take(&mut event.payload);
+                    let payload = match std::mem::replace(
+                        &mut event.payload,
+                        StreamPayload::Json(serde_json::Value::Null),
+                    ) {
+                        StreamPayload::Text(text) => {
+                            if registry.is_current(&event.event_name, event.schema_version)
+                                && root.apply_recorded_text(
+                                    event.stream_version,
+                                    &event.event_name,
+                                    &text,
+                                )
+                            {
+                                continue;
+                            }
+                            serde_json::from_str(&text)
+                                .map_err(|source| malformed(&stream, &event, source))?
+                        }
+                        StreamPayload::Json(payload) => payload,
+                    };
                     let payload = registry
                         .upcast(&event.event_name, event.schema_version, payload)
                         .map_err(|source| decode_error(&stream, &event, source))?;

@@ -93,6 +93,38 @@ pub(crate) async fn read_stream_pages_in_version_order(h: &Harness) {
     }
 }
 
+/// A load decodes payloads of the current schema straight from the store's text, and upcasts
+/// older ones, in the order they were stored.
+pub(crate) async fn repository_loads_current_and_upcast_payloads(h: &Harness) {
+    let id = AccountId::generate();
+    let accounts = Repository::<Account>::new(Arc::clone(&h.store));
+    let stream = accounts.load(&id).await.unwrap().stream_id().clone();
+    let mut old = event("conformance_labelled", json!({ "name": "old" }));
+    old.schema_version = 1;
+    let mut current = event(
+        "conformance_labelled",
+        json!({ "label": "new", "unknown": { "ignored": [1, 2] } }),
+    );
+    current.schema_version = 2;
+    let written = vec![
+        event("conformance_deposited", json!({ "amount": 5 })),
+        current,
+        old,
+        event("conformance_deposited", json!({ "amount": 4 })),
+    ];
+    h.store
+        .append(commit(&stream, 0, written))
+        .await
+        .expect("append");
+    let loaded = accounts.load(&id).await.expect("load");
+    assert_eq!((loaded.balance, loaded.deposits), (9, 2));
+    assert_eq!(
+        loaded.label, "old",
+        "the version-1 payload, upcast, came last"
+    );
+    assert_eq!(loaded.version(), 4);
+}
+
 pub(crate) async fn append_then_read_stream(h: &Harness) {
     let store = &*h.store;
     let a = stream("a");

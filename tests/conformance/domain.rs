@@ -13,12 +13,34 @@ pub(crate) struct Deposited {
     pub(crate) amount: u64,
 }
 
+/// The account's label; version 1 called it `name`.
+#[derive(DomainEvent, Clone, Debug, PartialEq)]
+#[event(name = "conformance_labelled", version = 2)]
+pub(crate) struct Labelled {
+    pub(crate) label: String,
+    pub(crate) note: Option<String>,
+}
+
+eventsourcery::upcaster!("conformance_labelled", 1 => |mut payload| {
+    let object = payload.as_object_mut().ok_or("not an object")?;
+    let name = object.remove("name").ok_or("no `name`")?;
+    object.insert("label".into(), name);
+    Ok(payload)
+});
+
 /// An account: its balance and how many deposits made it.
 #[derive(Aggregate, Default, Debug)]
-#[aggregate(id = AccountId, events(Deposited))]
+#[aggregate(id = AccountId, events(Deposited, Labelled))]
 pub(crate) struct Account {
     pub(crate) balance: u64,
     pub(crate) deposits: u64,
+    pub(crate) label: String,
+}
+
+impl Apply<Labelled> for Account {
+    fn apply(&mut self, event: &Labelled) {
+        self.label = event.label.clone();
+    }
 }
 
 impl Apply<Deposited> for Account {

@@ -83,6 +83,7 @@ macro_rules! suite {
             invalid_appends_are_rejected,
             snapshots_are_replaced_only_by_newer_ones,
             repository_saves_and_loads,
+            repository_loads_current_and_upcast_payloads,
             concurrent_writers_on_one_stream,
             concurrent_writers_on_many_streams,
             reader_sees_every_event_once_in_order_while_writers_commit,

@@ -58,6 +58,15 @@ pub trait Aggregate: Default + Send + Sync + 'static {
         cx: &mut DecodeContext<'_>,
     ) -> Result<(), EventError>;
 
+    /// Decodes a recorded event of the current schema version, without personal fields,
+    /// straight from its stored JSON text and applies it; `false`, changing nothing, when it
+    /// cannot (the caller then goes through [`apply_stored`](Self::apply_stored)). Generated
+    /// by the derive.
+    #[doc(hidden)]
+    fn apply_stored_text(&mut self, _name: &str, _payload: &str) -> bool {
+        false
+    }
+
     /// Whether the aggregate is cached between commands (`#[aggregate(cache)]`).
     const CACHED: bool = false;
 
@@ -212,6 +221,16 @@ impl<A: Aggregate> AggregateRoot<A> {
         let pending = std::mem::take(&mut self.pending);
         self.version += pending.len() as u64;
         pending
+    }
+
+    /// Applies a recorded event straight from its text, if it can (see
+    /// [`Aggregate::apply_stored_text`]).
+    pub(crate) fn apply_recorded_text(&mut self, version: u64, name: &str, payload: &str) -> bool {
+        let applied = self.state.apply_stored_text(name, payload);
+        if applied {
+            self.version = version;
+        }
+        applied
     }
 
     pub(crate) fn apply_recorded(

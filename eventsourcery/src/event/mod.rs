@@ -50,6 +50,16 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
 
     /// Decodes a payload already upcast to the current schema version.
     fn decode(name: &str, payload: Value, cx: &mut DecodeContext<'_>) -> Result<Self, EventError>;
+
+    /// Decodes a payload of the current schema version straight from its stored JSON text,
+    /// with no [`Value`] in between: what loads do for an event without personal fields.
+    /// `None` when it does not (a personal field, an unknown name, any failure): the caller
+    /// then decodes through [`decode`](Self::decode), which reports what is wrong. Generated
+    /// by the derive.
+    #[doc(hidden)]
+    fn decode_text(_name: &str, _payload: &str) -> Option<Self> {
+        None
+    }
 }
 
 /// An event that could not be encoded or decoded.
@@ -317,6 +327,11 @@ impl EventRegistry {
         self.events.get(name).copied()
     }
 
+    /// Whether a payload of `name` stored at `version` needs no upcaster.
+    pub(crate) fn is_current(&self, name: &str, version: u32) -> bool {
+        self.get(name).is_some_and(|r| r.version == version)
+    }
+
     /// Brings a payload stored at `version` up to the version this program writes.
     pub fn upcast(
         &self,
@@ -419,6 +434,66 @@ pub mod codec {
         })
     }
 
+    /// A payload's text decoded by a generated visitor of its fields; `None` on any failure.
+    pub fn decode_text<'de, V: serde::de::Visitor<'de>>(
+        payload: &'de str,
+        visitor: V,
+    ) -> Option<V::Value> {
+        use serde::Deserializer as _;
+        let mut deserializer = serde_json::Deserializer::from_str(payload);
+        let value = deserializer.deserialize_map(visitor).ok()?;
+        deserializer.end().ok()?;
+        Some(value)
+    }
+
+    /// Stores a field's value read by a generated visitor; a field given twice is an error
+    /// (the decode through `Value` then reports the payload as it reads it).
+    pub fn put<T, E: serde::de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+        match slot.replace(value) {
+            None => Ok(()),
+            Some(_) => Err(E::custom("a field given twice")),
+        }
+    }
+
+    /// The value of a field a generated visitor read, or of one the payload lacks (`missing`,
+    /// the field's [`EventField::missing`]).
+    pub fn take<T, E: serde::de::Error>(
+        slot: Option<T>,
+        missing: fn() -> Option<T>,
+    ) -> Result<T, E> {
+        slot.or_else(missing)
+            .ok_or_else(|| E::custom("a missing field"))
+    }
+
+    /// A payload's key, borrowed from the text where it has no escapes.
+    pub struct FieldKey<'de>(std::borrow::Cow<'de, str>);
+
+    impl FieldKey<'_> {
+        /// The key.
+        pub fn as_str(&self) -> &str {
+            &self.0
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for FieldKey<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Key;
+            impl<'de> serde::de::Visitor<'de> for Key {
+                type Value = FieldKey<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a field name")
+                }
+                fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+                    Ok(FieldKey(std::borrow::Cow::Borrowed(key)))
+                }
+                fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+                    Ok(FieldKey(std::borrow::Cow::Owned(key.to_owned())))
+                }
+            }
+            deserializer.deserialize_str(Key)
+        }
+    }
+
     fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
         use serde::de::Unexpected;
         match value {
@@ -447,6 +522,13 @@ pub mod codec {
         /// Encodes the value of field `field` of event or command `name`.
         fn encode_field(&self, name: &str, field: &str) -> Result<Value, EventError>;
 
+        /// Reads the field's value from a payload being decoded from its text.
+        fn next_value<'de, A: serde::de::MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error>;
+
+        /// The field's value when the payload lacks it, as `decode_field` reads it (`null`):
+        /// `None` for an `Option`, say; `None` when there is none.
+        fn missing() -> Option<Self>;
+
         /// Takes field `field` of event or command `name` out of its payload.
         fn decode_field(
             name: &str,
@@ -458,6 +540,14 @@ pub mod codec {
     impl<T: Serialize + DeserializeOwned> EventField for T {
         fn encode_field(&self, name: &str, field: &str) -> Result<Value, EventError> {
             encode_field(name, field, self)
+        }
+
+        fn next_value<'de, A: serde::de::MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+            map.next_value()
+        }
+
+        fn missing() -> Option<Self> {
+            serde_json::from_value(Value::Null).ok()
         }
 
         fn decode_field(

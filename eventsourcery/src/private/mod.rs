@@ -19,7 +19,7 @@ pub use crate::command::Command;
 pub use crate::command::HandlerOutput;
 pub use crate::command::registry::{CommandRegistration, HandlerFailure, HandlerRegistration};
 pub use crate::event::DomainEvent;
-pub use crate::event::codec::{EventField, object};
+pub use crate::event::codec::{EventField, FieldKey, decode_text, object, put, take};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
 pub use crate::personal::lookup::LookupField;

@@ -85,7 +85,7 @@ pub struct StreamEvent {
     /// The schema version it was written at.
     pub schema_version: u32,
     /// The payload; never holds personal data.
-    pub payload: Value,
+    pub payload: StreamPayload,
 }
 
 impl StreamEvent {
@@ -95,14 +95,58 @@ impl StreamEvent {
         stream_version: u64,
         event_name: String,
         schema_version: u32,
-        payload: Value,
+        payload: impl Into<StreamPayload>,
     ) -> Self {
         Self {
             position,
             stream_version,
             event_name,
             schema_version,
-            payload,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// A payload as a load reads it: parsed, or as the JSON text the store holds, which a load
+/// decodes straight into the event type when no upcaster applies.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StreamPayload {
+    /// Parsed.
+    Json(Value),
+    /// The stored JSON text; the store checked that it parses.
+    Text(String),
+}
+
+impl StreamPayload {
+    /// The payload parsed.
+    ///
+    /// # Errors
+    /// When the text is not JSON.
+    pub fn into_value(self) -> Result<Value, serde_json::Error> {
+        match self {
+            Self::Json(value) => Ok(value),
+            Self::Text(text) => serde_json::from_str(&text),
+        }
+    }
+}
+
+impl From<Value> for StreamPayload {
+    fn from(value: Value) -> Self {
+        Self::Json(value)
+    }
+}
+
+/// Payloads are equal when they are the same JSON, whichever form each is in.
+impl PartialEq for StreamPayload {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Json(a), Self::Json(b)) => a == b,
+            (Self::Text(a), Self::Text(b)) if a == b => true,
+            _ => match (self.clone().into_value(), other.clone().into_value()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
         }
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{COMMANDS, EVENTS, SNAPSHOTS, time};
 use crate::event::Metadata;
 use crate::store::{
-    CommandOutcome, CommandRecord, RecordedEvent, Snapshot, StoreError, StreamEvent,
+    CommandOutcome, CommandRecord, RecordedEvent, Snapshot, StoreError, StreamEvent, StreamPayload,
 };
 use crate::value::StreamId;
 
@@ -122,6 +122,14 @@ where
         serde_json::from_str(&text).map_err(|e| self.corrupt(format!("column `{column}`: {e}")))
     }
 
+    /// A JSON column as its text, checked to parse (without building it).
+    fn json_text(&self, index: usize, column: &str) -> Result<StreamPayload, StoreError> {
+        let text: String = self.get(index, column)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| self.corrupt(format!("column `{column}`: {e}")))?;
+        Ok(StreamPayload::Text(text))
+    }
+
     /// Decodes an event row selected as `position, event_id, stream_id, stream_version,
     /// event_name, schema_version, payload, metadata, recorded_at_ns` (UUID and JSON as text).
     pub(crate) fn event(row: &'r R) -> Result<RecordedEvent, StoreError> {
@@ -186,7 +194,7 @@ where
             stream_version,
             columns.get(2, "event_name")?,
             columns.u32(3, "schema_version")?,
-            columns.json::<Value>(4, "payload")?,
+            columns.json_text(4, "payload")?,
         ))
     }
 
