@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::SystemTime;
 
+use sqlx::query::Query;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use uuid::Uuid;
 
@@ -88,11 +89,11 @@ pub(crate) trait SqlKeyStore: SqlVaultStore {
         keys: Vec<WrappedKey>,
     ) -> impl Future<Output = Result<Vec<bool>, PersonalError>> + Send;
 
-    /// [`KeyStore::erase`].
+    /// [`KeyStore::erase`], the time already in nanoseconds since the Unix epoch.
     fn erase(
         &self,
         subject: PersonalKey,
-        erased_at: SystemTime,
+        erased_at_ns: i64,
         reason: &str,
     ) -> impl Future<Output = Result<Erasure, PersonalError>> + Send;
 
@@ -139,11 +140,10 @@ pub(crate) trait SqlPersonalStore: SqlVaultStore {
     ) -> impl Future<Output = Result<u64, PersonalError>> + Send;
 }
 
-/// The rows of `sql` with the one parameter `param`, each decoded by `decode`.
-async fn select<B, P, T>(
+/// The rows `query` selects, each decoded by `decode`; a driver error names `operation`.
+async fn decode_rows<'q, B, T>(
     pool: &Pool<B>,
-    sql: &'static str,
-    param: P,
+    query: Query<'q, B, B::Arguments>,
     operation: &'static str,
     decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
 ) -> Result<Vec<T>, PersonalError>
@@ -151,22 +151,17 @@ where
     B: Backend,
     for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
     B::Arguments: IntoArguments<B>,
-    for<'q> P: Encode<'q, B> + Type<B>,
 {
-    let rows = sqlx::query(sql)
-        .bind(param)
-        .fetch_all(pool)
-        .await
-        .map_err(db(operation))?;
+    let rows = query.fetch_all(pool).await.map_err(db(operation))?;
     rows.iter().map(decode).collect()
 }
 
-/// A page of `sql` (`$1` the lower bound, `$2` the size), each row decoded by `decode`.
-async fn page<B, T>(
+/// The rows of `sql` for the UUIDs `ids` (bound as one list, `$1`), each decoded by `decode`;
+/// no rows, and no query, for no UUIDs.
+async fn of_uuids<B, T>(
     pool: &Pool<B>,
     sql: &'static str,
-    after: Option<Uuid>,
-    limit: usize,
+    ids: impl ExactSizeIterator<Item = Uuid>,
     operation: &'static str,
     decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
 ) -> Result<Vec<T>, PersonalError>
@@ -174,15 +169,26 @@ where
     B: Backend,
     for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
     B::Arguments: IntoArguments<B>,
+{
+    if ids.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let query = sqlx::query(sql).bind(B::uuids(ids));
+    decode_rows(pool, query, operation, decode).await
+}
+
+/// The query of a page of `sql`: `$1` the lower bound (none for the first page), `$2` the size.
+fn page<B: Backend>(
+    sql: &'static str,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Query<'static, B, B::Arguments>
+where
     for<'q> i64: Encode<'q, B> + Type<B>,
 {
-    let rows = sqlx::query(sql)
+    sqlx::query(sql)
         .bind(B::after(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await
-        .map_err(db(operation))?;
-    rows.iter().map(decode).collect()
 }
 
 #[async_trait::async_trait]
@@ -200,17 +206,11 @@ where
     for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
 {
     async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let subjects = S::Db::uuids(subjects.iter().map(PersonalKey::as_uuid));
-        select(
-            self.pool(),
-            S::SQL.keys,
-            subjects,
-            "read data keys",
-            |row| VaultRow::key(row),
-        )
+        let subjects = subjects.iter().map(PersonalKey::as_uuid);
+        let (sql, operation) = (S::SQL.keys, "read data keys");
+        of_uuids(self.pool(), sql, subjects, operation, |row| {
+            VaultRow::key(row)
+        })
         .await
     }
 
@@ -228,16 +228,14 @@ where
         erased_at: SystemTime,
         reason: &str,
     ) -> Result<Erasure, PersonalError> {
-        SqlKeyStore::erase(self, subject, erased_at, reason).await
+        let erased_at_ns = nanos(erased_at, "the erasure time")?;
+        SqlKeyStore::erase(self, subject, erased_at_ns, reason).await
     }
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let subjects = S::Db::uuids(subjects.iter().map(PersonalKey::as_uuid));
-        let sql = S::SQL.erasures;
-        select(self.pool(), sql, subjects, "read erasures", |row| {
+        let subjects = subjects.iter().map(PersonalKey::as_uuid);
+        let (sql, operation) = (S::SQL.erasures, "read erasures");
+        of_uuids(self.pool(), sql, subjects, operation, |row| {
             VaultRow::erasure(row)
         })
         .await
@@ -260,9 +258,8 @@ where
         after: Option<PersonalKey>,
         limit: usize,
     ) -> Result<Vec<WrappedKey>, PersonalError> {
-        let after = after.map(|s| s.as_uuid());
-        let sql = S::SQL.keys_after;
-        page(self.pool(), sql, after, limit, "read data keys", |row| {
+        let query = page(S::SQL.keys_after, after.map(|s| s.as_uuid()), limit);
+        decode_rows(self.pool(), query, "read data keys", |row| {
             VaultRow::key(row)
         })
         .await
@@ -313,12 +310,9 @@ where
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
-        if references.is_empty() {
-            return Ok(Vec::new());
-        }
-        let references = S::Db::uuids(references.iter().copied());
-        let sql = S::SQL.records;
-        select(self.pool(), sql, references, "read personal data", |row| {
+        let references = references.iter().copied();
+        let (sql, operation) = (S::SQL.records, "read personal data");
+        of_uuids(self.pool(), sql, references, operation, |row| {
             VaultRow::record(row)
         })
         .await
@@ -326,8 +320,8 @@ where
 
     async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
         let subject = S::Db::uuid(subject.as_uuid());
-        let sql = S::SQL.by_subject;
-        select(self.pool(), sql, subject, "read personal data", |row| {
+        let query = sqlx::query(S::SQL.by_subject).bind(subject);
+        decode_rows(self.pool(), query, "read personal data", |row| {
             VaultRow::record(row)
         })
         .await
@@ -349,13 +343,10 @@ where
     }
 
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
-        select(
-            self.pool(),
-            S::SQL.find,
-            hash,
-            "blind index lookup",
-            |row| VaultRow::subject_of(row),
-        )
+        let query = sqlx::query(S::SQL.find).bind(hash);
+        decode_rows(self.pool(), query, "blind index lookup", |row| {
+            VaultRow::subject_of(row)
+        })
         .await
     }
 
@@ -364,15 +355,10 @@ where
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let sql = S::SQL.records_after;
-        page(
-            self.pool(),
-            sql,
-            after,
-            limit,
-            "read personal data",
-            |row| VaultRow::record(row),
-        )
+        let query = page(S::SQL.records_after, after, limit);
+        decode_rows(self.pool(), query, "read personal data", |row| {
+            VaultRow::record(row)
+        })
         .await
     }
 
@@ -413,12 +399,12 @@ where
         after: u64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, PersonalError> {
-        let rows = sqlx::query(AUDIT_AFTER)
+        let query = sqlx::query(AUDIT_AFTER)
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("read the audit log"))?;
-        rows.iter().map(VaultRow::audit).collect()
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        decode_rows(self.pool(), query, "read the audit log", |row| {
+            VaultRow::audit(row)
+        })
+        .await
     }
 }

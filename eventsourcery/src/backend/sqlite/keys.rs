@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
 use sqlx::sqlite::SqlitePool;
@@ -124,11 +123,10 @@ impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
     async fn erase(
         &self,
         subject: PersonalKey,
-        erased_at: SystemTime,
+        erased_at_ns: i64,
         reason: &str,
     ) -> Result<Erasure, PersonalError> {
         const OPERATION: &str = "erase data key";
-        let erased_at = sql::nanos(erased_at, "the erasure time")?;
         let id = subject.to_string();
         // One write transaction: what it reads is what it erases, and no claim comes between.
         let (_writer, mut tx) = self.db.begin_erasure(OPERATION).await?;
@@ -162,7 +160,7 @@ impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
                  re_enrolled = 0",
         )
         .bind(&id)
-        .bind(erased_at)
+        .bind(erased_at_ns)
         .bind(reason)
         .bind(i64::from(last))
         .execute(&mut *tx)
