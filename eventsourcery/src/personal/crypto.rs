@@ -211,6 +211,9 @@ impl MasterKey {
 /// assert!(ring.get(&old_id).is_some());
 /// # Ok::<(), eventsourcery::personal::PersonalError>(())
 /// ```
+///
+/// Its `Debug` shows each master key as [`MasterKey`]'s does: its id, never the key.
+#[derive(Debug)]
 pub struct MasterKeyRing {
     current: MasterKey,
     previous: Vec<MasterKey>,
@@ -255,15 +258,6 @@ impl MasterKeyRing {
 impl From<MasterKey> for MasterKeyRing {
     fn from(current: MasterKey) -> Self {
         Self::new(current)
-    }
-}
-
-impl fmt::Debug for MasterKeyRing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKeyRing")
-            .field("current", &self.current)
-            .field("previous", &self.previous)
-            .finish()
     }
 }
 
