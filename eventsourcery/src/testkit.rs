@@ -459,9 +459,9 @@ impl Then {
             Err(error) => match error.kind() {
                 ErrorKind::Unavailable => format!(
                     "the handler failed on an error of the store or the vault, which is not a rejection: {}",
-                    chain(error)
+                    crate::error::chain(error)
                 ),
-                _ => format!("the command failed: {}", chain(error)),
+                _ => format!("the command failed: {}", crate::error::chain(error)),
             },
         }
     }
@@ -494,22 +494,6 @@ async fn command_log(store: &Arc<dyn EventStore>, offset: u64) -> Option<Vec<Com
             return Some(log);
         }
     }
-}
-
-/// An error and its causes, `: `-separated, each said once (many messages include their
-/// source's).
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(source) = current {
-        let message = source.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        current = source.source();
-    }
-    text
 }
 
 /// Asserts that a personal field holds a value, and returns it.

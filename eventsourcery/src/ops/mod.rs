@@ -432,7 +432,7 @@ impl Ops {
     /// Prints `error` (on stderr, and as `{"error": ...}` on stdout with `--json`) and returns
     /// its exit code.
     pub fn fail(&self, error: &OpsError) -> ExitCode {
-        let message = error_chain(error);
+        let message = crate::error::chain(error);
         eprintln!("error: {} failed: {message}", self.command.name());
         if self.options.json {
             println!(
@@ -519,21 +519,6 @@ fn migrate(stores: &Stores) -> Report {
             "migrated: the event store ({backend}), the key store and the personal data store are up to date"
         ),
     )
-}
-
-/// An error with its sources, `a: b: c`, without repeating a source a message already shows.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        let text = error.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = error.source();
-    }
-    message
 }
 
 /// Parses a `--subject`.
