@@ -79,14 +79,7 @@ pub struct Scenario {
     vault: Option<Arc<PersonalVault>>,
 }
 
-impl fmt::Debug for Scenario {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scenario")
-            .field("steps", &self.steps.len())
-            .field("services", &self.services)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(Scenario { steps.len(), services });
 
 impl Scenario {
     /// A scenario on a fresh in-memory store, with a fresh in-memory personal data vault.

@@ -106,7 +106,6 @@
 //!
 //! Guide: [operating](crate::docs::operating).
 
-use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -259,15 +258,7 @@ pub struct Context {
     lookup: Option<LookupFn>,
 }
 
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("stores", &self.stores)
-            .field("dispatcher", &self.dispatcher)
-            .field("lookup", &self.lookup.is_some())
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(Context { stores, dispatcher, lookup.is_some() });
 
 impl Context {
     /// The application's bus over `stores` (built with `.personal_data(stores.vault)`, so
