@@ -140,31 +140,28 @@ pub(crate) trait SqlPersonalStore: SqlVaultStore {
     ) -> impl Future<Output = Result<u64, PersonalError>> + Send;
 }
 
-/// The rows `query` selects, each decoded by `decode`; a driver error names `operation`.
-async fn decode_rows<'q, B, T>(
+/// The rows `query` selects; a driver error names `operation`.
+async fn fetch_rows<B>(
     pool: &Pool<B>,
-    query: Query<'q, B, B::Arguments>,
+    query: Query<'_, B, B::Arguments>,
     operation: &'static str,
-    decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
-) -> Result<Vec<T>, PersonalError>
+) -> Result<Vec<B::Row>, PersonalError>
 where
     B: Backend,
     for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
     B::Arguments: IntoArguments<B>,
 {
-    let rows = query.fetch_all(pool).await.map_err(db(operation))?;
-    rows.iter().map(decode).collect()
+    query.fetch_all(pool).await.map_err(db(operation))
 }
 
-/// The rows of `sql` for the UUIDs `ids` (bound as one list, `$1`), each decoded by `decode`;
-/// no rows, and no query, for no UUIDs.
-async fn of_uuids<B, T>(
+/// The rows of `sql` for the UUIDs `ids`, bound as one list (`$1`); no rows, and no query, for
+/// no UUIDs.
+async fn of_uuids<B>(
     pool: &Pool<B>,
     sql: &'static str,
     ids: impl ExactSizeIterator<Item = Uuid>,
     operation: &'static str,
-    decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
-) -> Result<Vec<T>, PersonalError>
+) -> Result<Vec<B::Row>, PersonalError>
 where
     B: Backend,
     for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
@@ -173,8 +170,7 @@ where
     if ids.len() == 0 {
         return Ok(Vec::new());
     }
-    let query = sqlx::query(sql).bind(B::uuids(ids));
-    decode_rows(pool, query, operation, decode).await
+    fetch_rows(pool, sqlx::query(sql).bind(B::uuids(ids)), operation).await
 }
 
 /// The query of a page of `sql`: `$1` the lower bound (none for the first page), `$2` the size.
@@ -208,10 +204,8 @@ where
     async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
         let subjects = subjects.iter().map(PersonalKey::as_uuid);
         let (sql, operation) = (S::SQL.keys, "read data keys");
-        of_uuids(self.pool(), sql, subjects, operation, |row| {
-            VaultRow::key(row)
-        })
-        .await
+        let rows = of_uuids(self.pool(), sql, subjects, operation).await?;
+        rows.iter().map(VaultRow::key).collect()
     }
 
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
@@ -235,10 +229,8 @@ where
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
         let subjects = subjects.iter().map(PersonalKey::as_uuid);
         let (sql, operation) = (S::SQL.erasures, "read erasures");
-        of_uuids(self.pool(), sql, subjects, operation, |row| {
-            VaultRow::erasure(row)
-        })
-        .await
+        let rows = of_uuids(self.pool(), sql, subjects, operation).await?;
+        rows.iter().map(VaultRow::erasure).collect()
     }
 
     async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
@@ -259,10 +251,8 @@ where
         limit: usize,
     ) -> Result<Vec<WrappedKey>, PersonalError> {
         let query = page(S::SQL.keys_after, after.map(|s| s.as_uuid()), limit);
-        decode_rows(self.pool(), query, "read data keys", |row| {
-            VaultRow::key(row)
-        })
-        .await
+        let rows = fetch_rows(self.pool(), query, "read data keys").await?;
+        rows.iter().map(VaultRow::key).collect()
     }
 
     async fn rewrap_keys(&self, mut keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
@@ -312,19 +302,15 @@ where
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
         let references = references.iter().copied();
         let (sql, operation) = (S::SQL.records, "read personal data");
-        of_uuids(self.pool(), sql, references, operation, |row| {
-            VaultRow::record(row)
-        })
-        .await
+        let rows = of_uuids(self.pool(), sql, references, operation).await?;
+        rows.iter().map(VaultRow::record).collect()
     }
 
     async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
         let subject = S::Db::uuid(subject.as_uuid());
         let query = sqlx::query(S::SQL.by_subject).bind(subject);
-        decode_rows(self.pool(), query, "read personal data", |row| {
-            VaultRow::record(row)
-        })
-        .await
+        let rows = fetch_rows(self.pool(), query, "read personal data").await?;
+        rows.iter().map(VaultRow::record).collect()
     }
 
     async fn erase_subject(
@@ -344,10 +330,8 @@ where
 
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
         let query = sqlx::query(S::SQL.find).bind(hash);
-        decode_rows(self.pool(), query, "blind index lookup", |row| {
-            VaultRow::subject_of(row)
-        })
-        .await
+        let rows = fetch_rows(self.pool(), query, "blind index lookup").await?;
+        rows.iter().map(VaultRow::subject_of).collect()
     }
 
     async fn records_after(
@@ -356,10 +340,8 @@ where
         limit: usize,
     ) -> Result<Vec<PersonalRecord>, PersonalError> {
         let query = page(S::SQL.records_after, after, limit);
-        decode_rows(self.pool(), query, "read personal data", |row| {
-            VaultRow::record(row)
-        })
-        .await
+        let rows = fetch_rows(self.pool(), query, "read personal data").await?;
+        rows.iter().map(VaultRow::record).collect()
     }
 
     async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
@@ -402,9 +384,7 @@ where
         let query = sqlx::query(AUDIT_AFTER)
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        decode_rows(self.pool(), query, "read the audit log", |row| {
-            VaultRow::audit(row)
-        })
-        .await
+        let rows = fetch_rows(self.pool(), query, "read the audit log").await?;
+        rows.iter().map(VaultRow::audit).collect()
     }
 }
