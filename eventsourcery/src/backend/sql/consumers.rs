@@ -101,6 +101,31 @@ fn state_from_row(consumer: &str, row: Option<StateRow>) -> Result<ConsumerState
     })
 }
 
+/// Creates `consumer`'s row if it has none and locks it until `tx` ends (where the database has
+/// row locks): its position as stored.
+async fn lock_row<S: SqlStore>(
+    tx: &mut sqlx::Transaction<'_, S::Db>,
+    consumer: &str,
+    operation: &'static str,
+) -> Result<i64, StoreError>
+where
+    for<'c> &'c mut <S::Db as sqlx::Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as sqlx::Database>::Arguments: IntoArguments<S::Db>,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'r> (i64,): sqlx::FromRow<'r, <S::Db as sqlx::Database>::Row>,
+{
+    sqlx::query(ENSURE)
+        .bind(consumer)
+        .execute(&mut **tx)
+        .await
+        .map_err(db(operation))?;
+    sqlx::query_scalar(S::SQL.lock_checkpoint)
+        .bind(consumer)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db(operation))
+}
+
 /// The error of a write that found `consumer`'s checkpoint moved from `expected`: reads where
 /// it is, in the write's transaction, then rolls the transaction back.
 async fn moved_from<B: super::Backend>(
@@ -206,16 +231,7 @@ where
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError> {
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(ENSURE)
-            .bind(consumer)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("projection"))?;
-        let current: i64 = sqlx::query_scalar(S::SQL.lock_checkpoint)
-            .bind(consumer)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("projection"))?;
+        let current = lock_row::<S>(&mut tx, consumer, "projection").await?;
         let current = to_u64(current, consumer)?;
         if current != from {
             tx.rollback().await.map_err(db("projection"))?;
@@ -249,16 +265,7 @@ where
         locked.sort();
         locked.dedup();
         for consumer in locked {
-            sqlx::query(ENSURE)
-                .bind(consumer.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("reset"))?;
-            let _: i64 = sqlx::query_scalar(S::SQL.lock_checkpoint)
-                .bind(consumer.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("reset"))?;
+            lock_row::<S>(&mut tx, consumer, "reset").await?;
         }
         if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
             tx.rollback().await.map_err(db("reset"))?;
