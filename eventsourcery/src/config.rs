@@ -502,15 +502,7 @@ pub struct Stores {
     pub tenant: Option<Tenant>,
 }
 
-impl fmt::Debug for Stores {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stores")
-            .field("backend", &self.backend.name())
-            .field("tenant", &self.tenant)
-            .field("vault", &self.vault)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(Stores { backend.name(), tenant, vault });
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,26 @@ pub struct PlaintextRefused {
     pub ssl_mode: &'static str,
 }
 
+/// An error and its sources, `a: b: c`, each said once (many messages already include their
+/// source's): for the ops commands' reports and the testkit's assertions.
+#[cfg(any(
+    feature = "testkit",
+    all(feature = "cli", any(feature = "sqlite", feature = "postgres"))
+))]
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(source) = current {
+        let message = source.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        current = source.source();
+    }
+    text
+}
+
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// A copy of `error`, for reporting one failure to several callers (sqlx errors are not
 /// `Clone`): the same variant where it carries no data or a message, an I/O error with its

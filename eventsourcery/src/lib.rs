@@ -25,6 +25,7 @@ pub mod ops;
 pub mod personal;
 #[cfg(feature = "nats")]
 pub mod publish;
+mod redact;
 mod repository;
 pub mod service;
 pub mod store;

@@ -91,7 +91,6 @@
 //! ```
 
 use std::collections::HashSet;
-use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -164,16 +163,12 @@ pub struct JetStreamPublisher {
     retry_for: Duration,
 }
 
-impl fmt::Debug for JetStreamPublisher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JetStreamPublisher")
-            .field("name", &self.name)
-            .field("prefix", &self.prefix)
-            .field("events", &self.events)
-            .field("retry_for", &self.retry_for)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(JetStreamPublisher {
+    name,
+    prefix,
+    events,
+    retry_for
+});
 
 impl JetStreamPublisher {
     /// A publisher named `name` (the key of its checkpoint: renaming it publishes the whole

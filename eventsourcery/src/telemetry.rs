@@ -28,6 +28,21 @@ pub(crate) const SYSTEM: &str = "eventsourcery";
 /// `messaging.destination.name` of a consumer's spans: the global log it reads.
 pub(crate) const LOG: &str = "events";
 
+/// A span that [`failed`] can mark: after its name, its `otel.name` and its `otel.kind`, it
+/// declares `otel.status_code` and `error.type` (`Empty` until a failure), then `$fields`.
+macro_rules! failable_span {
+    ($span:ident, $name:literal, name = { $($otel_name:tt)+ }, kind = $kind:literal, $($fields:tt)*) => {
+        tracing::$span!(
+            $name,
+            otel.name = $($otel_name)+,
+            otel.kind = $kind,
+            otel.status_code = Empty,
+            error.type = Empty,
+            $($fields)*
+        )
+    };
+}
+
 /// Marks `span` failed: status `ERROR`, and `error.type` (declared `Empty` on the span).
 pub(crate) fn failed(span: &Span, error_type: &str) {
     span.record("otel.status_code", "ERROR");
@@ -65,12 +80,11 @@ pub(crate) fn command_span(
     correlation_id: Uuid,
     request: &RequestMetadata,
 ) -> Span {
-    tracing::info_span!(
+    failable_span!(
+        info_span,
         "command",
-        otel.name = %format_args!("execute {command}"),
-        otel.kind = "internal",
-        otel.status_code = Empty,
-        error.type = Empty,
+        name = { %format_args!("execute {command}") },
+        kind = "internal",
         eventsourcery.command.name = command,
         eventsourcery.command.id = %command_id,
         eventsourcery.command.correlation_id = %correlation_id,
@@ -85,12 +99,11 @@ pub(crate) fn command_span(
 /// The span of a SQL event store's append of one commit (a database client span).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn append_span(store: &'static str, streams: usize, events: usize) -> Span {
-    tracing::debug_span!(
+    failable_span!(
+        debug_span,
         "append",
-        otel.name = "append events",
-        otel.kind = "client",
-        otel.status_code = Empty,
-        error.type = Empty,
+        name = { "append events" },
+        kind = "client",
         db.system.name = db_system(store),
         db.operation.name = "append",
         db.collection.name = "eventsourcery_events",
@@ -143,12 +156,11 @@ pub(crate) fn batch_span(
 /// inside its batch's span; it carries the `traceparent` of the request that caused the event.
 pub(crate) fn event_span(consumer: &str, event: &RecordedEvent) -> Span {
     let metadata = &event.metadata;
-    tracing::info_span!(
+    failable_span!(
+        info_span,
         "consumer_event",
-        otel.name = "process events",
-        otel.kind = "consumer",
-        otel.status_code = Empty,
-        error.type = Empty,
+        name = { "process events" },
+        kind = "consumer",
         messaging.system = SYSTEM,
         messaging.operation.type = "process",
         messaging.operation.name = "process",
@@ -185,12 +197,11 @@ pub(crate) async fn handling<T, E>(
 #[cfg(feature = "nats")]
 pub(crate) fn publish_span(publisher: &str, subject: &str, event: &RecordedEvent) -> Span {
     let metadata = &event.metadata;
-    tracing::info_span!(
+    failable_span!(
+        info_span,
         "publish",
-        otel.name = %format!("send {subject}"),
-        otel.kind = "producer",
-        otel.status_code = Empty,
-        error.type = Empty,
+        name = { %format!("send {subject}") },
+        kind = "producer",
         messaging.system = "nats",
         messaging.operation.type = "send",
         messaging.operation.name = "publish",

@@ -79,14 +79,7 @@ pub struct Scenario {
     vault: Option<Arc<PersonalVault>>,
 }
 
-impl fmt::Debug for Scenario {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scenario")
-            .field("steps", &self.steps.len())
-            .field("services", &self.services)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(Scenario { steps.len(), services });
 
 impl Scenario {
     /// A scenario on a fresh in-memory store, with a fresh in-memory personal data vault.
@@ -459,9 +452,9 @@ impl Then {
             Err(error) => match error.kind() {
                 ErrorKind::Unavailable => format!(
                     "the handler failed on an error of the store or the vault, which is not a rejection: {}",
-                    chain(error)
+                    crate::error::chain(error)
                 ),
-                _ => format!("the command failed: {}", chain(error)),
+                _ => format!("the command failed: {}", crate::error::chain(error)),
             },
         }
     }
@@ -494,22 +487,6 @@ async fn command_log(store: &Arc<dyn EventStore>, offset: u64) -> Option<Vec<Com
             return Some(log);
         }
     }
-}
-
-/// An error and its causes, `: `-separated, each said once (many messages include their
-/// source's).
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(source) = current {
-        let message = source.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        current = source.source();
-    }
-    text
 }
 
 /// Asserts that a personal field holds a value, and returns it.

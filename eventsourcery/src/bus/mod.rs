@@ -53,14 +53,10 @@ pub struct CommandBusBuilder {
     without_handler: HashSet<TypeId>,
 }
 
-impl fmt::Debug for CommandBusBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CommandBusBuilder")
-            .field("services", &self.services)
-            .field("max_attempts", &self.max_attempts)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(CommandBusBuilder {
+    services,
+    max_attempts
+});
 
 impl CommandBusBuilder {
     /// Registers a service that handlers take as `Dep<T>`.

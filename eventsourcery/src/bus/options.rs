@@ -39,6 +39,20 @@ pub struct ExecuteOptions {
 /// The namespace of correlation ids named after a caller's string (RFC 9562 name-based ids).
 const CORRELATION_NAMESPACE: Uuid = Uuid::from_u128(0x6c3f_0c1e_8a4b_4d2e_9f1a_e5b7_c0d3_a241);
 
+/// Builder methods of [`ExecuteOptions`] that each set one key of the request metadata through
+/// [`RequestMetadata`]'s method of the same name.
+macro_rules! request_setters {
+    ($($(#[$doc:meta])+ $key:ident;)+) => {
+        $(
+            $(#[$doc])+
+            pub fn $key(mut self, $key: impl Into<String>) -> Self {
+                self.request = self.request.$key($key);
+                self
+            }
+        )+
+    };
+}
+
 impl ExecuteOptions {
     /// No options: a fresh correlation, no request metadata.
     pub fn new() -> Self {
@@ -80,28 +94,15 @@ impl ExecuteOptions {
         self
     }
 
-    /// Sets who asked: an opaque id, never a name or an email.
-    pub fn actor(mut self, actor: impl Into<String>) -> Self {
-        self.request = self.request.actor(actor);
-        self
-    }
-
-    /// Sets the tenant.
-    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
-        self.request = self.request.tenant(tenant);
-        self
-    }
-
-    /// Sets the caller's request id.
-    pub fn request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request = self.request.request_id(request_id);
-        self
-    }
-
-    /// Sets the W3C `traceparent` of the caller's span.
-    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
-        self.request = self.request.traceparent(traceparent);
-        self
+    request_setters! {
+        /// Sets who asked: an opaque id, never a name or an email.
+        actor;
+        /// Sets the tenant.
+        tenant;
+        /// Sets the caller's request id.
+        request_id;
+        /// Sets the W3C `traceparent` of the caller's span.
+        traceparent;
     }
 
     /// Adds the key `key` with `value` to the request metadata.

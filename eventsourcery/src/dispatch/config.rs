@@ -22,6 +22,21 @@ pub struct DispatchConfig {
     pub partition_concurrency: usize,
 }
 
+/// Builder methods of [`DispatchConfig`] that set a duration as given, each named after its
+/// field.
+macro_rules! durations {
+    ($($(#[$doc:meta])+ $field:ident;)+) => {
+        $(
+            $(#[$doc])+
+            #[must_use]
+            pub fn $field(mut self, $field: Duration) -> Self {
+                self.$field = $field;
+                self
+            }
+        )+
+    };
+}
+
 /// Each option, set one at a time on the defaults:
 ///
 /// ```
@@ -48,32 +63,15 @@ impl DispatchConfig {
         self
     }
 
-    /// The first retry delay; it doubles per attempt.
-    #[must_use]
-    pub fn backoff(mut self, backoff: Duration) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The longest retry delay.
-    #[must_use]
-    pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
-        self.max_backoff = max_backoff;
-        self
-    }
-
-    /// How long a claimed consumer stays claimed without renewal.
-    #[must_use]
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// How often a worker looks for new events when nothing wakes it.
-    #[must_use]
-    pub fn poll_interval(mut self, poll_interval: Duration) -> Self {
-        self.poll_interval = poll_interval;
-        self
+    durations! {
+        /// The first retry delay; it doubles per attempt.
+        backoff;
+        /// The longest retry delay.
+        max_backoff;
+        /// How long a claimed consumer stays claimed without renewal.
+        lease;
+        /// How often a worker looks for new events when nothing wakes it.
+        poll_interval;
     }
 
     /// How many partitions of one consumer a dispatcher runs at the same time (at least 1):

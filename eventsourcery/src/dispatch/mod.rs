@@ -167,14 +167,7 @@ pub struct DispatcherBuilder {
     partitions: HashMap<String, u32>,
 }
 
-impl fmt::Debug for DispatcherBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DispatcherBuilder")
-            .field("consumers", &self.consumers.len())
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(DispatcherBuilder { consumers.len(), config });
 
 impl DispatcherBuilder {
     /// Adds a consumer registered by hand.

@@ -141,6 +141,25 @@ impl Dispatcher {
         results.into_iter().collect()
     }
 
+    /// Claims the checkpoint `name`, or renews this instance's claim; `false`, noted in
+    /// `round`, when another instance holds it.
+    async fn claim_slot(
+        &self,
+        name: &str,
+        renewal: bool,
+        round: &mut CatchUp,
+    ) -> Result<bool, DispatchError> {
+        let claimed = self
+            .store
+            .claim(name, self.owner, self.config.lease)
+            .await?;
+        self.leases.note(name, claimed, renewal);
+        if !claimed {
+            round.not_claimed.push(name.to_owned());
+        }
+        Ok(claimed)
+    }
+
     /// Catches one checkpoint of a consumer up with the head of the log.
     async fn run_slot(
         &self,
@@ -150,32 +169,19 @@ impl Dispatcher {
         report: &mut (dyn FnMut(u64) + Send),
     ) -> Result<(), DispatchError> {
         let name = slot.key.as_str();
-        let claimed = self
-            .store
-            .claim(name, self.owner, self.config.lease)
-            .await?;
-        self.leases.note(name, claimed, false);
-        if !claimed {
-            round.not_claimed.push(name.to_owned());
+        if !self.claim_slot(name, false, round).await? {
             return Ok(());
         }
         let mut state = self.store.consumer_state(name).await?;
         if state.parked.is_some() {
-            crate::metrics::consumer(name, 0, true);
-            round.parked.push(name.to_owned());
+            parked(name, round);
             return Ok(());
         }
         let mut first = true;
         loop {
             // Renew the lease per batch, so a long catch-up keeps it; stop if it was lost.
             if !first {
-                let renewed = self
-                    .store
-                    .claim(name, self.owner, self.config.lease)
-                    .await?;
-                self.leases.note(name, renewed, true);
-                if !renewed {
-                    round.not_claimed.push(name.to_owned());
+                if !self.claim_slot(name, true, round).await? {
                     return Ok(());
                 }
                 if let Some(partition) = slot.partition
@@ -230,8 +236,7 @@ impl Dispatcher {
                     report(last);
                 }
                 Outcome::Parked => {
-                    crate::metrics::consumer(name, 0, true);
-                    round.parked.push(name.to_owned());
+                    parked(name, round);
                     return Ok(());
                 }
                 Outcome::Unavailable(handled) => {
@@ -525,3 +530,9 @@ fn withhold(error: BoxError, personal: bool) -> BoxError {
 /// The text that replaces a consumer's error message for an event with personal data.
 const WITHHELD_CONSUMER_ERROR: &str =
     "the consumer failed; message withheld: the event carries personal data";
+
+/// Notes in `round` (and in the metrics) that the checkpoint `name` is parked.
+fn parked(name: &str, round: &mut CatchUp) {
+    crate::metrics::consumer(name, 0, true);
+    round.parked.push(name.to_owned());
+}

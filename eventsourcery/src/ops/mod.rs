@@ -106,7 +106,6 @@
 //!
 //! Guide: [operating](crate::docs::operating).
 
-use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -259,15 +258,7 @@ pub struct Context {
     lookup: Option<LookupFn>,
 }
 
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("stores", &self.stores)
-            .field("dispatcher", &self.dispatcher)
-            .field("lookup", &self.lookup.is_some())
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(Context { stores, dispatcher, lookup.is_some() });
 
 impl Context {
     /// The application's bus over `stores` (built with `.personal_data(stores.vault)`, so
@@ -432,7 +423,7 @@ impl Ops {
     /// Prints `error` (on stderr, and as `{"error": ...}` on stdout with `--json`) and returns
     /// its exit code.
     pub fn fail(&self, error: &OpsError) -> ExitCode {
-        let message = error_chain(error);
+        let message = crate::error::chain(error);
         eprintln!("error: {} failed: {message}", self.command.name());
         if self.options.json {
             println!(
@@ -519,21 +510,6 @@ fn migrate(stores: &Stores) -> Report {
             "migrated: the event store ({backend}), the key store and the personal data store are up to date"
         ),
     )
-}
-
-/// An error with its sources, `a: b: c`, without repeating a source a message already shows.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(error) = source {
-        let text = error.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = error.source();
-    }
-    message
 }
 
 /// Parses a `--subject`.

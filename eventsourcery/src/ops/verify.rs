@@ -103,38 +103,28 @@ pub(super) async fn verify(stores: &Stores, max_problems: usize) -> Result<Repor
         let resolved = stores.vault.resolve(&references).await?;
         for (reference, event) in references.iter().zip(holders) {
             let first = *holders_of.entry(reference.id).or_insert(event.position);
+            let bad_reference = |what: &str| {
+                format!(
+                    "field `{}`: reference {} {what}",
+                    reference.field, reference.id
+                )
+            };
             if first != event.position {
-                findings.problem(
-                    Some(event),
-                    format!(
-                        "field `{}`: reference {} is also held by the event at position {first}",
-                        reference.field, reference.id
-                    ),
-                );
+                let what = format!("is also held by the event at position {first}");
+                findings.problem(Some(event), bad_reference(&what));
             } else if let Some(error) = resolved.failed.get(&reference.id) {
                 findings.problem(Some(event), format!("field `{}`: {error}", reference.field));
             } else if let Some((owner, _)) = resolved.values.get(&reference.id) {
                 if *owner == reference.subject {
                     findings.present += 1;
                 } else {
-                    findings.problem(
-                        Some(event),
-                        format!(
-                            "field `{}`: reference {} points at another subject's value",
-                            reference.field, reference.id
-                        ),
-                    );
+                    let what = bad_reference("points at another subject's value");
+                    findings.problem(Some(event), what);
                 }
             } else if resolved.erased.contains(&reference.id) {
                 findings.erased += 1;
             } else {
-                findings.problem(
-                    Some(event),
-                    format!(
-                        "field `{}`: reference {} does not resolve",
-                        reference.field, reference.id
-                    ),
-                );
+                findings.problem(Some(event), bad_reference("does not resolve"));
             }
         }
         // The decrypted values are dropped (and zeroed) here, unseen.

@@ -165,22 +165,7 @@ impl MasterKey {
         version: u32,
         key: &DataKey,
     ) -> Result<Vec<u8>, PersonalError> {
-        let aad = wrap_aad(subject, version);
-        let nonce = random_nonce()?;
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &key.key[..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| PersonalError::Random)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        seal(&self.cipher, &[], &key.key[..], &wrap_aad(subject, version))
     }
 
     /// Unwraps a data key of `subject`.
@@ -196,17 +181,7 @@ impl MasterKey {
         }
         let (nonce, sealed) = wrapped.split_at(NONCE_LEN);
         let aad = wrap_aad(subject, version);
-        let plain = Zeroizing::new(
-            self.cipher
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| wrong())?,
-        );
+        let plain = open(&self.cipher, nonce, sealed, &aad).ok_or_else(wrong)?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         if plain.len() != KEY_LEN {
             return Err(wrong());
@@ -236,6 +211,9 @@ impl MasterKey {
 /// assert!(ring.get(&old_id).is_some());
 /// # Ok::<(), eventsourcery::personal::PersonalError>(())
 /// ```
+///
+/// Its `Debug` shows each master key as [`MasterKey`]'s does: its id, never the key.
+#[derive(Debug)]
 pub struct MasterKeyRing {
     current: MasterKey,
     previous: Vec<MasterKey>,
@@ -283,15 +261,6 @@ impl From<MasterKey> for MasterKeyRing {
     }
 }
 
-impl fmt::Debug for MasterKeyRing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKeyRing")
-            .field("current", &self.current)
-            .field("previous", &self.previous)
-            .finish()
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -301,6 +270,33 @@ fn wrap_aad(subject: PersonalKey, version: u32) -> Vec<u8> {
     aad.extend_from_slice(subject.as_uuid().as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
     aad
+}
+
+/// `header`, a fresh random nonce, then `msg` encrypted under it and bound to `aad`.
+fn seal(
+    cipher: &Aes256Gcm,
+    header: &[u8],
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, PersonalError> {
+    let nonce = random_nonce()?;
+    let sealed = cipher
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg, aad })
+        .map_err(|_| PersonalError::Random)?;
+    let mut out = Vec::with_capacity(header.len() + NONCE_LEN + sealed.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// `sealed` decrypted with `nonce` and `aad`, or `None` if it is not authentic.
+fn open(cipher: &Aes256Gcm, nonce: &[u8], sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let payload = Payload { msg: sealed, aad };
+    cipher
+        .decrypt(Nonce::from_slice(nonce), payload)
+        .ok()
+        .map(Zeroizing::new)
 }
 
 fn random_nonce() -> Result<[u8; NONCE_LEN], PersonalError> {
@@ -370,24 +366,9 @@ impl DataKey {
         field: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, PersonalError> {
-        let nonce = random_nonce()?;
         let aad = data_aad(subject, reference, field, self.version);
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| PersonalError::Random)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&self.version.to_be_bytes());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        let [a, b, c, d] = self.version.to_be_bytes();
+        seal(&self.cipher, &[FORMAT_V1, a, b, c, d], plaintext, &aad)
     }
 
     /// Decrypts a ciphertext made by [`DataKey::encrypt`] with the same subject, reference and
@@ -412,17 +393,7 @@ impl DataKey {
         let nonce = &ciphertext[5..HEADER_LEN];
         let sealed = &ciphertext[HEADER_LEN..];
         let aad = data_aad(subject, reference, field, version);
-        let plain = Zeroizing::new(
-            self.cipher
-                .decrypt(
-                    Nonce::from_slice(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| tampered())?,
-        );
+        let plain = open(&self.cipher, nonce, sealed, &aad).ok_or_else(tampered)?;
         // Authentic ciphertexts hold UTF-8: we encrypted a `String`.
         std::str::from_utf8(&plain)
             .map(|s| Zeroizing::new(s.to_owned()))

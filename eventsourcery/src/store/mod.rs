@@ -369,6 +369,15 @@ impl StoreError {
         matches!(self, Self::Conflict { .. })
     }
 
+    /// [`StoreError::CheckpointMoved`]: `consumer`'s checkpoint is at `actual`, not `expected`.
+    pub(crate) fn checkpoint_moved(consumer: &str, expected: u64, actual: u64) -> Self {
+        Self::CheckpointMoved {
+            consumer: consumer.to_owned(),
+            expected,
+            actual,
+        }
+    }
+
     /// A copy of this error, for a failure reported both to the handler that met it and to
     /// the caller of its command. Driver and serde errors are copied with their message.
     pub(crate) fn duplicate(&self) -> Self {

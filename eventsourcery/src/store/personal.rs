@@ -25,15 +25,11 @@ pub struct WrappedKey {
     pub master_key_id: String,
 }
 
-impl fmt::Debug for WrappedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WrappedKey")
-            .field("subject", &self.subject)
-            .field("version", &self.version)
-            .field("master_key_id", &self.master_key_id)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(WrappedKey {
+    subject,
+    version,
+    master_key_id
+});
 
 /// The PII-free record that a subject was erased.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,14 +118,10 @@ pub struct IndexEntry {
     pub key_version: u32,
 }
 
-impl fmt::Debug for IndexEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexEntry")
-            .field("subject", &self.subject)
-            .field("key_version", &self.key_version)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(IndexEntry {
+    subject,
+    key_version
+});
 
 /// Where data keys and erasure records live.
 ///

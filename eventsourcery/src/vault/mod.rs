@@ -9,7 +9,6 @@
 //! and keys. Guide: [personal data](crate::docs::personal_data).
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,13 +73,7 @@ const MAX_WRITE_CALLS: usize = 64;
 /// A batch stops taking calls once it holds this many values.
 const MAX_WRITE_VALUES: usize = 1_024;
 
-impl fmt::Debug for PersonalVault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PersonalVault")
-            .field("masters", &self.masters)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(PersonalVault { masters });
 
 mod audit;
 mod erase;

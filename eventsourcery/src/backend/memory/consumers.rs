@@ -20,14 +20,6 @@ pub(crate) struct MemoryConsumers {
     processed: HashSet<(String, Uuid)>,
 }
 
-fn moved(consumer: &str, expected: u64, actual: u64) -> StoreError {
-    StoreError::CheckpointMoved {
-        consumer: consumer.to_owned(),
-        expected,
-        actual,
-    }
-}
-
 #[async_trait::async_trait]
 impl ConsumerStore for MemoryStore {
     async fn consumer_state(&self, consumer: &str) -> Result<ConsumerState, StoreError> {
@@ -45,7 +37,7 @@ impl ConsumerStore for MemoryStore {
         let mut inner = self.consumers().lock().await;
         let state = inner.states.entry(consumer.to_owned()).or_default();
         if state.position != from {
-            return Err(moved(consumer, from, state.position));
+            return Err(StoreError::checkpoint_moved(consumer, from, state.position));
         }
         state.position = to;
         Ok(())
@@ -63,7 +55,7 @@ impl ConsumerStore for MemoryStore {
         let mut inner = self.consumers().lock().await;
         let current = inner.states.get(consumer).map_or(0, |s| s.position);
         if current != from {
-            return Err(moved(consumer, from, current));
+            return Err(StoreError::checkpoint_moved(consumer, from, current));
         }
         if let Err(error) = work.run(&mut ProjectionTx::None).await {
             return Ok(Err(error));
@@ -104,7 +96,11 @@ impl ConsumerStore for MemoryStore {
         let state = inner.states.entry(consumer.to_owned()).or_default();
         let expected = position.saturating_sub(1);
         if state.position != expected {
-            return Err(moved(consumer, expected, state.position));
+            return Err(StoreError::checkpoint_moved(
+                consumer,
+                expected,
+                state.position,
+            ));
         }
         state.parked = Some(Parked::new(position, error, SystemTime::now()));
         Ok(())

@@ -162,14 +162,7 @@ impl EventStore for MemoryStore {
         after_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .events
-            .iter()
-            .skip(after_position as usize)
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(page(&self.lock().events, after_position, limit))
     }
 
     async fn read_commands(
@@ -177,14 +170,7 @@ impl EventStore for MemoryStore {
         offset: u64,
         limit: usize,
     ) -> Result<Vec<CommandRecord>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .commands
-            .iter()
-            .skip(offset as usize)
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(page(&self.lock().commands, offset, limit))
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
@@ -202,4 +188,10 @@ impl EventStore for MemoryStore {
         }
         Ok(())
     }
+}
+
+/// At most `limit` of `items`, after the first `skip`.
+fn page<T: Clone>(items: &[T], skip: u64, limit: usize) -> Vec<T> {
+    let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+    items.iter().skip(skip).take(limit).cloned().collect()
 }

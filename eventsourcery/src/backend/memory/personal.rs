@@ -38,10 +38,7 @@ impl MemoryKeyStore {
 impl KeyStore for MemoryKeyStore {
     async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
         let inner = lock(&self.inner);
-        Ok(subjects
-            .iter()
-            .filter_map(|s| inner.keys.get(s).cloned())
-            .collect())
+        Ok(found(subjects, |s| inner.keys.get(s)))
     }
 
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
@@ -102,10 +99,7 @@ impl KeyStore for MemoryKeyStore {
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
         let inner = lock(&self.inner);
-        Ok(subjects
-            .iter()
-            .filter_map(|s| inner.erasures.get(s).cloned())
-            .collect())
+        Ok(found(subjects, |s| inner.erasures.get(s)))
     }
 
     async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
@@ -124,14 +118,7 @@ impl KeyStore for MemoryKeyStore {
         after: Option<PersonalKey>,
         limit: usize,
     ) -> Result<Vec<WrappedKey>, PersonalError> {
-        let inner = lock(&self.inner);
-        let range = match after {
-            Some(after) => inner
-                .keys
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-            None => inner.keys.range(..),
-        };
-        Ok(range.take(limit).map(|(_, k)| k.clone()).collect())
+        Ok(page_after(&lock(&self.inner).keys, after, limit))
     }
 
     async fn rewrap_keys(&self, keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
@@ -198,10 +185,7 @@ impl PersonalStore for MemoryPersonalStore {
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
         let inner = lock(&self.inner);
-        Ok(references
-            .iter()
-            .filter_map(|r| inner.records.get(r).cloned())
-            .collect())
+        Ok(found(references, |r| inner.records.get(r)))
     }
 
     async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
@@ -254,14 +238,7 @@ impl PersonalStore for MemoryPersonalStore {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let inner = lock(&self.inner);
-        let range = match after {
-            Some(after) => inner
-                .records
-                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
-            None => inner.records.range(..),
-        };
-        Ok(range.take(limit).map(|(_, r)| r.clone()).collect())
+        Ok(page_after(&lock(&self.inner).records, after, limit))
     }
 
     async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
@@ -305,4 +282,19 @@ impl PersonalStore for MemoryPersonalStore {
             })
             .collect())
     }
+}
+
+/// The values that `get` finds for `keys`, in their order; a key it does not find is left out.
+fn found<'m, K, V: Clone + 'm>(keys: &[K], get: impl Fn(&K) -> Option<&'m V>) -> Vec<V> {
+    keys.iter().filter_map(|k| get(k).cloned()).collect()
+}
+
+/// At most `limit` values of `map` with keys after `after` (from the first without it), in key
+/// order.
+fn page_after<K: Ord, V: Clone>(map: &BTreeMap<K, V>, after: Option<K>, limit: usize) -> Vec<V> {
+    let range = match after {
+        Some(after) => map.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+        None => map.range(..),
+    };
+    range.take(limit).map(|(_, v)| v.clone()).collect()
 }

@@ -2,7 +2,6 @@
 //! and the personal data store's.
 
 use std::fmt;
-use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool};
@@ -126,7 +125,7 @@ impl crate::backend::sql::SqlKeyStore for PostgresKeyStore {
     async fn erase(
         &self,
         subject: PersonalKey,
-        erased_at: SystemTime,
+        erased_at_ns: i64,
         reason: &str,
     ) -> Result<Erasure, PersonalError> {
         // Migration 0004: alone on the subject's lock, so the claims under way end first and
@@ -136,7 +135,7 @@ impl crate::backend::sql::SqlKeyStore for PostgresKeyStore {
              FROM eventsourcery_erase_subject($1, $2, $3)",
         )
         .bind(subject.as_uuid())
-        .bind(sql::nanos(erased_at, "the erasure time")?)
+        .bind(erased_at_ns)
         .bind(reason)
         .fetch_one(&self.pool)
         .await

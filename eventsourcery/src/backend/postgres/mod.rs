@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -187,21 +187,9 @@ impl sql::Backend for Postgres {
         id
     }
 
-    async fn applied_version(
-        pool: &PgPool,
-        table: &'static str,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        // Two statements: PostgreSQL resolves every table name of a statement before running
-        // it, so one statement cannot ask for the version only if the table exists.
-        let tracked: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+    async fn has_table(pool: &PgPool, table: &'static str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(table)
-            .fetch_one(pool)
-            .await?;
-        if !tracked {
-            return Ok(None);
-        }
-        // `table` is one of this crate's constants, never input.
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
             .fetch_one(pool)
             .await
     }

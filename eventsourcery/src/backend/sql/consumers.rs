@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use crate::error::BoxError;
+use sqlx::query::Query;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
-use super::SqlStore;
+use super::{SqlStore, db};
 use crate::store::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, StoreError, TxWork};
 
 pub(crate) const ENSURE: &str =
@@ -67,13 +68,8 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn db(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Database { operation, source }
-}
-
 fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value)
-        .map_err(|_| StoreError::InvalidAppend(format!("position {value} is too large to store")))
+    super::to_i64(value, "position")
 }
 
 fn to_u64(value: i64, consumer: &str) -> Result<u64, StoreError> {
@@ -105,6 +101,93 @@ fn state_from_row(consumer: &str, row: Option<StateRow>) -> Result<ConsumerState
     })
 }
 
+/// Creates `consumer`'s row if it has none and locks it until `tx` ends (where the database has
+/// row locks): its position as stored.
+async fn lock_row<S: SqlStore>(
+    tx: &mut sqlx::Transaction<'_, S::Db>,
+    consumer: &str,
+    operation: &'static str,
+) -> Result<i64, StoreError>
+where
+    for<'c> &'c mut <S::Db as sqlx::Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as sqlx::Database>::Arguments: IntoArguments<S::Db>,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    for<'r> (i64,): sqlx::FromRow<'r, <S::Db as sqlx::Database>::Row>,
+{
+    sqlx::query(ENSURE)
+        .bind(consumer)
+        .execute(&mut **tx)
+        .await
+        .map_err(db(operation))?;
+    sqlx::query_scalar(S::SQL.lock_checkpoint)
+        .bind(consumer)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db(operation))
+}
+
+/// The error of a write that found `consumer`'s checkpoint moved from `expected`: reads where
+/// it is, in the write's transaction, then rolls the transaction back.
+async fn moved_from<B: super::Backend>(
+    mut tx: sqlx::Transaction<'_, B>,
+    consumer: &str,
+    expected: u64,
+    operation: &'static str,
+) -> StoreError
+where
+    for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
+    B::Arguments: IntoArguments<B>,
+    for<'q> &'q str: Encode<'q, B> + Type<B>,
+    StateRow: for<'r> sqlx::FromRow<'r, B::Row>,
+{
+    let row = sqlx::query_as(STATE)
+        .bind(consumer)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db(operation));
+    let actual = match row.and_then(|row| state_from_row(consumer, row)) {
+        Ok(state) => state.position,
+        Err(error) => return error,
+    };
+    match tx.rollback().await.map_err(db(operation)) {
+        Ok(()) => StoreError::checkpoint_moved(consumer, expected, actual),
+        Err(error) => error,
+    }
+}
+
+/// Runs `query` alone in a write transaction; the number of rows it changed.
+///
+/// With `checkpoint` (a consumer and where its checkpoint should be), `query` moves that
+/// checkpoint, changing its one row unless another instance moved it first: then nothing is
+/// committed and the error says where the checkpoint is.
+async fn write_alone<S: SqlStore>(
+    store: &S,
+    query: Query<'_, S::Db, <S::Db as sqlx::Database>::Arguments>,
+    operation: &'static str,
+    checkpoint: Option<(&str, u64)>,
+) -> Result<u64, StoreError>
+where
+    for<'c> &'c mut <S::Db as sqlx::Database>::Connection: Executor<'c, Database = S::Db>,
+    <S::Db as sqlx::Database>::Arguments: IntoArguments<S::Db>,
+    <S::Db as sqlx::Database>::QueryResult: RowsAffected,
+    for<'q> &'q str: Encode<'q, S::Db> + Type<S::Db>,
+    StateRow: for<'r> sqlx::FromRow<'r, <S::Db as sqlx::Database>::Row>,
+{
+    let (_writer, mut tx) = store.begin_write().await?;
+    let changed = query
+        .execute(&mut *tx)
+        .await
+        .map_err(db(operation))?
+        .rows_affected();
+    if let Some((consumer, expected)) = checkpoint
+        && changed != 1
+    {
+        return Err(moved_from(tx, consumer, expected, operation).await);
+    }
+    tx.commit().await.map_err(db(operation))?;
+    Ok(changed)
+}
+
 fn lease_until(lease: Duration) -> i64 {
     now_ns().saturating_add(i64::try_from(lease.as_nanos()).unwrap_or(i64::MAX))
 }
@@ -132,30 +215,12 @@ where
     }
 
     async fn advance(&self, consumer: &str, from: u64, to: u64) -> Result<(), StoreError> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let moved = sqlx::query(ADVANCE)
+        let query = sqlx::query(ADVANCE)
             .bind(consumer)
             .bind(to_i64(from)?)
-            .bind(to_i64(to)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("advance"))?
-            .rows_affected();
-        if moved != 1 {
-            let row = sqlx::query_as(STATE)
-                .bind(consumer)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db("advance"))?;
-            let actual = state_from_row(consumer, row)?.position;
-            tx.rollback().await.map_err(db("advance"))?;
-            return Err(StoreError::CheckpointMoved {
-                consumer: consumer.to_owned(),
-                expected: from,
-                actual,
-            });
-        }
-        tx.commit().await.map_err(db("advance"))
+            .bind(to_i64(to)?);
+        write_alone(self, query, "advance", Some((consumer, from))).await?;
+        Ok(())
     }
 
     async fn advance_with(
@@ -166,24 +231,11 @@ where
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError> {
         let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(ENSURE)
-            .bind(consumer)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("projection"))?;
-        let current: i64 = sqlx::query_scalar(S::SQL.lock_checkpoint)
-            .bind(consumer)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("projection"))?;
+        let current = lock_row::<S>(&mut tx, consumer, "projection").await?;
         let current = to_u64(current, consumer)?;
         if current != from {
             tx.rollback().await.map_err(db("projection"))?;
-            return Err(StoreError::CheckpointMoved {
-                consumer: consumer.to_owned(),
-                expected: from,
-                actual: current,
-            });
+            return Err(StoreError::checkpoint_moved(consumer, from, current));
         }
         if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
             tx.rollback().await.map_err(db("projection"))?;
@@ -213,16 +265,7 @@ where
         locked.sort();
         locked.dedup();
         for consumer in locked {
-            sqlx::query(ENSURE)
-                .bind(consumer.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("reset"))?;
-            let _: i64 = sqlx::query_scalar(S::SQL.lock_checkpoint)
-                .bind(consumer.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("reset"))?;
+            lock_row::<S>(&mut tx, consumer, "reset").await?;
         }
         if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
             tx.rollback().await.map_err(db("reset"))?;
@@ -249,43 +292,20 @@ where
     }
 
     async fn park(&self, consumer: &str, position: u64, error: &str) -> Result<(), StoreError> {
-        let (_writer, mut tx) = self.begin_write().await?;
         let expected = position.saturating_sub(1);
-        let parked = sqlx::query(PARK)
+        let query = sqlx::query(PARK)
             .bind(consumer)
             .bind(to_i64(position)?)
             .bind(error)
             .bind(now_ns())
-            .bind(to_i64(expected)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("park"))?
-            .rows_affected();
-        if parked != 1 {
-            let row = sqlx::query_as(STATE)
-                .bind(consumer)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db("park"))?;
-            let actual = state_from_row(consumer, row)?.position;
-            tx.rollback().await.map_err(db("park"))?;
-            return Err(StoreError::CheckpointMoved {
-                consumer: consumer.to_owned(),
-                expected,
-                actual,
-            });
-        }
-        tx.commit().await.map_err(db("park"))
+            .bind(to_i64(expected)?);
+        write_alone(self, query, "park", Some((consumer, expected))).await?;
+        Ok(())
     }
 
     async fn unpark(&self, consumer: &str) -> Result<(), StoreError> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(UNPARK)
-            .bind(consumer)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("unpark"))?;
-        tx.commit().await.map_err(db("unpark"))
+        write_alone(self, sqlx::query(UNPARK).bind(consumer), "unpark", None).await?;
+        Ok(())
     }
 
     async fn skip(&self, consumer: &str, position: u64, reason: &str) -> Result<(), StoreError> {
@@ -338,14 +358,9 @@ where
     }
 
     async fn release(&self, consumer: &str, owner: Uuid) -> Result<(), StoreError> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(RELEASE)
-            .bind(consumer)
-            .bind(owner.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("release"))?;
-        tx.commit().await.map_err(db("release"))
+        let query = sqlx::query(RELEASE).bind(consumer).bind(owner.to_string());
+        write_alone(self, query, "release", None).await?;
+        Ok(())
     }
 
     async fn consumers(&self, prefix: &str) -> Result<Vec<ConsumerEntry>, StoreError> {
@@ -366,26 +381,21 @@ where
     }
 
     async fn forget(&self, consumer: &str) -> Result<(), StoreError> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        sqlx::query(FORGET)
-            .bind(consumer)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("forget consumer"))?;
-        tx.commit().await.map_err(db("forget consumer"))
+        write_alone(
+            self,
+            sqlx::query(FORGET).bind(consumer),
+            "forget consumer",
+            None,
+        )
+        .await?;
+        Ok(())
     }
 
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
-        let (_writer, mut tx) = self.begin_write().await?;
-        let inserted = sqlx::query(PROCESSED)
+        let query = sqlx::query(PROCESSED)
             .bind(consumer)
-            .bind(event_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("mark processed"))?
-            .rows_affected();
-        tx.commit().await.map_err(db("mark processed"))?;
-        Ok(inserted == 1)
+            .bind(event_id.to_string());
+        Ok(write_alone(self, query, "mark processed", None).await? == 1)
     }
 
     async fn is_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {

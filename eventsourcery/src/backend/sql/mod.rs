@@ -84,8 +84,14 @@ impl Schema {
         &self,
         pool: &sqlx::Pool<B>,
         table: &'static str,
-    ) -> Result<(), E> {
-        let applied = B::applied_version(pool, table)
+    ) -> Result<(), E>
+    where
+        for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+        B::Arguments: sqlx::IntoArguments<B>,
+        usize: sqlx::ColumnIndex<B::Row>,
+        for<'q> i64: sqlx::Decode<'q, B> + Type<B>,
+    {
+        let applied = applied_version(pool, table)
             .await
             .map_err(|source| E::database("migrate", source))?;
         self.check_version(applied)?;
@@ -115,6 +121,28 @@ impl Schema {
             source => E::migrate(self.database, source),
         }
     }
+}
+
+/// The newest schema version recorded in the migrations table `table`, or `None` if the
+/// database has no such table.
+async fn applied_version<B: Backend>(
+    pool: &sqlx::Pool<B>,
+    table: &'static str,
+) -> Result<Option<i64>, sqlx::Error>
+where
+    for<'c> &'c mut B::Connection: sqlx::Executor<'c, Database = B>,
+    B::Arguments: sqlx::IntoArguments<B>,
+    usize: sqlx::ColumnIndex<B::Row>,
+    for<'q> i64: sqlx::Decode<'q, B> + Type<B>,
+{
+    // Two statements: both databases resolve every table name of a statement before running
+    // it, so one statement cannot ask for the version only if the table exists.
+    if !B::has_table(pool, table).await? {
+        return Ok(None);
+    }
+    // `table` is one of this crate's constants, never input.
+    let sql = sqlx::AssertSqlSafe(format!("SELECT MAX(version) FROM {table}"));
+    sqlx::query_scalar(sql).fetch_one(pool).await
 }
 
 /// The error of a layer whose stores migrate a schema: the event store's [`StoreError`], the
@@ -159,12 +187,11 @@ schema_error!(crate::personal::PersonalError);
 /// generic code of this module (migrations, reads, snapshots, consumer state, key and personal
 /// data stores) is written once against it. A new backend implements it in its own module.
 pub(crate) trait Backend: sqlx::Database {
-    /// The newest schema version recorded in the migrations table `table`, or `None` if the
-    /// database has no such table.
-    fn applied_version(
+    /// Whether the database has the table `table`.
+    fn has_table(
         pool: &sqlx::Pool<Self>,
         table: &'static str,
-    ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
 
     /// A UUID as a parameter: text on SQLite, `uuid` on PostgreSQL.
     type Uuid: for<'q> Encode<'q, Self> + Type<Self> + Send;

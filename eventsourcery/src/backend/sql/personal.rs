@@ -69,6 +69,11 @@ where
     String: Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
+    /// The columns of `row`, a row of `table`.
+    fn at(row: &'r R, table: &'static str) -> Self {
+        Self { row, table }
+    }
+
     fn corrupt(&self, reason: String) -> PersonalError {
         PersonalError::Corrupt {
             table: self.table,
@@ -113,10 +118,7 @@ where
     /// Decodes a data key row selected as `subject, version, wrapped, master_key_id` (the subject
     /// as text).
     pub(crate) fn key(row: &'r R) -> Result<WrappedKey, PersonalError> {
-        let columns = Self {
-            row,
-            table: DATA_KEYS,
-        };
+        let columns = Self::at(row, DATA_KEYS);
         Ok(WrappedKey {
             subject: columns.subject(0, "subject")?,
             version: columns.version(1, "version", 1)?,
@@ -128,10 +130,7 @@ where
     /// Decodes an erasure row selected as `subject, erased_at_ns, reason, last_key_version,
     /// re_enrolled` (the subject as text).
     pub(crate) fn erasure(row: &'r R) -> Result<Erasure, PersonalError> {
-        let columns = Self {
-            row,
-            table: ERASURES,
-        };
+        let columns = Self::at(row, ERASURES);
         Ok(Erasure {
             subject: columns.subject(0, "subject")?,
             erased_at: super::time(columns.get(1, "erased_at_ns", "an integer")?),
@@ -144,10 +143,7 @@ where
     /// Decodes a personal data row selected as `reference, subject, field, ciphertext` (UUIDs as
     /// text).
     pub(crate) fn record(row: &'r R) -> Result<PersonalRecord, PersonalError> {
-        let columns = Self {
-            row,
-            table: PERSONAL_DATA,
-        };
+        let columns = Self::at(row, PERSONAL_DATA);
         Ok(PersonalRecord {
             reference: columns.uuid(0, "reference")?,
             subject: columns.subject(1, "subject")?,
@@ -160,10 +156,7 @@ where
     /// PostgreSQL checks erased subjects inside its put function, so only SQLite reads them.
     #[cfg(feature = "sqlite")]
     pub(crate) fn erased_subject(row: &'r R) -> Result<(PersonalKey, u32), PersonalError> {
-        let columns = Self {
-            row,
-            table: ERASED_SUBJECTS,
-        };
+        let columns = Self::at(row, ERASED_SUBJECTS);
         Ok((
             columns.subject(0, "subject")?,
             columns.version(1, "last_key_version", 0)?,
@@ -172,11 +165,7 @@ where
 
     /// Decodes a blind index row selected as `subject` (as text).
     pub(crate) fn subject_of(row: &'r R) -> Result<PersonalKey, PersonalError> {
-        Self {
-            row,
-            table: BLIND_INDEX,
-        }
-        .subject(0, "subject")
+        Self::at(row, BLIND_INDEX).subject(0, "subject")
     }
 
     /// A JSON array column, each element decoded by `item`.
@@ -202,10 +191,7 @@ where
     where
         Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     {
-        let columns = Self {
-            row,
-            table: AUDIT_LOG,
-        };
+        let columns = Self::at(row, AUDIT_LOG);
         let sequence: i64 = columns.get(0, "sequence", "an integer")?;
         let sequence = u64::try_from(sequence)
             .ok()

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::SystemTime;
 
+use sqlx::query::Query;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 use uuid::Uuid;
 
@@ -88,11 +89,11 @@ pub(crate) trait SqlKeyStore: SqlVaultStore {
         keys: Vec<WrappedKey>,
     ) -> impl Future<Output = Result<Vec<bool>, PersonalError>> + Send;
 
-    /// [`KeyStore::erase`].
+    /// [`KeyStore::erase`], the time already in nanoseconds since the Unix epoch.
     fn erase(
         &self,
         subject: PersonalKey,
-        erased_at: SystemTime,
+        erased_at_ns: i64,
         reason: &str,
     ) -> impl Future<Output = Result<Erasure, PersonalError>> + Send;
 
@@ -139,50 +140,51 @@ pub(crate) trait SqlPersonalStore: SqlVaultStore {
     ) -> impl Future<Output = Result<u64, PersonalError>> + Send;
 }
 
-/// The rows of `sql` with the one parameter `param`, each decoded by `decode`.
-async fn select<B, P, T>(
+/// The rows `query` selects; a driver error names `operation`.
+async fn fetch_rows<B>(
     pool: &Pool<B>,
-    sql: &'static str,
-    param: P,
+    query: Query<'_, B, B::Arguments>,
     operation: &'static str,
-    decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
-) -> Result<Vec<T>, PersonalError>
+) -> Result<Vec<B::Row>, PersonalError>
 where
     B: Backend,
     for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
     B::Arguments: IntoArguments<B>,
-    for<'q> P: Encode<'q, B> + Type<B>,
 {
-    let rows = sqlx::query(sql)
-        .bind(param)
-        .fetch_all(pool)
-        .await
-        .map_err(db(operation))?;
-    rows.iter().map(decode).collect()
+    query.fetch_all(pool).await.map_err(db(operation))
 }
 
-/// A page of `sql` (`$1` the lower bound, `$2` the size), each row decoded by `decode`.
-async fn page<B, T>(
+/// The rows of `sql` for the UUIDs `ids`, bound as one list (`$1`); no rows, and no query, for
+/// no UUIDs.
+async fn of_uuids<B>(
     pool: &Pool<B>,
+    sql: &'static str,
+    ids: impl ExactSizeIterator<Item = Uuid>,
+    operation: &'static str,
+) -> Result<Vec<B::Row>, PersonalError>
+where
+    B: Backend,
+    for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
+    B::Arguments: IntoArguments<B>,
+{
+    if ids.len() == 0 {
+        return Ok(Vec::new());
+    }
+    fetch_rows(pool, sqlx::query(sql).bind(B::uuids(ids)), operation).await
+}
+
+/// The query of a page of `sql`: `$1` the lower bound (none for the first page), `$2` the size.
+fn page<B: Backend>(
     sql: &'static str,
     after: Option<Uuid>,
     limit: usize,
-    operation: &'static str,
-    decode: impl Fn(&B::Row) -> Result<T, PersonalError>,
-) -> Result<Vec<T>, PersonalError>
+) -> Query<'static, B, B::Arguments>
 where
-    B: Backend,
-    for<'c> &'c mut B::Connection: Executor<'c, Database = B>,
-    B::Arguments: IntoArguments<B>,
     for<'q> i64: Encode<'q, B> + Type<B>,
 {
-    let rows = sqlx::query(sql)
+    sqlx::query(sql)
         .bind(B::after(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await
-        .map_err(db(operation))?;
-    rows.iter().map(decode).collect()
 }
 
 #[async_trait::async_trait]
@@ -200,18 +202,10 @@ where
     for<'q> Vec<u8>: Decode<'q, S::Db> + Type<S::Db>,
 {
     async fn keys(&self, subjects: &[PersonalKey]) -> Result<Vec<WrappedKey>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let subjects = S::Db::uuids(subjects.iter().map(PersonalKey::as_uuid));
-        select(
-            self.pool(),
-            S::SQL.keys,
-            subjects,
-            "read data keys",
-            |row| VaultRow::key(row),
-        )
-        .await
+        let subjects = subjects.iter().map(PersonalKey::as_uuid);
+        let (sql, operation) = (S::SQL.keys, "read data keys");
+        let rows = of_uuids(self.pool(), sql, subjects, operation).await?;
+        rows.iter().map(VaultRow::key).collect()
     }
 
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
@@ -228,19 +222,15 @@ where
         erased_at: SystemTime,
         reason: &str,
     ) -> Result<Erasure, PersonalError> {
-        SqlKeyStore::erase(self, subject, erased_at, reason).await
+        let erased_at_ns = nanos(erased_at, "the erasure time")?;
+        SqlKeyStore::erase(self, subject, erased_at_ns, reason).await
     }
 
     async fn erasures(&self, subjects: &[PersonalKey]) -> Result<Vec<Erasure>, PersonalError> {
-        if subjects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let subjects = S::Db::uuids(subjects.iter().map(PersonalKey::as_uuid));
-        let sql = S::SQL.erasures;
-        select(self.pool(), sql, subjects, "read erasures", |row| {
-            VaultRow::erasure(row)
-        })
-        .await
+        let subjects = subjects.iter().map(PersonalKey::as_uuid);
+        let (sql, operation) = (S::SQL.erasures, "read erasures");
+        let rows = of_uuids(self.pool(), sql, subjects, operation).await?;
+        rows.iter().map(VaultRow::erasure).collect()
     }
 
     async fn erasure_epoch(&self) -> Result<u64, PersonalError> {
@@ -260,12 +250,9 @@ where
         after: Option<PersonalKey>,
         limit: usize,
     ) -> Result<Vec<WrappedKey>, PersonalError> {
-        let after = after.map(|s| s.as_uuid());
-        let sql = S::SQL.keys_after;
-        page(self.pool(), sql, after, limit, "read data keys", |row| {
-            VaultRow::key(row)
-        })
-        .await
+        let query = page(S::SQL.keys_after, after.map(|s| s.as_uuid()), limit);
+        let rows = fetch_rows(self.pool(), query, "read data keys").await?;
+        rows.iter().map(VaultRow::key).collect()
     }
 
     async fn rewrap_keys(&self, mut keys: Vec<WrappedKey>) -> Result<(), PersonalError> {
@@ -313,24 +300,17 @@ where
     }
 
     async fn get(&self, references: &[Uuid]) -> Result<Vec<PersonalRecord>, PersonalError> {
-        if references.is_empty() {
-            return Ok(Vec::new());
-        }
-        let references = S::Db::uuids(references.iter().copied());
-        let sql = S::SQL.records;
-        select(self.pool(), sql, references, "read personal data", |row| {
-            VaultRow::record(row)
-        })
-        .await
+        let references = references.iter().copied();
+        let (sql, operation) = (S::SQL.records, "read personal data");
+        let rows = of_uuids(self.pool(), sql, references, operation).await?;
+        rows.iter().map(VaultRow::record).collect()
     }
 
     async fn by_subject(&self, subject: PersonalKey) -> Result<Vec<PersonalRecord>, PersonalError> {
         let subject = S::Db::uuid(subject.as_uuid());
-        let sql = S::SQL.by_subject;
-        select(self.pool(), sql, subject, "read personal data", |row| {
-            VaultRow::record(row)
-        })
-        .await
+        let query = sqlx::query(S::SQL.by_subject).bind(subject);
+        let rows = fetch_rows(self.pool(), query, "read personal data").await?;
+        rows.iter().map(VaultRow::record).collect()
     }
 
     async fn erase_subject(
@@ -349,14 +329,9 @@ where
     }
 
     async fn find(&self, hash: &[u8]) -> Result<Vec<PersonalKey>, PersonalError> {
-        select(
-            self.pool(),
-            S::SQL.find,
-            hash,
-            "blind index lookup",
-            |row| VaultRow::subject_of(row),
-        )
-        .await
+        let query = sqlx::query(S::SQL.find).bind(hash);
+        let rows = fetch_rows(self.pool(), query, "blind index lookup").await?;
+        rows.iter().map(VaultRow::subject_of).collect()
     }
 
     async fn records_after(
@@ -364,16 +339,9 @@ where
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<PersonalRecord>, PersonalError> {
-        let sql = S::SQL.records_after;
-        page(
-            self.pool(),
-            sql,
-            after,
-            limit,
-            "read personal data",
-            |row| VaultRow::record(row),
-        )
-        .await
+        let query = page(S::SQL.records_after, after, limit);
+        let rows = fetch_rows(self.pool(), query, "read personal data").await?;
+        rows.iter().map(VaultRow::record).collect()
     }
 
     async fn raise_index_floor(&self, version: u32) -> Result<u32, PersonalError> {
@@ -413,12 +381,10 @@ where
         after: u64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, PersonalError> {
-        let rows = sqlx::query(AUDIT_AFTER)
+        let query = sqlx::query(AUDIT_AFTER)
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("read the audit log"))?;
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = fetch_rows(self.pool(), query, "read the audit log").await?;
         rows.iter().map(VaultRow::audit).collect()
     }
 }

@@ -3,10 +3,10 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::SystemTime;
 
 use sqlx::AssertSqlSafe;
-use sqlx::sqlite::SqlitePool;
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqlitePool};
 
 use super::personal::{Database, sqlite_store};
 use crate::backend::sql::personal::{self as sql, db};
@@ -56,22 +56,34 @@ sqlite_store!(SqliteKeyStore, KEY_SCHEMA, sql::KEY_MIGRATIONS);
 /// The columns an erasure record is read with.
 const ERASURE_COLUMNS: &str = "subject, erased_at_ns, reason, last_key_version, re_enrolled";
 
+/// `sql`, an insert of `key` created at `created`, with its parameters bound: `?1` the subject,
+/// `?2` the version, `?3` the wrapped key, `?4` the master key's id, `?5` the time.
+fn key_insert<'q>(
+    sql: &'static str,
+    key: &'q WrappedKey,
+    created: i64,
+) -> Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments> {
+    sqlx::query(sql)
+        .bind(key.subject.to_string())
+        .bind(i64::from(key.version))
+        .bind(key.wrapped.as_slice())
+        .bind(&key.master_key_id)
+        .bind(created)
+}
+
 impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
     async fn insert_key(&self, key: WrappedKey) -> Result<WrappedKey, PersonalError> {
         let subject = key.subject.to_string();
         let created = sql::now_ns()?;
         let (_writer, mut tx) = self.db.begin("insert data key").await?;
-        sqlx::query(
+        key_insert(
             "INSERT INTO eventsourcery_data_keys
                  (subject, version, wrapped, master_key_id, created_at_ns)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (subject) DO NOTHING",
+            &key,
+            created,
         )
-        .bind(&subject)
-        .bind(i64::from(key.version))
-        .bind(key.wrapped.as_slice())
-        .bind(&key.master_key_id)
-        .bind(created)
         .execute(&mut *tx)
         .await
         .map_err(db("insert data key"))?;
@@ -99,19 +111,16 @@ impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
         let (_writer, mut tx) = self.db.begin("claim data keys").await?;
         let mut claimed = Vec::with_capacity(keys.len());
         for key in &keys {
-            let inserted = sqlx::query(
+            let inserted = key_insert(
                 "INSERT INTO eventsourcery_data_keys
                      (subject, version, wrapped, master_key_id, created_at_ns)
                  SELECT ?1, ?2, ?3, ?4, ?5
                  WHERE NOT EXISTS (SELECT 1 FROM eventsourcery_erasures WHERE subject = ?1
                                    AND (NOT re_enrolled OR last_key_version >= ?2))
                  ON CONFLICT (subject) DO NOTHING",
+                key,
+                created,
             )
-            .bind(key.subject.to_string())
-            .bind(i64::from(key.version))
-            .bind(key.wrapped.as_slice())
-            .bind(&key.master_key_id)
-            .bind(created)
             .execute(&mut *tx)
             .await
             .map_err(db("claim data keys"))?;
@@ -124,11 +133,10 @@ impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
     async fn erase(
         &self,
         subject: PersonalKey,
-        erased_at: SystemTime,
+        erased_at_ns: i64,
         reason: &str,
     ) -> Result<Erasure, PersonalError> {
         const OPERATION: &str = "erase data key";
-        let erased_at = sql::nanos(erased_at, "the erasure time")?;
         let id = subject.to_string();
         // One write transaction: what it reads is what it erases, and no claim comes between.
         let (_writer, mut tx) = self.db.begin_erasure(OPERATION).await?;
@@ -162,7 +170,7 @@ impl crate::backend::sql::SqlKeyStore for SqliteKeyStore {
                  re_enrolled = 0",
         )
         .bind(&id)
-        .bind(erased_at)
+        .bind(erased_at_ns)
         .bind(reason)
         .bind(i64::from(last))
         .execute(&mut *tx)

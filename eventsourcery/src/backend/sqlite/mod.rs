@@ -9,7 +9,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use uuid::Uuid;
@@ -365,24 +365,14 @@ impl sql::Backend for Sqlite {
         id.map_or_else(String::new, |id| id.to_string())
     }
 
-    async fn applied_version(
-        pool: &SqlitePool,
-        table: &'static str,
-    ) -> Result<Option<i64>, sqlx::Error> {
-        // Two statements: SQLite resolves every table name of a statement before running it.
-        let tracked: i64 = sqlx::query_scalar(
+    async fn has_table(pool: &SqlitePool, table: &'static str) -> Result<bool, sqlx::Error> {
+        let tables: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
         )
         .bind(table)
         .fetch_one(pool)
         .await?;
-        if tracked == 0 {
-            return Ok(None);
-        }
-        // `table` is one of this crate's constants, never input.
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {table}")))
-            .fetch_one(pool)
-            .await
+        Ok(tables != 0)
     }
 
     async fn run_migrator(
