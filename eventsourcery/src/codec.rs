@@ -24,15 +24,11 @@ pub(crate) struct PersonalWrite {
     pub(crate) lookup: Option<(&'static str, Zeroizing<String>)>,
 }
 
-impl fmt::Debug for PersonalWrite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PersonalWrite")
-            .field("reference", &self.reference)
-            .field("subject", &self.subject)
-            .field("field", &self.field)
-            .finish_non_exhaustive()
-    }
-}
+crate::redact::debug_fields!(PersonalWrite {
+    reference,
+    subject,
+    field
+});
 
 /// Collects what an event or command encodes: personal fields are kept here, out of the payload.
 #[derive(Debug, Default)]

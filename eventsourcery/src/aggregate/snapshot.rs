@@ -366,15 +366,18 @@ pub(crate) fn decode<R>(resolved: Resolved, decode: impl FnOnce() -> R) -> R {
 mod tests {
     use super::*;
 
+    /// A state of one personal field, written through [`serialize`].
+    struct State(Personal<Email>);
+
+    impl Serialize for State {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize(&self.0, s)
+        }
+    }
+
     #[test]
     fn outside_a_snapshot_a_personal_value_neither_serializes_nor_deserializes() {
-        struct Field(Personal<Email>);
-        impl Serialize for Field {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                serialize(&self.0, s)
-            }
-        }
-        let erased = Field(Personal::erased());
+        let erased = State(Personal::erased());
         assert!(serde_json::to_value(&erased).is_err());
         let read: Result<Personal<Email>, _> = deserialize(serde_json::json!({ REFERENCE: null }));
         // An erased value needs nothing resolved; a reference does.
@@ -402,12 +405,6 @@ mod tests {
 
     #[test]
     fn a_value_not_read_from_the_store_is_not_snapshotted() {
-        struct State(Personal<Email>);
-        impl Serialize for State {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                serialize(&self.0, s)
-            }
-        }
         let state = State(Personal::new(Email));
         assert_eq!(encode(|| serde_json::to_value(&state).ok()), None);
         // The thread is left as it was.

@@ -77,33 +77,14 @@ impl PersonalVault {
         if references.is_empty() {
             return Ok(resolved);
         }
-        let mut ids: Vec<Uuid> = references.iter().map(|r| r.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut subjects: Vec<PersonalKey> = references.iter().map(|r| r.subject).collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        let records: HashMap<Uuid, PersonalRecord> = self
-            .data
-            .get(&ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.reference, r))
-            .collect();
-        let wrapped: HashMap<PersonalKey, WrappedKey> = self
-            .keys
-            .keys(&subjects)
-            .await?
-            .into_iter()
-            .map(|k| (k.subject, k))
-            .collect();
-        let erasures: HashMap<PersonalKey, Erasure> = self
-            .keys
-            .erasures(&subjects)
-            .await?
-            .into_iter()
-            .map(|e| (e.subject, e))
-            .collect();
+        let ids = sorted_unique(references.iter().map(|r| r.id));
+        let subjects = sorted_unique(references.iter().map(|r| r.subject));
+        let records: HashMap<Uuid, PersonalRecord> =
+            by_key(self.data.get(&ids).await?, |r| r.reference);
+        let wrapped: HashMap<PersonalKey, WrappedKey> =
+            by_key(self.keys.keys(&subjects).await?, |k| k.subject);
+        let erasures: HashMap<PersonalKey, Erasure> =
+            by_key(self.keys.erasures(&subjects).await?, |e| e.subject);
         let mut unwrapped: HashMap<PersonalKey, Result<DataKey, PersonalError>> = HashMap::new();
         for reference in references {
             let record = records.get(&reference.id);
@@ -301,4 +282,17 @@ fn field_mismatch(reference: &Reference, record: &PersonalRecord) -> PersonalErr
         expected: reference.field.as_str().into(),
         found: record.field.as_str().into(),
     }
+}
+
+/// The items, sorted, each once: the keys of one batched read.
+fn sorted_unique<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+/// The rows of one batched read by their key.
+fn by_key<K: std::hash::Hash + Eq, T>(rows: Vec<T>, key: impl Fn(&T) -> K) -> HashMap<K, T> {
+    rows.into_iter().map(|row| (key(&row), row)).collect()
 }

@@ -45,6 +45,25 @@ impl MemoryStore {
         &self.consumers
     }
 
+    /// Up to `limit` events of `stream` after `after_version`, each as `map` gives it.
+    fn stream_page<T>(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+        map: impl Fn(&RecordedEvent) -> T,
+    ) -> Vec<T> {
+        let inner = self.lock();
+        inner.streams.get(stream).map_or_else(Vec::new, |indices| {
+            indices
+                .iter()
+                .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
+                .take(limit)
+                .map(|&i| map(&inner.events[i]))
+                .collect()
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-written: every mutation below
         // happens after all checks, so the data behind a poisoned lock is still consistent.
@@ -116,15 +135,7 @@ impl EventStore for MemoryStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let inner = self.lock();
-        Ok(inner.streams.get(stream).map_or_else(Vec::new, |indices| {
-            indices
-                .iter()
-                .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
-                .take(limit)
-                .map(|&i| inner.events[i].clone())
-                .collect()
-        }))
+        Ok(self.stream_page(stream, after_version, limit, RecordedEvent::clone))
     }
 
     async fn load_stream_page(
@@ -133,23 +144,14 @@ impl EventStore for MemoryStore {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        let inner = self.lock();
-        Ok(inner.streams.get(stream).map_or_else(Vec::new, |indices| {
-            indices
-                .iter()
-                .skip(usize::try_from(after_version).unwrap_or(usize::MAX))
-                .take(limit)
-                .map(|&i| {
-                    let event = &inner.events[i];
-                    StreamEvent::new(
-                        event.position,
-                        event.stream_version,
-                        event.event_name.clone(),
-                        event.schema_version,
-                        event.payload.clone(),
-                    )
-                })
-                .collect()
+        Ok(self.stream_page(stream, after_version, limit, |event| {
+            StreamEvent::new(
+                event.position,
+                event.stream_version,
+                event.event_name.clone(),
+                event.schema_version,
+                event.payload.clone(),
+            )
         }))
     }
 
