@@ -9,7 +9,7 @@ use std::path::Path;
 /// The modules, bottom first. A module may use those before it in this list.
 const LAYERS: &[&[&str]] = &[
     // Shared types and helpers.
-    &["error", "sync", "batch", "fs", "metrics"],
+    &["error", "sync", "batch", "fs", "metrics", "redact"],
     // Values and ids.
     &["value"],
     // Personal data types, crypto, their errors.
