@@ -87,8 +87,13 @@ async fn stored_snapshot(backend: &Backend, root: &AggregateRoot<Club>) -> serde
         .state
 }
 
-/// Changes the plain part of the stored snapshot, so that a load that comes from it shows.
-async fn mark_snapshot(backend: &Backend, root: &AggregateRoot<Club>) {
+/// Changes the plain part of the stored snapshot, so that a load that comes from it shows,
+/// and whatever else `edit` changes.
+async fn mark_snapshot_and(
+    backend: &Backend,
+    root: &AggregateRoot<Club>,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
     let mut snapshot = backend
         .store
         .load_snapshot(root.stream_id())
@@ -96,7 +101,12 @@ async fn mark_snapshot(backend: &Backend, root: &AggregateRoot<Club>) {
         .unwrap()
         .unwrap();
     snapshot.state["$state"]["joined"] = 999.into();
+    edit(&mut snapshot.state);
     backend.store.save_snapshot(snapshot).await.unwrap();
+}
+
+async fn mark_snapshot(backend: &Backend, root: &AggregateRoot<Club>) {
+    mark_snapshot_and(backend, root, |_| {}).await;
 }
 
 fn email(value: &Personal<Email>) -> Option<&str> {
@@ -166,15 +176,10 @@ pub async fn a_snapshot_holds_references_and_reads_erased_after_erasure(backend:
 pub async fn a_snapshot_with_a_reference_left_out_is_ignored(backend: Backend) {
     let (club, _, repository) = snapshotted_club(&backend).await;
     let root = repository.load(&club).await.unwrap();
-    let mut snapshot = backend
-        .store
-        .load_snapshot(root.stream_id())
-        .await
-        .unwrap()
-        .unwrap();
-    snapshot.state["$state"]["joined"] = 999.into();
-    snapshot.state["$personal"].as_array_mut().unwrap().pop();
-    backend.store.save_snapshot(snapshot).await.unwrap();
+    mark_snapshot_and(&backend, &root, |state| {
+        state["$personal"].as_array_mut().unwrap().pop();
+    })
+    .await;
     let loaded = repository.load(&club).await.unwrap();
     assert_eq!(loaded.joined, 3, "replayed from the events");
     assert_eq!(loaded.emails.len(), 3);

@@ -101,6 +101,20 @@ pub(crate) trait SqlStore: Clone + Send + Sync + 'static {
     }
 }
 
+/// The rows of one page of a stream, read with `sql` (`read_stream` or `load_stream`). A macro
+/// rather than a function, which would repeat the impl's where-clause.
+macro_rules! stream_page {
+    ($store:expr, $sql:expr, $stream:expr, $after:expr, $limit:expr) => {
+        sqlx::query($sql)
+            .bind($stream.as_str())
+            .bind(bound($after))
+            .bind(i64::try_from($limit).unwrap_or(i64::MAX))
+            .fetch_all($store.pool())
+            .await
+            .map_err(db("read_stream"))?
+    };
+}
+
 #[async_trait::async_trait]
 impl<S> EventStore for S
 where
@@ -129,13 +143,7 @@ where
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(S::SQL.read_stream)
-            .bind(stream.as_str())
-            .bind(bound(after_version))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("read_stream"))?;
+        let rows = stream_page!(self, S::SQL.read_stream, stream, after_version, limit);
         rows.iter().map(super::StoreRow::event).collect()
     }
 
@@ -145,13 +153,7 @@ where
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<StreamEvent>, StoreError> {
-        let rows = sqlx::query(S::SQL.load_stream)
-            .bind(stream.as_str())
-            .bind(bound(after_version))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db("read_stream"))?;
+        let rows = stream_page!(self, S::SQL.load_stream, stream, after_version, limit);
         rows.iter()
             .map(|row| super::StoreRow::stream_event(stream, row))
             .collect()
