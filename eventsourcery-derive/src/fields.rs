@@ -135,6 +135,13 @@ pub(crate) fn codec(
                 personal.push(quote! {
                     let #local = #codec.decode(cx, #name, #key, #decode_subject, &mut __map)?;
                 });
+                if attr_name == attr::EVENT {
+                    lookups.push(quote! {
+                        ::eventsourcery::__private::inventory::submit! {
+                            #codec.field(::core::concat!(#name, ".", #key))
+                        }
+                    });
+                }
                 if lookup {
                     lookups.push(quote! {
                         ::eventsourcery::__private::inventory::submit! {

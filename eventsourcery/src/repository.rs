@@ -201,8 +201,16 @@ impl<A: Aggregate> Repository<A> {
                 // The snapshot's personal values, by reference: resolved in one round trip,
                 // as a page of events is.
                 let resolved = self.resolve(&stream, &references, &mut personal).await?;
-                if let Some(state) = snapshot::decode(resolved, || A::from_snapshot(state)) {
-                    root = AggregateRoot::from_state(id.clone(), stored.stream_version, state);
+                match snapshot::decode(resolved, A::handles, || A::from_snapshot(state)) {
+                    Some(state) => {
+                        root = AggregateRoot::from_state(id.clone(), stored.stream_version, state);
+                    }
+                    // Its shape changed without a new version, or it was tampered with: the
+                    // events say what the state is.
+                    None => tracing::warn!(
+                        stream = %stream,
+                        "the snapshot does not decode; the stream is replayed instead"
+                    ),
                 }
             }
             let mut replayed = 0;
@@ -216,8 +224,9 @@ impl<A: Aggregate> Repository<A> {
                 // A payload holding personal references is parsed now; the others stay text,
                 // and decode straight into their event types below.
                 for event in &mut events {
+                    // An escaped key (`\u0024personal`) is unescaped by parsing.
                     if let StreamPayload::Text(text) = &event.payload
-                        && text.contains(REFERENCE_KEY)
+                        && (text.contains(REFERENCE_KEY) || text.contains("\\u"))
                     {
                         let parsed = serde_json::from_str(text)
                             .map_err(|source| malformed(&stream, event, source))?;

@@ -186,6 +186,57 @@ pub async fn a_snapshot_with_a_reference_left_out_is_ignored(backend: Backend) {
     assert!(loaded.emails.iter().all(|e| !e.is_erased()));
 }
 
+/// A tampered snapshot whose references are all genuine and listed, but moved: Ann's name put
+/// in the place of an email, then an email of another aggregate's event. Neither is served; the
+/// load replays the events instead.
+pub async fn a_snapshot_reference_moved_to_another_field_is_refused(backend: Backend) {
+    let (club, _, repository) = snapshotted_club(&backend).await;
+    let root = repository.load(&club).await.unwrap();
+    mark_snapshot_and(&backend, &root, |state| {
+        state["$state"]["founder"] = state["$state"]["names"]["1"].clone();
+    })
+    .await;
+    let loaded = repository.load(&club).await.unwrap();
+    assert_eq!(loaded.joined, 3, "replayed from the events");
+    assert_eq!(loaded.founder.as_ref().and_then(email), Some(EMAIL));
+
+    // A genuine email reference of a voucher's event, listed and put in the club's state.
+    let voucher = super::VoucherId::generate();
+    backend
+        .bus()
+        .execute(super::register_cmd(
+            &voucher,
+            PersonalKey::issue(),
+            "x@example.com",
+            "X",
+        ))
+        .await
+        .unwrap();
+    let foreign = backend
+        .store
+        .read_all(0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_name == "candidate_registered")
+        .map(|e| e.payload["email"].clone())
+        .unwrap();
+    let root = repository.load(&club).await.unwrap();
+    mark_snapshot_and(&backend, &root, |state| {
+        let mut listed = foreign.clone();
+        listed["field"] = "candidate_registered.email".into();
+        state["$personal"]
+            .as_array_mut()
+            .unwrap()
+            .push(listed.clone());
+        state["$state"]["founder"] = listed;
+    })
+    .await;
+    let loaded = repository.load(&club).await.unwrap();
+    assert_eq!(loaded.joined, 3, "replayed from the events");
+    assert_eq!(loaded.founder.as_ref().and_then(email), Some(EMAIL));
+}
+
 #[derive(DomainEvent)]
 #[event(name = "alias_chosen", subject = member)]
 pub struct AliasChosen {

@@ -8,6 +8,9 @@
 //! reference, subject and field, as the event it came from does), and loading the snapshot
 //! resolves them in one round trip: each value comes back decrypted, or erased once its subject
 //! is forgotten. A snapshot holds no plaintext, and erasing a subject needs nothing of it.
+//! Each reference is checked as an event's is (its subject and field, by the vault) and also
+//! to point at a personal field of one of the aggregate's own events, of the type it is read
+//! as: a snapshot whose references were moved is not used, and the load replays the events.
 //! The [aggregates guide](crate::docs::aggregates#snapshots-of-personal-state) runs a whole
 //! example, erasure included.
 //!
@@ -64,6 +67,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::codec::{Reference, Resolved};
+use crate::personal::lookup::kind_of;
 use crate::personal::{Personal, PersonalData, PersonalKey};
 
 /// The key of a reference in a snapshot (the same as in an event payload).
@@ -77,7 +81,14 @@ thread_local! {
     /// The references written by the snapshot being encoded on this thread.
     static ENCODING: RefCell<Option<Vec<Reference>>> = const { RefCell::new(None) };
     /// The values resolved for the snapshot being decoded on this thread.
-    static DECODING: RefCell<Option<Resolved>> = const { RefCell::new(None) };
+    static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
+}
+
+/// What decoding a snapshot checks its references against.
+struct Decoding {
+    resolved: Resolved,
+    /// Whether the aggregate handles events of a name.
+    handles: fn(&str) -> bool,
 }
 
 /// A field type that a snapshot can hold by reference: `Personal<T>`, or an `Option`, a `Vec`,
@@ -168,12 +179,25 @@ impl<T: PersonalData> SnapshotField for Personal<T> {
             Some(_) => parse(&form).ok_or_else(malformed)?,
             None => return Err(malformed()),
         };
-        DECODING.with_borrow(|resolved| {
-            let resolved = resolved.as_ref().ok_or_else(|| {
+        DECODING.with_borrow(|decoding| {
+            let decoding = decoding.as_ref().ok_or_else(|| {
                 de::Error::custom(
                     "personal values are read by reference from aggregate snapshots only",
                 )
             })?;
+            // The reference must be one this aggregate's events can hold, of this type: one
+            // moved in from another field, or from an event of another aggregate, is refused.
+            let holds = reference
+                .field
+                .rsplit_once('.')
+                .is_some_and(|(event, _)| (decoding.handles)(event))
+                && kind_of(&reference.field) == Some(T::KIND);
+            if !holds {
+                return Err(de::Error::custom(
+                    "a snapshot's reference points at a field this state does not hold",
+                ));
+            }
+            let resolved = &decoding.resolved;
             // The vault checked the snapshot's list of references: this one must be among them.
             let listed = resolved.values.contains_key(&reference.id)
                 && resolved
@@ -352,9 +376,14 @@ pub(crate) fn references(stored: Value) -> Option<(Value, Vec<Reference>)> {
     Some((state, references))
 }
 
-/// Runs `decode` (the state's deserialization) with `resolved` supplying the personal values.
-pub(crate) fn decode<R>(resolved: Resolved, decode: impl FnOnce() -> R) -> R {
-    let previous = DECODING.replace(Some(resolved));
+/// Runs `decode` (the state's deserialization) with `resolved` supplying the personal values,
+/// each checked to come from a field of an event the aggregate `handles`.
+pub(crate) fn decode<R>(
+    resolved: Resolved,
+    handles: fn(&str) -> bool,
+    decode: impl FnOnce() -> R,
+) -> R {
+    let previous = DECODING.replace(Some(Decoding { resolved, handles }));
     let _restore = Restore {
         key: &DECODING,
         previous: Some(previous),

@@ -27,6 +27,34 @@ pub struct LookupField {
 
 inventory::collect!(LookupField);
 
+/// A personal field of an event, submitted by the `DomainEvent` derive for each: the type of
+/// value that references bound to it hold, so that a snapshot's reference is checked to point
+/// at a field of the type it is read as.
+#[derive(Debug)]
+pub struct PersonalFieldType {
+    /// `"{event}.{field}"`, as bound into the field's values.
+    pub field: &'static str,
+    /// The personal data type's kind.
+    pub kind: &'static str,
+}
+
+inventory::collect!(PersonalFieldType);
+
+/// The kind of the values of the event field `field`, if it is a personal field of an event
+/// of this program.
+pub(crate) fn kind_of(field: &str) -> Option<&'static str> {
+    static KINDS: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    KINDS
+        .get_or_init(|| {
+            inventory::iter::<PersonalFieldType>
+                .into_iter()
+                .map(|f| (f.field, f.kind))
+                .collect()
+        })
+        .get(field)
+        .copied()
+}
+
 /// The lookup form of `T`'s plaintext, for [`LookupField::form`].
 pub(crate) fn form_of<T: PersonalData>(plaintext: &str) -> Result<Zeroizing<String>, ValueError> {
     T::from_plaintext(plaintext)?.lookup_form()

@@ -22,7 +22,7 @@ pub use crate::event::DomainEvent;
 pub use crate::event::codec::{EventField, FieldKey, decode_text, object, put, take};
 pub use crate::event::{EventError, EventRegistration};
 pub use crate::personal::PersonalData;
-pub use crate::personal::lookup::LookupField;
+pub use crate::personal::lookup::{LookupField, PersonalFieldType};
 use crate::personal::{EventPersonalField, PersonalField, PersonalKey, Subject};
 pub use crate::service::{CommandContext, FromContext, Parameter};
 pub use crate::value::Entity;
@@ -160,6 +160,14 @@ impl<F> PersonalCodec<F> {
             field,
             kind: self.kind,
             form: self.form,
+        }
+    }
+
+    /// The registration of the event field `field` (`"{event}.{field}"`) with its type.
+    pub const fn field(&self, field: &'static str) -> PersonalFieldType {
+        PersonalFieldType {
+            field,
+            kind: self.kind,
         }
     }
 
