@@ -756,6 +756,7 @@ macro_rules! personal_suite {
         personal_suite!(@case $setup, a_snapshot_holds_references_and_reads_erased_after_erasure => personal::snapshots::a_snapshot_holds_references_and_reads_erased_after_erasure);
         personal_suite!(@case $setup, a_snapshot_with_a_reference_left_out_is_ignored => personal::snapshots::a_snapshot_with_a_reference_left_out_is_ignored);
         personal_suite!(@case $setup, a_snapshot_reference_moved_to_another_field_is_refused => personal::snapshots::a_snapshot_reference_moved_to_another_field_is_refused);
+        personal_suite!(@case $setup, a_cached_state_loaded_from_a_snapshot_is_not_served_after_an_erasure_elsewhere => personal::snapshots::a_cached_state_loaded_from_a_snapshot_is_not_served_after_an_erasure_elsewhere);
         personal_suite!(@case $setup, a_state_holding_a_value_of_its_own_is_not_snapshotted => personal::snapshots::a_state_holding_a_value_of_its_own_is_not_snapshotted);
         personal_suite!(@case $setup, an_erasure_while_a_snapshot_loads_reads_erased => personal::snapshots::an_erasure_while_a_snapshot_loads_reads_erased, multi);
         personal_suite!(@case $setup, snapshots_and_an_eraser_race_for_real => personal::snapshots::snapshots_and_an_eraser_race_for_real, multi);

@@ -320,10 +320,18 @@ pub async fn an_erasure_while_a_snapshot_loads_reads_erased(backend: Backend) {
 }
 
 /// For real: writers keep adding members and loading (each load past three new events takes a
-/// snapshot) while Ann is erased. Once the erasure has returned, every load, from whatever
+/// snapshot) while Ann is erased. The eraser starts once the writers have run a few rounds,
+/// and the writers go on a few rounds after it returned, so the erasure falls among their
+/// loads and snapshots on every backend. Once it has returned, every load, from whatever
 /// snapshot, reads every value of Ann as erased, and no snapshot ever held plaintext.
 pub async fn snapshots_and_an_eraser_race_for_real(backend: Backend) {
-    for round in 0..8 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    for round in 0..8u32 {
+        let (iterations, erased) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
         let repository =
             Repository::<Club>::with_personal_data(backend.store.clone(), backend.vault.clone());
         let club = ClubId::generate();
@@ -334,8 +342,18 @@ pub async fn snapshots_and_an_eraser_race_for_real(backend: Backend) {
         let writers: Vec<_> = (0..3u32)
             .map(|writer| {
                 let (repository, club) = (repository.clone(), club.clone());
+                let (iterations, erased) = (iterations.clone(), erased.clone());
                 tokio::spawn(async move {
-                    for i in 0..12u32 {
+                    let mut after = 0;
+                    // Bounded, should the eraser never run.
+                    for i in 0..5_000u32 {
+                        if erased.load(Ordering::SeqCst) {
+                            after += 1;
+                            if after > 4 {
+                                break;
+                            }
+                        }
+                        iterations.fetch_add(1, Ordering::SeqCst);
                         let Ok(mut root) = repository.load(&club).await else {
                             continue;
                         };
@@ -352,8 +370,12 @@ pub async fn snapshots_and_an_eraser_race_for_real(backend: Backend) {
                 })
             })
             .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(5 * round)).await;
+        // Later each round: from the writers' first loads to well into their snapshots.
+        while iterations.load(Ordering::SeqCst) < 1 + 4 * round {
+            tokio::task::yield_now().await;
+        }
         backend.vault.erase(ann, "request 13").await.unwrap();
+        erased.store(true, Ordering::SeqCst);
         for writer in writers {
             writer.await.unwrap();
         }
@@ -370,16 +392,112 @@ pub async fn snapshots_and_an_eraser_race_for_real(backend: Backend) {
             loaded.founder.as_ref().unwrap().is_erased(),
             "round {round}"
         );
-        if let Some(snapshot) = backend
+        let snapshot = backend
             .store
             .load_snapshot(loaded.stream_id())
             .await
             .unwrap()
-        {
-            // Every other member's email is the same text as Ann's: none may be in it.
-            assert_no_plaintext("a snapshot", snapshot.state.to_string().as_bytes());
+            .expect("the writers took snapshots");
+        // Every other member's email is the same text as Ann's: none may be in it.
+        assert_no_plaintext("a snapshot", snapshot.state.to_string().as_bytes());
+    }
+}
+
+/// A club as a cached aggregate that is also snapshotted.
+#[derive(Aggregate, Default, Clone, Serialize, Deserialize)]
+#[aggregate(
+    id = ClubId,
+    events(MemberJoined),
+    name = "cached_club",
+    snapshot(every = 3, version = 1),
+    cache
+)]
+pub struct CachedClub {
+    joined: u32,
+    #[serde(with = "eventsourcery::aggregate::snapshot")]
+    founder: Option<Personal<Email>>,
+}
+
+impl Apply<MemberJoined> for CachedClub {
+    fn apply(&mut self, e: &MemberJoined) {
+        self.joined += 1;
+        if self.founder.is_none() {
+            self.founder = Some(e.email.clone());
         }
     }
+}
+
+/// What `inspect_club` saw: the number of members and the founder's email.
+#[derive(Default)]
+pub struct SeenFounder(std::sync::Mutex<Vec<(u32, Option<String>)>>);
+
+/// Reads the cached club inside a command, where the cache serves it.
+#[derive(eventsourcery::Command, Clone)]
+pub struct InspectClub {
+    club: ClubId,
+}
+
+#[eventsourcery::handler]
+async fn inspect_club(
+    cmd: InspectClub,
+    clubs: Repository<CachedClub>,
+    seen: eventsourcery::Dep<SeenFounder>,
+) -> Result<(), eventsourcery::Error> {
+    let club = clubs.load(&cmd.club).await?;
+    let founder = club.founder.as_ref().and_then(email).map(str::to_owned);
+    seen.0.lock().unwrap().push((club.joined, founder));
+    Ok(())
+}
+
+/// Another process: a command loads a cached aggregate from its snapshot and caches the state
+/// it decrypted; a second vault over the same stores (an admin tool) erases the founder. The
+/// next command does not get the cached plaintext: it loads again, from the snapshot, and reads
+/// the founder as erased.
+pub async fn a_cached_state_loaded_from_a_snapshot_is_not_served_after_an_erasure_elsewhere(
+    backend: Backend,
+) {
+    let backend = backend.with_lease(eventsourcery::vault::DEFAULT_CACHE_LEASE);
+    let admin = backend.with_lease(eventsourcery::vault::DEFAULT_CACHE_LEASE);
+    let writer =
+        Repository::<CachedClub>::with_personal_data(backend.store.clone(), backend.vault.clone());
+    let club = ClubId::generate();
+    let ann = PersonalKey::issue();
+    let mut root = writer.load(&club).await.unwrap();
+    root.raise(joined(1, ann, EMAIL, NAME));
+    root.raise(joined(2, PersonalKey::issue(), "bob@example.com", "Bob"));
+    root.raise(joined(3, PersonalKey::issue(), "cy@example.com", "Cy"));
+    writer.save(&mut root).await.unwrap();
+    writer.load(&club).await.unwrap(); // takes the snapshot
+    let mut snapshot = backend
+        .store
+        .load_snapshot(root.stream_id())
+        .await
+        .unwrap()
+        .expect("the load took a snapshot");
+    snapshot.state["$state"]["joined"] = 999.into();
+    backend.store.save_snapshot(snapshot).await.unwrap();
+
+    let seen = std::sync::Arc::new(SeenFounder::default());
+    let bus = eventsourcery::CommandBus::builder(backend.store.clone())
+        .personal_data(backend.vault.clone())
+        .service_shared(seen.clone())
+        .build()
+        .unwrap();
+    let inspect = || InspectClub { club: club.clone() };
+    bus.execute(inspect()).await.unwrap();
+    bus.execute(inspect()).await.unwrap();
+    admin.vault.erase(ann, "request 14").await.unwrap();
+    bus.execute(inspect()).await.unwrap();
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (999, Some(EMAIL.to_owned())),
+            (999, Some(EMAIL.to_owned())),
+            (999, None),
+        ],
+        "loaded from the snapshot, cached, then read again after the erasure"
+    );
 }
 
 /// For the raw scans: a snapshotted aggregate holding personal values.
