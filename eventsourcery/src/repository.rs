@@ -33,6 +33,37 @@ fn decode_error(stream: &StreamId, event: &StreamEvent, source: EventError) -> S
     }
 }
 
+/// Applies one stored event to `root`: straight from its text when its schema is current and
+/// it has no personal fields, else parsed, upcast and decoded with the page's personal values.
+fn apply_stored<A: Aggregate>(
+    root: &mut AggregateRoot<A>,
+    stream: &StreamId,
+    mut event: StreamEvent,
+    cx: &mut DecodeContext<'_>,
+) -> Result<(), StoreError> {
+    let registry = EventRegistry::global();
+    // The payload moves on; the event keeps what error messages need.
+    let payload = match std::mem::replace(
+        &mut event.payload,
+        StreamPayload::Json(serde_json::Value::Null),
+    ) {
+        StreamPayload::Text(text) => {
+            if registry.is_current(&event.event_name, event.schema_version)
+                && root.apply_recorded_text(event.stream_version, &event.event_name, &text)
+            {
+                return Ok(());
+            }
+            serde_json::from_str(&text).map_err(|source| malformed(stream, &event, source))?
+        }
+        StreamPayload::Json(payload) => payload,
+    };
+    let payload = registry
+        .upcast(&event.event_name, event.schema_version, payload)
+        .map_err(|source| decode_error(stream, &event, source))?;
+    root.apply_recorded(event.stream_version, &event.event_name, payload, cx)
+        .map_err(|source| decode_error(stream, &event, source))
+}
+
 /// A payload that is not JSON, from a store that did not check it.
 fn malformed(stream: &StreamId, event: &StreamEvent, source: serde_json::Error) -> StoreError {
     let source = EventError::Malformed {
@@ -187,7 +218,6 @@ impl<A: Aggregate> Repository<A> {
                 }
                 self.engine.cache.remove([&stream]);
             }
-            let registry = EventRegistry::global();
             let mut personal = PersonalReads {
                 caching: A::CACHED && self.uow.is_some(),
                 read: false,
@@ -243,32 +273,8 @@ impl<A: Aggregate> Repository<A> {
                     }));
                 let resolved = self.resolve(&stream, &references, &mut personal).await?;
                 let mut cx = DecodeContext::with(&resolved);
-                for mut event in events {
-                    // The payload moves on; the event keeps what error messages need.
-                    let payload = match std::mem::replace(
-                        &mut event.payload,
-                        StreamPayload::Json(serde_json::Value::Null),
-                    ) {
-                        StreamPayload::Text(text) => {
-                            if registry.is_current(&event.event_name, event.schema_version)
-                                && root.apply_recorded_text(
-                                    event.stream_version,
-                                    &event.event_name,
-                                    &text,
-                                )
-                            {
-                                continue;
-                            }
-                            serde_json::from_str(&text)
-                                .map_err(|source| malformed(&stream, &event, source))?
-                        }
-                        StreamPayload::Json(payload) => payload,
-                    };
-                    let payload = registry
-                        .upcast(&event.event_name, event.schema_version, payload)
-                        .map_err(|source| decode_error(&stream, &event, source))?;
-                    root.apply_recorded(event.stream_version, &event.event_name, payload, &mut cx)
-                        .map_err(|source| decode_error(&stream, &event, source))?;
+                for event in events {
+                    apply_stored(&mut root, &stream, event, &mut cx)?;
                 }
                 if last_page {
                     break;

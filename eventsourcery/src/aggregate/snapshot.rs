@@ -64,15 +64,15 @@ use std::hash::{BuildHasher, Hash};
 use serde::de::{self, Deserialize, Deserializer};
 use serde::ser::{self, Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use crate::codec::{Reference, Resolved};
 use crate::personal::lookup::kind_of;
-use crate::personal::{Personal, PersonalData, PersonalKey};
+use crate::personal::reference::{REFERENCE_KEY, SUBJECT_KEY, parse_reference, reference};
+use crate::personal::{Personal, PersonalData};
 
-/// The key of a reference in a snapshot (the same as in an event payload).
-const REFERENCE: &str = "$personal";
-const SUBJECT: &str = "subject";
+/// The keys of a reference in a snapshot: those of an event payload's, and its field.
+const REFERENCE: &str = REFERENCE_KEY;
+const SUBJECT: &str = SUBJECT_KEY;
 const FIELD: &str = "field";
 /// The key of the state in a snapshot that holds references.
 const STATE: &str = "$state";
@@ -294,10 +294,8 @@ where
 
 /// A reference as a snapshot writes it.
 fn parse(form: &Value) -> Option<Reference> {
-    let object = form.as_object()?;
-    let id: Uuid = object.get(REFERENCE)?.as_str()?.parse().ok()?;
-    let subject: PersonalKey = object.get(SUBJECT)?.as_str()?.parse().ok()?;
-    let field = object.get(FIELD)?.as_str()?;
+    let (id, subject) = parse_reference(form)?;
+    let field = form.get(FIELD)?.as_str()?;
     (!id.is_nil() && !field.is_empty()).then(|| Reference {
         id,
         subject,
@@ -309,13 +307,20 @@ fn parse(form: &Value) -> Option<Reference> {
 /// user's serde code panics.
 struct Restore<T: 'static> {
     key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
-    previous: Option<Option<T>>,
+    previous: Option<T>,
+}
+
+impl<T: 'static> Restore<T> {
+    /// Sets `key` to `value` until the guard is dropped.
+    fn set(key: &'static std::thread::LocalKey<RefCell<Option<T>>>, value: T) -> Self {
+        let previous = key.replace(Some(value));
+        Self { key, previous }
+    }
 }
 
 impl<T: 'static> Drop for Restore<T> {
     fn drop(&mut self) {
-        let previous = self.previous.take().flatten();
-        self.key.with_borrow_mut(|slot| *slot = previous);
+        self.key.set(self.previous.take());
     }
 }
 
@@ -324,11 +329,7 @@ impl<T: 'static> Drop for Restore<T> {
 /// `None` when the state does not serialize (for one, a personal value with no reference).
 pub(crate) fn encode(encode: impl FnOnce() -> Option<Value>) -> Option<Value> {
     let (state, mut references) = {
-        let previous = ENCODING.replace(Some(Vec::new()));
-        let restore = Restore {
-            key: &ENCODING,
-            previous: Some(previous),
-        };
+        let restore = Restore::set(&ENCODING, Vec::new());
         let state = encode();
         let references = ENCODING.take().unwrap_or_default();
         drop(restore);
@@ -342,11 +343,9 @@ pub(crate) fn encode(encode: impl FnOnce() -> Option<Value>) -> Option<Value> {
     let list = references
         .into_iter()
         .map(|r| {
-            let mut map = Map::new();
-            map.insert(REFERENCE.into(), Value::String(r.id.to_string()));
-            map.insert(SUBJECT.into(), Value::String(r.subject.to_string()));
-            map.insert(FIELD.into(), Value::String(r.field));
-            Value::Object(map)
+            let mut form = reference(r.id, r.subject);
+            form[FIELD] = Value::String(r.field);
+            form
         })
         .collect();
     let mut envelope = Map::new();
@@ -383,17 +382,16 @@ pub(crate) fn decode<R>(
     handles: fn(&str) -> bool,
     decode: impl FnOnce() -> R,
 ) -> R {
-    let previous = DECODING.replace(Some(Decoding { resolved, handles }));
-    let _restore = Restore {
-        key: &DECODING,
-        previous: Some(previous),
-    };
+    let _restore = Restore::set(&DECODING, Decoding { resolved, handles });
     decode()
 }
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
+    use crate::personal::PersonalKey;
 
     /// A state of one personal field, written through [`serialize`].
     struct State(Personal<Email>);

@@ -13,7 +13,7 @@ use crate::value::ValueError;
 
 /// The key of a reference object in a stored payload: `{"$personal": "<id>", "subject": "<key>"}`.
 pub(crate) const REFERENCE_KEY: &str = "$personal";
-const SUBJECT_KEY: &str = "subject";
+pub(crate) const SUBJECT_KEY: &str = "subject";
 
 /// The payload form of a reference to the personal value `id` of `subject`.
 pub(crate) fn reference(id: Uuid, subject: PersonalKey) -> Value {

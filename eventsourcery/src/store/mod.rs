@@ -143,10 +143,20 @@ impl PartialEq for StreamPayload {
         match (self, other) {
             (Self::Json(a), Self::Json(b)) => a == b,
             (Self::Text(a), Self::Text(b)) if a == b => true,
-            _ => match (self.clone().into_value(), other.clone().into_value()) {
-                (Ok(a), Ok(b)) => a == b,
+            _ => match (self.parsed(), other.parsed()) {
+                (Some(a), Some(b)) => a == b,
                 _ => false,
             },
+        }
+    }
+}
+
+impl StreamPayload {
+    /// The payload parsed, borrowed where it already is.
+    fn parsed(&self) -> Option<std::borrow::Cow<'_, Value>> {
+        match self {
+            Self::Json(value) => Some(std::borrow::Cow::Borrowed(value)),
+            Self::Text(text) => serde_json::from_str(text).ok().map(std::borrow::Cow::Owned),
         }
     }
 }
