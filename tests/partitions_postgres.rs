@@ -63,7 +63,7 @@ async fn record(
 /// handling an error (which would park the partition and stall the count below).
 #[eventsourcery::projection(consumer = "steps_projected", partitions = 8)]
 async fn project(_: Step, meta: EventMeta, tx: &mut ProjectionTx<'_>) -> Result<(), sqlx::Error> {
-    let ProjectionTx::Postgres(conn) = tx else {
+    let Some(conn) = tx.postgres() else {
         return Err(sqlx::Error::Protocol("expected PostgreSQL".into()));
     };
     record("projected", &meta, conn).await?;

@@ -36,13 +36,13 @@ async fn record(
     meta: eventsourcery::dispatch::EventMeta,
     tx: &mut ProjectionTx<'_>,
 ) -> Result<(), sqlx::Error> {
-    let ProjectionTx::Postgres(conn) = tx else {
+    let Some(conn) = tx.postgres() else {
         return Err(sqlx::Error::Protocol("expected PostgreSQL".into()));
     };
     sqlx::query("INSERT INTO handled (event_id, pid) VALUES ($1, $2)")
         .bind(meta.event_id)
         .bind(std::process::id() as i32)
-        .execute(&mut **conn)
+        .execute(conn)
         .await?;
     // Slow enough that the kill lands in the middle of the work.
     tokio::time::sleep(Duration::from_millis(2)).await;

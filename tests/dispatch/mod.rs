@@ -702,16 +702,16 @@ async fn sold_count(
     crash: Dep<CrashAfterWrite>,
 ) -> Result<(), eventsourcery::error::BoxError> {
     const UPSERT: &str = "INSERT INTO sold_count (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = sold_count.n + 1";
-    match tx {
-        #[cfg(feature = "sqlite")]
-        ProjectionTx::Sqlite(conn) => {
-            sqlx::query(UPSERT).execute(&mut **conn).await?;
-        }
-        #[cfg(feature = "postgres")]
-        ProjectionTx::Postgres(conn) => {
-            sqlx::query(UPSERT).execute(&mut **conn).await?;
-        }
-        _ => return Err("this projection lives in a SQL database".into()),
+    #[cfg(feature = "sqlite")]
+    if let Some(conn) = tx.sqlite() {
+        sqlx::query(UPSERT).execute(conn).await?;
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(conn) = tx.postgres() {
+        sqlx::query(UPSERT).execute(conn).await?;
+    }
+    if !tx.is_transaction() {
+        return Err("this projection lives in a SQL database".into());
     }
     if crash.0.swap(false, Ordering::SeqCst) {
         return Err("simulated crash after the write, before the checkpoint".into());
@@ -720,20 +720,13 @@ async fn sold_count(
 }
 
 async fn reset_sold_count(tx: &mut ProjectionTx<'_>) -> Result<(), eventsourcery::error::BoxError> {
-    match tx {
-        #[cfg(feature = "sqlite")]
-        ProjectionTx::Sqlite(conn) => {
-            sqlx::query("DELETE FROM sold_count")
-                .execute(&mut **conn)
-                .await?;
-        }
-        #[cfg(feature = "postgres")]
-        ProjectionTx::Postgres(conn) => {
-            sqlx::query("DELETE FROM sold_count")
-                .execute(&mut **conn)
-                .await?;
-        }
-        _ => {}
+    #[cfg(feature = "sqlite")]
+    if let Some(conn) = tx.sqlite() {
+        sqlx::query("DELETE FROM sold_count").execute(conn).await?;
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(conn) = tx.postgres() {
+        sqlx::query("DELETE FROM sold_count").execute(conn).await?;
     }
     Ok(())
 }

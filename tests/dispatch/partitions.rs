@@ -333,18 +333,17 @@ async fn execute(
     sql: &'static str,
     arg: String,
 ) -> Result<(), BoxError> {
-    match tx {
-        #[cfg(feature = "sqlite")]
-        ProjectionTx::Sqlite(conn) => {
-            sqlx::query(sql).bind(arg).execute(&mut **conn).await?;
-        }
-        #[cfg(feature = "postgres")]
-        ProjectionTx::Postgres(conn) => {
-            sqlx::query(sql).bind(arg).execute(&mut **conn).await?;
-        }
-        _ => return Err("this projection lives in a SQL database".into()),
+    #[cfg(feature = "sqlite")]
+    if let Some(conn) = tx.sqlite() {
+        sqlx::query(sql).bind(arg).execute(conn).await?;
+        return Ok(());
     }
-    Ok(())
+    #[cfg(feature = "postgres")]
+    if let Some(conn) = tx.postgres() {
+        sqlx::query(sql).bind(arg).execute(conn).await?;
+        return Ok(());
+    }
+    Err("this projection lives in a SQL database".into())
 }
 
 #[eventsourcery::store::async_trait]

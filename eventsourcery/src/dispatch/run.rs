@@ -33,19 +33,6 @@ enum Outcome {
     Moved,
 }
 
-impl<'a> ProjectionTx<'a> {
-    /// The same transaction, borrowed for a shorter time.
-    pub fn reborrow(&mut self) -> ProjectionTx<'_> {
-        match self {
-            Self::None | Self::_Lifetime(_) => ProjectionTx::None,
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(conn) => ProjectionTx::Sqlite(conn),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(conn) => ProjectionTx::Postgres(conn),
-        }
-    }
-}
-
 /// A projection's batch, run inside the store's transaction.
 struct Batch<'a> {
     dispatcher: &'a Dispatcher,
@@ -340,7 +327,7 @@ impl Dispatcher {
                             store: &self.store,
                             consumer: consumer.name(),
                             envelope,
-                            tx: ProjectionTx::None,
+                            tx: ProjectionTx::none(),
                         };
                         let work = consumer.handle(&mut cx);
                         crate::telemetry::handling(consumer.name(), envelope.recorded(), work)

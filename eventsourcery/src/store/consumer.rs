@@ -1,6 +1,7 @@
 //! Durable consumer state in the event store's database: checkpoints, parked consumers,
 //! skipped events, leases and processed-event marks.
 
+use std::any::Any;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -165,50 +166,104 @@ pub trait ConsumerStore: EventStore {
     async fn stop_waiting(&self) {}
 }
 
-/// A connection inside the transaction that a projection's update shares with its checkpoint.
-#[non_exhaustive]
-pub enum ProjectionTx<'a> {
-    /// Not in a transaction: listeners, process managers, and projections on the memory store.
-    None,
-    /// A SQLite transaction.
-    #[cfg(feature = "sqlite")]
-    Sqlite(&'a mut sqlx::SqliteConnection),
-    /// A PostgreSQL transaction.
-    #[cfg(feature = "postgres")]
-    Postgres(&'a mut sqlx::PgConnection),
-    #[doc(hidden)]
-    _Lifetime(std::marker::PhantomData<&'a mut ()>),
+/// The connection inside the transaction that a projection's update shares with its checkpoint.
+///
+/// A backend with transactions hands its connection over with [`new`](Self::new); a projection
+/// takes it back as the backend's type with [`connection`](Self::connection), or with
+/// [`sqlite`](Self::sqlite) and [`postgres`](Self::postgres), which need no type and no arm for
+/// the backends a build leaves out. Listeners, process managers and projections on the memory
+/// store get [`none`](Self::none).
+pub struct ProjectionTx<'a> {
+    backend: &'static str,
+    conn: Option<&'a mut (dyn Any + Send)>,
 }
 
 impl fmt::Debug for ProjectionTx<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::None => "ProjectionTx::None",
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(_) => "ProjectionTx::Sqlite",
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => "ProjectionTx::Postgres",
-            Self::_Lifetime(_) => "ProjectionTx",
-        })
+        f.debug_tuple("ProjectionTx").field(&self.backend).finish()
     }
 }
 
 impl<'a> ProjectionTx<'a> {
+    /// No transaction: listeners, process managers, and projections on the memory store.
+    pub fn none() -> Self {
+        Self {
+            backend: "none",
+            conn: None,
+        }
+    }
+
+    /// The transaction on `conn`, a connection of the backend named `backend` (`"sqlite"`,
+    /// `"postgres"`, or a backend of your own).
+    pub fn new<C: Any + Send>(backend: &'static str, conn: &'a mut C) -> Self {
+        Self {
+            backend,
+            conn: Some(conn),
+        }
+    }
+
+    /// The connection of the transaction as `C`, if there is a transaction and its connection is
+    /// a `C`.
+    pub fn connection<C: Any>(&mut self) -> Option<&mut C> {
+        self.conn.as_deref_mut()?.downcast_mut()
+    }
+
+    /// Whether there is a transaction (a SQL backend), not [`none`](Self::none).
+    pub fn is_transaction(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The name of the backend the transaction is on, `"none"` without one.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The same transaction, borrowed for a shorter time.
+    pub fn reborrow(&mut self) -> ProjectionTx<'_> {
+        ProjectionTx {
+            backend: self.backend,
+            conn: self
+                .conn
+                .as_deref_mut()
+                .map(|conn| conn as &mut (dyn Any + Send)),
+        }
+    }
+
     /// The SQLite connection of the transaction, if the store is SQLite.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(&mut self) -> Option<&mut sqlx::SqliteConnection> {
-        match self {
-            Self::Sqlite(conn) => Some(&mut **conn),
-            _ => None,
-        }
+        self.connection()
     }
 
     /// The PostgreSQL connection of the transaction, if the store is PostgreSQL.
     #[cfg(feature = "postgres")]
     pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
-        match self {
-            Self::Postgres(conn) => Some(&mut **conn),
-            _ => None,
-        }
+        self.connection()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProjectionTx;
+
+    /// A stand-in for a backend's connection.
+    struct Conn(u32);
+
+    #[test]
+    fn the_connection_comes_back_only_as_its_own_type() {
+        let mut conn = Conn(7);
+        let mut tx = ProjectionTx::new("test", &mut conn);
+        assert!(tx.is_transaction());
+        assert_eq!(tx.backend(), "test");
+        assert!(tx.connection::<String>().is_none());
+        tx.connection::<Conn>().expect("a Conn").0 += 1;
+        let mut shorter = tx.reborrow();
+        assert_eq!(shorter.connection::<Conn>().map(|c| c.0), Some(8));
+        assert_eq!(format!("{tx:?}"), r#"ProjectionTx("test")"#);
+
+        let mut none = ProjectionTx::none();
+        assert!(!none.is_transaction());
+        assert!(none.connection::<Conn>().is_none());
+        assert!(none.reborrow().connection::<Conn>().is_none());
     }
 }

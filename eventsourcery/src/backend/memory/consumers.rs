@@ -57,7 +57,7 @@ impl ConsumerStore for MemoryStore {
         if current != from {
             return Err(StoreError::checkpoint_moved(consumer, from, current));
         }
-        if let Err(error) = work.run(&mut ProjectionTx::None).await {
+        if let Err(error) = work.run(&mut ProjectionTx::none()).await {
             return Ok(Err(error));
         }
         inner
@@ -75,7 +75,7 @@ impl ConsumerStore for MemoryStore {
         work: &(dyn TxWork + '_),
     ) -> Result<Result<(), BoxError>, StoreError> {
         let mut inner = self.consumers().lock().await;
-        if let Err(error) = work.run(&mut ProjectionTx::None).await {
+        if let Err(error) = work.run(&mut ProjectionTx::none()).await {
             return Ok(Err(error));
         }
         for consumer in consumers {

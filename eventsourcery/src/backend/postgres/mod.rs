@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
-use crate::store::{ProjectionTx, RecordedEvent, StoreError};
+use crate::store::{RecordedEvent, StoreError};
 
 mod group;
 mod keys;
@@ -554,10 +554,6 @@ impl sql::SqlStore for PostgresStore {
 
     async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>), StoreError> {
         Ok(((), self.pool.begin().await.map_err(db("begin"))?))
-    }
-
-    fn projection_tx(conn: &mut PgConnection) -> ProjectionTx<'_> {
-        ProjectionTx::Postgres(conn)
     }
 
     async fn wait_for_append(&self, timeout: Duration) -> Result<(), StoreError> {

@@ -12,7 +12,9 @@ use sqlx::query::Query;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::{SqlStore, db};
-use crate::store::{ConsumerEntry, ConsumerState, ConsumerStore, Parked, StoreError, TxWork};
+use crate::store::{
+    ConsumerEntry, ConsumerState, ConsumerStore, Parked, ProjectionTx, StoreError, TxWork,
+};
 
 pub(crate) const ENSURE: &str =
     "INSERT INTO eventsourcery_consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING";
@@ -237,7 +239,7 @@ where
             tx.rollback().await.map_err(db("projection"))?;
             return Err(StoreError::checkpoint_moved(consumer, from, current));
         }
-        if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
+        if let Err(error) = work.run(&mut ProjectionTx::new(S::NAME, &mut *tx)).await {
             tx.rollback().await.map_err(db("projection"))?;
             return Ok(Err(error));
         }
@@ -267,7 +269,7 @@ where
         for consumer in locked {
             lock_row::<S>(&mut tx, consumer, "reset").await?;
         }
-        if let Err(error) = work.run(&mut S::projection_tx(&mut *tx)).await {
+        if let Err(error) = work.run(&mut ProjectionTx::new(S::NAME, &mut *tx)).await {
             tx.rollback().await.map_err(db("reset"))?;
             return Ok(Err(error));
         }

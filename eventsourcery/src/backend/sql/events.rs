@@ -10,8 +10,8 @@ use tracing::Instrument;
 
 use super::{Backend, PreparedCommit, bound, db, limit, nanos, to_i64};
 use crate::store::{
-    CommandRecord, Commit, EventStore, ProjectionTx, RecordedEvent, Snapshot, StoreError,
-    StreamEvent, validate_commit,
+    CommandRecord, Commit, EventStore, RecordedEvent, Snapshot, StoreError, StreamEvent,
+    validate_commit,
 };
 use crate::telemetry;
 use crate::value::StreamId;
@@ -78,9 +78,6 @@ pub(crate) trait SqlStore: Clone + Send + Sync + 'static {
     fn begin_write(
         &self,
     ) -> impl Future<Output = Result<(Self::Writer, Transaction<'static, Self::Db>), StoreError>> + Send;
-
-    /// The transaction as a projection sees it.
-    fn projection_tx(conn: &mut <Self::Db as sqlx::Database>::Connection) -> ProjectionTx<'_>;
 
     /// [`ConsumerStore::wait_for_append`](crate::store::ConsumerStore::wait_for_append); by
     /// default it just waits (polling).

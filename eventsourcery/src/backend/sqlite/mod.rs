@@ -9,13 +9,13 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use uuid::Uuid;
 
 use crate::backend::sql::{self, PreparedCommit, Schema, db};
-use crate::store::{ProjectionTx, RecordedEvent, StoreError};
+use crate::store::{RecordedEvent, StoreError};
 use crate::value::StreamId;
 
 mod keys;
@@ -449,10 +449,6 @@ impl sql::SqlStore for SqliteStore {
         let guard = sql::SqlStore::writer(self).await;
         let tx = self.begin_immediate().await?;
         Ok((guard, tx))
-    }
-
-    fn projection_tx(conn: &mut SqliteConnection) -> ProjectionTx<'_> {
-        ProjectionTx::Sqlite(conn)
     }
 }
 
