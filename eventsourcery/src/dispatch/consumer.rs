@@ -37,17 +37,20 @@ pub enum ConsumerKind {
 }
 
 /// A recorded event on its way to consumers, with its personal data resolved.
+///
+/// Built by the dispatcher's batch preparation (`dispatch::run`), which fills every field.
 pub struct Envelope {
-    event: RecordedEvent,
+    pub(crate) event: RecordedEvent,
     /// The payload upcast to the current schema version, references still unresolved.
-    payload: Value,
+    pub(crate) payload: Value,
     /// The payload as stored, kept only when upcasting changed it (otherwise `payload` is it).
-    stored: Option<Value>,
-    resolved: Arc<Resolved>,
+    pub(crate) stored: Option<Value>,
+    /// The personal values of the batch, decrypted or erased.
+    pub(crate) resolved: Arc<Resolved>,
     /// Whether the stored event refers to personal values.
-    personal: bool,
+    pub(crate) personal: bool,
     /// The field each reference of the batch was stored in (before upcasting).
-    bound: Arc<std::collections::HashMap<Uuid, String>>,
+    pub(crate) bound: Arc<std::collections::HashMap<Uuid, String>>,
 }
 
 impl fmt::Debug for Envelope {
@@ -61,24 +64,6 @@ impl fmt::Debug for Envelope {
 }
 
 impl Envelope {
-    pub(crate) fn new(
-        event: RecordedEvent,
-        payload: Value,
-        stored: Option<Value>,
-        resolved: Arc<Resolved>,
-        personal: bool,
-        bound: Arc<std::collections::HashMap<Uuid, String>>,
-    ) -> Self {
-        Self {
-            event,
-            payload,
-            stored,
-            resolved,
-            personal,
-            bound,
-        }
-    }
-
     /// Whether the event refers to personal values (decrypted for the consumer, so its error
     /// messages are not kept).
     pub(crate) fn carries_personal_data(&self) -> bool {

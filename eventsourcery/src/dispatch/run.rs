@@ -20,6 +20,16 @@ use futures_util::StreamExt;
 /// An event ready for a consumer, or why it is not, with its position.
 type Prepared = (u64, Result<Envelope, BoxError>);
 
+/// The stretch of the log a batch covers for one consumer: its checkpoint `name` moves from
+/// `from` to `last`, the position of the last event read (whether the consumer wanted it or not).
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    consumer: &'a dyn Consumer,
+    name: &'a str,
+    from: u64,
+    last: u64,
+}
+
 /// How a batch ended.
 enum Outcome {
     /// Handled this many events; the checkpoint is at the batch's end.
@@ -201,16 +211,17 @@ impl Dispatcher {
                 last,
                 wanted.len(),
             );
+            let window = Window {
+                consumer: &**consumer,
+                name,
+                from: state.position,
+                last,
+            };
             let outcome = async {
+                let prepared = self.prepare(wanted, consumer.reads_personal_data()).await?;
                 match consumer.kind() {
-                    ConsumerKind::Projection => {
-                        self.project(&**consumer, name, state.position, last, wanted)
-                            .await
-                    }
-                    _ => {
-                        self.deliver(&**consumer, name, state.position, last, wanted)
-                            .await
-                    }
+                    ConsumerKind::Projection => self.project(window, prepared).await,
+                    _ => self.deliver(window, prepared).await,
                 }
             }
             .instrument(span)
@@ -278,15 +289,13 @@ impl Dispatcher {
                 let envelope = registry
                     .upcast(&event.event_name, event.schema_version, payload)
                     .map_err(BoxError::from)
-                    .map(|payload| {
-                        Envelope::new(
-                            event,
-                            payload,
-                            stored,
-                            Arc::clone(&resolved),
-                            personal,
-                            Arc::clone(&bound),
-                        )
+                    .map(|payload| Envelope {
+                        event,
+                        payload,
+                        stored,
+                        resolved: Arc::clone(&resolved),
+                        personal,
+                        bound: Arc::clone(&bound),
                     });
                 (position, envelope)
             })
@@ -306,13 +315,9 @@ impl Dispatcher {
     /// per batch (a crash before that redelivers the batch: at least once).
     async fn deliver(
         &self,
-        consumer: &dyn Consumer,
-        name: &str,
-        from: u64,
-        last: u64,
-        events: Vec<RecordedEvent>,
+        window: Window<'_>,
+        envelopes: Vec<Prepared>,
     ) -> Result<Outcome, DispatchError> {
-        let envelopes = self.prepare(events, consumer.reads_personal_data()).await?;
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
@@ -325,20 +330,24 @@ impl Dispatcher {
                             bus: &self.bus,
                             services: &self.services,
                             store: &self.store,
-                            consumer: consumer.name(),
+                            consumer: window.consumer.name(),
                             envelope,
                             tx: ProjectionTx::none(),
                         };
-                        let work = consumer.handle(&mut cx);
-                        crate::telemetry::handling(consumer.name(), envelope.recorded(), work)
-                            .await
-                            .map_err(|error| {
-                                let unavailable = error.is::<Unavailable>();
-                                (
-                                    withhold(error, envelope.carries_personal_data()),
-                                    unavailable,
-                                )
-                            })
+                        let work = window.consumer.handle(&mut cx);
+                        crate::telemetry::handling(
+                            window.consumer.name(),
+                            envelope.recorded(),
+                            work,
+                        )
+                        .await
+                        .map_err(|error| {
+                            let unavailable = error.is::<Unavailable>();
+                            (
+                                withhold(error, envelope.carries_personal_data()),
+                                unavailable,
+                            )
+                        })
                     }
                     Err(error) => Err((error.to_string().into(), false)),
                 };
@@ -347,22 +356,26 @@ impl Dispatcher {
                 };
                 if unavailable {
                     // Not the event's fault: keep what was done, and try it again next round.
-                    tracing::warn!(consumer = name, position, %error, "unavailable; trying again on the next round");
-                    if position > from + 1 && !self.advance(name, from, position - 1).await? {
+                    tracing::warn!(consumer = window.name, position, %error, "unavailable; trying again on the next round");
+                    if position > window.from + 1
+                        && !self.advance(window.name, window.from, position - 1).await?
+                    {
                         return Ok(Outcome::Moved);
                     }
                     return Ok(Outcome::Unavailable(handled));
                 }
                 if attempt < self.config.max_attempts {
-                    tracing::debug!(consumer = name, position, attempt, %error, "retrying");
+                    tracing::debug!(consumer = window.name, position, attempt, %error, "retrying");
                     self.backoff(attempt).await;
                     continue;
                 }
-                return self.park_at(name, from, position, &error).await;
+                return self
+                    .park_at(window.name, window.from, position, &error)
+                    .await;
             }
             handled += 1;
         }
-        if !self.advance(name, from, last).await? {
+        if !self.advance(window.name, window.from, window.last).await? {
             return Ok(Outcome::Moved);
         }
         Ok(Outcome::Done(handled))
@@ -402,28 +415,28 @@ impl Dispatcher {
     /// event by event to find the one to park at.
     async fn project(
         &self,
-        consumer: &dyn Consumer,
-        name: &str,
-        from: u64,
-        last: u64,
-        events: Vec<RecordedEvent>,
+        window: Window<'_>,
+        prepared: Vec<Prepared>,
     ) -> Result<Outcome, DispatchError> {
-        let prepared = self.prepare(events, consumer.reads_personal_data()).await?;
         if prepared.iter().all(|(_, e)| e.is_ok()) {
             let envelopes: Vec<Envelope> =
                 prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();
             for attempt in 1..=self.config.max_attempts {
                 let batch = Batch {
                     dispatcher: self,
-                    consumer,
+                    consumer: window.consumer,
                     envelopes: &envelopes,
                 };
-                match self.store.advance_with(name, from, last, &batch).await {
+                match self
+                    .store
+                    .advance_with(window.name, window.from, window.last, &batch)
+                    .await
+                {
                     Ok(Ok(())) => return Ok(Outcome::Done(envelopes.len() as u64)),
                     Ok(Err(error)) => {
                         let personal = envelopes.iter().any(Envelope::carries_personal_data);
                         let error = withhold(error, personal);
-                        tracing::debug!(consumer = name, attempt, %error, "projection batch failed");
+                        tracing::debug!(consumer = window.name, attempt, %error, "projection batch failed");
                         if attempt < self.config.max_attempts {
                             self.backoff(attempt).await;
                         }
@@ -436,22 +449,17 @@ impl Dispatcher {
                 .into_iter()
                 .map(|e| (e.recorded().position, Ok(e)))
                 .collect();
-            return self
-                .project_one_by_one(consumer, name, from, last, prepared)
-                .await;
+            return self.project_one_by_one(window, prepared).await;
         }
-        self.project_one_by_one(consumer, name, from, last, prepared)
-            .await
+        self.project_one_by_one(window, prepared).await
     }
 
     async fn project_one_by_one(
         &self,
-        consumer: &dyn Consumer,
-        name: &str,
-        mut from: u64,
-        last: u64,
+        window: Window<'_>,
         envelopes: Vec<Prepared>,
     ) -> Result<Outcome, DispatchError> {
+        let mut from = window.from;
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
@@ -461,11 +469,11 @@ impl Dispatcher {
                     Ok(envelope) => {
                         let batch = Batch {
                             dispatcher: self,
-                            consumer,
+                            consumer: window.consumer,
                             envelopes: std::slice::from_ref(envelope),
                         };
                         self.store
-                            .advance_with(name, from, position, &batch)
+                            .advance_with(window.name, from, position, &batch)
                             .await
                             .map(|result| {
                                 result.map_err(|error| {
@@ -491,12 +499,12 @@ impl Dispatcher {
                 }
             }
             if let Some(error) = last_error {
-                return self.park_at(name, from, position, &error).await;
+                return self.park_at(window.name, from, position, &error).await;
             }
             from = position;
             handled += 1;
         }
-        if from != last && !self.advance(name, from, last).await? {
+        if from != window.last && !self.advance(window.name, from, window.last).await? {
             return Ok(Outcome::Moved);
         }
         Ok(Outcome::Done(handled))
