@@ -144,8 +144,15 @@ type DecodePersonal<F> = fn(
 impl<F: PersonalField> PersonalCodec<F> {
     const fn new() -> Self {
         Self {
-            encode: encode_personal::<F>,
-            decode: decode_personal::<F>,
+            encode: |cx, name, field, subject, value, lookup| {
+                cx.personal(name, field, subject, value, lookup)
+                    .map_err(field_error(name, field))
+            },
+            decode: |cx, name, field, subject, map| {
+                let value = map.remove(field).unwrap_or(serde_json::Value::Null);
+                cx.personal(subject, &value)
+                    .map_err(field_error(name, field))
+            },
             kind: <F::Data as PersonalData>::KIND,
             form: crate::personal::lookup::form_of::<F::Data>,
         }
@@ -195,30 +202,6 @@ impl<F> PersonalCodec<F> {
     ) -> Result<F, EventError> {
         (self.decode)(cx, name, field, subject, map)
     }
-}
-
-fn encode_personal<F: PersonalField>(
-    cx: &mut EncodeContext,
-    name: &str,
-    field: &str,
-    subject: PersonalKey,
-    value: &F,
-    lookup: bool,
-) -> Result<serde_json::Value, EventError> {
-    cx.personal(name, field, subject, value, lookup)
-        .map_err(field_error(name, field))
-}
-
-fn decode_personal<F: PersonalField>(
-    cx: &mut DecodeContext<'_>,
-    name: &str,
-    field: &str,
-    subject: PersonalKey,
-    map: &mut serde_json::Map<String, serde_json::Value>,
-) -> Result<F, EventError> {
-    let value = map.remove(field).unwrap_or(serde_json::Value::Null);
-    cx.personal(subject, &value)
-        .map_err(field_error(name, field))
 }
 
 pub use crate::dispatch::consumer::ConsumerRegistration;
