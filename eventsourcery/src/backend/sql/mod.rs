@@ -331,41 +331,38 @@ mod tests {
         assert!(matches!(nanos(far), Err(StoreError::InvalidAppend(_))));
     }
 
-    /// The checks with the event store's error.
-    trait StoreChecks {
-        fn check_applied(&self, applied: Option<i64>) -> Result<(), StoreError>;
-        fn migrate_error(&self, error: MigrateError) -> StoreError;
-    }
-
-    impl StoreChecks for Schema {
-        fn check_applied(&self, applied: Option<i64>) -> Result<(), StoreError> {
-            self.check_version(applied)
-        }
-
-        fn migrate_error(&self, error: MigrateError) -> StoreError {
-            self.migrate_failure(error)
-        }
-    }
-
-    #[test]
-    fn a_newer_applied_version_is_schema_too_new() {
+    /// Checks `check_version` and `migrate_failure` building `E`; `too_new` reads `found` and
+    /// `supported` out of a `SchemaTooNew`.
+    fn newer_versions_are_schema_too_new<E: SchemaError + std::fmt::Debug>(
+        too_new: fn(&E) -> Option<(i64, i64)>,
+    ) {
         let schema = Schema {
             database: "test",
             migrations: &[(1, "one", "SELECT 1")],
         };
-        assert!(schema.check_applied(None).is_ok());
-        assert!(schema.check_applied(Some(1)).is_ok());
-        assert!(matches!(
-            schema.check_applied(Some(2)),
-            Err(StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1,
-                ..
-            })
-        ));
-        assert!(matches!(
-            schema.migrate_error(MigrateError::VersionMissing(7)),
-            StoreError::SchemaTooNew { found: 7, .. }
-        ));
+        assert!(schema.check_version::<E>(None).is_ok());
+        assert!(schema.check_version::<E>(Some(1)).is_ok());
+        let error = schema
+            .check_version::<E>(Some(2))
+            .expect_err("version 2 is newer");
+        assert_eq!(too_new(&error), Some((2, 1)), "{error:?}");
+        let error: E = schema.migrate_failure(MigrateError::VersionMissing(7));
+        assert_eq!(too_new(&error), Some((7, 1)), "{error:?}");
+    }
+
+    #[test]
+    fn a_newer_applied_version_is_schema_too_new() {
+        newer_versions_are_schema_too_new::<StoreError>(|error| match error {
+            StoreError::SchemaTooNew {
+                found, supported, ..
+            } => Some((*found, *supported)),
+            _ => None,
+        });
+        newer_versions_are_schema_too_new::<crate::personal::PersonalError>(|error| match error {
+            crate::personal::PersonalError::SchemaTooNew {
+                found, supported, ..
+            } => Some((*found, *supported)),
+            _ => None,
+        });
     }
 }

@@ -228,40 +228,6 @@ pub(crate) fn audit_lists(entry: &AuditEntry) -> [String; 3] {
 mod tests {
     use super::*;
 
-    use sqlx::migrate::MigrateError;
-
-    use crate::backend::sql::Schema;
-
-    fn check_applied(schema: &Schema, applied: Option<i64>) -> Result<(), PersonalError> {
-        schema.check_version(applied)
-    }
-
-    fn migrate_error(schema: &Schema, error: MigrateError) -> PersonalError {
-        schema.migrate_failure(error)
-    }
-
-    #[test]
-    fn a_newer_applied_version_is_schema_too_new() {
-        let schema = Schema {
-            database: "test",
-            migrations: &[(1, "one", "SELECT 1")],
-        };
-        assert!(check_applied(&schema, None).is_ok());
-        assert!(check_applied(&schema, Some(1)).is_ok());
-        assert!(matches!(
-            check_applied(&schema, Some(2)),
-            Err(PersonalError::SchemaTooNew {
-                found: 2,
-                supported: 1,
-                ..
-            })
-        ));
-        assert!(matches!(
-            migrate_error(&schema, MigrateError::VersionMissing(7)),
-            PersonalError::SchemaTooNew { found: 7, .. }
-        ));
-    }
-
     #[test]
     fn times_out_of_range_are_refused() {
         let far = UNIX_EPOCH + std::time::Duration::from_secs(400 * 365 * 24 * 3600);
