@@ -638,6 +638,9 @@ impl ConsumerStore for CrashBeforeCheckpoint {
     async fn forget(&self, consumer: &str) -> Result<(), StoreError> {
         self.inner.forget(consumer).await
     }
+    async fn forget_expired(&self, consumer: &str) -> Result<bool, StoreError> {
+        self.inner.forget_expired(consumer).await
+    }
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
         self.inner.mark_processed(consumer, event_id).await
     }

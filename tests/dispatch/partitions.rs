@@ -557,6 +557,113 @@ impl eventsourcery::dispatch::TxWork for Work {
     }
 }
 
+/// An instance reads another's membership row as expired and deletes it; if the other renewed
+/// it in between (slow, not gone), the delete must leave it: otherwise the live instance drops
+/// out of the count and a needless hand-over of partitions follows. First the interleaving
+/// made to happen (read, renew, delete), then the two racing for real, many rounds.
+pub async fn an_expired_membership_renewed_meanwhile_is_not_forgotten(backend: Backend) {
+    let store = backend.store;
+    let live = Uuid::new_v4();
+    let holder = |store: Arc<dyn ConsumerStore>, name: &'static str| async move {
+        store
+            .consumers(name)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| e.holder)
+    };
+
+    // Made to meet: the survey's read sees the lease expired, the renewal lands, then the delete.
+    assert!(
+        store
+            .claim("m[slow]", live, Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        holder(store.clone(), "m[slow]").await,
+        Some(None),
+        "read as expired"
+    );
+    assert!(
+        store
+            .claim("m[slow]", live, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.forget_expired("m[slow]").await.unwrap(),
+        "renewed: kept"
+    );
+    assert_eq!(holder(store.clone(), "m[slow]").await, Some(Some(live)));
+
+    // Still deleted when really expired, or never leased; an unknown row is no change.
+    assert!(
+        store
+            .claim("m[gone]", live, Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    store.advance("m[never]", 0, 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(store.forget_expired("m[gone]").await.unwrap());
+    assert!(store.forget_expired("m[never]").await.unwrap());
+    assert!(!store.forget_expired("m[unknown]").await.unwrap());
+    assert_eq!(holder(store.clone(), "m[gone]").await, None);
+    assert_eq!(holder(store.clone(), "m[never]").await, None);
+
+    // For real: each round, a renewal and a delete of a row read as expired race; whichever
+    // comes first, the row is there afterwards with its holder (a delete after the renewal
+    // would leave no row).
+    for round in 0..40u32 {
+        let name = format!("m[race:{round}]");
+        assert!(
+            store
+                .claim(&name, live, Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let renew = {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::spawn(async move {
+                if round % 2 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                store
+                    .claim(&name, live, Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            })
+        };
+        let forget = {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::spawn(async move {
+                if round % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                store.forget_expired(&name).await.unwrap()
+            })
+        };
+        assert!(renew.await.unwrap());
+        forget.await.unwrap();
+        let held = store
+            .consumers(&name)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.holder);
+        assert_eq!(
+            held,
+            Some(live),
+            "round {round}: the renewed row was deleted"
+        );
+    }
+}
+
 /// The store primitives partitions are built on: listing rows by prefix with their live lease
 /// holders, deleting a row, and the rebuild's reset (all or nothing), which retires rows.
 pub async fn the_consumer_store_lists_forgets_and_resets(backend: Backend) {

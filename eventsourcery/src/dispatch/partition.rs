@@ -311,7 +311,7 @@ impl Dispatcher {
     }
 
     /// Renews this dispatcher's membership for `name`, deletes the membership rows of
-    /// instances whose lease expired, and counts the live instances (this one included).
+    /// instances whose lease expired (and was not renewed meanwhile), and counts the live instances (this one included).
     /// Returns the count and every partitioning row.
     async fn survey(
         &self,
@@ -329,7 +329,10 @@ impl Dispatcher {
                 match entry.holder {
                     Some(_) if theirs == count => instances += 1,
                     Some(_) => {}
-                    None => self.store.forget(&entry.name).await?,
+                    // Unless it was renewed since it was read.
+                    None => {
+                        self.store.forget_expired(&entry.name).await?;
+                    }
                 }
             }
         }

@@ -146,6 +146,12 @@ pub trait ConsumerStore: EventStore {
     /// events or processed marks). Used for the rows a partitioned consumer no longer uses.
     async fn forget(&self, consumer: &str) -> Result<(), StoreError>;
 
+    /// Deletes the row of `consumer` as [`forget`](Self::forget) does, but only if nobody holds
+    /// an unexpired lease on it; false, changing nothing, if somebody does. An instance that
+    /// read a row's lease as expired deletes it with this, so that a renewal that came in
+    /// between (the other instance was slow, not gone) keeps its row.
+    async fn forget_expired(&self, consumer: &str) -> Result<bool, StoreError>;
+
     /// Marks `event_id` as processed by `consumer`; false if it already was (the idempotency
     /// record of at-least-once listeners).
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError>;

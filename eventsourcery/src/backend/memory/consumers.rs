@@ -195,6 +195,21 @@ impl ConsumerStore for MemoryStore {
         Ok(())
     }
 
+    async fn forget_expired(&self, consumer: &str) -> Result<bool, StoreError> {
+        let mut inner = self.consumers().lock().await;
+        let held = inner
+            .leases
+            .get(consumer)
+            .is_some_and(|(_, expires)| *expires >= Instant::now());
+        let known = inner.states.contains_key(consumer) || inner.leases.contains_key(consumer);
+        if held || !known {
+            return Ok(false);
+        }
+        inner.states.remove(consumer);
+        inner.leases.remove(consumer);
+        Ok(true)
+    }
+
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
         Ok(self
             .consumers()

@@ -59,6 +59,9 @@ pub(crate) const RESET: &str = "UPDATE eventsourcery_consumers SET position = 0,
 pub(crate) const RETIRE: &str = "UPDATE eventsourcery_consumers SET position = 0, \
      parked_position = 0, parked_error = $2, parked_at_ns = $3 WHERE name = $1";
 pub(crate) const FORGET: &str = "DELETE FROM eventsourcery_consumers WHERE name = $1";
+/// Row `$1` unless its lease is held and unexpired at `$2`.
+pub(crate) const FORGET_EXPIRED: &str = "DELETE FROM eventsourcery_consumers WHERE name = $1 \
+     AND (lease_owner IS NULL OR lease_expires_at_ns IS NULL OR lease_expires_at_ns < $2)";
 pub(crate) const IS_PROCESSED: &str =
     "SELECT 1 FROM eventsourcery_processed_events WHERE consumer = $1 AND event_id = $2";
 pub(crate) const PROCESSED: &str = "INSERT INTO eventsourcery_processed_events (consumer, event_id) \
@@ -391,6 +394,11 @@ where
         )
         .await?;
         Ok(())
+    }
+
+    async fn forget_expired(&self, consumer: &str) -> Result<bool, StoreError> {
+        let query = sqlx::query(FORGET_EXPIRED).bind(consumer).bind(now_ns());
+        Ok(write_alone(self, query, "forget expired consumer", None).await? == 1)
     }
 
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
