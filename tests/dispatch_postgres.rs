@@ -47,6 +47,7 @@ dispatch_suite!(postgres;
     an_erasure_reaches_the_consumers_once,
     a_read_model_holds_references_and_reads_erasures,
     a_projection_write_and_its_checkpoint_commit_together,
+    transaction_conflicts_are_retried_without_parking,
     a_worker_wakes_on_appends_from_another_process,
     closing_the_pool_after_a_worker_returns_at_once,
 );

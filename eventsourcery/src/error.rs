@@ -55,6 +55,23 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether `error`, or one of its sources, is a database refusing a transaction because it met
+/// another: a PostgreSQL serialization failure (SQLSTATE `40001`) or deadlock (`40P01`). Not
+/// the fault of what the transaction did, so worth trying again as it is.
+pub(crate) fn is_transaction_conflict(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if let Some(sqlx::Error::Database(database)) = error.downcast_ref::<sqlx::Error>()
+            && matches!(database.code().as_deref(), Some("40001" | "40P01"))
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// A copy of `error`, for reporting one failure to several callers (sqlx errors are not
 /// `Clone`): the same variant where it carries no data or a message, an I/O error with its

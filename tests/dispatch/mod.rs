@@ -965,3 +965,127 @@ pub async fn closing_the_pool_after_a_worker_returns_at_once(backend: Backend) {
         .expect("PgPool::close did not return within a second after the workers stopped");
     drop(s);
 }
+
+/// What the `conflicted` consumers fail with, and how often: the SQLSTATE they raise and the
+/// raises left; `raised` counts them.
+#[cfg(feature = "postgres")]
+struct Conflicts {
+    pool: sqlx::PgPool,
+    code: Mutex<&'static str>,
+    left: AtomicU32,
+    raised: AtomicU32,
+}
+
+#[cfg(feature = "postgres")]
+impl Conflicts {
+    /// Raises the current SQLSTATE on `conn` while raises are left, as PostgreSQL does when it
+    /// refuses a transaction.
+    async fn raise(&self, conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Ok(());
+        }
+        self.raised.fetch_add(1, Ordering::SeqCst);
+        let code = *self.code.lock().unwrap();
+        let sql = format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = '{code}'; END $$"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await?;
+        Ok(())
+    }
+
+    fn arm(&self, code: &'static str, raises: u32) {
+        *self.code.lock().unwrap() = code;
+        self.left.store(raises, Ordering::SeqCst);
+        self.raised.store(0, Ordering::SeqCst);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[eventsourcery::projection(consumer = "conflicted_projection")]
+async fn conflicted_projection(
+    _: TicketSold,
+    tx: &mut ProjectionTx<'_>,
+    conflicts: Dep<Conflicts>,
+) -> Result<(), sqlx::Error> {
+    let Some(conn) = tx.postgres() else {
+        return Err(sqlx::Error::Protocol("PostgreSQL only".into()));
+    };
+    conflicts.raise(conn).await
+}
+
+#[cfg(feature = "postgres")]
+#[eventsourcery::listener(consumer = "conflicted_listener")]
+async fn conflicted_listener(
+    _: TicketSold,
+    conflicts: Dep<Conflicts>,
+) -> Result<(), eventsourcery::error::BoxError> {
+    let mut conn = conflicts.pool.acquire().await?;
+    // Wrapped as a handler often does: the conflict is found among the error's sources.
+    conflicts
+        .raise(&mut conn)
+        .await
+        .map_err(|source| StoreError::Database {
+            operation: "the listener's write",
+            source,
+        })?;
+    Ok(())
+}
+
+/// PostgreSQL: a transaction refused for meeting another one (serialization failure `40001`,
+/// deadlock `40P01`, as between partitions writing the same read-model row) is not the event's
+/// fault. It is tried again without counting toward `max_attempts` (3 here), so eight in a row
+/// park neither a projection nor a listener; any other database error still parks after three.
+#[cfg(feature = "postgres")]
+pub async fn transaction_conflicts_are_retried_without_parking(backend: Backend) {
+    let Pool::Postgres(pool) = backend.pool.clone() else {
+        panic!("PostgreSQL only");
+    };
+    let s = setup(backend);
+    let conflicts = Arc::new(Conflicts {
+        pool,
+        code: Mutex::new("40001"),
+        left: AtomicU32::new(0),
+        raised: AtomicU32::new(0),
+    });
+    let mut config = fast();
+    config.max_attempts = 3;
+    for consumer in ["conflicted_projection", "conflicted_listener"] {
+        let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+            .only([consumer])
+            .config(config)
+            .service_shared(conflicts.clone())
+            .build()
+            .unwrap();
+        for (round, code) in ["40001", "40P01"].into_iter().enumerate() {
+            // More than a projection's batch and event-alone tries together (3 + 3).
+            conflicts.arm(code, 8);
+            sell_one(&s, &format!("{consumer}{round}@example.com")).await;
+            let done = dispatcher.catch_up().await.unwrap();
+            assert!(done.parked.is_empty(), "{consumer}, {code}: parked");
+            assert_eq!(
+                conflicts.raised.load(Ordering::SeqCst),
+                8,
+                "{consumer}, {code}"
+            );
+            let state = dispatcher.state(consumer).await.unwrap();
+            assert_eq!(state.position, s.store.head_position().await.unwrap());
+        }
+        // Not a conflict: parked after max_attempts, as before.
+        conflicts.arm("P0001", 10);
+        sell_one(&s, &format!("{consumer}-poison@example.com")).await;
+        let done = dispatcher.catch_up().await.unwrap();
+        assert_eq!(done.parked, vec![consumer.to_owned()]);
+        let raised = conflicts.raised.load(Ordering::SeqCst);
+        // A projection tries the batch, then the event alone: max_attempts each.
+        let expected = if consumer == "conflicted_projection" {
+            6
+        } else {
+            3
+        };
+        assert_eq!(raised, expected, "{consumer}");
+    }
+}

@@ -321,9 +321,8 @@ impl Dispatcher {
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
-            let mut attempt = 0;
+            let mut attempts = Attempts::new(self.config.max_attempts);
             loop {
-                attempt += 1;
                 let result = match envelope {
                     Ok(envelope) => {
                         let mut cx = EventContext {
@@ -341,17 +340,16 @@ impl Dispatcher {
                             work,
                         )
                         .await
-                        .map_err(|error| {
-                            let unavailable = error.is::<Unavailable>();
-                            (
-                                withhold(error, envelope.carries_personal_data()),
-                                unavailable,
-                            )
-                        })
+                        .map_err(|error| Failure::new(error, envelope.carries_personal_data()))
                     }
-                    Err(error) => Err((error.to_string().into(), false)),
+                    Err(error) => Err(Failure::new(error.to_string().into(), false)),
                 };
-                let Err((error, unavailable)) = result else {
+                let Err(Failure {
+                    error,
+                    unavailable,
+                    conflict,
+                }) = result
+                else {
                     break;
                 };
                 if unavailable {
@@ -364,9 +362,9 @@ impl Dispatcher {
                     }
                     return Ok(Outcome::Unavailable(handled));
                 }
-                if attempt < self.config.max_attempts {
-                    tracing::debug!(consumer = window.name, position, attempt, %error, "retrying");
-                    self.backoff(attempt).await;
+                if let Some(step) = attempts.failed(conflict) {
+                    tracing::debug!(consumer = window.name, position, conflict, %error, "retrying");
+                    self.backoff(step).await;
                     continue;
                 }
                 return self
@@ -421,7 +419,9 @@ impl Dispatcher {
         if prepared.iter().all(|(_, e)| e.is_ok()) {
             let envelopes: Vec<Envelope> =
                 prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();
-            for attempt in 1..=self.config.max_attempts {
+            let personal = envelopes.iter().any(Envelope::carries_personal_data);
+            let mut attempts = Attempts::new(self.config.max_attempts);
+            loop {
                 let batch = Batch {
                     dispatcher: self,
                     consumer: window.consumer,
@@ -434,11 +434,13 @@ impl Dispatcher {
                 {
                     Ok(Ok(())) => return Ok(Outcome::Done(envelopes.len() as u64)),
                     Ok(Err(error)) => {
-                        let personal = envelopes.iter().any(Envelope::carries_personal_data);
-                        let error = withhold(error, personal);
-                        tracing::debug!(consumer = window.name, attempt, %error, "projection batch failed");
-                        if attempt < self.config.max_attempts {
-                            self.backoff(attempt).await;
+                        let Failure {
+                            error, conflict, ..
+                        } = Failure::new(error, personal);
+                        tracing::debug!(consumer = window.name, conflict, %error, "projection batch failed");
+                        match attempts.failed(conflict) {
+                            Some(step) => self.backoff(step).await,
+                            None => break,
                         }
                     }
                     Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
@@ -463,8 +465,8 @@ impl Dispatcher {
         let mut handled = 0;
         for (position, envelope) in &envelopes {
             let position = *position;
-            let mut last_error = None;
-            for attempt in 1..=self.config.max_attempts {
+            let mut attempts = Attempts::new(self.config.max_attempts);
+            let failed = loop {
                 let result = match envelope {
                     Ok(envelope) => {
                         let batch = Batch {
@@ -477,28 +479,23 @@ impl Dispatcher {
                             .await
                             .map(|result| {
                                 result.map_err(|error| {
-                                    withhold(error, envelope.carries_personal_data())
+                                    Failure::new(error, envelope.carries_personal_data())
                                 })
                             })
                     }
-                    Err(error) => Ok(Err(error.to_string().into())),
+                    Err(error) => Ok(Err(Failure::new(error.to_string().into(), false))),
                 };
                 match result {
-                    Ok(Ok(())) => {
-                        last_error = None;
-                        break;
-                    }
-                    Ok(Err(error)) => {
-                        last_error = Some(error);
-                        if attempt < self.config.max_attempts {
-                            self.backoff(attempt).await;
-                        }
-                    }
+                    Ok(Ok(())) => break None,
+                    Ok(Err(failure)) => match attempts.failed(failure.conflict) {
+                        Some(step) => self.backoff(step).await,
+                        None => break Some(failure.error),
+                    },
                     Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
                     Err(error) => return Err(error.into()),
                 }
-            }
-            if let Some(error) = last_error {
+            };
+            if let Some(error) = failed {
                 return self.park_at(window.name, from, position, &error).await;
             }
             from = position;
@@ -508,6 +505,59 @@ impl Dispatcher {
             return Ok(Outcome::Moved);
         }
         Ok(Outcome::Done(handled))
+    }
+}
+
+/// How many transaction conflicts (see [`Attempts`]) one event or batch is tried again for,
+/// besides its `max_attempts`.
+const CONFLICT_RETRIES: u32 = 20;
+
+/// The tries of one event or batch: `max_attempts` failures of its own, and besides them up to
+/// [`CONFLICT_RETRIES`] transaction conflicts (a PostgreSQL serialization failure or deadlock
+/// between partitions or consumers writing the same rows), which are not the event's fault and
+/// so must not park the consumer.
+struct Attempts {
+    max: u32,
+    failures: u32,
+    conflicts: u32,
+}
+
+impl Attempts {
+    fn new(max: u32) -> Self {
+        Self {
+            max,
+            failures: 0,
+            conflicts: 0,
+        }
+    }
+
+    /// Counts a failure; the backoff step to wait before trying again, or `None` when the
+    /// tries are used up.
+    fn failed(&mut self, conflict: bool) -> Option<u32> {
+        if conflict && self.conflicts < CONFLICT_RETRIES {
+            self.conflicts += 1;
+            return Some(self.conflicts.min(4));
+        }
+        self.failures += 1;
+        (self.failures < self.max).then_some(self.failures)
+    }
+}
+
+/// A consumer's error, sorted, and withheld where it may quote personal data (see
+/// [`withhold`]); sorted first, since withholding replaces it.
+struct Failure {
+    error: BoxError,
+    unavailable: bool,
+    conflict: bool,
+}
+
+impl Failure {
+    fn new(error: BoxError, personal: bool) -> Self {
+        Self {
+            unavailable: error.is::<Unavailable>(),
+            conflict: crate::error::is_transaction_conflict(&*error),
+            error: withhold(error, personal),
+        }
     }
 }
 
@@ -530,4 +580,24 @@ const WITHHELD_CONSUMER_ERROR: &str =
 fn parked(name: &str, round: &mut CatchUp) {
     crate::metrics::consumer(name, 0, true);
     round.parked.push(name.to_owned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Attempts, CONFLICT_RETRIES};
+
+    #[test]
+    fn conflicts_are_tried_again_without_counting_toward_max_attempts() {
+        let mut attempts = Attempts::new(3);
+        for conflict in 1..=CONFLICT_RETRIES {
+            assert_eq!(attempts.failed(true), Some(conflict.min(4)));
+        }
+        // Conflicts beyond the allowance count as failures, as any other error does.
+        assert_eq!(attempts.failed(true), Some(1));
+        assert_eq!(attempts.failed(false), Some(2));
+        assert_eq!(attempts.failed(false), None);
+
+        let mut alone = Attempts::new(1);
+        assert_eq!(alone.failed(false), None, "max_attempts 1: no retry");
+    }
 }
