@@ -1089,3 +1089,98 @@ pub async fn transaction_conflicts_are_retried_without_parking(backend: Backend)
         assert_eq!(raised, expected, "{consumer}");
     }
 }
+
+/// Two rows every event adds one to, in an order the event sets: partitions whose batches run
+/// at once lock them crosswise, and PostgreSQL breaks the deadlock by refusing one (`40P01`),
+/// after a `deadlock_timeout` shortened so that it happens often.
+#[cfg(feature = "postgres")]
+#[eventsourcery::projection(consumer = "crossed_totals", partitions = 4)]
+async fn crossed_totals(
+    _: TicketSold,
+    meta: EventMeta,
+    tx: &mut ProjectionTx<'_>,
+) -> Result<(), sqlx::Error> {
+    let Some(conn) = tx.postgres() else {
+        return Err(sqlx::Error::Protocol("PostgreSQL only".into()));
+    };
+    sqlx::query("SET LOCAL deadlock_timeout = '10ms'")
+        .execute(&mut *conn)
+        .await?;
+    let first = if meta.position % 2 == 0 { 1 } else { 2 };
+    for id in [first, 3 - first] {
+        sqlx::query("UPDATE crossed_totals SET n = n + 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        // Long enough for another partition to take the other row meanwhile.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// PostgreSQL, for real: the partitions of one projection deadlock on the rows they share, and
+/// the database refuses one transaction at a time; every refused batch is tried again, so the
+/// totals count each event exactly once and no partition is parked.
+#[cfg(feature = "postgres")]
+pub async fn partitions_that_deadlock_on_shared_rows_are_not_parked(backend: Backend) {
+    const EVENTS: i64 = 120;
+    let Pool::Postgres(pool) = backend.pool.clone() else {
+        panic!("PostgreSQL only");
+    };
+    let s = setup(backend);
+    sqlx::query("CREATE TABLE crossed_totals (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO crossed_totals (id, n) VALUES (1, 0), (2, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let deadlocks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = deadlocks().await;
+    for i in 0..EVENTS {
+        sell_one(&s, &format!("crossed{i}@example.com")).await;
+    }
+    let mut config = fast();
+    config.max_attempts = 2;
+    let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+        .only(["crossed_totals"])
+        .config(config)
+        .build()
+        .unwrap();
+    let done = dispatcher.catch_up().await.unwrap();
+    assert!(done.parked.is_empty(), "parked: {:?}", done.parked);
+    let totals: Vec<i64> = sqlx::query_scalar("SELECT n FROM crossed_totals ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        totals,
+        [EVENTS, EVENTS],
+        "each event counted once in each row"
+    );
+    // The statistics are sent by the backends a moment after their transactions end.
+    let mut met = deadlocks().await - before;
+    for _ in 0..50 {
+        if met > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&pool)
+            .await
+            .unwrap();
+        met = deadlocks().await - before;
+    }
+    assert!(
+        met > 0,
+        "no deadlock happened: the test did not test anything"
+    );
+}
