@@ -20,6 +20,9 @@ use eventsourcery::{
 };
 use futures_util::StreamExt;
 use support::nats::NatsServer;
+use support::spans::Capture;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::Registry;
 use uuid::Uuid;
 
 #[derive(SerializableValue, Clone, Debug)]
@@ -516,6 +519,96 @@ async fn an_event_the_broker_refuses_parks_the_publisher_at_it() {
     assert_eq!(parked.position, 4);
     assert!(parked.error.contains("position 4"), "{}", parked.error);
     assert_eq!(read_all(&jetstream).await.len(), 3);
+    server.finish(TEST);
+}
+
+/// Each publish has a span named after the OpenTelemetry messaging conventions: the subject,
+/// the event id as the message id, the correlation id, the stored name and position, and the
+/// trace context of the request as a link; a refused publish says so in `error.type`. No field
+/// of any span holds a personal value.
+#[tokio::test]
+async fn a_publish_span_names_the_message_and_never_its_personal_data() {
+    const TEST: &str = "a_publish_span_names_the_message_and_never_its_personal_data";
+    let Some(server) = NatsServer::start(TEST) else {
+        return;
+    };
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(Registry::default().with(capture.clone()));
+    let jetstream = connect(&server).await;
+    create_stream(&jetstream).await;
+    let mut s = setup();
+    let dispatcher = publishing(&s, "spanned", jetstream.clone());
+    s.sell_and_scan(0).await;
+    s.bus
+        .execute(ScanNatsTicket {
+            ticket: TicketId::generate(),
+            gate: 9,
+            note: "x".repeat(2 << 20),
+        })
+        .await
+        .unwrap();
+    let round = dispatcher.catch_up().await.unwrap();
+    assert_eq!(round.parked, ["spanned"], "the oversized event is refused");
+
+    let events = s.store.read_all(0, 10).await.unwrap();
+    let spans = capture.named("publish");
+    // The refused event is tried `max_attempts` times, each publish in a span of its own.
+    assert!(spans.len() >= 4, "{spans:?}");
+    for (span, event) in spans.iter().zip(&events[..3]) {
+        assert_eq!(span.get("otel.kind"), Some("producer"), "{span:?}");
+        assert_eq!(span.get("messaging.system"), Some("nats"));
+        assert_eq!(span.get("messaging.operation.type"), Some("send"));
+        let subject = span.get("messaging.destination.name").expect("a subject");
+        assert!(subject.starts_with("test.nats_ticket."), "{subject}");
+        assert_eq!(
+            span.get("otel.name"),
+            Some(format!("send {subject}").as_str())
+        );
+        assert_eq!(
+            span.get("messaging.message.id"),
+            Some(event.event_id.to_string().as_str())
+        );
+        assert_eq!(
+            span.get("eventsourcery.event.position"),
+            Some(event.position.to_string().as_str())
+        );
+        assert_eq!(
+            span.get("eventsourcery.event.name"),
+            Some(event.event_name.as_str())
+        );
+        assert_eq!(span.get("eventsourcery.publisher.name"), Some("spanned"));
+        assert_eq!(span.get("error.type"), None);
+    }
+    let sold = &spans[0];
+    assert_eq!(
+        sold.get("eventsourcery.link.traceparent"),
+        Some(TRACEPARENT)
+    );
+    assert_eq!(
+        sold.get("messaging.message.conversation_id"),
+        events[0]
+            .metadata
+            .correlation_id
+            .map(|id| id.to_string())
+            .as_deref()
+    );
+    let refused = spans.last().unwrap();
+    assert_eq!(refused.get("eventsourcery.event.position"), Some("4"));
+    assert_eq!(refused.get("error.type"), Some("refused"), "{refused:?}");
+
+    let all = capture.all();
+    assert!(!all.is_empty());
+    for span in &all {
+        for (field, value) in &span.fields {
+            for secret in &s.secrets {
+                assert!(
+                    !value.contains(secret.as_str()),
+                    "span {} field {field} holds a personal value",
+                    span.name
+                );
+            }
+        }
+    }
     server.finish(TEST);
 }
 

@@ -3,18 +3,16 @@
 //! request that caused a command on the span of every consumer that handles its events.
 #![cfg(feature = "sqlite")]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod support;
 
 use eventsourcery::bus::ExecuteOptions;
 use eventsourcery::{
     Aggregate, Apply, Command, CommandBus, Dispatcher, DomainEvent, Id, Repository,
     SerializableValue, SqliteStore,
 };
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id as SpanId, Record};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::{LookupSpan, Registry};
+use support::spans::{Capture, Seen};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::Registry;
 
 /// The trace context of the caller's span, as an HTTP request would bring it.
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -63,65 +61,6 @@ async fn ring(command: Ring, bells: Repository<Bell>) -> Result<(), eventsourcer
 #[eventsourcery::listener(consumer = "tracing.ringer")]
 async fn ringer(_: BellRung) -> Result<(), eventsourcery::Error> {
     Ok(())
-}
-
-/// One span as the layer saw it: its name and every field recorded on it, as text.
-#[derive(Debug, Clone)]
-struct Seen {
-    name: &'static str,
-    fields: HashMap<String, String>,
-}
-
-impl Seen {
-    fn get(&self, field: &str) -> Option<&str> {
-        self.fields.get(field).map(String::as_str)
-    }
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-/// A layer that keeps every span with its fields, as an OpenTelemetry layer would read them.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(SpanId, Seen)>>>);
-
-impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &SpanId, _: Context<'_, S>) {
-        let mut fields = HashMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let seen = Seen {
-            name: attrs.metadata().name(),
-            fields,
-        };
-        self.0.lock().unwrap().push((id.clone(), seen));
-    }
-
-    fn on_record(&self, id: &SpanId, values: &Record<'_>, _: Context<'_, S>) {
-        let mut spans = self.0.lock().unwrap();
-        if let Some((_, seen)) = spans.iter_mut().rev().find(|(i, _)| i == id) {
-            values.record(&mut Fields(&mut seen.fields));
-        }
-    }
-}
-
-impl Capture {
-    fn named(&self, name: &str) -> Vec<Seen> {
-        let spans = self.0.lock().unwrap();
-        spans
-            .iter()
-            .filter(|(_, s)| s.name == name)
-            .map(|(_, s)| s.clone())
-            .collect()
-    }
 }
 
 #[tokio::test]

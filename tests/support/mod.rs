@@ -2,6 +2,8 @@
 //! temporary SQLite files.
 #![allow(dead_code)]
 
+pub mod spans;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
