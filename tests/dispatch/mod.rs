@@ -1106,7 +1106,11 @@ async fn crossed_totals(
     sqlx::query("SET LOCAL deadlock_timeout = '10ms'")
         .execute(&mut *conn)
         .await?;
-    let first = if meta.position.is_multiple_of(2) { 1 } else { 2 };
+    let first = if meta.position.is_multiple_of(2) {
+        1
+    } else {
+        2
+    };
     for id in [first, 3 - first] {
         sqlx::query("UPDATE crossed_totals SET n = n + 1 WHERE id = $1")
             .bind(id)

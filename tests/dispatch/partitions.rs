@@ -557,6 +557,17 @@ impl eventsourcery::dispatch::TxWork for Work {
     }
 }
 
+/// The row `name`, if there is one, with its live lease holder.
+async fn holder(store: &dyn ConsumerStore, name: &str) -> Option<Option<Uuid>> {
+    store
+        .consumers(name)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.holder)
+}
+
 /// An instance reads another's membership row as expired and deletes it; if the other renewed
 /// it in between (slow, not gone), the delete must leave it: otherwise the live instance drops
 /// out of the count and a needless hand-over of partitions follows. First the interleaving
@@ -564,16 +575,6 @@ impl eventsourcery::dispatch::TxWork for Work {
 pub async fn an_expired_membership_renewed_meanwhile_is_not_forgotten(backend: Backend) {
     let store = backend.store;
     let live = Uuid::new_v4();
-    let holder = |store: Arc<dyn ConsumerStore>, name: &'static str| async move {
-        store
-            .consumers(name)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.name == name)
-            .map(|e| e.holder)
-    };
-
     // Made to meet: the survey's read sees the lease expired, the renewal lands, then the delete.
     assert!(
         store
@@ -583,7 +584,7 @@ pub async fn an_expired_membership_renewed_meanwhile_is_not_forgotten(backend: B
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
-        holder(store.clone(), "m[slow]").await,
+        holder(&*store, "m[slow]").await,
         Some(None),
         "read as expired"
     );
@@ -597,7 +598,7 @@ pub async fn an_expired_membership_renewed_meanwhile_is_not_forgotten(backend: B
         !store.forget_expired("m[slow]").await.unwrap(),
         "renewed: kept"
     );
-    assert_eq!(holder(store.clone(), "m[slow]").await, Some(Some(live)));
+    assert_eq!(holder(&*store, "m[slow]").await, Some(Some(live)));
 
     // Still deleted when really expired, or never leased; an unknown row is no change.
     assert!(
@@ -611,8 +612,8 @@ pub async fn an_expired_membership_renewed_meanwhile_is_not_forgotten(backend: B
     assert!(store.forget_expired("m[gone]").await.unwrap());
     assert!(store.forget_expired("m[never]").await.unwrap());
     assert!(!store.forget_expired("m[unknown]").await.unwrap());
-    assert_eq!(holder(store.clone(), "m[gone]").await, None);
-    assert_eq!(holder(store.clone(), "m[never]").await, None);
+    assert_eq!(holder(&*store, "m[gone]").await, None);
+    assert_eq!(holder(&*store, "m[never]").await, None);
 
     // For real: each round, a renewal and a delete of a row read as expired race; whichever
     // comes first, the row is there afterwards with its holder (a delete after the renewal
@@ -649,15 +650,8 @@ pub async fn an_expired_membership_renewed_meanwhile_is_not_forgotten(backend: B
         };
         assert!(renew.await.unwrap());
         forget.await.unwrap();
-        let held = store
-            .consumers(&name)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.name == name)
-            .and_then(|e| e.holder);
         assert_eq!(
-            held,
+            holder(&*store, &name).await.flatten(),
             Some(live),
             "round {round}: the renewed row was deleted"
         );
