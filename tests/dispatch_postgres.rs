@@ -49,6 +49,7 @@ dispatch_suite!(postgres;
     a_projection_write_and_its_checkpoint_commit_together,
     transaction_conflicts_are_retried_without_parking,
     partitions_that_deadlock_on_shared_rows_are_not_parked,
+    a_batch_refused_at_commit_is_tried_again,
     a_worker_wakes_on_appends_from_another_process,
     closing_the_pool_after_a_worker_returns_at_once,
 );

@@ -1092,7 +1092,8 @@ pub async fn transaction_conflicts_are_retried_without_parking(backend: Backend)
 
 /// Two rows every event adds one to, in an order the event sets: partitions whose batches run
 /// at once lock them crosswise, and PostgreSQL breaks the deadlock by refusing one (`40P01`),
-/// after a `deadlock_timeout` shortened so that it happens often.
+/// after a `deadlock_timeout` shortened so that it happens often (setting it takes a
+/// superuser, as the test databases' `postgres` is).
 #[cfg(feature = "postgres")]
 #[eventsourcery::projection(consumer = "crossed_totals", partitions = 4)]
 async fn crossed_totals(
@@ -1152,8 +1153,10 @@ pub async fn partitions_that_deadlock_on_shared_rows_are_not_parked(backend: Bac
     for i in 0..EVENTS {
         sell_one(&s, &format!("crossed{i}@example.com")).await;
     }
+    // One try in the batch and one alone: without the conflict allowance, an event that meets
+    // a deadlock twice parks its partition.
     let mut config = fast();
-    config.max_attempts = 2;
+    config.max_attempts = 1;
     let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
         .only(["crossed_totals"])
         .config(config)
@@ -1187,4 +1190,79 @@ pub async fn partitions_that_deadlock_on_shared_rows_are_not_parked(backend: Bac
         met > 0,
         "no deadlock happened: the test did not test anything"
     );
+}
+
+/// A read-model table whose rows are refused at commit, with `40001`, by a deferred constraint
+/// trigger, as often as the sequence `commit_refusals` says: what a serializable transaction
+/// meeting another gets from PostgreSQL at `COMMIT`.
+#[cfg(feature = "postgres")]
+const REFUSED_AT_COMMIT: &[&str] = &[
+    "CREATE SEQUENCE commit_refusals",
+    "CREATE TABLE at_commit (event_id UUID PRIMARY KEY)",
+    "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ \
+     BEGIN \
+         IF nextval('commit_refusals') <= 8 THEN \
+             RAISE EXCEPTION 'refused at commit' USING ERRCODE = '40001'; \
+         END IF; \
+         RETURN NULL; \
+     END $$",
+    "CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON at_commit \
+     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
+];
+
+#[cfg(feature = "postgres")]
+#[eventsourcery::projection(consumer = "refused_at_commit")]
+async fn refused_at_commit(
+    _: TicketSold,
+    meta: EventMeta,
+    tx: &mut ProjectionTx<'_>,
+) -> Result<(), sqlx::Error> {
+    let Some(conn) = tx.postgres() else {
+        return Err(sqlx::Error::Protocol("PostgreSQL only".into()));
+    };
+    sqlx::query("INSERT INTO at_commit (event_id) VALUES ($1)")
+        .bind(meta.event_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// PostgreSQL: a projection's transaction refused when it commits (here eight times in a row,
+/// by a deferred trigger raising `40001`) is a conflict too: the batch is tried again, the
+/// round does not fail, the consumer is not parked, and the event is written once.
+#[cfg(feature = "postgres")]
+pub async fn a_batch_refused_at_commit_is_tried_again(backend: Backend) {
+    let Pool::Postgres(pool) = backend.pool.clone() else {
+        panic!("PostgreSQL only");
+    };
+    let s = setup(backend);
+    for sql in REFUSED_AT_COMMIT {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sell_one(&s, "commit@example.com").await;
+    let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+        .only(["refused_at_commit"])
+        .config(fast())
+        .build()
+        .unwrap();
+    let done = dispatcher
+        .catch_up()
+        .await
+        .expect("the round does not fail");
+    assert!(done.parked.is_empty(), "parked: {:?}", done.parked);
+    let refusals: i64 = sqlx::query_scalar("SELECT last_value FROM commit_refusals")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(refusals, 9, "eight commits refused, the ninth taken");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM at_commit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    let state = dispatcher.state("refused_at_commit").await.unwrap();
+    assert_eq!(state.position, s.store.head_position().await.unwrap());
 }

@@ -363,7 +363,7 @@ impl Dispatcher {
                     return Ok(Outcome::Unavailable(handled));
                 }
                 if let Some(step) = attempts.failed(conflict) {
-                    tracing::debug!(consumer = window.name, position, conflict, %error, "retrying");
+                    tracing::debug!(consumer = window.name, position, failures = attempts.failures, conflicts = attempts.conflicts, %error, "retrying");
                     self.backoff(step).await;
                     continue;
                 }
@@ -437,13 +437,24 @@ impl Dispatcher {
                         let Failure {
                             error, conflict, ..
                         } = Failure::new(error, personal);
-                        tracing::debug!(consumer = window.name, conflict, %error, "projection batch failed");
+                        tracing::debug!(consumer = window.name, failures = attempts.failures, conflicts = attempts.conflicts, conflict, %error, "projection batch failed");
                         match attempts.failed(conflict) {
                             Some(step) => self.backoff(step).await,
                             None => break,
                         }
                     }
                     Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
+                    // Refused at commit for meeting another transaction: rolled back, so tried
+                    // again as a conflict in the work is.
+                    Err(error)
+                        if crate::error::is_transaction_conflict(&error)
+                            && attempts.conflicts < CONFLICT_RETRIES =>
+                    {
+                        tracing::debug!(consumer = window.name, %error, "projection batch refused at commit");
+                        if let Some(step) = attempts.failed(true) {
+                            self.backoff(step).await;
+                        }
+                    }
                     Err(error) => return Err(error.into()),
                 }
             }
@@ -492,6 +503,14 @@ impl Dispatcher {
                         None => break Some(failure.error),
                     },
                     Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
+                    Err(error)
+                        if crate::error::is_transaction_conflict(&error)
+                            && attempts.conflicts < CONFLICT_RETRIES =>
+                    {
+                        if let Some(step) = attempts.failed(true) {
+                            self.backoff(step).await;
+                        }
+                    }
                     Err(error) => return Err(error.into()),
                 }
             };
@@ -514,8 +533,10 @@ const CONFLICT_RETRIES: u32 = 20;
 
 /// The tries of one event or batch: `max_attempts` failures of its own, and besides them up to
 /// [`CONFLICT_RETRIES`] transaction conflicts (a PostgreSQL serialization failure or deadlock
-/// between partitions or consumers writing the same rows), which are not the event's fault and
-/// so must not park the consumer.
+/// between partitions or consumers writing the same rows, in the work or at its commit), which
+/// are not the event's fault and so must not park the consumer. A long run of conflicts may
+/// outlast the consumer's lease (renewed between batches): the checkpoint check then stops
+/// the batch's commit, and the instance that took over carries on.
 struct Attempts {
     max: u32,
     failures: u32,
@@ -523,9 +544,10 @@ struct Attempts {
 }
 
 impl Attempts {
+    /// `max` is at least 1: every event is tried once.
     fn new(max: u32) -> Self {
         Self {
-            max,
+            max: max.max(1),
             failures: 0,
             conflicts: 0,
         }
@@ -599,5 +621,7 @@ mod tests {
 
         let mut alone = Attempts::new(1);
         assert_eq!(alone.failed(false), None, "max_attempts 1: no retry");
+        let mut none = Attempts::new(0);
+        assert_eq!(none.failed(false), None, "max_attempts 0 is 1: tried once");
     }
 }
