@@ -329,9 +329,11 @@ impl Dispatcher {
                 match entry.holder {
                     Some(_) if theirs == count => instances += 1,
                     Some(_) => {}
-                    // Unless it was renewed since it was read.
+                    // Unless it was renewed since it was read: then it is live, and counts.
                     None => {
-                        self.store.forget_expired(&entry.name).await?;
+                        if !self.store.forget_expired(&entry.name).await? && theirs == count {
+                            instances += 1;
+                        }
                     }
                 }
             }

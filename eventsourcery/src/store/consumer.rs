@@ -181,7 +181,7 @@ pub trait ConsumerStore: EventStore {
 /// store get [`none`](Self::none).
 pub struct ProjectionTx<'a> {
     backend: &'static str,
-    conn: Option<&'a mut (dyn Any + Send)>,
+    conn: Option<&'a mut (dyn Any + Send + Sync)>,
 }
 
 impl fmt::Debug for ProjectionTx<'_> {
@@ -201,7 +201,7 @@ impl<'a> ProjectionTx<'a> {
 
     /// The transaction on `conn`, a connection of the backend named `backend` (`"sqlite"`,
     /// `"postgres"`, or a backend of your own).
-    pub fn new<C: Any + Send>(backend: &'static str, conn: &'a mut C) -> Self {
+    pub fn new<C: Any + Send + Sync>(backend: &'static str, conn: &'a mut C) -> Self {
         Self {
             backend,
             conn: Some(conn),
@@ -209,7 +209,9 @@ impl<'a> ProjectionTx<'a> {
     }
 
     /// The connection of the transaction as `C`, if there is a transaction and its connection is
-    /// a `C`.
+    /// a `C`. Name the connection types through `eventsourcery::sqlx` (as
+    /// `eventsourcery::sqlx::PgConnection`): the same type from another version of sqlx is
+    /// another type, and gives `None`.
     pub fn connection<C: Any>(&mut self) -> Option<&mut C> {
         self.conn.as_deref_mut()?.downcast_mut()
     }
@@ -231,7 +233,7 @@ impl<'a> ProjectionTx<'a> {
             conn: self
                 .conn
                 .as_deref_mut()
-                .map(|conn| conn as &mut (dyn Any + Send)),
+                .map(|conn| conn as &mut (dyn Any + Send + Sync)),
         }
     }
 
@@ -254,6 +256,14 @@ mod tests {
 
     /// A stand-in for a backend's connection.
     struct Conn(u32);
+
+    /// A consumer may hold `&EventContext` (which holds the transaction) across an `.await`.
+    #[test]
+    fn a_transaction_is_send_and_sync() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<ProjectionTx<'static>>();
+        send_and_sync::<crate::dispatch::EventContext<'static>>();
+    }
 
     #[test]
     fn the_connection_comes_back_only_as_its_own_type() {

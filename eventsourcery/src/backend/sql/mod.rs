@@ -186,7 +186,7 @@ schema_error!(crate::personal::PersonalError);
 /// What one SQL database does its own way, as sqlx implements `Migrate` once per driver: the
 /// generic code of this module (migrations, reads, snapshots, consumer state, key and personal
 /// data stores) is written once against it. A new backend implements it in its own module.
-pub(crate) trait Backend: sqlx::Database {
+pub(crate) trait Backend: sqlx::Database<Connection: Sync> {
     /// Whether the database has the table `table`.
     fn has_table(
         pool: &sqlx::Pool<Self>,
