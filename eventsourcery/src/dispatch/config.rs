@@ -8,7 +8,9 @@ use std::time::Duration;
 pub struct DispatchConfig {
     /// Events read per batch.
     pub batch_size: usize,
-    /// Attempts at one event (or batch) before the consumer is parked.
+    /// Attempts at one event (or batch) before the consumer is parked (0 counts as 1). A
+    /// transaction the database refused for meeting another (PostgreSQL `40001`, `40P01`) is
+    /// tried again up to 20 more times without counting.
     pub max_attempts: u32,
     /// The first retry delay; it doubles per attempt.
     pub backoff: Duration,
@@ -56,7 +58,8 @@ impl DispatchConfig {
         self
     }
 
-    /// Attempts at one event (or batch) before the consumer is parked (at least 1).
+    /// Attempts at one event (or batch) before the consumer is parked (at least 1); see
+    /// the field of the same name for transaction conflicts, which do not count.
     #[must_use]
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts.max(1);
