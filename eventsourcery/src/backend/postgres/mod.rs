@@ -171,6 +171,8 @@ struct Shared {
 }
 
 impl sql::Backend for Postgres {
+    const REFUSES_MALFORMED_JSON: bool = true;
+
     type Uuid = Uuid;
     type Uuids = Vec<Uuid>;
     type After = Option<Uuid>;

@@ -152,7 +152,7 @@ where
     ) -> Result<Vec<StreamEvent>, StoreError> {
         let rows = stream_page!(self, S::SQL.load_stream, stream, after_version, limit);
         rows.iter()
-            .map(|row| super::StoreRow::stream_event(stream, row))
+            .map(|row| super::StoreRow::stream_event(stream, row, S::Db::REFUSES_MALFORMED_JSON))
             .collect()
     }
 

@@ -187,6 +187,11 @@ schema_error!(crate::personal::PersonalError);
 /// generic code of this module (migrations, reads, snapshots, consumer state, key and personal
 /// data stores) is written once against it. A new backend implements it in its own module.
 pub(crate) trait Backend: sqlx::Database<Connection: Sync> {
+    /// Whether the payload column refuses malformed JSON (PostgreSQL's `jsonb`), so that the
+    /// text read back needs no check before it is decoded; SQLite's `TEXT` holds whatever was
+    /// written into it.
+    const REFUSES_MALFORMED_JSON: bool;
+
     /// Whether the database has the table `table`.
     fn has_table(
         pool: &sqlx::Pool<Self>,

@@ -122,11 +122,19 @@ where
         serde_json::from_str(&text).map_err(|e| self.corrupt(format!("column `{column}`: {e}")))
     }
 
-    /// A JSON column as its text, checked to parse (without building it).
-    fn json_text(&self, index: usize, column: &str) -> Result<StreamPayload, StoreError> {
+    /// A JSON column as its text, checked to parse (without building it) unless the database
+    /// already refuses malformed JSON in it.
+    fn json_text(
+        &self,
+        index: usize,
+        column: &str,
+        checked: bool,
+    ) -> Result<StreamPayload, StoreError> {
         let text: String = self.get(index, column)?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&text)
-            .map_err(|e| self.corrupt(format!("column `{column}`: {e}")))?;
+        if !checked {
+            serde_json::from_str::<serde::de::IgnoredAny>(&text)
+                .map_err(|e| self.corrupt(format!("column `{column}`: {e}")))?;
+        }
         Ok(StreamPayload::Text(text))
     }
 
@@ -160,9 +168,14 @@ where
 
     /// Decodes an event row of `stream` selected as `position, stream_version, event_name,
     /// schema_version, payload` (JSON as text): what a load needs. The stream's name goes into
-    /// an error only, so a row allocates nothing for it.
-    pub(crate) fn stream_event(stream: &StreamId, row: &'r R) -> Result<StreamEvent, StoreError> {
-        Self::page_event(row).map_err(|error| match error {
+    /// an error only, so a row allocates nothing for it. `checked`: the database refuses
+    /// malformed JSON in the payload column, so its text is not parsed here.
+    pub(crate) fn stream_event(
+        stream: &StreamId,
+        row: &'r R,
+        checked: bool,
+    ) -> Result<StreamEvent, StoreError> {
+        Self::page_event(row, checked).map_err(|error| match error {
             StoreError::Corrupt {
                 table,
                 location,
@@ -176,7 +189,7 @@ where
         })
     }
 
-    fn page_event(row: &'r R) -> Result<StreamEvent, StoreError> {
+    fn page_event(row: &'r R, checked: bool) -> Result<StreamEvent, StoreError> {
         let columns = Self::new(row, EVENTS, "a row with an unreadable position".to_owned());
         let position = columns.unsigned(0, "position")?;
         let columns = Self::new(row, EVENTS, Location::Position(position));
@@ -194,7 +207,7 @@ where
             stream_version,
             columns.get(2, "event_name")?,
             columns.u32(3, "schema_version")?,
-            columns.json_text(4, "payload")?,
+            columns.json_text(4, "payload", checked)?,
         ))
     }
 

@@ -348,6 +348,8 @@ async fn append_in(
 }
 
 impl sql::Backend for Sqlite {
+    const REFUSES_MALFORMED_JSON: bool = false;
+
     type Uuid = String;
     type Uuids = String;
     type After = String;
