@@ -608,6 +608,13 @@ fn parked(name: &str, round: &mut CatchUp) {
 mod tests {
     use super::{Attempts, CONFLICT_RETRIES};
 
+    /// A consumer may hold `&EventContext` across an `.await` in a future that must be `Send`.
+    #[test]
+    fn an_event_context_is_send_and_sync() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<super::EventContext<'static>>();
+    }
+
     #[test]
     fn conflicts_are_tried_again_without_counting_toward_max_attempts() {
         let mut attempts = Attempts::new(3);

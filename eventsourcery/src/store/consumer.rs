@@ -262,7 +262,6 @@ mod tests {
     fn a_transaction_is_send_and_sync() {
         fn send_and_sync<T: Send + Sync>() {}
         send_and_sync::<ProjectionTx<'static>>();
-        send_and_sync::<crate::dispatch::EventContext<'static>>();
     }
 
     #[test]
