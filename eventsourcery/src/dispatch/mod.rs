@@ -28,6 +28,7 @@ mod config;
 pub(crate) mod consumer;
 mod health;
 mod partition;
+mod retry;
 mod run;
 mod worker;
 

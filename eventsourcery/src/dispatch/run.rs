@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext, Unavailable};
+use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext};
 use super::partition::Slot;
+use super::retry::{Attempts, CONFLICT_RETRIES, Failure};
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::codec::collect_references;
 use crate::command::BoxError;
@@ -527,77 +528,6 @@ impl Dispatcher {
     }
 }
 
-/// How many transaction conflicts (see [`Attempts`]) one event or batch is tried again for,
-/// besides its `max_attempts`.
-const CONFLICT_RETRIES: u32 = 20;
-
-/// The tries of one event or batch: `max_attempts` failures of its own, and besides them up to
-/// [`CONFLICT_RETRIES`] transaction conflicts (a PostgreSQL serialization failure or deadlock
-/// between partitions or consumers writing the same rows, in the work or at its commit), which
-/// are not the event's fault and so must not park the consumer. A long run of conflicts may
-/// outlast the consumer's lease (renewed between batches): the checkpoint check then stops
-/// the batch's commit, and the instance that took over carries on.
-struct Attempts {
-    max: u32,
-    failures: u32,
-    conflicts: u32,
-}
-
-impl Attempts {
-    /// `max` is at least 1: every event is tried once.
-    fn new(max: u32) -> Self {
-        Self {
-            max: max.max(1),
-            failures: 0,
-            conflicts: 0,
-        }
-    }
-
-    /// Counts a failure; the backoff step to wait before trying again, or `None` when the
-    /// tries are used up.
-    fn failed(&mut self, conflict: bool) -> Option<u32> {
-        if conflict && self.conflicts < CONFLICT_RETRIES {
-            self.conflicts += 1;
-            return Some(self.conflicts.min(4));
-        }
-        self.failures += 1;
-        (self.failures < self.max).then_some(self.failures)
-    }
-}
-
-/// A consumer's error, sorted, and withheld where it may quote personal data (see
-/// [`withhold`]); sorted first, since withholding replaces it.
-struct Failure {
-    error: BoxError,
-    unavailable: bool,
-    conflict: bool,
-}
-
-impl Failure {
-    fn new(error: BoxError, personal: bool) -> Self {
-        Self {
-            unavailable: error.is::<Unavailable>(),
-            conflict: crate::error::is_transaction_conflict(&*error),
-            error: withhold(error, personal),
-        }
-    }
-}
-
-/// What a consumer's error becomes before it is logged or stored with a parked consumer: for
-/// an event that carries personal data, a fixed text, since the consumer saw the decrypted
-/// values and its message may quote them (the parked error is never erased).
-fn withhold(error: BoxError, personal: bool) -> BoxError {
-    if personal {
-        WITHHELD_CONSUMER_ERROR.into()
-    } else {
-        error
-    }
-}
-
-/// The text that replaces a consumer's error message for an event with personal data.
-const WITHHELD_CONSUMER_ERROR: &str =
-    "the consumer failed; message withheld: the event carries personal data";
-
 /// Notes in `round` (and in the metrics) that the checkpoint `name` is parked.
 fn parked(name: &str, round: &mut CatchUp) {
     crate::metrics::consumer(name, 0, true);
@@ -606,29 +536,10 @@ fn parked(name: &str, round: &mut CatchUp) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Attempts, CONFLICT_RETRIES};
-
     /// A consumer may hold `&EventContext` across an `.await` in a future that must be `Send`.
     #[test]
     fn an_event_context_is_send_and_sync() {
         fn send_and_sync<T: Send + Sync>() {}
         send_and_sync::<super::EventContext<'static>>();
-    }
-
-    #[test]
-    fn conflicts_are_tried_again_without_counting_toward_max_attempts() {
-        let mut attempts = Attempts::new(3);
-        for conflict in 1..=CONFLICT_RETRIES {
-            assert_eq!(attempts.failed(true), Some(conflict.min(4)));
-        }
-        // Conflicts beyond the allowance count as failures, as any other error does.
-        assert_eq!(attempts.failed(true), Some(1));
-        assert_eq!(attempts.failed(false), Some(2));
-        assert_eq!(attempts.failed(false), None);
-
-        let mut alone = Attempts::new(1);
-        assert_eq!(alone.failed(false), None, "max_attempts 1: no retry");
-        let mut none = Attempts::new(0);
-        assert_eq!(none.failed(false), None, "max_attempts 0 is 1: tried once");
     }
 }
