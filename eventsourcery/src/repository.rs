@@ -226,7 +226,7 @@ impl<A: Aggregate> Repository<A> {
             if A::SNAPSHOT_EVERY.is_some()
                 && let Some(stored) = store.load_snapshot(&stream).await?
                 && stored.snapshot_version == A::SNAPSHOT_VERSION
-                && let Some((state, references)) = snapshot::references(stored.state)
+                && let Some((state, references)) = snapshot::references(stored.state, A::handles)
             {
                 // The snapshot's personal values, by reference: resolved in one round trip,
                 // as a page of events is.

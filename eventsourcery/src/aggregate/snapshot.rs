@@ -187,10 +187,7 @@ impl<T: PersonalData> SnapshotField for Personal<T> {
             })?;
             // The reference must be one this aggregate's events can hold, of this type: one
             // moved in from another field, or from an event of another aggregate, is refused.
-            let holds = reference
-                .field
-                .rsplit_once('.')
-                .is_some_and(|(event, _)| (decoding.handles)(event))
+            let holds = held_by(decoding.handles, &reference.field)
                 && kind_of(&reference.field) == Some(T::KIND);
             if !holds {
                 return Err(de::Error::custom(
@@ -354,9 +351,23 @@ pub(crate) fn encode(encode: impl FnOnce() -> Option<Value>) -> Option<Value> {
     Some(Value::Object(envelope))
 }
 
+/// Whether `field` (`"{event}.{field}"`) is a personal field of an event the aggregate
+/// `handles`.
+fn held_by(handles: fn(&str) -> bool, field: &str) -> bool {
+    field
+        .rsplit_once('.')
+        .is_some_and(|(event, _)| handles(event))
+        && kind_of(field).is_some()
+}
+
 /// A stored snapshot taken apart: the state, and the references to resolve before it is
-/// decoded. `None` when the list of references is malformed (the snapshot is then ignored).
-pub(crate) fn references(stored: Value) -> Option<(Value, Vec<Reference>)> {
+/// decoded. `None` when the list of references is malformed, or lists a reference that no
+/// event the aggregate `handles` can hold (the snapshot is then ignored, and nothing it lists
+/// is decrypted: a forged list cannot make a load decrypt another aggregate's values).
+pub(crate) fn references(
+    stored: Value,
+    handles: fn(&str) -> bool,
+) -> Option<(Value, Vec<Reference>)> {
     let is_envelope = stored.as_object().is_some_and(|object| {
         object.len() == 2 && object.contains_key(STATE) && object.contains_key(REFERENCE)
     });
@@ -372,6 +383,9 @@ pub(crate) fn references(stored: Value) -> Option<(Value, Vec<Reference>)> {
         _ => return None,
     };
     let references = list.iter().map(parse).collect::<Option<Vec<_>>>()?;
+    if !references.iter().all(|r| held_by(handles, &r.field)) {
+        return None;
+    }
     Some((state, references))
 }
 
@@ -422,12 +436,28 @@ mod tests {
     fn a_state_without_references_is_stored_as_it_is_and_an_envelope_comes_apart() {
         let state = serde_json::json!({ "count": 3 });
         assert_eq!(encode(|| Some(state.clone())), Some(state.clone()));
+        let any = |_: &str| true;
         assert_eq!(
-            references(state.clone()).map(|(s, r)| (s, r.len())),
+            references(state.clone(), any).map(|(s, r)| (s, r.len())),
             Some((state, 0))
         );
         let broken = serde_json::json!({ REFERENCE: [{ REFERENCE: "x" }], STATE: {} });
-        assert!(references(broken).is_none());
+        assert!(references(broken, any).is_none());
+        // Listing a reference of an event the aggregate does not handle, or of a field that is
+        // not personal, makes the whole snapshot ignored, before anything is resolved.
+        let listing = |field: &str| {
+            serde_json::json!({
+                REFERENCE: [{
+                    REFERENCE: Uuid::now_v7().to_string(),
+                    SUBJECT: PersonalKey::issue().to_string(),
+                    FIELD: field,
+                }],
+                STATE: {},
+            })
+        };
+        let only_joined = |event: &str| event == "snapshot_test.joined";
+        assert!(references(listing("snapshot_test.other.email"), only_joined).is_none());
+        assert!(references(listing("snapshot_test.joined.nickname"), only_joined).is_none());
     }
 
     #[test]
