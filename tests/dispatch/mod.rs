@@ -966,6 +966,15 @@ pub async fn closing_the_pool_after_a_worker_returns_at_once(backend: Backend) {
     drop(s);
 }
 
+/// The PostgreSQL pool of `backend`, and its setup: for the cases that run on PostgreSQL only.
+#[cfg(feature = "postgres")]
+fn postgres_setup(backend: Backend) -> (sqlx::PgPool, Setup) {
+    let Pool::Postgres(pool) = backend.pool.clone() else {
+        panic!("PostgreSQL only");
+    };
+    (pool, setup(backend))
+}
+
 /// What the `conflicted` consumers fail with, and how often: the SQLSTATE they raise and the
 /// raises left; `raised` counts them.
 #[cfg(feature = "postgres")]
@@ -1041,10 +1050,7 @@ async fn conflicted_listener(
 /// park neither a projection nor a listener; any other database error still parks after three.
 #[cfg(feature = "postgres")]
 pub async fn transaction_conflicts_are_retried_without_parking(backend: Backend) {
-    let Pool::Postgres(pool) = backend.pool.clone() else {
-        panic!("PostgreSQL only");
-    };
-    let s = setup(backend);
+    let (pool, s) = postgres_setup(backend);
     let conflicts = Arc::new(Conflicts {
         pool,
         code: Mutex::new("40001"),
@@ -1129,10 +1135,7 @@ async fn crossed_totals(
 #[cfg(feature = "postgres")]
 pub async fn partitions_that_deadlock_on_shared_rows_are_not_parked(backend: Backend) {
     const EVENTS: i64 = 120;
-    let Pool::Postgres(pool) = backend.pool.clone() else {
-        panic!("PostgreSQL only");
-    };
-    let s = setup(backend);
+    let (pool, s) = postgres_setup(backend);
     sqlx::query("CREATE TABLE crossed_totals (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
         .execute(&pool)
         .await
@@ -1232,10 +1235,7 @@ async fn refused_at_commit(
 /// round does not fail, the consumer is not parked, and the event is written once.
 #[cfg(feature = "postgres")]
 pub async fn a_batch_refused_at_commit_is_tried_again(backend: Backend) {
-    let Pool::Postgres(pool) = backend.pool.clone() else {
-        panic!("PostgreSQL only");
-    };
-    let s = setup(backend);
+    let (pool, s) = postgres_setup(backend);
     for sql in REFUSED_AT_COMMIT {
         sqlx::query(sqlx::AssertSqlSafe(*sql))
             .execute(&pool)
