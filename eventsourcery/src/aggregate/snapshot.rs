@@ -187,8 +187,7 @@ impl<T: PersonalData> SnapshotField for Personal<T> {
             })?;
             // The reference must be one this aggregate's events can hold, of this type: one
             // moved in from another field, or from an event of another aggregate, is refused.
-            let holds = held_by(decoding.handles, &reference.field)
-                && kind_of(&reference.field) == Some(T::KIND);
+            let holds = held_kind(decoding.handles, &reference.field) == Some(T::KIND);
             if !holds {
                 return Err(de::Error::custom(
                     "a snapshot's reference points at a field this state does not hold",
@@ -351,13 +350,11 @@ pub(crate) fn encode(encode: impl FnOnce() -> Option<Value>) -> Option<Value> {
     Some(Value::Object(envelope))
 }
 
-/// Whether `field` (`"{event}.{field}"`) is a personal field of an event the aggregate
-/// `handles`.
-fn held_by(handles: fn(&str) -> bool, field: &str) -> bool {
-    field
-        .rsplit_once('.')
-        .is_some_and(|(event, _)| handles(event))
-        && kind_of(field).is_some()
+/// The kind of personal data `field` (`"{event}.{field}"`) holds, if it is a personal field of
+/// an event the aggregate `handles`.
+fn held_kind(handles: fn(&str) -> bool, field: &str) -> Option<&'static str> {
+    let (event, _) = field.rsplit_once('.')?;
+    handles(event).then(|| kind_of(field)).flatten()
 }
 
 /// A stored snapshot taken apart: the state, and the references to resolve before it is
@@ -383,7 +380,10 @@ pub(crate) fn references(
         _ => return None,
     };
     let references = list.iter().map(parse).collect::<Option<Vec<_>>>()?;
-    if !references.iter().all(|r| held_by(handles, &r.field)) {
+    if !references
+        .iter()
+        .all(|r| held_kind(handles, &r.field).is_some())
+    {
         return None;
     }
     Some((state, references))

@@ -311,8 +311,8 @@ impl Dispatcher {
     }
 
     /// Renews this dispatcher's membership for `name`, deletes the membership rows of
-    /// instances whose lease expired (and was not renewed meanwhile), and counts the live instances (this one included).
-    /// Returns the count and every partitioning row.
+    /// instances whose lease expired (and was not renewed meanwhile), and counts the live
+    /// instances (this one included). Returns the count and every partitioning row.
     async fn survey(
         &self,
         name: &str,

@@ -3,10 +3,11 @@
 
 use super::consumer::Unavailable;
 use crate::command::BoxError;
+use crate::store::StoreError;
 
 /// How many transaction conflicts (see [`Attempts`]) one event or batch is tried again for,
 /// besides its `max_attempts`.
-pub(super) const CONFLICT_RETRIES: u32 = 20;
+const CONFLICT_RETRIES: u32 = 20;
 
 /// The tries of one event or batch: `max_attempts` failures of its own, and besides them up to
 /// [`CONFLICT_RETRIES`] transaction conflicts (a PostgreSQL serialization failure or deadlock
@@ -33,12 +34,31 @@ impl Attempts {
     /// Counts a failure; the backoff step to wait before trying again, or `None` when the
     /// tries are used up.
     pub(super) fn failed(&mut self, conflict: bool) -> Option<u32> {
-        if conflict && self.conflicts < CONFLICT_RETRIES {
-            self.conflicts += 1;
-            return Some(self.conflicts.min(4));
+        if conflict && let Some(step) = self.conflicted() {
+            return Some(step);
         }
         self.failures += 1;
         (self.failures < self.max).then_some(self.failures)
+    }
+
+    /// For a store error from the batch's transaction: the backoff step before trying again if
+    /// it is a transaction refused at commit for a conflict (rolled back, so tried again as a
+    /// conflict in the work is) within the allowance; `None` otherwise, and the error ends the
+    /// round.
+    pub(super) fn refused_at_commit(&mut self, error: &StoreError) -> Option<u32> {
+        if crate::error::is_transaction_conflict(error) {
+            self.conflicted()
+        } else {
+            None
+        }
+    }
+
+    /// Counts a conflict if the allowance has room; its backoff step.
+    fn conflicted(&mut self) -> Option<u32> {
+        (self.conflicts < CONFLICT_RETRIES).then(|| {
+            self.conflicts += 1;
+            self.conflicts.min(4)
+        })
     }
 }
 
@@ -94,5 +114,11 @@ mod tests {
         assert_eq!(alone.failed(false), None, "max_attempts 1: no retry");
         let mut none = Attempts::new(0);
         assert_eq!(none.failed(false), None, "max_attempts 0 is 1: tried once");
+
+        // A store error that is not a conflict ends the round, and counts nothing.
+        let mut store = Attempts::new(3);
+        let error = crate::store::StoreError::InvalidAppend("not a conflict".into());
+        assert_eq!(store.refused_at_commit(&error), None);
+        assert_eq!((store.failures, store.conflicts), (0, 0));
     }
 }

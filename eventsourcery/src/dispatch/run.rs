@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use super::consumer::{Consumer, ConsumerKind, Envelope, EventContext};
 use super::partition::Slot;
-use super::retry::{Attempts, CONFLICT_RETRIES, Failure};
+use super::retry::{Attempts, Failure};
 use super::{CatchUp, DispatchError, Dispatcher};
 use crate::codec::collect_references;
 use crate::command::BoxError;
@@ -445,18 +445,13 @@ impl Dispatcher {
                         }
                     }
                     Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
-                    // Refused at commit for meeting another transaction: rolled back, so tried
-                    // again as a conflict in the work is.
-                    Err(error)
-                        if crate::error::is_transaction_conflict(&error)
-                            && attempts.conflicts < CONFLICT_RETRIES =>
-                    {
-                        tracing::debug!(consumer = window.name, %error, "projection batch refused at commit");
-                        if let Some(step) = attempts.failed(true) {
+                    Err(error) => match attempts.refused_at_commit(&error) {
+                        Some(step) => {
+                            tracing::debug!(consumer = window.name, %error, "projection batch refused at commit");
                             self.backoff(step).await;
                         }
-                    }
-                    Err(error) => return Err(error.into()),
+                        None => return Err(error.into()),
+                    },
                 }
             }
             let prepared = envelopes
@@ -504,15 +499,10 @@ impl Dispatcher {
                         None => break Some(failure.error),
                     },
                     Err(StoreError::CheckpointMoved { .. }) => return Ok(Outcome::Moved),
-                    Err(error)
-                        if crate::error::is_transaction_conflict(&error)
-                            && attempts.conflicts < CONFLICT_RETRIES =>
-                    {
-                        if let Some(step) = attempts.failed(true) {
-                            self.backoff(step).await;
-                        }
-                    }
-                    Err(error) => return Err(error.into()),
+                    Err(error) => match attempts.refused_at_commit(&error) {
+                        Some(step) => self.backoff(step).await,
+                        None => return Err(error.into()),
+                    },
                 }
             };
             if let Some(error) = failed {

@@ -201,13 +201,12 @@ impl ConsumerStore for MemoryStore {
             .leases
             .get(consumer)
             .is_some_and(|(_, expires)| *expires >= Instant::now());
-        let known = inner.states.contains_key(consumer) || inner.leases.contains_key(consumer);
-        if held || !known {
+        if held {
             return Ok(false);
         }
-        inner.states.remove(consumer);
-        inner.leases.remove(consumer);
-        Ok(true)
+        let state = inner.states.remove(consumer).is_some();
+        let lease = inner.leases.remove(consumer).is_some();
+        Ok(state || lease)
     }
 
     async fn mark_processed(&self, consumer: &str, event_id: Uuid) -> Result<bool, StoreError> {
