@@ -17,6 +17,7 @@ dispatch_suite!(memory;
     the_attribute_sets_the_partition_count,
     the_consumer_store_lists_forgets_and_resets,
     an_expired_membership_renewed_meanwhile_is_not_forgotten,
+    a_retry_after_an_erasure_sees_the_value_erased,
     a_listener_sees_each_event_once_with_personal_data_decrypted,
     rebuilding_an_aggregate_never_triggers_a_consumer,
     a_process_manager_command_carries_correlation_and_causation,

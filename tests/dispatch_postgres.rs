@@ -33,6 +33,7 @@ dispatch_suite!(postgres;
     the_attribute_sets_the_partition_count,
     the_consumer_store_lists_forgets_and_resets,
     an_expired_membership_renewed_meanwhile_is_not_forgotten,
+    a_retry_after_an_erasure_sees_the_value_erased,
     a_rebuild_meeting_a_running_partition_counts_each_event_once,
     a_listener_sees_each_event_once_with_personal_data_decrypted,
     rebuilding_an_aggregate_never_triggers_a_consumer,

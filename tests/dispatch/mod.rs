@@ -1266,3 +1266,99 @@ pub async fn a_batch_refused_at_commit_is_tried_again(backend: Backend) {
     let state = dispatcher.state("refused_at_commit").await.unwrap();
     assert_eq!(state.position, s.store.head_position().await.unwrap());
 }
+
+/// What the `erased_between_tries` consumers saw on each try, and the vault they erase with:
+/// the first try of each erases the ticket's holder and fails, as a handler whose write met
+/// another transaction does.
+struct ErasedBetweenTries {
+    vault: Arc<PersonalVault>,
+    /// The holder whose ticket each consumer looks at; the others' events pass.
+    targets: Mutex<Vec<(&'static str, PersonalKey)>>,
+    seen: Mutex<Vec<(&'static str, Option<String>)>>,
+}
+
+impl ErasedBetweenTries {
+    async fn run(&self, consumer: &'static str, event: TicketSold) -> Result<(), String> {
+        let target = self
+            .targets
+            .lock()
+            .unwrap()
+            .contains(&(consumer, event.holder));
+        if !target {
+            return Ok(());
+        }
+        let email = event.email.present().map(|e| e.0.clone());
+        let first = {
+            let mut seen = self.seen.lock().unwrap();
+            let first = !seen.iter().any(|(c, _)| *c == consumer);
+            seen.push((consumer, email));
+            first
+        };
+        if first {
+            self.vault
+                .erase(event.holder, "erased between two tries")
+                .await
+                .unwrap();
+            return Err("failed before the write".into());
+        }
+        Ok(())
+    }
+}
+
+#[eventsourcery::projection(consumer = "erased_between_tries_projection")]
+async fn erased_between_tries_projection(
+    event: TicketSold,
+    _: &mut ProjectionTx<'_>,
+    state: Dep<ErasedBetweenTries>,
+) -> Result<(), String> {
+    state.run("erased_between_tries_projection", event).await
+}
+
+#[eventsourcery::listener(consumer = "erased_between_tries_listener")]
+async fn erased_between_tries_listener(
+    event: TicketSold,
+    state: Dep<ErasedBetweenTries>,
+) -> Result<(), String> {
+    state.run("erased_between_tries_listener", event).await
+}
+
+/// A retry and an erasure meet: the subject is erased after a consumer's first try decrypted
+/// its email, and the try fails. The retry must see the value erased, not the plaintext
+/// decrypted before the erasure (which a copy written on the retry would keep, out of reach
+/// of a handling of the erasure fact that already ran in another partition).
+pub async fn a_retry_after_an_erasure_sees_the_value_erased(backend: Backend) {
+    let s = setup(backend);
+    let state = Arc::new(ErasedBetweenTries {
+        vault: s.vault.clone(),
+        targets: Mutex::default(),
+        seen: Mutex::default(),
+    });
+    for consumer in [
+        "erased_between_tries_projection",
+        "erased_between_tries_listener",
+    ] {
+        let (_, holder) = sell_one(&s, &format!("{consumer}@example.com")).await;
+        state.targets.lock().unwrap().push((consumer, holder));
+        let dispatcher = Dispatcher::builder(&s.bus, s.store.clone())
+            .only([consumer])
+            .config(fast())
+            .service_shared(state.clone())
+            .build()
+            .unwrap();
+        let done = dispatcher.catch_up().await.unwrap();
+        assert!(done.parked.is_empty(), "{consumer}: {:?}", done.parked);
+        let seen: Vec<Option<String>> = state
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(c, _)| *c == consumer)
+            .map(|(_, email)| email.clone())
+            .collect();
+        assert_eq!(
+            seen,
+            [Some(format!("{consumer}@example.com")), None],
+            "{consumer}: the first try decrypted the email, the retry must see it erased"
+        );
+    }
+}

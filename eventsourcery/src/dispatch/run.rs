@@ -303,6 +303,27 @@ impl Dispatcher {
             .collect())
     }
 
+    /// Reads the personal values of `envelopes` again before they are retried, in one round
+    /// trip per store. A retry may come seconds after the batch was prepared (transaction
+    /// conflicts are tried again up to 20 times): a value erased meanwhile is then given as
+    /// erased, not as the plaintext decrypted before, which another partition's handling of the
+    /// erasure fact could no longer reach once it is written.
+    async fn refresh(&self, envelopes: &mut [Envelope]) -> Result<(), DispatchError> {
+        let mut references = Vec::new();
+        for envelope in envelopes.iter().filter(|e| e.personal) {
+            let stored = envelope.stored.as_ref().unwrap_or(&envelope.payload);
+            collect_references(&envelope.event.event_name, stored, &mut references);
+        }
+        if references.is_empty() {
+            return Ok(());
+        }
+        let resolved = Arc::new(self.bus.engine().resolve_personal(&references).await?);
+        for envelope in envelopes.iter_mut().filter(|e| e.personal) {
+            envelope.resolved = Arc::clone(&resolved);
+        }
+        Ok(())
+    }
+
     async fn backoff(&self, attempt: u32) {
         let delay = self
             .config
@@ -320,7 +341,8 @@ impl Dispatcher {
         envelopes: Vec<Prepared>,
     ) -> Result<Outcome, DispatchError> {
         let mut handled = 0;
-        for (position, envelope) in &envelopes {
+        let mut envelopes = envelopes;
+        for (position, envelope) in &mut envelopes {
             let position = *position;
             let mut attempts = Attempts::new(self.config.max_attempts);
             loop {
@@ -366,6 +388,9 @@ impl Dispatcher {
                 if let Some(step) = attempts.failed(conflict) {
                     tracing::debug!(consumer = window.name, position, failures = attempts.failures, conflicts = attempts.conflicts, %error, "retrying");
                     self.backoff(step).await;
+                    if let Ok(envelope) = envelope {
+                        self.refresh(std::slice::from_mut(envelope)).await?;
+                    }
                     continue;
                 }
                 return self
@@ -418,7 +443,7 @@ impl Dispatcher {
         prepared: Vec<Prepared>,
     ) -> Result<Outcome, DispatchError> {
         if prepared.iter().all(|(_, e)| e.is_ok()) {
-            let envelopes: Vec<Envelope> =
+            let mut envelopes: Vec<Envelope> =
                 prepared.into_iter().filter_map(|(_, e)| e.ok()).collect();
             let personal = envelopes.iter().any(Envelope::carries_personal_data);
             let mut attempts = Attempts::new(self.config.max_attempts);
@@ -440,7 +465,10 @@ impl Dispatcher {
                         } = Failure::new(error, personal);
                         tracing::debug!(consumer = window.name, failures = attempts.failures, conflicts = attempts.conflicts, conflict, %error, "projection batch failed");
                         match attempts.failed(conflict) {
-                            Some(step) => self.backoff(step).await,
+                            Some(step) => {
+                                self.backoff(step).await;
+                                self.refresh(&mut envelopes).await?;
+                            }
                             None => break,
                         }
                     }
@@ -449,6 +477,7 @@ impl Dispatcher {
                         Some(step) => {
                             tracing::debug!(consumer = window.name, %error, "projection batch refused at commit");
                             self.backoff(step).await;
+                            self.refresh(&mut envelopes).await?;
                         }
                         None => return Err(error.into()),
                     },
@@ -470,7 +499,8 @@ impl Dispatcher {
     ) -> Result<Outcome, DispatchError> {
         let mut from = window.from;
         let mut handled = 0;
-        for (position, envelope) in &envelopes {
+        let mut envelopes = envelopes;
+        for (position, envelope) in &mut envelopes {
             let position = *position;
             let mut attempts = Attempts::new(self.config.max_attempts);
             let failed = loop {
@@ -503,6 +533,9 @@ impl Dispatcher {
                         Some(step) => self.backoff(step).await,
                         None => return Err(error.into()),
                     },
+                }
+                if let Ok(envelope) = envelope {
+                    self.refresh(std::slice::from_mut(envelope)).await?;
                 }
             };
             if let Some(error) = failed {
